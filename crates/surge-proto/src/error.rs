@@ -1,0 +1,2 @@
+//! Typed errors of the protocol core.
+#![forbid(unsafe_code)]
