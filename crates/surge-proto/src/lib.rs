@@ -1,7 +1,13 @@
 //! Sans-IO core of the RFC 6455 WebSocket protocol.
 #![deny(unsafe_code)]
 
+pub mod close;
+pub mod connection;
 pub mod error;
+pub mod frame;
+pub mod mask;
+pub mod message;
+pub mod utf8;
 
 /// Which side of a WebSocket connection this endpoint plays.
 ///
