@@ -209,8 +209,10 @@ pub fn decode_header(
     } else {
         None
     };
-    let header = FrameHeader { fin, rsv, opcode, mask, payload_len };
-    Ok(Some((header, header.encoded_len())))
+    // Measured from the wire, not recomputed: a peer may spell a short length in the 16- or
+    // 64-bit form, and the header is then longer than `encoded_len` says.
+    let header_len = buf.len() - rest.len() + if masked { 4 } else { 0 };
+    Ok(Some((FrameHeader { fin, rsv, opcode, mask, payload_len }, header_len)))
 }
 
 /// Appends one whole frame to `out`: the header, then the payload, masked with `mask` when
@@ -278,6 +280,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_length_in_a_longer_form_than_needed_counts_its_real_bytes() {
+        let wire = [0x82, 0xFE, 0x00, 0x01, 1, 2, 3, 4, 0xAA];
+        let (header, len) = decode_header(&wire, &SERVER).unwrap().unwrap();
+        assert_eq!((header.payload_len, len, header.encoded_len()), (1, 8, 6));
+        let wire = [0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0, 5, 1, 2, 3, 4];
+        assert_eq!(decode_header(&wire, &SERVER).unwrap().unwrap().1, 14);
     }
 
     #[test]

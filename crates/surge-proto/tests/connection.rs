@@ -345,6 +345,15 @@ fn violations_close_with_the_rfc_codes() {
 }
 
 #[test]
+fn lengths_spelled_longer_than_needed_are_read_correctly_when_split() {
+    // Found by the connection fuzz target: a 1-byte payload with a 16-bit length field.
+    let wire = [0x82, 0xFE, 0x00, 0x01, 0x00, 0xFE, 0xB6, 0xDE, 0xB6]; // key byte 0 is 00: the payload reads as sent
+    for chunk in 1..=wire.len() {
+        assert_eq!(server_events(&wire, chunk).0, [Owned::Binary(vec![0xB6])], "chunk {chunk}");
+    }
+}
+
+#[test]
 fn accepted_codes_3000_to_4999_and_registered_ones() {
     for code in [
         1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
