@@ -1,0 +1,114 @@
+//! Per-loop pools of byte buffers and write queues.
+//!
+//! A connection borrows a buffer only while it has something in flight (a partial message, a
+//! partial handshake, unflushed output) and gives it back the moment it is empty, so an idle
+//! connection holds none. Buffers keep their capacity in the pool; the pool keeps at most a
+//! byte budget of idle capacity and frees what is past it, and frees any single buffer that
+//! grew larger than [`MAX_POOLED_CAPACITY`] (one 16 MiB message must not pin 16 MiB).
+
+use crate::outbox::Outbox;
+
+/// The capacity a fresh buffer starts with.
+pub(crate) const INITIAL_CAPACITY: usize = 16 * 1024;
+
+/// Buffers that grew past this are freed, not pooled.
+pub(crate) const MAX_POOLED_CAPACITY: usize = 1024 * 1024;
+
+/// Byte buffers and write queues, owned by one event loop.
+#[derive(Debug)]
+pub(crate) struct BufferPool {
+    buffers: Vec<Vec<u8>>,
+    #[allow(
+        clippy::vec_box,
+        reason = "connections hold their queue boxed (8 bytes when idle); the boxes are pooled"
+    )]
+    outboxes: Vec<Box<Outbox>>,
+    /// Capacity held by `buffers`.
+    pooled_bytes: usize,
+    /// The most idle capacity `buffers` may hold.
+    budget: usize,
+}
+
+impl BufferPool {
+    pub(crate) fn new(budget: usize) -> Self {
+        BufferPool { buffers: Vec::new(), outboxes: Vec::new(), pooled_bytes: 0, budget }
+    }
+
+    /// An empty buffer with some capacity: a pooled one, or a fresh one when the pool is dry.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        match self.buffers.pop() {
+            Some(buf) => {
+                self.pooled_bytes -= buf.capacity();
+                buf
+            }
+            None => Vec::with_capacity(INITIAL_CAPACITY),
+        }
+    }
+
+    /// Takes `buf` back, emptied; frees it instead when it is too large or the pool is full.
+    pub(crate) fn give(&mut self, mut buf: Vec<u8>) {
+        let capacity = buf.capacity();
+        if capacity == 0
+            || capacity > MAX_POOLED_CAPACITY
+            || self.pooled_bytes + capacity > self.budget
+        {
+            return;
+        }
+        buf.clear();
+        self.pooled_bytes += capacity;
+        self.buffers.push(buf);
+    }
+
+    /// An empty write queue.
+    pub(crate) fn take_outbox(&mut self) -> Box<Outbox> {
+        self.outboxes.pop().unwrap_or_default()
+    }
+
+    /// Takes back an empty write queue (its segments already returned with
+    /// [`Outbox::release`]).
+    pub(crate) fn give_outbox(&mut self, mut outbox: Box<Outbox>) {
+        outbox.release(self);
+        // A write queue is small (a deque of segments); keep as many as there were
+        // connections writing at once, bounded by the byte budget's order of magnitude.
+        if self.outboxes.len() < self.budget / INITIAL_CAPACITY {
+            self.outboxes.push(outbox);
+        }
+    }
+
+    /// Idle capacity held, in bytes.
+    #[cfg(test)]
+    pub(crate) fn pooled_bytes(&self) -> usize {
+        self.pooled_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_come_back_empty_with_their_capacity() {
+        let mut pool = BufferPool::new(1 << 20);
+        let mut buf = pool.take();
+        buf.extend_from_slice(b"hello");
+        let ptr = buf.as_ptr();
+        pool.give(buf);
+        assert_eq!(pool.pooled_bytes(), INITIAL_CAPACITY);
+        let again = pool.take();
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), ptr, "the same allocation is reused");
+        assert_eq!(pool.pooled_bytes(), 0);
+    }
+
+    #[test]
+    fn the_budget_and_the_size_cap_hold() {
+        let mut pool = BufferPool::new(2 * INITIAL_CAPACITY);
+        for _ in 0..3 {
+            pool.give(Vec::with_capacity(INITIAL_CAPACITY));
+        }
+        assert_eq!(pool.pooled_bytes(), 2 * INITIAL_CAPACITY);
+        let mut big = BufferPool::new(usize::MAX);
+        big.give(Vec::with_capacity(MAX_POOLED_CAPACITY + 1));
+        assert_eq!(big.pooled_bytes(), 0);
+    }
+}

@@ -1,0 +1,530 @@
+//! Server configuration: built once, validated once, then shared read-only by every loop.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use surge_proto::connection::Limits;
+use surge_proto::handshake::HandshakeLimits;
+
+/// What [`Conn::send`](crate::Conn::send) does once a connection's unsent output has reached
+/// the [backpressure limit](ConfigBuilder::backpressure_limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackpressurePolicy {
+    /// Hand the message back ([`SendResult::Backpressure`](crate::SendResult)); the handler's
+    /// [`on_drain`](crate::Handler::on_drain) runs once the output falls under the low
+    /// watermark.
+    #[default]
+    HandBack,
+    /// Close the connection with 1008 (policy violation): a peer that does not read is
+    /// dropped rather than waited for.
+    Close1008,
+}
+
+/// Which cores the loops run on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Pinning {
+    /// Leave placement to the operating system.
+    #[default]
+    Off,
+    /// Loop `i` runs on every core the process may use, in order, `i` modulo their number.
+    AllCores,
+    /// Loop `i` runs on core `cores[i % cores.len()]`.
+    Cores(Vec<usize>),
+}
+
+/// Which setting a [`ConfigError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Setting {
+    /// [`ConfigBuilder::threads`].
+    Threads,
+    /// [`ConfigBuilder::backlog`].
+    Backlog,
+    /// [`ConfigBuilder::handshake_timeout`].
+    HandshakeTimeout,
+    /// [`ConfigBuilder::idle_timeout`].
+    IdleTimeout,
+    /// [`ConfigBuilder::close_timeout`].
+    CloseTimeout,
+    /// [`ConfigBuilder::timer_tick`].
+    TimerTick,
+    /// [`ConfigBuilder::backpressure_limit`].
+    BackpressureLimit,
+    /// [`ConfigBuilder::max_message_size`].
+    MaxMessageSize,
+    /// [`ConfigBuilder::max_connections`].
+    MaxConnections,
+    /// [`ConfigBuilder::read_buffer_size`].
+    ReadBufferSize,
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Setting::Threads => "threads",
+            Setting::Backlog => "backlog",
+            Setting::HandshakeTimeout => "handshake timeout",
+            Setting::IdleTimeout => "idle timeout",
+            Setting::CloseTimeout => "close timeout",
+            Setting::TimerTick => "timer tick",
+            Setting::BackpressureLimit => "backpressure limit",
+            Setting::MaxMessageSize => "max message size",
+            Setting::MaxConnections => "max connections",
+            Setting::ReadBufferSize => "read buffer size",
+        })
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No address to listen on.
+    #[error("no listen address")]
+    NoListenAddress,
+    /// A setting that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    Zero(Setting),
+    /// More loops than a connection id can number.
+    #[error("at most {max} threads", max = u16::MAX)]
+    TooManyThreads,
+    /// A timeout shorter than two timer ticks cannot be kept.
+    #[error("{0} must be at least two timer ticks")]
+    ShorterThanTwoTicks(Setting),
+    /// The low watermark must lie below the backpressure limit.
+    #[error("the low watermark ({low} B) must be below the backpressure limit ({limit} B)")]
+    LowWatermark {
+        /// The low watermark asked for.
+        low: usize,
+        /// The backpressure limit.
+        limit: usize,
+    },
+    /// The read buffer must hold at least a handshake head and a frame header.
+    #[error("read buffer size must be at least {min} bytes", min = MIN_READ_BUFFER)]
+    ReadBufferTooSmall,
+    /// More header fields allowed than the loops keep storage for.
+    #[error("at most {max} header fields can be allowed", max = MAX_HEADERS)]
+    TooManyHeaders,
+    /// Pinning asked for a core this process may not use (or core ids cannot be listed).
+    #[error("core {0} is not available for pinning")]
+    UnknownCore(usize),
+}
+
+/// The smallest read buffer accepted.
+const MIN_READ_BUFFER: usize = 4096;
+
+/// Header fields a handshake may carry at most (the parser's storage lives on the stack).
+pub(crate) const MAX_HEADERS: usize = 128;
+
+/// A validated server configuration. Build one with [`Config::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use surge::Config;
+///
+/// let config = Config::builder()
+///     .listen("127.0.0.1:0".parse().unwrap())
+///     .threads(2)
+///     .idle_timeout(Some(Duration::from_secs(30)))
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.threads(), 2);
+/// assert_eq!(config.backpressure_limit(), 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Config {
+    listen: Vec<SocketAddr>,
+    threads: usize,
+    pinning: Vec<usize>,
+    backlog: i32,
+    nodelay: bool,
+    reuse_port: bool,
+    limits: Limits,
+    handshake_limits: HandshakeLimits,
+    handshake_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    backpressure_limit: usize,
+    low_watermark: usize,
+    backpressure_policy: BackpressurePolicy,
+    max_connections: usize,
+    allowed_origins: Option<Vec<String>>,
+    read_buffer_size: usize,
+    timer_tick: Duration,
+    pool_budget: usize,
+}
+
+impl Config {
+    /// A builder with the defaults: no listen address yet, one loop per available core, no
+    /// pinning, backlog 1024, `TCP_NODELAY` on, `SO_REUSEPORT` where the system has it,
+    /// 16 MiB messages and frames, handshake 10 s, idle 120 s (ping at half), close 5 s,
+    /// 1 MiB backpressure limit with a 256 KiB low watermark, [`BackpressurePolicy::HandBack`],
+    /// 100 000 connections, 64 KiB read buffer, 100 ms timer tick.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config {
+                listen: Vec::new(),
+                threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                pinning: Vec::new(),
+                backlog: 1024,
+                nodelay: true,
+                reuse_port: true,
+                limits: Limits::default(),
+                handshake_limits: HandshakeLimits::default(),
+                handshake_timeout: Duration::from_secs(10),
+                idle_timeout: Some(Duration::from_secs(120)),
+                backpressure_limit: 1 << 20,
+                low_watermark: 256 << 10,
+                backpressure_policy: BackpressurePolicy::HandBack,
+                max_connections: 100_000,
+                allowed_origins: None,
+                read_buffer_size: 64 << 10,
+                timer_tick: Duration::from_millis(100),
+                pool_budget: 16 << 20,
+            },
+            pinning: Pinning::Off,
+            low_watermark_set: false,
+        }
+    }
+
+    /// Addresses to listen on.
+    pub fn listen(&self) -> &[SocketAddr] {
+        &self.listen
+    }
+    /// Number of event loops (threads).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+    /// The core of each loop, by loop index modulo the list; empty when not pinned.
+    pub fn pinning(&self) -> &[usize] {
+        &self.pinning
+    }
+    /// Listen backlog.
+    pub fn backlog(&self) -> i32 {
+        self.backlog
+    }
+    /// Whether accepted sockets get `TCP_NODELAY`.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+    /// Whether each loop gets its own `SO_REUSEPORT` listener (else one loop accepts and
+    /// hands sockets round-robin to the others).
+    pub fn reuse_port(&self) -> bool {
+        self.reuse_port
+    }
+    /// Frame, message and close-handshake limits of each connection.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    /// Limits of the opening handshake.
+    pub fn handshake_limits(&self) -> &HandshakeLimits {
+        &self.handshake_limits
+    }
+    /// Time a client has to complete its opening handshake.
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+    /// Time a connection may stay silent: a ping goes out at half of it, and a connection
+    /// still silent at its end is closed with 1001 (going away). `None`: never.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+    /// Time to wait for the peer's Close after sending ours.
+    pub fn close_timeout(&self) -> Duration {
+        self.limits.close_timeout
+    }
+    /// Unsent bytes at which sends are refused (or the connection closed, per policy).
+    pub fn backpressure_limit(&self) -> usize {
+        self.backpressure_limit
+    }
+    /// Unsent bytes under which a backpressured connection is drained again.
+    pub fn low_watermark(&self) -> usize {
+        self.low_watermark
+    }
+    /// What happens at the backpressure limit.
+    pub fn backpressure_policy(&self) -> BackpressurePolicy {
+        self.backpressure_policy
+    }
+    /// Open WebSocket connections across all loops; past it, handshakes get 503.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+    /// Origins allowed to connect, if restricted (see [`ConfigBuilder::allowed_origins`]).
+    pub fn allowed_origins(&self) -> Option<&[String]> {
+        self.allowed_origins.as_deref()
+    }
+    /// Size of each loop's read buffer.
+    pub fn read_buffer_size(&self) -> usize {
+        self.read_buffer_size
+    }
+    /// Resolution of the timers.
+    pub fn timer_tick(&self) -> Duration {
+        self.timer_tick
+    }
+    /// Idle buffer capacity each loop keeps pooled.
+    pub fn pool_budget(&self) -> usize {
+        self.pool_budget
+    }
+
+    /// Whether `origin` (the request's `Origin` header, if any) may connect.
+    pub(crate) fn origin_allowed(&self, origin: Option<&[u8]>) -> bool {
+        match (&self.allowed_origins, origin) {
+            (None, _) => true,
+            // Browsers always send Origin; a client without one is not a browser page and
+            // cannot carry a victim's cookies across sites.
+            (Some(_), None) => true,
+            (Some(list), Some(origin)) => {
+                list.iter().any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
+            }
+        }
+    }
+}
+
+/// Builds a [`Config`]; see [`Config::builder`] for the defaults.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ConfigBuilder {
+    config: Config,
+    pinning: Pinning,
+    low_watermark_set: bool,
+}
+
+impl ConfigBuilder {
+    /// Adds an address to listen on (IPv4 or IPv6; port 0 picks a free port, reported by
+    /// [`Server::local_addrs`](crate::Server::local_addrs)). May be called several times.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen.push(addr);
+        self
+    }
+    /// Number of event loops, one thread each.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.config.threads = threads;
+        self
+    }
+    /// Pins loops to cores.
+    pub fn pinning(mut self, pinning: Pinning) -> Self {
+        self.pinning = pinning;
+        self
+    }
+    /// Listen backlog.
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.config.backlog = backlog;
+        self
+    }
+    /// `TCP_NODELAY` on accepted sockets (default on).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.config.nodelay = on;
+        self
+    }
+    /// One `SO_REUSEPORT` listener per loop (default on; falls back to one accepting loop
+    /// where the system lacks it).
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.config.reuse_port = on;
+        self
+    }
+    /// Largest message, and largest frame (past either: close 1009).
+    pub fn max_message_size(mut self, bytes: u64) -> Self {
+        self.config.limits.max_message_size = bytes;
+        self.config.limits.max_frame_size = bytes;
+        self
+    }
+    /// Frame and message limits (the close timeout inside is
+    /// [`close_timeout`](Self::close_timeout)'s).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+    /// Opening handshake limits.
+    pub fn handshake_limits(mut self, limits: HandshakeLimits) -> Self {
+        self.config.handshake_limits = limits;
+        self
+    }
+    /// Time a client has to complete its opening handshake.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+    /// Silence allowed before a ping (at half) and a close with 1001 (at the end); `None`
+    /// disables both.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+    /// Time to wait for the peer's Close after sending ours.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.limits.close_timeout = timeout;
+        self
+    }
+    /// Unsent bytes at which sends are refused; the low watermark follows at a quarter
+    /// unless set.
+    pub fn backpressure_limit(mut self, bytes: usize) -> Self {
+        self.config.backpressure_limit = bytes;
+        self
+    }
+    /// Unsent bytes under which a backpressured connection is drained again.
+    pub fn low_watermark(mut self, bytes: usize) -> Self {
+        self.config.low_watermark = bytes;
+        self.low_watermark_set = true;
+        self
+    }
+    /// What happens at the backpressure limit.
+    pub fn backpressure_policy(mut self, policy: BackpressurePolicy) -> Self {
+        self.config.backpressure_policy = policy;
+        self
+    }
+    /// Open WebSocket connections across all loops; past it, handshakes get 503.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max;
+        self
+    }
+    /// Refuses (403) handshakes whose `Origin` is not one of `origins` (compared
+    /// ASCII-case-insensitively, e.g. `"https://example.com"`). Requests without `Origin`
+    /// do not come from browser pages and are let through. This stops cross-site WebSocket
+    /// hijacking; by default every origin is allowed.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+    /// Size of each loop's read buffer (default 64 KiB).
+    pub fn read_buffer_size(mut self, bytes: usize) -> Self {
+        self.config.read_buffer_size = bytes;
+        self
+    }
+    /// Resolution of the handshake, idle and close timers (default 100 ms).
+    pub fn timer_tick(mut self, tick: Duration) -> Self {
+        self.config.timer_tick = tick;
+        self
+    }
+    /// Idle buffer capacity each loop keeps pooled (default 16 MiB).
+    pub fn pool_budget(mut self, bytes: usize) -> Self {
+        self.config.pool_budget = bytes;
+        self
+    }
+
+    /// Checks the settings together.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let ConfigBuilder { mut config, pinning, low_watermark_set } = self;
+        if config.listen.is_empty() {
+            return Err(ConfigError::NoListenAddress);
+        }
+        let positive = [
+            (config.threads == 0, Setting::Threads),
+            (config.backlog <= 0, Setting::Backlog),
+            (config.timer_tick.is_zero(), Setting::TimerTick),
+            (config.backpressure_limit == 0, Setting::BackpressureLimit),
+            (config.limits.max_message_size == 0, Setting::MaxMessageSize),
+            (config.max_connections == 0, Setting::MaxConnections),
+        ];
+        if let Some((_, setting)) = positive.iter().find(|(zero, _)| *zero) {
+            return Err(ConfigError::Zero(*setting));
+        }
+        if config.threads > usize::from(u16::MAX) {
+            return Err(ConfigError::TooManyThreads);
+        }
+        let two_ticks = config.timer_tick * 2;
+        let timeouts = [
+            (Some(config.handshake_timeout), Setting::HandshakeTimeout),
+            (config.idle_timeout, Setting::IdleTimeout),
+            (Some(config.limits.close_timeout), Setting::CloseTimeout),
+        ];
+        for (timeout, setting) in timeouts {
+            if timeout.is_some_and(|t| t < two_ticks) {
+                return Err(ConfigError::ShorterThanTwoTicks(setting));
+            }
+        }
+        if !low_watermark_set {
+            config.low_watermark = config.backpressure_limit / 4;
+        }
+        if config.low_watermark >= config.backpressure_limit {
+            return Err(ConfigError::LowWatermark {
+                low: config.low_watermark,
+                limit: config.backpressure_limit,
+            });
+        }
+        if config.read_buffer_size < MIN_READ_BUFFER {
+            return Err(ConfigError::ReadBufferTooSmall);
+        }
+        if config.handshake_limits.max_headers > MAX_HEADERS {
+            return Err(ConfigError::TooManyHeaders);
+        }
+        config.pinning = match pinning {
+            Pinning::Off => Vec::new(),
+            Pinning::AllCores => available_cores().ok_or(ConfigError::UnknownCore(0))?,
+            Pinning::Cores(cores) => {
+                let available = available_cores().unwrap_or_default();
+                if let Some(missing) = cores.iter().find(|c| !available.contains(c)) {
+                    return Err(ConfigError::UnknownCore(*missing));
+                }
+                cores
+            }
+        };
+        Ok(config)
+    }
+}
+
+/// Cores this process may run on.
+fn available_cores() -> Option<Vec<usize>> {
+    let ids = core_affinity::get_core_ids()?;
+    Some(ids.into_iter().map(|core| core.id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> ConfigBuilder {
+        Config::builder().listen("127.0.0.1:0".parse().unwrap())
+    }
+
+    #[test]
+    fn defaults_are_as_documented() {
+        let config = base().build().unwrap();
+        assert_eq!(config.handshake_timeout(), Duration::from_secs(10));
+        assert_eq!(config.idle_timeout(), Some(Duration::from_secs(120)));
+        assert_eq!(config.close_timeout(), Duration::from_secs(5));
+        assert_eq!(config.low_watermark(), 256 << 10);
+        assert!(config.nodelay());
+        assert!(config.pinning().is_empty());
+        assert!(config.threads() >= 1);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_once_at_build() {
+        assert_eq!(Config::builder().build().unwrap_err(), ConfigError::NoListenAddress);
+        assert_eq!(base().threads(0).build().unwrap_err(), ConfigError::Zero(Setting::Threads));
+        assert_eq!(base().threads(70_000).build().unwrap_err(), ConfigError::TooManyThreads);
+        assert_eq!(
+            base().idle_timeout(Some(Duration::from_millis(150))).build().unwrap_err(),
+            ConfigError::ShorterThanTwoTicks(Setting::IdleTimeout)
+        );
+        assert!(matches!(
+            base().backpressure_limit(10).low_watermark(10).build(),
+            Err(ConfigError::LowWatermark { low: 10, limit: 10 })
+        ));
+        assert_eq!(
+            base().read_buffer_size(10).build().unwrap_err(),
+            ConfigError::ReadBufferTooSmall
+        );
+        assert_eq!(
+            base().pinning(Pinning::Cores(vec![usize::MAX])).build().unwrap_err(),
+            ConfigError::UnknownCore(usize::MAX)
+        );
+        assert_eq!(
+            ConfigError::ShorterThanTwoTicks(Setting::CloseTimeout).to_string(),
+            "close timeout must be at least two timer ticks"
+        );
+    }
+
+    #[test]
+    fn origins_compare_without_case_and_missing_origin_passes() {
+        let config = base().allowed_origins(["https://example.com"]).build().unwrap();
+        assert!(config.origin_allowed(Some(b"https://EXAMPLE.com")));
+        assert!(!config.origin_allowed(Some(b"https://evil.example")));
+        assert!(!config.origin_allowed(Some(b"https://example.com\xff")));
+        assert!(config.origin_allowed(None));
+        assert!(base().build().unwrap().origin_allowed(Some(b"https://evil.example")));
+    }
+}

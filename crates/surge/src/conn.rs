@@ -1,0 +1,287 @@
+//! One connection: its per-connection record, and [`Conn`], the view a handler gets of it.
+//!
+//! The record is kept small: buffers are borrowed from the loop's pool only while something is
+//! in flight, so an idle open connection holds its socket, its protocol state and a few
+//! counters, and no buffer at all.
+
+use std::net::SocketAddr;
+
+use mio::net::TcpStream;
+use surge_proto::close::CloseCode;
+use surge_proto::connection::Connection as WsConnection;
+use surge_proto::error::SendError;
+use surge_proto::handshake::ServerHandshake;
+use surge_proto::message::Message;
+
+use crate::config::BackpressurePolicy;
+use crate::event_loop::LoopCtx;
+use crate::handle::{ConnectionId, LoopIndex, ServerHandle};
+use crate::handler::SendResult;
+use crate::outbox::{Outbox, SharedFrame};
+
+/// Where a connection is in its life.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "the WebSocket state is the steady state; boxing it would add a pointer chase per read"
+)]
+pub(crate) enum Protocol {
+    /// Reading the opening handshake.
+    Handshake(ServerHandshake),
+    /// Upgraded. Open to the application while the record's state is `Some`; closing after.
+    Ws(WsConnection),
+    /// An HTTP refusal is queued; the socket closes once it is written.
+    Refused,
+}
+
+/// Per-connection flags.
+pub(crate) mod flag {
+    /// Listed in the loop's dirty list for this turn's flush.
+    pub(crate) const DIRTY: u8 = 1;
+    /// A write was partial: WRITABLE interest is registered.
+    pub(crate) const WRITE_BLOCKED: u8 = 1 << 1;
+    /// A send was refused; `on_drain` is owed once output falls under the low watermark.
+    pub(crate) const BACKPRESSURED: u8 = 1 << 2;
+    /// Reading stopped at the backpressure limit; resumes under the low watermark.
+    pub(crate) const READ_PAUSED: u8 = 1 << 3;
+    /// An idle ping went out and nothing was read since.
+    pub(crate) const PINGED: u8 = 1 << 4;
+    /// Counted in the server's open-connection count.
+    pub(crate) const COUNTED: u8 = 1 << 5;
+    /// Our side of the socket is shut after an HTTP refusal (a lingering close).
+    pub(crate) const WRITE_SHUT: u8 = 1 << 6;
+}
+
+/// Everything the engine keeps for one connection except the application's state.
+#[derive(Debug)]
+pub(crate) struct ConnCore {
+    pub(crate) socket: TcpStream,
+    pub(crate) peer: SocketAddr,
+    /// Unsent output; `None` when there is none.
+    pub(crate) out: Option<Box<Outbox>>,
+    /// Received bytes not yet processed: a partial handshake head, or input held back at the
+    /// backpressure limit.
+    pub(crate) stash: Option<Vec<u8>>,
+    /// The first part of a message that arrived in pieces.
+    pub(crate) assembly: Option<Vec<u8>>,
+    /// The tick of the last read.
+    pub(crate) last_active: u64,
+    /// The tick of this connection's live timer entry; 0 when none.
+    pub(crate) timer_at: u64,
+    /// The handshake deadline while handshaking; the close deadline once closing; else 0.
+    pub(crate) deadline: u64,
+    pub(crate) flags: u8,
+    pub(crate) proto: Protocol,
+}
+
+/// A connection record: the engine's part and the application's.
+#[derive(Debug)]
+pub(crate) struct ConnEntry<S> {
+    pub(crate) core: ConnCore,
+    /// `Some` from the upgrade until `on_close`.
+    pub(crate) state: Option<S>,
+}
+
+impl ConnCore {
+    pub(crate) fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub(crate) fn set(&mut self, flag: u8) {
+        self.flags |= flag;
+    }
+
+    pub(crate) fn clear(&mut self, flag: u8) {
+        self.flags &= !flag;
+    }
+
+    /// Unsent output in bytes.
+    pub(crate) fn buffered(&self) -> usize {
+        self.out.as_ref().map_or(0, |out| out.len())
+    }
+
+    /// Appends to the output with `encode` and lists the connection for this turn's flush.
+    pub(crate) fn queue<R>(
+        &mut self,
+        ctx: &mut LoopCtx,
+        id: ConnectionId,
+        encode: impl FnOnce(&mut Vec<u8>) -> R,
+    ) -> R {
+        let out = self.out.get_or_insert_with(|| ctx.pool.take_outbox());
+        let result = out.append(&mut ctx.pool, encode);
+        self.mark_dirty(ctx, id);
+        result
+    }
+
+    pub(crate) fn mark_dirty(&mut self, ctx: &mut LoopCtx, id: ConnectionId) {
+        if !self.has(flag::DIRTY) {
+            self.set(flag::DIRTY);
+            ctx.dirty.push((id.slot, id.generation));
+        }
+    }
+
+    /// Whether a data message may be queued now; applies the policy when not.
+    fn admit(&mut self, ctx: &mut LoopCtx, id: ConnectionId) -> Option<SendResult> {
+        let Protocol::Ws(ws) = &self.proto else { return Some(SendResult::Closed) };
+        if !ws.can_send() {
+            return Some(SendResult::Closed);
+        }
+        if self.buffered() < ctx.config.backpressure_limit() {
+            return None;
+        }
+        Some(match ctx.config.backpressure_policy() {
+            BackpressurePolicy::HandBack => {
+                self.set(flag::BACKPRESSURED);
+                SendResult::Backpressure
+            }
+            BackpressurePolicy::Close1008 => {
+                // Cannot fail: the connection could still send.
+                let _ = self.start_close(ctx, id, CloseCode::POLICY_VIOLATION, "backpressure");
+                SendResult::Closed
+            }
+        })
+    }
+
+    /// Queues one data message, honouring the backpressure limit: a message is taken while
+    /// the unsent output is under the limit, even one that takes it past.
+    pub(crate) fn send(
+        &mut self,
+        ctx: &mut LoopCtx,
+        id: ConnectionId,
+        msg: Message<'_>,
+    ) -> SendResult {
+        if let Some(refused) = self.admit(ctx, id) {
+            return refused;
+        }
+        let Protocol::Ws(ws) = &mut self.proto else { return SendResult::Closed };
+        let out = self.out.get_or_insert_with(|| ctx.pool.take_outbox());
+        match out.append(&mut ctx.pool, |buf| ws.send(msg, buf)) {
+            Ok(()) => {
+                self.mark_dirty(ctx, id);
+                SendResult::Sent
+            }
+            Err(_) => SendResult::Closed,
+        }
+    }
+
+    /// Queues a broadcast frame by reference, like [`send`](Self::send).
+    pub(crate) fn send_shared(
+        &mut self,
+        ctx: &mut LoopCtx,
+        id: ConnectionId,
+        frame: &SharedFrame,
+    ) -> SendResult {
+        if let Some(refused) = self.admit(ctx, id) {
+            return refused;
+        }
+        let out = self.out.get_or_insert_with(|| ctx.pool.take_outbox());
+        out.push_shared(frame.clone());
+        self.mark_dirty(ctx, id);
+        SendResult::Sent
+    }
+
+    /// Queues our Close and starts the close deadline.
+    pub(crate) fn start_close(
+        &mut self,
+        ctx: &mut LoopCtx,
+        id: ConnectionId,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<(), SendError> {
+        let now = ctx.now;
+        let Protocol::Ws(ws) = &mut self.proto else { return Err(SendError::Closed) };
+        let out = self.out.get_or_insert_with(|| ctx.pool.take_outbox());
+        out.append(&mut ctx.pool, |buf| ws.close(now, code, reason, buf))?;
+        self.mark_dirty(ctx, id);
+        self.arm_close_deadline(ctx, id);
+        Ok(())
+    }
+
+    /// The connection must be gone by the close timeout from now (or sooner).
+    pub(crate) fn arm_close_deadline(&mut self, ctx: &mut LoopCtx, id: ConnectionId) {
+        let at = ctx.close_deadline();
+        if self.deadline == 0 || at < self.deadline {
+            self.deadline = at;
+        }
+        ctx.arm(self, id, self.deadline);
+    }
+}
+
+/// A handler's view of one connection during a callback.
+///
+/// Sends are queued and written at the end of the loop turn, one write per connection for all
+/// of them.
+pub struct Conn<'a> {
+    pub(crate) core: &'a mut ConnCore,
+    pub(crate) ctx: &'a mut LoopCtx,
+    pub(crate) id: ConnectionId,
+}
+
+impl std::fmt::Debug for Conn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.id)
+            .field("peer", &self.core.peer)
+            .field("buffered", &self.core.buffered())
+            .finish()
+    }
+}
+
+impl Conn<'_> {
+    /// This connection's id, valid from any thread through the [`ServerHandle`].
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+
+    /// The loop this connection lives on.
+    pub fn loop_index(&self) -> LoopIndex {
+        self.id.loop_index()
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.core.peer
+    }
+
+    /// Queues a message. See [`SendResult`] for refusals; nothing is ever dropped silently.
+    pub fn send(&mut self, msg: Message<'_>) -> SendResult {
+        self.core.send(self.ctx, self.id, msg)
+    }
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> SendResult {
+        self.send(Message::Text(text))
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, bytes: &[u8]) -> SendResult {
+        self.send(Message::Binary(bytes))
+    }
+
+    /// Queues a ping (at most 125 bytes of payload). Pings are small and not subject to the
+    /// backpressure limit.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        let Protocol::Ws(ws) = &mut self.core.proto else { return Err(SendError::Closed) };
+        let out = self.core.out.get_or_insert_with(|| self.ctx.pool.take_outbox());
+        out.append(&mut self.ctx.pool, |buf| ws.ping(payload, buf))?;
+        self.core.mark_dirty(self.ctx, self.id);
+        Ok(())
+    }
+
+    /// Starts the close handshake: queues a Close with `code` and `reason` (at most 123
+    /// bytes). [`Handler::on_close`](crate::Handler::on_close) follows when the peer answers,
+    /// or at the close timeout.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
+        self.core.start_close(self.ctx, self.id, code, reason)
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.core.buffered()
+    }
+
+    /// A handle to the whole server (to broadcast, or reach other connections).
+    pub fn handle(&self) -> &ServerHandle {
+        &self.ctx.handle
+    }
+}

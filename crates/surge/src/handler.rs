@@ -1,0 +1,121 @@
+//! The embedding API: what an application implements to serve WebSocket connections.
+
+use surge_proto::close::CloseCode;
+use surge_proto::message::Message;
+
+use crate::conn::Conn;
+use crate::handle::ConnectionId;
+use crate::request::Request;
+
+/// An application's side of the server. One handler is made per event loop by the factory
+/// given to [`Server::start`](crate::Server::start) and used only on that loop's thread, so a
+/// handler needs no locking and need not be `Send`; share state between loops explicitly
+/// (an `Arc`, a channel, a [`ServerHandle`](crate::ServerHandle)).
+///
+/// Every call for one connection happens on its loop, in order: `on_upgrade`, `on_open`,
+/// then `on_message`, `on_drain` and `on_refused` any number of times, then exactly one
+/// `on_close`. A panic in any of them is caught: the connection is closed with 1011
+/// (internal error), the panic is logged, and the loop and every other connection go on.
+///
+/// ```
+/// use surge::{Conn, Handler, Request, Upgrade};
+/// use surge_proto::message::Message;
+///
+/// /// Echoes text, counting messages per connection.
+/// struct Counter;
+///
+/// impl Handler for Counter {
+///     type State = u64;
+///
+///     fn on_upgrade(&mut self, req: &Request<'_>) -> Upgrade<u64> {
+///         if req.path() != "/count" {
+///             return Upgrade::Reject(404);
+///         }
+///         Upgrade::accept(0)
+///     }
+///
+///     fn on_message(&mut self, conn: &mut Conn<'_>, count: &mut u64, msg: Message<'_>) {
+///         *count += 1;
+///         if let Message::Text(text) = msg {
+///             let _ = conn.send_text(text);
+///         }
+///     }
+/// }
+/// ```
+pub trait Handler {
+    /// Per-connection state, made by [`on_upgrade`](Self::on_upgrade) and handed back by
+    /// [`on_close`](Self::on_close).
+    type State;
+
+    /// Decides whether to accept an opening handshake the protocol layer found valid (the
+    /// configured origin allow-list and connection cap were checked already).
+    fn on_upgrade(&mut self, req: &Request<'_>) -> Upgrade<Self::State>;
+
+    /// The connection is open; the 101 response is queued ahead of anything sent here.
+    fn on_open(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) {
+        let _ = (conn, state);
+    }
+
+    /// A whole message arrived. It is borrowed from the loop's read buffer (or from the
+    /// connection's assembly buffer when it came in pieces): copy what must outlive the call.
+    fn on_message(&mut self, conn: &mut Conn<'_>, state: &mut Self::State, msg: Message<'_>);
+
+    /// Output that had reached the backpressure limit has fallen under the low watermark:
+    /// sends are accepted again. Called once after each [`SendResult::Backpressure`].
+    fn on_drain(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) {
+        let _ = (conn, state);
+    }
+
+    /// A message from another thread ([`ServerHandle::send`](crate::ServerHandle::send) or
+    /// a broadcast) found this connection over its backpressure limit, under
+    /// [`BackpressurePolicy::HandBack`](crate::BackpressurePolicy). The message is handed
+    /// here instead of being dropped. By default the connection is closed with 1008.
+    fn on_refused(&mut self, conn: &mut Conn<'_>, state: &mut Self::State, msg: Message<'_>) {
+        let _ = (state, msg);
+        let _ = conn.close(CloseCode::POLICY_VIOLATION, "backpressure");
+    }
+
+    /// The WebSocket is closed; no more calls for this connection follow. `code` is the
+    /// peer's close code (1005 when its Close had none), the code of the protocol violation
+    /// we closed for, or 1006 when the connection ended without a close handshake (reset,
+    /// end of stream, close timeout, shutdown deadline).
+    fn on_close(&mut self, id: ConnectionId, state: Self::State, code: CloseCode, reason: &str) {
+        let _ = (id, state, code, reason);
+    }
+}
+
+/// The answer to an opening handshake.
+#[derive(Debug)]
+pub enum Upgrade<S> {
+    /// Switch protocols.
+    Accept {
+        /// The subprotocol chosen, one of those the client offered
+        /// ([`Request::protocols`]), or `None`.
+        protocol: Option<&'static str>,
+        /// The connection's state.
+        state: S,
+    },
+    /// Refuse with this HTTP status (400-599; anything else is sent as 500).
+    Reject(u16),
+}
+
+impl<S> Upgrade<S> {
+    /// Accepts without a subprotocol.
+    pub fn accept(state: S) -> Self {
+        Upgrade::Accept { protocol: None, state }
+    }
+}
+
+/// The outcome of a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a send may be refused: Backpressure hands the message back"]
+pub enum SendResult {
+    /// Queued; it goes out at the end of this loop turn (or as the socket drains).
+    Sent,
+    /// Not queued: the connection's unsent output has reached the backpressure limit. The
+    /// message is the caller's again; [`Handler::on_drain`] runs when sending makes sense.
+    Backpressure,
+    /// Not queued: the connection is closing (a Close was sent or is queued), or was just
+    /// closed with 1008 under [`BackpressurePolicy::Close1008`](crate::BackpressurePolicy).
+    Closed,
+}

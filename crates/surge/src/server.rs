@@ -1,0 +1,190 @@
+//! Starting the loops and waiting for them.
+
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Poll, Waker};
+
+use crate::acceptor;
+use crate::config::Config;
+use crate::error::ServerError;
+use crate::event_loop::{EventLoop, LoopSetup, WAKER};
+use crate::handle::{Command, LoopIndex, LoopRemote, ServerHandle, Shared, ShutdownReport};
+use crate::handler::Handler;
+
+/// A running server: its loops, their addresses, and a handle to reach them.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use surge::{echo::EchoHandler, Config, Server};
+///
+/// let config = Config::builder().listen("127.0.0.1:9001".parse().unwrap()).build()?;
+/// let server = Server::start(config, |_loop| EchoHandler)?;
+/// println!("listening on {:?}", server.local_addrs());
+/// // ... later, from any thread:
+/// let report = server.shutdown(Duration::from_secs(5));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    handle: ServerHandle,
+    local_addrs: Vec<SocketAddr>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the configured addresses, starts one loop per configured thread, and calls
+    /// `factory` once on each loop's thread to make its handler. Returns once every loop is
+    /// ready to accept.
+    pub fn start<H, F>(config: Config, factory: F) -> Result<Server, ServerError>
+    where
+        H: Handler + 'static,
+        F: Fn(LoopIndex) -> H + Send + Sync + 'static,
+    {
+        let config = Arc::new(config);
+        let listeners = acceptor::bind(&config)?;
+        let local_addrs = listeners.local_addrs.clone();
+
+        let mut polls = Vec::with_capacity(config.threads());
+        let mut remotes = Vec::with_capacity(config.threads());
+        let mut receivers = Vec::with_capacity(config.threads());
+        for _ in 0..config.threads() {
+            let poll = Poll::new().map_err(|source| ServerError::Poll { source })?;
+            let waker = Waker::new(poll.registry(), WAKER)
+                .map_err(|source| ServerError::Poll { source })?;
+            let (commands, receiver) = crossbeam_channel::unbounded();
+            remotes.push(LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) });
+            receivers.push(receiver);
+            polls.push(poll);
+        }
+        let (report_tx, report_rx) = crossbeam_channel::unbounded();
+        let handle = ServerHandle {
+            shared: Arc::new(Shared {
+                loops: remotes,
+                open: AtomicUsize::new(0),
+                shutting_down: AtomicBool::new(false),
+                reports: Mutex::new(Some(report_rx)),
+            }),
+        };
+
+        let factory = Arc::new(factory);
+        let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+        let mut threads = Vec::with_capacity(config.threads());
+        let setups = polls.into_iter().zip(receivers).zip(listeners.per_loop).enumerate();
+        for (index, ((poll, commands), listeners)) in setups {
+            let setup = LoopSetup {
+                // `Config::build` caps threads at u16::MAX.
+                index: index as u16,
+                poll,
+                listeners,
+                commands,
+                reports: report_tx.clone(),
+                config: Arc::clone(&config),
+                handle: handle.clone(),
+            };
+            let factory = Arc::clone(&factory);
+            let ready = ready_tx.clone();
+            let core = (!config.pinning().is_empty())
+                .then(|| config.pinning()[index % config.pinning().len()]);
+            let spawned = std::thread::Builder::new()
+                .name(format!("surge-loop-{index}"))
+                .spawn(move || run_loop(setup, &*factory, core, ready));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(source) => {
+                    let server = Server { handle, local_addrs, threads };
+                    server.abort();
+                    return Err(ServerError::Spawn { source });
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..threads.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    Server { handle, local_addrs, threads }.abort();
+                    return Err(error);
+                }
+                Err(_) => {
+                    Server { handle, local_addrs, threads }.abort();
+                    return Err(ServerError::FactoryPanicked(0));
+                }
+            }
+        }
+        Ok(Server { handle, local_addrs, threads })
+    }
+
+    /// A handle for sending, broadcasting and shutting down, from any thread.
+    pub fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// The bound addresses, in the configured order, with ports resolved (port 0 becomes
+    /// the port the system chose).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Waits until every loop has stopped (after a [`shutdown`](ServerHandle::shutdown)
+    /// from any thread).
+    pub fn join(self) {
+        for thread in self.threads {
+            if thread.join().is_err() {
+                tracing::error!("a loop thread panicked");
+            }
+        }
+    }
+
+    /// Shuts down gracefully (see [`ServerHandle::shutdown`]) and waits for the loops.
+    pub fn shutdown(self, grace: Duration) -> ShutdownReport {
+        let report = self.handle.shutdown(grace);
+        self.join();
+        report
+    }
+
+    /// Stops loops that started, when starting the rest failed.
+    fn abort(self) {
+        for remote in &self.handle.shared.loops {
+            let _ = remote.submit(Command::Shutdown { deadline: Instant::now() });
+        }
+        self.join();
+    }
+}
+
+/// A loop thread: pin, make the handler, report ready, run.
+fn run_loop<H, F>(
+    setup: LoopSetup,
+    factory: &F,
+    core: Option<usize>,
+    ready: crossbeam_channel::Sender<Result<(), ServerError>>,
+) where
+    H: Handler,
+    F: Fn(LoopIndex) -> H,
+{
+    let index = setup.index;
+    if let Some(id) = core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+            tracing::warn!(loop_index = index, core = id, "could not pin the loop");
+        }
+    }
+    let handler = match catch_unwind(AssertUnwindSafe(|| factory(LoopIndex(index)))) {
+        Ok(handler) => handler,
+        Err(_) => {
+            let _ = ready.send(Err(ServerError::FactoryPanicked(usize::from(index))));
+            return;
+        }
+    };
+    let mut event_loop = EventLoop::new(setup, handler);
+    if let Err(source) = event_loop.register_listeners() {
+        let _ = ready.send(Err(ServerError::Poll { source }));
+        return;
+    }
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    event_loop.run();
+}
