@@ -629,7 +629,8 @@ impl<H: Handler> EventLoop<H> {
         if self.ctx.shutdown.is_some() {
             return;
         }
-        let deadline_tick = self.ctx.wheel.tick_of(deadline);
+        // Rounded up: no connection is dropped before the deadline.
+        let deadline_tick = self.ctx.wheel.tick_of(deadline) + 1;
         self.ctx.shutdown =
             Some(Shutdown { deadline, deadline_tick, report: ShutdownReport::default() });
         for mut listener in self.listeners.drain(..) {

@@ -1,0 +1,122 @@
+//! Backpressure against clients that stop reading: memory stays at the limit, sends are
+//! handed back or the connection closed with 1008, and nothing is dropped silently.
+
+use std::io::Write;
+use std::time::Duration;
+
+use surge::surge_proto::connection::{Connection, Limits};
+use surge::{BackpressurePolicy, Message, SendResult};
+
+use crate::client::{config, eventually, Client, Got};
+use crate::harness::start;
+
+const GRACE: Duration = Duration::from_secs(2);
+const LIMIT: usize = 64 * 1024;
+
+#[test]
+fn sends_past_the_limit_are_handed_back_then_drained() {
+    let (server, shared) = start(config(1).backpressure_limit(LIMIT).build().unwrap());
+    let mut client = Client::connect(server.local_addrs()[0]);
+    client.send_text("flood 1024");
+    eventually("the flood ran", || shared.log().flood.is_some());
+    let (sent, buffered, result) = shared.log().flood.unwrap();
+    assert_eq!(result, SendResult::Backpressure);
+    assert!((LIMIT..LIMIT + 1024 + 14).contains(&buffered), "{buffered} bytes held");
+    assert_eq!(sent, LIMIT.div_ceil(1024 + 4));
+    for _ in 0..sent {
+        assert_eq!(client.recv(), Got::Binary(vec![7; 1024]));
+    }
+    assert_eq!(client.recv(), Got::Text("drained".into()), "on_drain after the hand-back");
+    assert_eq!(shared.log().drained, 1);
+    server.shutdown(GRACE);
+}
+
+#[test]
+fn under_the_close_policy_the_connection_is_closed_with_1008() {
+    let config = config(1)
+        .backpressure_limit(LIMIT)
+        .backpressure_policy(BackpressurePolicy::Close1008)
+        .build()
+        .unwrap();
+    let (server, shared) = start(config);
+    let mut client = Client::connect(server.local_addrs()[0]);
+    client.send_text("flood 1024");
+    eventually("the flood ran", || shared.log().flood.is_some());
+    let (sent, _, result) = shared.log().flood.unwrap();
+    assert_eq!(result, SendResult::Closed);
+    for _ in 0..sent {
+        assert_eq!(client.recv(), Got::Binary(vec![7; 1024]));
+    }
+    assert_eq!(client.recv(), Got::Close(Some(1008), "backpressure".into()));
+    assert!(client.wait_eof(GRACE));
+    server.shutdown(GRACE);
+}
+
+#[test]
+fn messages_from_other_threads_to_a_reader_that_stalls_are_handed_back_not_dropped() {
+    let (server, shared) = start(config(1).backpressure_limit(4 * LIMIT).build().unwrap());
+    let mut client = Client::connect(server.local_addrs()[0]);
+    client.send_text("whoami");
+    let Got::Text(me) = client.recv() else { panic!() };
+    let id = shared.id(&me);
+    // The client reads nothing while 25 MiB are sent at it: more than the kernel buffers.
+    let total = 400;
+    for n in 0..total {
+        let mut payload = vec![0u8; LIMIT];
+        payload[..4].copy_from_slice(&(n as u32).to_be_bytes());
+        server.handle().send(id, payload.into()).unwrap();
+    }
+    eventually("refusals", || shared.log().refused > 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let (refused, max_buffered) = {
+        let log = shared.log();
+        (log.refused, log.max_buffered)
+    };
+    assert!(max_buffered <= 4 * LIMIT + LIMIT + 14, "held {max_buffered} bytes");
+    let mut received = 0;
+    let mut last = None;
+    while let Some(got) = client.recv_within(Duration::from_millis(500)) {
+        let payload = match got {
+            Got::Binary(payload) => payload,
+            Got::Text(text) if text == "drained" => continue,
+            other => panic!("{other:?}"),
+        };
+        let n = u32::from_be_bytes(payload[..4].try_into().unwrap());
+        assert!(last.is_none_or(|last| n > last), "in order");
+        last = Some(n);
+        received += 1;
+    }
+    assert_eq!(received + refused, total, "every message delivered or handed back");
+    server.shutdown(GRACE);
+}
+
+#[test]
+fn an_echo_client_that_stops_reading_pauses_the_server_and_loses_nothing() {
+    let (server, _) = start(config(1).backpressure_limit(LIMIT).build().unwrap());
+    let mut client = Client::connect_small_buffers(server.local_addrs()[0]);
+    let mut writer = client.stream.try_clone().unwrap();
+    let count = 2048;
+    let size = 16 * 1024;
+    // 32 MiB of echo requests, written without reading a byte back: the server must stop
+    // reading (TCP then stops the writer) instead of buffering the echoes.
+    let write = std::thread::spawn(move || {
+        let mut encoder = Connection::client(Limits::default(), 7);
+        let mut out = Vec::new();
+        for n in 0..count {
+            out.clear();
+            let mut payload = vec![(n % 256) as u8; size];
+            payload[..4].copy_from_slice(&(n as u32).to_be_bytes());
+            encoder.send(Message::Binary(&payload), &mut out).unwrap();
+            writer.write_all(&out).unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!write.is_finished(), "the writer should be held back by TCP flow control");
+    for n in 0..count {
+        let Got::Binary(payload) = client.recv() else { panic!("binary expected") };
+        assert_eq!(payload.len(), size);
+        assert_eq!(u32::from_be_bytes(payload[..4].try_into().unwrap()), n as u32);
+    }
+    write.join().unwrap();
+    server.shutdown(GRACE);
+}

@@ -1,0 +1,130 @@
+//! Echo of every size and shape, across loops.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::client::{config, Client, Got};
+use crate::harness::start;
+
+const GRACE: Duration = Duration::from_secs(2);
+
+#[test]
+fn text_binary_and_empty_messages_come_back_as_sent() {
+    let (server, _) = start(config(2).build().unwrap());
+    let mut client = Client::connect(server.local_addrs()[0]);
+    client.send_text("hello");
+    assert_eq!(client.recv(), Got::Text("hello".into()));
+    client.send_text("héllo wörld ✓");
+    assert_eq!(client.recv(), Got::Text("héllo wörld ✓".into()));
+    client.send_binary(&[0, 1, 2, 255]);
+    assert_eq!(client.recv(), Got::Binary(vec![0, 1, 2, 255]));
+    client.send_text("");
+    assert_eq!(client.recv(), Got::Text(String::new()));
+    client.send_binary(&[]);
+    assert_eq!(client.recv(), Got::Binary(Vec::new()));
+    client.close(1000);
+    assert_eq!(client.recv(), Got::Close(Some(1000), String::new()));
+    assert!(client.wait_eof(GRACE), "the server closes TCP after the close handshake");
+    assert_eq!(server.shutdown(GRACE).forced, 0);
+}
+
+#[test]
+fn one_and_sixteen_mib_messages_come_back_whole() {
+    let (server, _) = start(config(1).build().unwrap());
+    let mut client = Client::connect(server.local_addrs()[0]);
+    let one: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    client.send_binary(&one);
+    assert_eq!(client.recv(), Got::Binary(one));
+    let text = "x".repeat(1 << 20);
+    client.send_text(&text);
+    assert_eq!(client.recv(), Got::Text(text));
+    let sixteen: Vec<u8> = (0..16 << 20).map(|i| (i % 253) as u8).collect();
+    client.send_binary(&sixteen);
+    assert_eq!(client.recv(), Got::Binary(sixteen));
+    server.shutdown(GRACE);
+}
+
+#[test]
+fn fragmented_and_pipelined_messages_keep_their_order() {
+    let (server, _) = start(config(1).build().unwrap());
+    let mut client = Client::connect(server.local_addrs()[0]);
+    let long = "fragmented ✓ ".repeat(5000);
+    client.send_fragments(&long, 7);
+    assert_eq!(client.recv(), Got::Text(long));
+    let batch: Vec<String> = (0..2000).map(|i| format!("message {i}")).collect();
+    client.send_batch(&batch);
+    for text in batch {
+        assert_eq!(client.recv(), Got::Text(text));
+    }
+    server.shutdown(GRACE);
+}
+
+#[test]
+fn many_connections_spread_over_every_loop_and_all_echo() {
+    let loops = 4;
+    let (server, _) = start(config(loops).build().unwrap());
+    let addr = server.local_addrs()[0];
+    let mut clients: Vec<Client> = (0..64).map(|_| Client::connect(addr)).collect();
+    let mut per_loop = HashMap::new();
+    for client in &mut clients {
+        client.send_text("whoami");
+        let Got::Text(id) = client.recv() else { panic!("no id") };
+        *per_loop.entry(id.split(':').next().unwrap().to_owned()).or_insert(0) += 1;
+    }
+    assert_eq!(per_loop.len(), loops, "connections per loop: {per_loop:?}");
+    for round in 0..10 {
+        for (i, client) in clients.iter_mut().enumerate() {
+            client.send_text(&format!("{i}/{round}"));
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            assert_eq!(client.recv(), Got::Text(format!("{i}/{round}")));
+        }
+    }
+    let handle = server.handle().clone();
+    let shutdown = std::thread::spawn(move || handle.shutdown(Duration::from_secs(10)));
+    for client in &mut clients {
+        assert_eq!(client.recv(), Got::Close(Some(1001), "server shutting down".into()));
+        assert!(client.wait_eof(GRACE));
+    }
+    let report = shutdown.join().unwrap();
+    assert_eq!((report.closed_cleanly, report.forced), (64, 0));
+    server.join();
+}
+
+#[test]
+fn without_reuse_port_one_loop_deals_connections_round_robin() {
+    let loops = 3;
+    let (server, _) = start(config(loops).reuse_port(false).build().unwrap());
+    let addr = server.local_addrs()[0];
+    let mut per_loop = HashMap::new();
+    let mut clients = Vec::new();
+    for _ in 0..9 {
+        let mut client = Client::connect(addr);
+        client.send_text("whoami");
+        let Got::Text(id) = client.recv() else { panic!("no id") };
+        *per_loop.entry(id.split(':').next().unwrap().to_owned()).or_insert(0) += 1;
+        client.send_text("still echoing");
+        assert_eq!(client.recv(), Got::Text("still echoing".into()));
+        clients.push(client);
+    }
+    assert_eq!(per_loop.values().copied().collect::<Vec<_>>(), [3, 3, 3], "{per_loop:?}");
+    server.shutdown(GRACE);
+}
+
+#[test]
+fn ipv4_and_ipv6_listeners_side_by_side() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    }
+    let config = config(2).listen("[::1]:0".parse().unwrap()).build().unwrap();
+    let (server, _) = start(config);
+    let addrs = server.local_addrs().to_vec();
+    assert!(addrs[0].is_ipv4() && addrs[1].is_ipv6());
+    for addr in addrs {
+        let mut client = Client::connect(addr);
+        client.send_text("over both");
+        assert_eq!(client.recv(), Got::Text("over both".into()));
+    }
+    server.shutdown(GRACE);
+}

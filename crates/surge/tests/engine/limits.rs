@@ -1,0 +1,67 @@
+//! Refusals at the door: connection cap, origin allow-list, the handler, bad requests, and
+//! a port that is taken.
+
+use std::time::Duration;
+
+use surge::{Config, Server, ServerError};
+
+use crate::client::{config, eventually, raw_exchange, status_of, upgrade_request, Client, Got};
+use crate::harness::{start, TestHandler};
+
+const GRACE: Duration = Duration::from_secs(2);
+
+#[test]
+fn past_max_connections_handshakes_get_503() {
+    let (server, _) = start(config(2).max_connections(2).build().unwrap());
+    let addr = server.local_addrs()[0];
+    let mut first = Client::connect(addr);
+    let _second = Client::connect(addr);
+    assert_eq!(Client::try_connect(addr, None).err(), Some(503));
+    first.close(1000);
+    assert!(first.wait_eof(GRACE));
+    eventually("a place frees up", || server.handle().connections() == 1);
+    let mut third = Client::connect(addr);
+    third.send_text("in");
+    assert_eq!(third.recv(), Got::Text("in".into()));
+    server.shutdown(GRACE);
+}
+
+#[test]
+fn origins_outside_the_allow_list_get_403() {
+    let config = config(1).allowed_origins(["https://good.example"]).build().unwrap();
+    let (server, _) = start(config);
+    let addr = server.local_addrs()[0];
+    assert_eq!(Client::try_connect(addr, Some("https://evil.example")).err(), Some(403));
+    assert!(Client::try_connect(addr, Some("https://GOOD.example")).is_ok());
+    assert!(Client::try_connect(addr, None).is_ok(), "no Origin: not a browser page");
+    server.shutdown(GRACE);
+}
+
+#[test]
+fn bad_requests_and_handler_refusals_get_their_status() {
+    let (server, _) = start(config(1).build().unwrap());
+    let addr = server.local_addrs()[0];
+    let refused = String::from_utf8(upgrade_request(addr)).unwrap().replace("GET / ", "GET /nope ");
+    assert_eq!(status_of(&raw_exchange(addr, refused.as_bytes())), 404);
+    let post = String::from_utf8(upgrade_request(addr)).unwrap().replace("GET", "POST");
+    assert_eq!(status_of(&raw_exchange(addr, post.as_bytes())), 405);
+    let no_key = String::from_utf8(upgrade_request(addr))
+        .unwrap()
+        .replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+    assert_eq!(status_of(&raw_exchange(addr, no_key.as_bytes())), 400);
+    let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000));
+    assert_eq!(status_of(&raw_exchange(addr, huge.as_bytes())), 431);
+    let answer = raw_exchange(addr, &upgrade_request(addr));
+    assert_eq!(status_of(&answer), 101);
+    server.shutdown(GRACE);
+}
+
+#[test]
+fn a_port_already_taken_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let config = Config::builder().listen(addr).threads(2).build().unwrap();
+    let err = Server::start(config, |_| TestHandler { shared: Default::default() }).unwrap_err();
+    assert!(matches!(err, ServerError::Listen { .. }));
+    assert_eq!(err.to_string(), format!("cannot listen on {addr}: address in use"));
+}
