@@ -89,8 +89,13 @@ pub enum ConfigError {
     #[error("at most {max} threads", max = u16::MAX)]
     TooManyThreads,
     /// A timeout shorter than two timer ticks cannot be kept.
-    #[error("{0} must be at least two timer ticks")]
-    ShorterThanTwoTicks(Setting),
+    #[error("{setting} must be at least {min:?} (two timer ticks)")]
+    ShorterThanTwoTicks {
+        /// The timeout.
+        setting: Setting,
+        /// The shortest accepted.
+        min: Duration,
+    },
     /// The low watermark must lie below the backpressure limit.
     #[error("the low watermark ({low} B) must be below the backpressure limit ({limit} B)")]
     LowWatermark {
@@ -432,7 +437,7 @@ impl ConfigBuilder {
         ];
         for (timeout, setting) in timeouts {
             if timeout.is_some_and(|t| t < two_ticks) {
-                return Err(ConfigError::ShorterThanTwoTicks(setting));
+                return Err(ConfigError::ShorterThanTwoTicks { setting, min: two_ticks });
             }
         }
         if !low_watermark_set {
@@ -498,7 +503,10 @@ mod tests {
         assert_eq!(base().threads(70_000).build().unwrap_err(), ConfigError::TooManyThreads);
         assert_eq!(
             base().idle_timeout(Some(Duration::from_millis(150))).build().unwrap_err(),
-            ConfigError::ShorterThanTwoTicks(Setting::IdleTimeout)
+            ConfigError::ShorterThanTwoTicks {
+                setting: Setting::IdleTimeout,
+                min: Duration::from_millis(200)
+            }
         );
         assert!(matches!(
             base().backpressure_limit(10).low_watermark(10).build(),
@@ -512,10 +520,8 @@ mod tests {
             base().pinning(Pinning::Cores(vec![usize::MAX])).build().unwrap_err(),
             ConfigError::UnknownCore(usize::MAX)
         );
-        assert_eq!(
-            ConfigError::ShorterThanTwoTicks(Setting::CloseTimeout).to_string(),
-            "close timeout must be at least two timer ticks"
-        );
+        let err = base().close_timeout(Duration::from_millis(10)).build().unwrap_err();
+        assert_eq!(err.to_string(), "close timeout must be at least 200ms (two timer ticks)");
     }
 
     #[test]

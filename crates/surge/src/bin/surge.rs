@@ -1,0 +1,271 @@
+//! `surge`: the Surge WebSocket server from the command line.
+//!
+//! ```text
+//! surge [echo] [--listen ADDR:PORT]... [--threads N] [--pin [CORES]] [--max-message SIZE]
+//!       [--max-connections N] [--idle-timeout DUR] [--handshake-timeout DUR]
+//!       [--close-timeout DUR] [--backpressure-limit SIZE] [--log LEVEL]
+//! ```
+//!
+//! SIGINT or SIGTERM starts a graceful shutdown (Close 1001 to every connection, up to the
+//! close timeout for the peers to answer); a second signal exits at once.
+#![deny(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use surge::echo::EchoHandler;
+use surge::{Config, Pinning, Server};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(name = "surge", version, about = "A WebSocket (RFC 6455) server.")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    echo: EchoArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Send every message back to its sender (the default).
+    Echo(EchoArgs),
+}
+
+#[derive(Args, Debug)]
+struct EchoArgs {
+    /// Address to listen on; repeat for several (IPv4 or IPv6, e.g. [::]:9001).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9001")]
+    listen: Vec<SocketAddr>,
+    /// Event loops (threads) [default: one per available core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Pin loops to cores: a list such as 0,2,4-7, or all cores when given alone.
+    #[arg(long, value_name = "CORES", num_args = 0..=1, default_missing_value = "all")]
+    pin: Option<String>,
+    /// Largest message (and frame), e.g. 16MiB [default: 16MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_message: Option<u64>,
+    /// Open connections; past it, handshakes get 503 [default: 100000].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Silence before a ping (at half) and a close with 1001, e.g. 120s, or "off" [default: 120s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_optional_duration)]
+    idle_timeout: Option<Idle>,
+    /// Time a client has to complete its handshake [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    handshake_timeout: Option<Duration>,
+    /// Time a peer has to answer our Close; also the shutdown grace period [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    close_timeout: Option<Duration>,
+    /// Unsent bytes per connection at which reading and sending pause [default: 1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    backpressure_limit: Option<u64>,
+    /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Echo(args)) => args,
+        None => cli.echo,
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("surge: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &EchoArgs) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&args.log).map_err(|e| format!("bad --log filter: {e}"))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    raise_descriptor_limit();
+
+    let config = build_config(args)?;
+    let grace = config.close_timeout();
+    // Signals are caught before the loops start, so none is lost in between.
+    let mut signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let server = Server::start(config, |_| EchoHandler).map_err(|e| e.to_string())?;
+    for addr in server.local_addrs() {
+        tracing::info!("listening on ws://{addr}");
+    }
+
+    let signal = signals.forever().next();
+    tracing::info!(?signal, ?grace, "shutting down");
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            eprintln!("surge: second signal, exiting now");
+            std::process::exit(130);
+        }
+    });
+    let report = server.shutdown(grace);
+    tracing::info!(closed_cleanly = report.closed_cleanly, forced = report.forced, "stopped");
+    Ok(())
+}
+
+fn build_config(args: &EchoArgs) -> Result<Config, String> {
+    let mut builder = Config::builder();
+    for &addr in &args.listen {
+        builder = builder.listen(addr);
+    }
+    if let Some(threads) = args.threads {
+        builder = builder.threads(threads);
+    }
+    if let Some(pin) = &args.pin {
+        builder = builder.pinning(parse_pinning(pin)?);
+    }
+    if let Some(bytes) = args.max_message {
+        builder = builder.max_message_size(bytes);
+    }
+    if let Some(max) = args.max_connections {
+        builder = builder.max_connections(max);
+    }
+    if let Some(Idle(idle)) = args.idle_timeout {
+        builder = builder.idle_timeout(idle);
+    }
+    if let Some(timeout) = args.handshake_timeout {
+        builder = builder.handshake_timeout(timeout);
+    }
+    if let Some(timeout) = args.close_timeout {
+        builder = builder.close_timeout(timeout);
+    }
+    if let Some(limit) = args.backpressure_limit {
+        let limit = usize::try_from(limit).map_err(|_| "backpressure limit too large")?;
+        builder = builder.backpressure_limit(limit);
+    }
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// `all`, or a list of cores and ranges: `0,2,4-7`.
+fn parse_pinning(text: &str) -> Result<Pinning, String> {
+    if text == "all" {
+        return Ok(Pinning::AllCores);
+    }
+    let mut cores = Vec::new();
+    for part in text.split(',') {
+        let bad = || format!("bad core list {text:?} (expected e.g. 0,2,4-7)");
+        match part.split_once('-') {
+            Some((from, to)) => {
+                let (from, to): (usize, usize) = (
+                    from.trim().parse().map_err(|_| bad())?,
+                    to.trim().parse().map_err(|_| bad())?,
+                );
+                if from > to {
+                    return Err(bad());
+                }
+                cores.extend(from..=to);
+            }
+            None => cores.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(Pinning::Cores(cores))
+}
+
+/// `1048576`, `64k`/`64KiB`, `16M`/`16MiB`, `1G`/`1GiB` (binary multiples).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &lower[digits.len()..];
+    let shift = match unit {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("unknown size unit {unit:?}")),
+    };
+    let value: u64 = digits.trim().parse().map_err(|_| format!("bad size {text:?}"))?;
+    value.checked_shl(shift).filter(|v| v >> shift == value).ok_or_else(|| "size too large".into())
+}
+
+/// `250ms`, `10s`, `2m`, `1h`; a bare number is seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let value: u64 = digits.trim().parse().map_err(|_| format!("bad duration {text:?}"))?;
+    match &lower[digits.len()..] {
+        "ms" => Ok(Duration::from_millis(value)),
+        "" | "s" => Ok(Duration::from_secs(value)),
+        "m" | "min" => Ok(Duration::from_secs(value.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(value.saturating_mul(3600))),
+        unit => Err(format!("unknown duration unit {unit:?}")),
+    }
+}
+
+/// An idle timeout, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Idle(Option<Duration>);
+
+/// A duration, or `off` (or `0`) for none.
+fn parse_optional_duration(text: &str) -> Result<Idle, String> {
+    match text.trim() {
+        "off" | "none" | "0" => Ok(Idle(None)),
+        _ => parse_duration(text).map(|d| Idle(Some(d))),
+    }
+}
+
+/// Lifts the soft limit on open descriptors to the hard limit: each connection is one.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed `limit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit only reads the valid `raised`; failure leaves the limit as it was.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            tracing::debug!("could not raise the descriptor limit");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_descriptor_limit() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_durations_and_core_lists_parse() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("1x").is_err());
+        assert!(parse_size("99999999999G").is_err());
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_optional_duration("off"), Ok(Idle(None)));
+        assert_eq!(parse_pinning("0,2-4"), Ok(Pinning::Cores(vec![0, 2, 3, 4])));
+        assert_eq!(parse_pinning("all"), Ok(Pinning::AllCores));
+        assert!(parse_pinning("3-1").is_err());
+    }
+
+    #[test]
+    fn echo_is_the_default_subcommand() {
+        let cli =
+            Cli::try_parse_from(["surge", "--listen", "127.0.0.1:1", "--threads", "2"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.echo.threads, Some(2));
+        let cli = Cli::try_parse_from(["surge", "echo", "--pin"]).unwrap();
+        let Some(Command::Echo(args)) = cli.command else { panic!("echo") };
+        assert_eq!(args.pin.as_deref(), Some("all"));
+        assert_eq!(args.listen, ["127.0.0.1:9001".parse().unwrap()]);
+        let cli = Cli::try_parse_from(["surge", "--idle-timeout", "off"]).unwrap();
+        assert_eq!(cli.echo.idle_timeout, Some(Idle(None)));
+    }
+}
