@@ -285,3 +285,24 @@ impl Conn<'_> {
         &self.ctx.handle
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The record of an idle connection: what the engine adds to the protocol state stays
+    /// small, and no buffer is held.
+    #[test]
+    fn the_connection_record_stays_small() {
+        let engine = size_of::<ConnCore>() - size_of::<Protocol>();
+        let protocol = size_of::<Protocol>();
+        println!(
+            "ConnCore {} B = engine {engine} B + protocol {protocol} B (surge_proto Connection {} B); \
+             ConnEntry<()> {} B",
+            size_of::<ConnCore>(),
+            size_of::<WsConnection>(),
+            size_of::<ConnEntry<()>>(),
+        );
+        assert!(engine <= 160, "engine part of the record grew to {engine} B");
+    }
+}
