@@ -827,7 +827,10 @@ fn feed<H: Handler>(
                     handler_panicked(core, ctx, id, "on_message", &*panic);
                 }
             }
-            Event::Ping(_) | Event::Pong(_) => {}
+            // The pong goes out in wire order, ahead of replies to later messages (while
+            // output flows; when it is blocked only the latest pong is kept).
+            Event::Ping(_) => transmit(core, ctx, id),
+            Event::Pong(_) => {}
             Event::Close(frame) => {
                 let code = frame.code().unwrap_or(CloseCode::NO_STATUS);
                 close_app(handler, core, state, ctx, id, code, frame.reason());

@@ -7,7 +7,7 @@ use std::time::Duration;
 use surge::surge_proto::connection::{Connection, Limits};
 use surge::{BackpressurePolicy, Message, SendResult};
 
-use crate::client::{config, eventually, Client, Got};
+use crate::client::{config, eventually, Client, Got, STOP};
 use crate::harness::start;
 
 const GRACE: Duration = Duration::from_secs(2);
@@ -28,7 +28,7 @@ fn sends_past_the_limit_are_handed_back_then_drained() {
     }
     assert_eq!(client.recv(), Got::Text("drained".into()), "on_drain after the hand-back");
     assert_eq!(shared.log().drained, 1);
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -49,7 +49,7 @@ fn under_the_close_policy_the_connection_is_closed_with_1008() {
     }
     assert_eq!(client.recv(), Got::Close(Some(1008), "backpressure".into()));
     assert!(client.wait_eof(GRACE));
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -87,7 +87,7 @@ fn messages_from_other_threads_to_a_reader_that_stalls_are_handed_back_not_dropp
         received += 1;
     }
     assert_eq!(received + refused, total, "every message delivered or handed back");
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -118,5 +118,5 @@ fn an_echo_client_that_stops_reading_pauses_the_server_and_loses_nothing() {
         assert_eq!(u32::from_be_bytes(payload[..4].try_into().unwrap()), n as u32);
     }
     write.join().unwrap();
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }

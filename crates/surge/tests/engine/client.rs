@@ -16,6 +16,9 @@ use surge::{Config, ConfigBuilder};
 /// Every blocking call in the tests gives up after this.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// Grace for the shutdown that ends a test whose clients are no longer read from.
+pub const STOP: Duration = Duration::from_millis(50);
+
 /// What the client got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Got {
@@ -139,6 +142,13 @@ impl Client {
             let opcode = if i == 0 { OpCode::TEXT } else { OpCode::CONTINUATION };
             self.ws.send_frame(opcode, i + 1 == parts.len(), part, &mut self.out).unwrap();
         }
+        self.stream.write_all(&self.out).unwrap();
+    }
+
+    /// Writes whatever `frames` encodes, in one write.
+    pub fn write_frames(&mut self, frames: impl FnOnce(&mut Connection, &mut Vec<u8>)) {
+        self.out.clear();
+        frames(&mut self.ws, &mut self.out);
         self.stream.write_all(&self.out).unwrap();
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use surge::{CloseCode, HandleError, OwnedMessage};
 
-use crate::client::{config, eventually, Client, Got};
+use crate::client::{config, eventually, Client, Got, STOP};
 use crate::harness::start;
 
 const GRACE: Duration = Duration::from_secs(2);
@@ -60,7 +60,7 @@ fn sends_and_broadcasts_from_many_threads_all_arrive_in_order() {
             next[thread] += 1;
         }
     }
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -120,7 +120,7 @@ fn sends_racing_connection_churn_never_reach_the_wrong_connection() {
     stop.store(true, Ordering::Relaxed);
     let sent: u64 = senders.into_iter().map(|s| s.join().unwrap()).sum();
     assert!(sent > 0);
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn a_stale_id_is_refused_and_never_reaches_the_slots_next_tenant() {
     // Commands are handled in order: had the first been delivered it would come first.
     assert_eq!(second.recv(), Got::Text("for the new tenant".into()));
     assert_eq!(second.recv_within(Duration::from_millis(200)), None);
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -164,6 +164,6 @@ fn close_from_another_thread_runs_the_close_handshake() {
     assert!(client.wait_eof(GRACE));
     eventually("on_close ran", || shared.close_code(id) == Some(4000));
     assert_eq!(handle.connections(), 0);
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
     assert_eq!(handle.send(id, OwnedMessage::from("late")), Err(HandleError::Stopped));
 }

@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::client::{config, Client, Got};
+use surge::surge_proto::frame::OpCode;
+
+use crate::client::{config, Client, Got, STOP};
 use crate::harness::start;
 
 const GRACE: Duration = Duration::from_secs(2);
@@ -41,7 +43,7 @@ fn one_and_sixteen_mib_messages_come_back_whole() {
     let sixteen: Vec<u8> = (0..16 << 20).map(|i| (i % 253) as u8).collect();
     client.send_binary(&sixteen);
     assert_eq!(client.recv(), Got::Binary(sixteen));
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -56,7 +58,28 @@ fn fragmented_and_pipelined_messages_keep_their_order() {
     for text in batch {
         assert_eq!(client.recv(), Got::Text(text));
     }
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
+}
+
+/// Autobahn 2.10 and 5.6: every ping of a batch is answered, each in wire order.
+#[test]
+fn pongs_go_out_in_wire_order_one_per_ping() {
+    let (server, _) = start(config(1).build().unwrap());
+    let mut client = Client::connect(server.local_addrs()[0]);
+    client.write_frames(|ws, out| {
+        ws.send_frame(OpCode::TEXT, false, b"frag", out).unwrap();
+        ws.ping(b"between", out).unwrap();
+        ws.send_frame(OpCode::CONTINUATION, true, b"ment", out).unwrap();
+        for i in 0..10 {
+            ws.ping(format!("ping {i}").as_bytes(), out).unwrap();
+        }
+    });
+    assert_eq!(client.recv(), Got::Pong(b"between".to_vec()));
+    assert_eq!(client.recv(), Got::Text("fragment".into()));
+    for i in 0..10 {
+        assert_eq!(client.recv(), Got::Pong(format!("ping {i}").into_bytes()));
+    }
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -108,7 +131,7 @@ fn without_reuse_port_one_loop_deals_connections_round_robin() {
         clients.push(client);
     }
     assert_eq!(per_loop.values().copied().collect::<Vec<_>>(), [3, 3, 3], "{per_loop:?}");
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -126,5 +149,5 @@ fn ipv4_and_ipv6_listeners_side_by_side() {
         client.send_text("over both");
         assert_eq!(client.recv(), Got::Text("over both".into()));
     }
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }

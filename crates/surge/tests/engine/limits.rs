@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use surge::{Config, Server, ServerError};
 
-use crate::client::{config, eventually, raw_exchange, status_of, upgrade_request, Client, Got};
+use crate::client::{
+    config, eventually, raw_exchange, status_of, upgrade_request, Client, Got, STOP,
+};
 use crate::harness::{start, TestHandler};
 
 const GRACE: Duration = Duration::from_secs(2);
@@ -23,7 +25,7 @@ fn past_max_connections_handshakes_get_503() {
     let mut third = Client::connect(addr);
     third.send_text("in");
     assert_eq!(third.recv(), Got::Text("in".into()));
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -34,7 +36,7 @@ fn origins_outside_the_allow_list_get_403() {
     assert_eq!(Client::try_connect(addr, Some("https://evil.example")).err(), Some(403));
     assert!(Client::try_connect(addr, Some("https://GOOD.example")).is_ok());
     assert!(Client::try_connect(addr, None).is_ok(), "no Origin: not a browser page");
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -53,7 +55,7 @@ fn bad_requests_and_handler_refusals_get_their_status() {
     assert_eq!(status_of(&raw_exchange(addr, huge.as_bytes())), 431);
     let answer = raw_exchange(addr, &upgrade_request(addr));
     assert_eq!(status_of(&answer), 101);
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::client::{config, eventually, Client, Got};
+use crate::client::{config, eventually, Client, Got, STOP};
 use crate::harness::start;
 
 #[test]
@@ -24,5 +24,5 @@ fn a_panic_closes_that_connection_with_1011_and_the_others_go_on() {
     let mut newcomer = Client::connect(addr);
     newcomer.send_text("new");
     assert_eq!(newcomer.recv(), Got::Text("new".into()));
-    server.shutdown(Duration::from_secs(2));
+    server.shutdown(STOP);
 }

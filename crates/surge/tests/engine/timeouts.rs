@@ -4,7 +4,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::client::{config, eventually, Client, Got, PATIENCE};
+use crate::client::{config, eventually, Client, Got, PATIENCE, STOP};
 use crate::harness::start;
 
 const GRACE: Duration = Duration::from_secs(2);
@@ -22,7 +22,7 @@ fn a_handshake_that_stalls_is_cut_off_at_the_handshake_timeout() {
     let took = started.elapsed();
     assert!(answer.is_empty(), "no answer to half a request");
     assert!(took >= timeout && took < timeout * 10, "closed after {took:?}");
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -43,7 +43,7 @@ fn a_silent_connection_is_pinged_then_closed_with_1001() {
     assert!(client.wait_eof(GRACE));
     eventually("on_close ran", || !shared.log().closed.is_empty());
     assert_eq!(shared.log().closed[0].1, 1001);
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -63,7 +63,7 @@ fn a_connection_that_answers_pings_stays_open() {
     assert!(pings >= 3, "{pings} pings");
     client.send_text("still here");
     assert_eq!(client.recv(), Got::Text("still here".into()));
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
 
 #[test]
@@ -80,5 +80,5 @@ fn a_peer_that_never_answers_our_close_is_dropped_at_the_close_timeout() {
     assert!(took >= close / 2 && took < close * 10, "dropped after {took:?}");
     eventually("on_close ran", || !shared.log().closed.is_empty());
     assert_eq!(shared.log().closed[0].1, 1006, "no close handshake: 1006");
-    server.shutdown(GRACE);
+    server.shutdown(STOP);
 }
