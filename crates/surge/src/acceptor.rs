@@ -17,6 +17,8 @@ pub(crate) struct Listeners {
     pub(crate) per_loop: Vec<Vec<mio::net::TcpListener>>,
     /// The bound address of each configured address (ports resolved).
     pub(crate) local_addrs: Vec<SocketAddr>,
+    /// Whether loop 0 accepts for all loops and deals sockets round-robin.
+    pub(crate) deal: bool,
 }
 
 /// Binds every configured address for every loop.
@@ -47,7 +49,7 @@ pub(crate) fn bind(config: &Config) -> Result<Listeners, ServerError> {
         }
         local_addrs.push(local);
     }
-    Ok(Listeners { per_loop, local_addrs })
+    Ok(Listeners { per_loop, local_addrs, deal: !reuse_port && loops > 1 })
 }
 
 /// A non-blocking listening socket on `addr`.

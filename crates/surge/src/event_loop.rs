@@ -39,6 +39,8 @@ const LISTENER_BASE: usize = usize::MAX - 1;
 const MAX_LISTENERS: usize = 1 << 16;
 /// Full reads of one socket per readiness event before others get a turn.
 const MAX_READS_PER_EVENT: usize = 16;
+/// Connections accepted per listener event before others get a turn.
+const MAX_ACCEPTS_PER_EVENT: usize = 256;
 /// Flush passes per turn (a flush can run `on_drain`, which can queue more).
 const FLUSH_PASSES: usize = 4;
 
@@ -117,6 +119,8 @@ pub(crate) struct LoopSetup {
     pub(crate) index: u16,
     pub(crate) poll: Poll,
     pub(crate) listeners: Vec<TcpListener>,
+    /// This loop accepts for all and deals sockets round-robin.
+    pub(crate) deal: bool,
     pub(crate) commands: Receiver<Command>,
     pub(crate) reports: Sender<ShutdownReport>,
     pub(crate) config: Arc<Config>,
@@ -156,10 +160,15 @@ pub(crate) struct EventLoop<H: Handler> {
     /// Scratch lists, kept for their capacity.
     expired: Vec<TimerEntry>,
     scratch: Vec<(u32, u32)>,
-    /// Round-robin position when this loop accepts for all (no `SO_REUSEPORT`).
+    /// Whether this loop accepts for all (no `SO_REUSEPORT`), and its round-robin position.
+    deal: bool,
     next_loop: usize,
-    /// Accepting hit a resource limit (descriptors); retry on the next tick.
+    /// Accepting hit a resource limit (descriptors): retry on the next tick.
     accept_paused: bool,
+    /// Accepting stopped at the per-event cap: go on next turn.
+    accept_pending: bool,
+    /// The tick accepting was paused at.
+    paused_at: u64,
     /// Messages addressed to connections that were gone.
     stale: u64,
 }
@@ -200,8 +209,11 @@ impl<H: Handler> EventLoop<H> {
             },
             expired: Vec::new(),
             scratch: Vec::new(),
+            deal: setup.deal,
             next_loop: 0,
             accept_paused: false,
+            accept_pending: false,
+            paused_at: 0,
             stale: 0,
         }
     }
@@ -276,7 +288,7 @@ impl<H: Handler> EventLoop<H> {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ctx.again.is_empty() || !self.ctx.dirty.is_empty() {
+        if !self.ctx.again.is_empty() || !self.ctx.dirty.is_empty() || self.accept_pending {
             return Some(Duration::ZERO);
         }
         let now = self.ctx.now;
@@ -294,7 +306,7 @@ impl<H: Handler> EventLoop<H> {
     // ---- accepting -------------------------------------------------------------------
 
     fn accept(&mut self, index: usize) {
-        loop {
+        for _ in 0..MAX_ACCEPTS_PER_EVENT {
             let Some(listener) = self.listeners.get(index) else { return };
             match listener.accept() {
                 Ok((stream, peer)) => self.distribute(stream, peer),
@@ -305,19 +317,25 @@ impl<H: Handler> EventLoop<H> {
                     // again next tick rather than spin.
                     tracing::warn!(loop_index = self.ctx.index, %error, "accept failed; retrying");
                     self.accept_paused = true;
+                    self.paused_at = self.ctx.tick;
                     return;
                 }
             }
         }
+        // More may wait; the edge will not fire again for them, so come back next turn.
+        self.accept_pending = true;
     }
 
     /// Keeps an accepted socket, or hands it to the next loop in turn when this loop
     /// accepts for all.
     fn distribute(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if !self.deal {
+            return self.adopt(stream, peer);
+        }
         let loops = &self.ctx.handle.shared.loops;
         let target = self.next_loop % loops.len();
         self.next_loop = self.next_loop.wrapping_add(1);
-        if target == usize::from(self.ctx.index) || self.ctx.config.reuse_port() {
+        if target == usize::from(self.ctx.index) {
             self.adopt(stream, peer);
         } else if let Err(error) = loops[target].submit(Command::Adopt(stream, peer)) {
             tracing::warn!(%error, "could not hand a connection to loop {target}");
@@ -496,8 +514,10 @@ impl<H: Handler> EventLoop<H> {
     // ---- timers ----------------------------------------------------------------------
 
     fn fire_timers(&mut self) {
-        if self.accept_paused {
+        let retry = (self.accept_paused && self.ctx.tick > self.paused_at) || self.accept_pending;
+        if retry {
             self.accept_paused = false;
+            self.accept_pending = false;
             for index in 0..self.listeners.len() {
                 self.accept(index);
             }
@@ -973,7 +993,7 @@ fn decide<H: Handler>(
     ctx: &mut LoopCtx,
     request: Request<'_>,
 ) -> Result<(Option<&'static str>, H::State), u16> {
-    if ctx.shutdown.is_some() {
+    if ctx.shutdown.is_some() || ctx.handle.shared.shutting_down.load(Ordering::Acquire) {
         return Err(503);
     }
     if !ctx.config.origin_allowed(request.origin()) {

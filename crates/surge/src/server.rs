@@ -74,6 +74,7 @@ impl Server {
         let factory = Arc::new(factory);
         let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
         let mut threads = Vec::with_capacity(config.threads());
+        let deal = listeners.deal;
         let setups = polls.into_iter().zip(receivers).zip(listeners.per_loop).enumerate();
         for (index, ((poll, commands), listeners)) in setups {
             let setup = LoopSetup {
@@ -81,6 +82,7 @@ impl Server {
                 index: index as u16,
                 poll,
                 listeners,
+                deal,
                 commands,
                 reports: report_tx.clone(),
                 config: Arc::clone(&config),
