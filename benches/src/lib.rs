@@ -1,0 +1,1 @@
+//! Criterion benchmarks of the Surge crates; the benchmarks themselves are in `benches/`.
