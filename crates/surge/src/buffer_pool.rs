@@ -6,6 +6,7 @@
 //! byte budget of idle capacity and frees what is past it, and frees any single buffer that
 //! grew larger than [`MAX_POOLED_CAPACITY`] (one 16 MiB message must not pin 16 MiB).
 
+use crate::conn::Held;
 use crate::outbox::Outbox;
 
 /// The capacity a fresh buffer starts with.
@@ -23,6 +24,8 @@ pub(crate) struct BufferPool {
         reason = "connections hold their queue boxed (8 bytes when idle); the boxes are pooled"
     )]
     outboxes: Vec<Box<Outbox>>,
+    #[allow(clippy::vec_box, reason = "as for `outboxes`")]
+    helds: Vec<Box<Held>>,
     /// Capacity held by `buffers`.
     pooled_bytes: usize,
     /// The most idle capacity `buffers` may hold.
@@ -31,7 +34,13 @@ pub(crate) struct BufferPool {
 
 impl BufferPool {
     pub(crate) fn new(budget: usize) -> Self {
-        BufferPool { buffers: Vec::new(), outboxes: Vec::new(), pooled_bytes: 0, budget }
+        BufferPool {
+            buffers: Vec::new(),
+            outboxes: Vec::new(),
+            helds: Vec::new(),
+            pooled_bytes: 0,
+            budget,
+        }
     }
 
     /// An empty buffer with some capacity: a pooled one, or a fresh one when the pool is dry.
@@ -72,6 +81,20 @@ impl BufferPool {
         // connections writing at once, bounded by the byte budget's order of magnitude.
         if self.outboxes.len() < self.budget / INITIAL_CAPACITY {
             self.outboxes.push(outbox);
+        }
+    }
+
+    /// An empty holder for a connection's input.
+    pub(crate) fn take_held(&mut self) -> Box<Held> {
+        self.helds.pop().unwrap_or_default()
+    }
+
+    /// Takes back a holder, returning its buffers to the pool.
+    pub(crate) fn give_held(&mut self, mut held: Box<Held>) {
+        self.give(std::mem::take(&mut held.stash));
+        self.give(std::mem::take(&mut held.assembly));
+        if self.helds.len() < self.budget / INITIAL_CAPACITY {
+            self.helds.push(held);
         }
     }
 

@@ -352,15 +352,16 @@ impl<H: Handler> EventLoop<H> {
         }
         let core = ConnCore {
             socket: stream,
-            peer,
             out: None,
-            stash: None,
-            assembly: None,
+            held: None,
             last_active: self.ctx.tick,
             timer_at: 0,
             deadline: self.ctx.tick + self.ctx.ticks.handshake,
             flags: 0,
-            proto: Protocol::Handshake(ServerHandshake::new(*self.ctx.config.handshake_limits())),
+            proto: Protocol::Handshake {
+                parser: ServerHandshake::new(*self.ctx.config.handshake_limits()),
+                peer,
+            },
         };
         let Some((slot, generation)) = self.conns.insert(ConnEntry { core, state: None }) else {
             return;
@@ -541,7 +542,7 @@ impl<H: Handler> EventLoop<H> {
         let tick = ctx.tick;
         let core = &mut entry.core;
         if core.deadline != 0 && tick >= core.deadline {
-            if matches!(core.proto, Protocol::Handshake(_)) {
+            if matches!(core.proto, Protocol::Handshake { .. }) {
                 tracing::debug!(%id, "handshake timed out");
             } else {
                 tracing::debug!(%id, "close handshake timed out");
@@ -664,7 +665,7 @@ impl<H: Handler> EventLoop<H> {
             let id = ctx.id(slot, generation);
             let core = &mut entry.core;
             match core.proto {
-                Protocol::Handshake(_) => refuse(core, ctx, id, 503),
+                Protocol::Handshake { .. } => refuse(core, ctx, id, 503),
                 Protocol::Ws(_) if entry.state.is_some() => {
                     // Fails only when our Close is already out; the deadline still tightens.
                     let _ =
@@ -716,8 +717,8 @@ impl<H: Handler> EventLoop<H> {
         if let Some(out) = core.out.take() {
             pool.give_outbox(out);
         }
-        for buf in [core.stash.take(), core.assembly.take()].into_iter().flatten() {
-            pool.give(buf);
+        if let Some(held) = core.held.take() {
+            pool.give_held(held);
         }
         // Dropping the socket closes it, which also takes it out of the poll set.
     }
@@ -756,15 +757,18 @@ fn read_socket<H: Handler>(
     let ConnEntry { core, state } = entry;
     // Input held back at the backpressure limit goes first.
     if matches!(core.proto, Protocol::Ws(_)) && state.is_some() {
-        if let Some(mut stash) = core.stash.take() {
+        if let Some(mut stash) = core.take_stash() {
             match feed(core, state, handler, ctx, spare, id, &mut stash) {
                 Fed::Paused(used) => {
                     stash.drain(..used);
-                    core.stash = Some(stash);
+                    core.put_stash(&mut ctx.pool, stash);
                     core.set(flag::READ_PAUSED);
                     return ReadEnd::Done;
                 }
-                Fed::All | Fed::Ended => ctx.pool.give(stash),
+                Fed::All | Fed::Ended => {
+                    ctx.pool.give(stash);
+                    core.settle_held(&mut ctx.pool);
+                }
             }
         }
     }
@@ -788,16 +792,13 @@ fn read_socket<H: Handler>(
         core.last_active = ctx.tick;
         core.clear(flag::PINGED);
         let input = &mut read_buf[..n];
-        if matches!(core.proto, Protocol::Handshake(_)) {
+        if matches!(core.proto, Protocol::Handshake { .. }) {
             if !on_handshake_bytes(core, state, handler, ctx, spare, id, input) {
                 return ReadEnd::Done;
             }
         } else if matches!(core.proto, Protocol::Ws(_)) && state.is_some() {
             if let Fed::Paused(used) = feed(core, state, handler, ctx, spare, id, input) {
-                let mut stash = ctx.pool.take();
-                stash.extend_from_slice(&input[used..]);
-                core.stash = Some(stash);
-                core.set(flag::READ_PAUSED);
+                hold_back(core, ctx, &input[used..]);
                 return ReadEnd::Done;
             }
         }
@@ -823,10 +824,10 @@ fn feed<H: Handler>(
     input: &mut [u8],
 ) -> Fed {
     let limit = ctx.config.backpressure_limit();
-    let mut owned = core.assembly.take();
-    let assembly = match owned.as_mut() {
-        Some(assembly) => assembly,
-        None => &mut *spare,
+    // A connection that is not assembling borrows the loop's spare buffer.
+    let (mut assembly, spared) = match core.take_assembly() {
+        Some(assembly) => (assembly, false),
+        None => (std::mem::take(spare), true),
     };
     let mut used = 0;
     let fed = loop {
@@ -834,7 +835,7 @@ fn feed<H: Handler>(
             break Fed::Paused(used);
         }
         let Protocol::Ws(ws) = &mut core.proto else { break Fed::Ended };
-        let (n, event) = ws.read(&mut input[used..], assembly);
+        let (n, event) = ws.read(&mut input[used..], &mut assembly);
         used += n;
         let Some(event) = event else { break Fed::All };
         match event {
@@ -865,15 +866,21 @@ fn feed<H: Handler>(
     };
     // Keep the assembly buffer only while a message is in pieces.
     let assembling = matches!(&core.proto, Protocol::Ws(ws) if ws.is_assembling());
-    match owned {
-        Some(assembly) if assembling => core.assembly = Some(assembly),
-        Some(assembly) => ctx.pool.give(assembly),
-        None if assembling => core.assembly = Some(std::mem::replace(spare, ctx.pool.take())),
-        None => {
-            spare.clear();
-            if spare.capacity() > MAX_POOLED_CAPACITY {
-                *spare = Vec::new();
+    match (assembling, spared) {
+        (true, true) => {
+            core.put_assembly(&mut ctx.pool, assembly);
+            *spare = ctx.pool.take();
+        }
+        (true, false) => core.put_assembly(&mut ctx.pool, assembly),
+        (false, true) => {
+            assembly.clear();
+            if assembly.capacity() <= MAX_POOLED_CAPACITY {
+                *spare = assembly;
             }
+        }
+        (false, false) => {
+            ctx.pool.give(assembly);
+            core.settle_held(&mut ctx.pool);
         }
     }
     transmit(core, ctx, id);
@@ -907,9 +914,13 @@ fn on_handshake_bytes<H: Handler>(
     id: ConnectionId,
     input: &mut [u8],
 ) -> bool {
-    let Protocol::Handshake(parser) = &mut core.proto else { return true };
+    if !matches!(core.proto, Protocol::Handshake { .. }) {
+        return true;
+    }
     // A head that came in one read is parsed where it lies; one in pieces is gathered.
-    let mut stash = core.stash.take();
+    let mut stash = core.take_stash();
+    let Protocol::Handshake { parser, peer } = &mut core.proto else { return true };
+    let peer = *peer;
     if let Some(stash) = stash.as_mut() {
         stash.extend_from_slice(input);
     }
@@ -920,14 +931,10 @@ fn on_handshake_bytes<H: Handler>(
     let mut headers = [EMPTY_HEADER; MAX_HEADERS];
     let request = match parser.parse(buf, &mut headers) {
         Ok(None) => {
-            core.stash = Some(match stash {
-                Some(stash) => stash,
-                None => {
-                    let mut stash = ctx.pool.take();
-                    stash.extend_from_slice(input);
-                    stash
-                }
-            });
+            match stash {
+                Some(stash) => core.put_stash(&mut ctx.pool, stash),
+                None => hold(core, ctx, input),
+            }
             return true;
         }
         Err(error) => {
@@ -939,7 +946,7 @@ fn on_handshake_bytes<H: Handler>(
         Ok(Some(request)) => request,
     };
     let head_len = request.head_len();
-    let (protocol, app_state) = match decide(handler, ctx, Request::new(request, core.peer)) {
+    let (protocol, app_state) = match decide(handler, ctx, Request::new(request, peer)) {
         Ok(accepted) => accepted,
         Err(status) => {
             refuse(core, ctx, id, status);
@@ -969,16 +976,27 @@ fn on_handshake_bytes<H: Handler>(
     let rest = &mut buf[head_len..];
     let go_on = match feed(core, state, handler, ctx, spare, id, rest) {
         Fed::Paused(used) => {
-            let mut held = ctx.pool.take();
-            held.extend_from_slice(&rest[used..]);
-            core.stash = Some(held);
-            core.set(flag::READ_PAUSED);
+            hold_back(core, ctx, &rest[used..]);
             false
         }
         Fed::All | Fed::Ended => true,
     };
     give_back(ctx, stash);
+    core.settle_held(&mut ctx.pool);
     go_on
+}
+
+/// Keeps input that cannot be processed yet, in a pooled buffer.
+fn hold(core: &mut ConnCore, ctx: &mut LoopCtx, input: &[u8]) {
+    let mut stash = ctx.pool.take();
+    stash.extend_from_slice(input);
+    core.put_stash(&mut ctx.pool, stash);
+}
+
+/// Keeps the input past the backpressure limit and stops reading until the output drains.
+fn hold_back(core: &mut ConnCore, ctx: &mut LoopCtx, input: &[u8]) {
+    hold(core, ctx, input);
+    core.set(flag::READ_PAUSED);
 }
 
 fn give_back(ctx: &mut LoopCtx, buf: Option<Vec<u8>>) {
@@ -1027,7 +1045,8 @@ fn refuse(core: &mut ConnCore, ctx: &mut LoopCtx, id: ConnectionId, status: u16)
         }
     });
     core.proto = Protocol::Refused;
-    give_back(ctx, core.stash.take());
+    give_back(ctx, core.take_stash());
+    core.settle_held(&mut ctx.pool);
     core.deadline = ctx.close_deadline();
     let deadline = core.deadline;
     ctx.arm(core, id, deadline);

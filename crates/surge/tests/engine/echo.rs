@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use surge::surge_proto::frame::OpCode;
 
-use crate::client::{config, Client, Got, STOP};
+use crate::client::{config, upgrade_request, Client, Got, STOP};
 use crate::harness::start;
 
 const GRACE: Duration = Duration::from_secs(2);
@@ -58,6 +58,60 @@ fn fragmented_and_pipelined_messages_keep_their_order() {
     for text in batch {
         assert_eq!(client.recv(), Got::Text(text));
     }
+    server.shutdown(STOP);
+}
+
+/// A handshake and frames that arrive a few bytes at a time go through the engine's held
+/// input (partial head) and assembly (partial message) paths.
+#[test]
+fn a_handshake_and_a_message_trickled_in_pieces_still_echo() {
+    use std::io::{Read, Write};
+    use surge::surge_proto::connection::{Connection, Event, Limits};
+    use surge::Message;
+
+    let (server, _) = start(config(1).build().unwrap());
+    let addr = server.local_addrs()[0];
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let trickle = |stream: &mut std::net::TcpStream, bytes: &[u8], piece: usize| {
+        for chunk in bytes.chunks(piece) {
+            stream.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    trickle(&mut stream, &upgrade_request(addr), 7);
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+
+    let mut client = Connection::client(Limits::default(), 3);
+    let text = "pieces ✓ ".repeat(300);
+    let mut frames = Vec::new();
+    client.send(Message::Text(&text), &mut frames).unwrap();
+    client.send(Message::Binary(b"second"), &mut frames).unwrap();
+    trickle(&mut stream, &frames, 97);
+
+    let (mut buf, mut assembly, mut got) = (vec![0u8; 65536], Vec::new(), Vec::new());
+    while got.len() < 2 {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0);
+        let mut used = 0;
+        while used < n {
+            let (step, event) = client.read(&mut buf[used..n], &mut assembly);
+            used += step;
+            match event {
+                Some(Event::Message(Message::Text(t))) => got.push(t.as_bytes().to_vec()),
+                Some(Event::Message(Message::Binary(b))) => got.push(b.to_vec()),
+                Some(other) => panic!("{other:?}"),
+                None => break,
+            }
+        }
+    }
+    assert_eq!(got, [text.into_bytes(), b"second".to_vec()]);
     server.shutdown(STOP);
 }
 
