@@ -120,3 +120,22 @@ fn an_echo_client_that_stops_reading_pauses_the_server_and_loses_nothing() {
     write.join().unwrap();
     server.shutdown(STOP);
 }
+
+#[test]
+fn a_reset_while_output_is_blocked_frees_the_connection() {
+    let (server, shared) = start(config(1).backpressure_limit(LIMIT).build().unwrap());
+    let mut client = Client::connect_small_buffers(server.local_addrs()[0]);
+    client.send_text("whoami");
+    let Got::Text(me) = client.recv() else { panic!() };
+    let id = shared.id(&me);
+    // Far more than the socket buffers hold, so the server's write blocks.
+    for _ in 0..200 {
+        server.handle().send(id, vec![0u8; LIMIT].into()).unwrap();
+    }
+    eventually("the output is blocked", || shared.log().refused > 0);
+    socket2::SockRef::from(&client.stream).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(client); // a reset, not a close handshake
+    eventually("the connection is gone", || shared.close_code(id) == Some(1006));
+    assert_eq!(server.handle().connections(), 0);
+    server.shutdown(STOP);
+}
