@@ -66,7 +66,8 @@ setup_python() {
   if [ -x .venv/bin/python ] && stamp_ok python "$fp"; then say python "ok (.venv)"; return 0; fi
   say python "installing .venv from $req"
   timed python bash -c "set -e
-    [ -x .venv/bin/python ] || '$PY' -m venv .venv
+    rm -rf .venv # a fresh venv: no stale packages, the current interpreter
+    '$PY' -m venv .venv
     .venv/bin/python -m pip install --disable-pip-version-check -q -r '$req'"
   stamp_set python "$fp"
 }

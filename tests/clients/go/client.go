@@ -91,7 +91,16 @@ func main() {
 		found = found || p == "surge-ping"
 	}
 	if !found {
-		fail("ping: no pong with payload \"surge-ping\" before the next echo (pongs: %q)", pongs)
+		// Diagnose: does the pong come late (queued behind the echo) or never?
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		c.ReadMessage() // returns at the deadline; the pong handler runs meanwhile
+		for _, p := range pongs {
+			if p == "surge-ping" {
+				fail("ping: the pong came after the echo of the message sent after the ping " +
+					"(pong queued behind later data; Autobahn 5.6/5.19 check the same)")
+			}
+		}
+		fail("ping: no pong with payload \"surge-ping\" (pongs: %q)", pongs)
 	}
 
 	// Close 1000: record the server's close frame without replying to it
