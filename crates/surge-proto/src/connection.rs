@@ -1,0 +1,573 @@
+//! The WebSocket connection state machine: bytes in, events out, frames out.
+//!
+//! # Contract
+//!
+//! A [`Connection`] owns no socket, no thread and no clock. The caller moves bytes and time:
+//!
+//! - **Input.** [`Connection::read`] takes received bytes as `&mut [u8]` (payloads are
+//!   unmasked in place) and returns how many it used and at most one [`Event`]. Call it again
+//!   with the unused rest until it returns no event: by then every byte is consumed. A message
+//!   that lies whole in the input is handed out borrowed from it, without a copy. A message
+//!   that arrives in pieces (fragments, or a frame split across reads) is gathered in the
+//!   caller's `assembly` buffer, which the caller keeps for the connection and passes again on
+//!   every call; when [`Connection::is_assembling`] is false it is empty and can go back to a
+//!   pool. Partial headers and control payloads (at most 14 and 125 bytes) are kept inside.
+//! - **Output.** [`Connection::send`], [`Connection::ping`] and [`Connection::close`] append
+//!   frames to the caller's buffer. Frames the protocol itself owes the peer (a pong, the
+//!   Close reply or the Close that reports a violation) are queued and appended by
+//!   [`Connection::poll_transmit`]; call it whenever the socket can take more bytes, and not
+//!   while output is blocked: a queued pong is replaced by a newer one (RFC 6455 §5.5.3), so
+//!   a ping flood against a peer that does not read costs nothing.
+//! - **Time.** Only moves forward. [`Connection::poll_timeout`] gives the instant at which
+//!   [`Connection::handle_timeout`] must be called (the close handshake's deadline).
+//! - **End.** Once [`Connection::is_closed`] is true, flush what was written and close the
+//!   TCP connection (a server closes first, RFC 6455 §7.1.1).
+//!
+//! Events come in wire order: every event before a [`Event::Close`] or [`Event::Error`], and
+//! none after. Input after the peer's Close is ignored.
+//!
+//! # Example: the echo of the founding documents, as a server
+//!
+//! ```
+//! use surge_proto::connection::{Connection, Event, Limits};
+//! use surge_proto::message::Message;
+//!
+//! let mut conn = Connection::server(Limits::default());
+//! let mut assembly = Vec::new();
+//! let mut out = Vec::new();
+//! let mut input = [
+//!     0x81, 0x8F, 0x37, 0xFA, 0x21, 0x3D, 0x5F, 0x9F, 0x4D, 0x51, 0x58, 0xDA, 0x56, 0x58,
+//!     0x55, 0x89, 0x4E, 0x5E, 0x5C, 0x9F, 0x55, // "hello websocket", masked
+//!     0x88, 0x82, 0x37, 0xFA, 0x21, 0x3D, 0x34, 0x12, // Close 1000, masked
+//! ];
+//! let mut rest = &mut input[..];
+//! loop {
+//!     let (used, event) = conn.read(&mut *rest, &mut assembly);
+//!     match event {
+//!         Some(Event::Message(msg)) => conn.send(msg, &mut out).unwrap(),
+//!         Some(Event::Close(frame)) => assert_eq!(frame.code().unwrap().as_u16(), 1000),
+//!         Some(other) => panic!("{other:?}"),
+//!         None => break,
+//!     }
+//!     rest = &mut rest[used..];
+//! }
+//! conn.poll_transmit(&mut out);
+//! assert_eq!(out, b"\x81\x0Fhello websocket\x88\x02\x03\xE8");
+//! assert!(conn.is_closed());
+//! ```
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+use crate::close::{CloseCode, CloseFrame, ControlPayload, MAX_CLOSE_REASON, MAX_CONTROL_PAYLOAD};
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{decode_header, encode_frame, DecodeRules, FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::mask::apply_mask;
+use crate::message::Message;
+use crate::utf8::{self, Utf8Validator};
+use crate::Role;
+
+/// Limits a connection enforces while reading, before any memory is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest payload one frame may declare; past it, 1009.
+    pub max_frame_size: u64,
+    /// The largest message; past it, 1009. Continuation frames count their headers too, so a
+    /// flood of tiny fragments pays for its overhead.
+    pub max_message_size: u64,
+    /// How long to wait for the peer's Close after sending ours.
+    pub close_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 16 MiB frames and messages, a 5 s close handshake.
+    fn default() -> Self {
+        Limits {
+            max_frame_size: 16 << 20,
+            max_message_size: 16 << 20,
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What [`Connection::read`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A whole data message.
+    Message(Message<'a>),
+    /// A ping; its pong is already queued for [`Connection::poll_transmit`].
+    Ping(ControlPayload),
+    /// A pong.
+    Pong(ControlPayload),
+    /// The peer's Close; the reply is queued (unless ours already went out). Last event.
+    Close(CloseFrame),
+    /// The peer broke the protocol; a Close with [`ProtocolError::close_code`] is queued.
+    /// Last event.
+    Error(ProtocolError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataKind {
+    Text,
+    Binary,
+}
+
+/// The frame whose payload is being read.
+#[derive(Debug, Clone, Copy)]
+struct FrameInProgress {
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    mask_phase: usize,
+    payload_len: u64,
+    remaining: u64,
+}
+
+/// The data message being read, from its first frame to the one with FIN.
+#[derive(Debug, Clone, Copy)]
+struct MessageInProgress {
+    kind: DataKind,
+    /// Payload plus continuation headers so far, measured against `max_message_size`.
+    budget_used: u64,
+}
+
+/// One end of a WebSocket connection, after the opening handshake. See the
+/// [module documentation](self) for the contract.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    role: Role,
+    limits: Limits,
+    rules: DecodeRules,
+
+    partial_header: [u8; MAX_HEADER_LEN],
+    partial_header_len: u8,
+    frame: Option<FrameInProgress>,
+    control: [u8; MAX_CONTROL_PAYLOAD],
+    control_len: u8,
+    message: Option<MessageInProgress>,
+    utf8: Utf8Validator,
+    /// The last event borrowed the assembly buffer: empty it on the next read.
+    release_assembly: bool,
+    /// The peer's Close or a violation ended the input.
+    input_done: bool,
+    failed: bool,
+
+    close_sent: bool,
+    close_received: bool,
+    close_deadline: Option<Instant>,
+    timed_out: bool,
+    pending_pong: Option<ControlPayload>,
+    pending_close: Option<CloseFrame>,
+    mask_state: u64,
+}
+
+impl Connection {
+    /// The server end: expects masked frames, sends unmasked ones.
+    pub fn server(limits: Limits) -> Self {
+        Self::new(Role::Server, limits, 0)
+    }
+
+    /// The client end: expects unmasked frames and masks what it sends with keys drawn from a
+    /// generator seeded by `mask_seed`. The seed must come from a source the peer cannot
+    /// predict (the operating system's), since masking exists to keep attacker-chosen bytes
+    /// off the wire (RFC 6455 §10.3).
+    pub fn client(limits: Limits, mask_seed: u64) -> Self {
+        Self::new(Role::Client, limits, mask_seed)
+    }
+
+    fn new(role: Role, limits: Limits, mask_seed: u64) -> Self {
+        Connection {
+            role,
+            limits,
+            rules: DecodeRules { role, allowed_rsv: 0, max_frame_size: limits.max_frame_size },
+            partial_header: [0; MAX_HEADER_LEN],
+            partial_header_len: 0,
+            frame: None,
+            control: [0; MAX_CONTROL_PAYLOAD],
+            control_len: 0,
+            message: None,
+            utf8: Utf8Validator::new(),
+            release_assembly: false,
+            input_done: false,
+            failed: false,
+            close_sent: false,
+            close_received: false,
+            close_deadline: None,
+            timed_out: false,
+            pending_pong: None,
+            pending_close: None,
+            mask_state: mask_seed,
+        }
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Feeds received bytes; see the [module documentation](self) for the calling pattern.
+    ///
+    /// Returns the number of bytes of `input` used and the next event, if any. When the event
+    /// is `None` all of `input` was used.
+    pub fn read<'a>(
+        &mut self,
+        input: &'a mut [u8],
+        assembly: &'a mut Vec<u8>,
+    ) -> (usize, Option<Event<'a>>) {
+        if self.release_assembly {
+            assembly.clear();
+            self.release_assembly = false;
+        }
+        if self.input_done {
+            return (input.len(), None);
+        }
+        let mut pos = 0;
+        loop {
+            let mut frame = match self.frame {
+                Some(frame) => frame,
+                None => match self.next_header(&input[pos..]) {
+                    Ok(Some((header, used))) => {
+                        pos += used;
+                        match self.begin_frame(&header) {
+                            Ok(frame) => frame,
+                            Err(error) => return (input.len(), Some(self.fail(error))),
+                        }
+                    }
+                    Ok(None) => return (input.len(), None),
+                    Err(error) => return (input.len(), Some(self.fail(error))),
+                },
+            };
+
+            let available =
+                (input.len() - pos).min(usize::try_from(frame.remaining).unwrap_or(usize::MAX));
+            let (start, end) = (pos, pos + available);
+            if let Some(key) = frame.mask {
+                frame.mask_phase = apply_mask(&mut input[start..end], key, frame.mask_phase);
+            }
+            frame.remaining -= available as u64;
+            pos = end;
+            let frame_done = frame.remaining == 0;
+            self.frame = if frame_done { None } else { Some(frame) };
+
+            if frame.opcode.is_control() {
+                let len = usize::from(self.control_len);
+                let Some(slot) = self.control.get_mut(len..len + available) else {
+                    // Unreachable: decode_header caps control payloads at 125 bytes.
+                    return (input.len(), Some(self.fail(ProtocolError::ControlFrameTooLong)));
+                };
+                slot.copy_from_slice(&input[start..end]);
+                self.control_len += available as u8;
+                if !frame_done {
+                    return (pos, None);
+                }
+                let payload_len = usize::from(std::mem::take(&mut self.control_len));
+                let payload = ControlPayload::new(&self.control[..payload_len]).unwrap_or_default();
+                return (pos, Some(self.on_control(frame.opcode, payload)));
+            }
+
+            let Some(message) = self.message else {
+                // Unreachable: begin_frame opens a message for every data frame.
+                return (input.len(), Some(self.fail(ProtocolError::UnexpectedContinuation)));
+            };
+            let single_frame_here = frame.fin
+                && frame.opcode != OpCode::CONTINUATION
+                && available as u64 == frame.payload_len;
+            if single_frame_here {
+                self.message = None;
+                let input: &'a [u8] = input;
+                let payload = &input[start..end];
+                let event = match message.kind {
+                    DataKind::Binary => Event::Message(Message::Binary(payload)),
+                    DataKind::Text => match utf8::validate(payload) {
+                        Ok(text) => Event::Message(Message::Text(text)),
+                        Err(_) => self.fail(ProtocolError::InvalidUtf8),
+                    },
+                };
+                return (pos, Some(event));
+            }
+
+            if message.kind == DataKind::Text && self.utf8.feed(&input[start..end]).is_err() {
+                return (input.len(), Some(self.fail(ProtocolError::InvalidUtf8)));
+            }
+            assembly.extend_from_slice(&input[start..end]);
+            if frame_done && frame.fin {
+                self.message = None;
+                self.release_assembly = true;
+                if message.kind == DataKind::Text && self.utf8.finish().is_err() {
+                    return (input.len(), Some(self.fail(ProtocolError::InvalidUtf8)));
+                }
+                let assembly: &'a Vec<u8> = assembly;
+                let event = match message.kind {
+                    DataKind::Binary => Event::Message(Message::Binary(assembly)),
+                    // Validated piece by piece above; this pass only recovers the `&str`
+                    // without unsafe code, and only on the assembled path.
+                    DataKind::Text => match utf8::validate(assembly) {
+                        Ok(text) => Event::Message(Message::Text(text)),
+                        Err(_) => self.fail(ProtocolError::InvalidUtf8),
+                    },
+                };
+                return (pos, Some(event));
+            }
+            if pos == input.len() {
+                return (pos, None);
+            }
+        }
+    }
+
+    /// Decodes the next header from the bytes kept from earlier reads and `input`, keeping
+    /// what is still too short. Returns the header and how many bytes of `input` it took.
+    fn next_header(&mut self, input: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+        let kept = usize::from(self.partial_header_len);
+        if kept == 0 {
+            let decoded = decode_header(input, &self.rules)?;
+            if decoded.is_none() {
+                self.keep_partial_header(0, input);
+            }
+            return Ok(decoded);
+        }
+        let take = input.len().min(MAX_HEADER_LEN - kept);
+        self.keep_partial_header(kept, &input[..take]);
+        let buffered = &self.partial_header[..kept + take];
+        match decode_header(buffered, &self.rules)? {
+            Some((header, len)) => {
+                self.partial_header_len = 0;
+                Ok(Some((header, len - kept)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn keep_partial_header(&mut self, at: usize, bytes: &[u8]) {
+        // A header is at most MAX_HEADER_LEN bytes, so an undecodable prefix always fits.
+        if let Some(slot) = self.partial_header.get_mut(at..at + bytes.len()) {
+            slot.copy_from_slice(bytes);
+            self.partial_header_len = (at + bytes.len()) as u8;
+        }
+    }
+
+    /// The checks that need the message state: continuation rules and the message cap.
+    fn begin_frame(&mut self, header: &FrameHeader) -> Result<FrameInProgress, ProtocolError> {
+        let kind = match header.opcode {
+            OpCode::TEXT => Some(DataKind::Text),
+            OpCode::BINARY => Some(DataKind::Binary),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            if self.message.is_some() {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            if header.payload_len > self.limits.max_message_size {
+                return Err(ProtocolError::MessageTooLarge);
+            }
+            self.message = Some(MessageInProgress { kind, budget_used: header.payload_len });
+        } else if header.opcode == OpCode::CONTINUATION {
+            let message = self.message.as_mut().ok_or(ProtocolError::UnexpectedContinuation)?;
+            message.budget_used = message
+                .budget_used
+                .saturating_add(header.encoded_len() as u64)
+                .saturating_add(header.payload_len);
+            if message.budget_used > self.limits.max_message_size {
+                return Err(ProtocolError::MessageTooLarge);
+            }
+        }
+        Ok(FrameInProgress {
+            opcode: header.opcode,
+            fin: header.fin,
+            mask: header.mask,
+            mask_phase: 0,
+            payload_len: header.payload_len,
+            remaining: header.payload_len,
+        })
+    }
+
+    fn on_control(&mut self, opcode: OpCode, payload: ControlPayload) -> Event<'static> {
+        match opcode {
+            OpCode::PING => {
+                if self.can_send() {
+                    self.pending_pong = Some(payload);
+                }
+                Event::Ping(payload)
+            }
+            OpCode::PONG => Event::Pong(payload),
+            _ => match CloseFrame::parse(payload.as_bytes()) {
+                Ok(frame) => {
+                    self.close_received = true;
+                    self.end_input();
+                    if !self.close_sent && self.pending_close.is_none() {
+                        self.pending_close = Some(match frame.code() {
+                            Some(code) => CloseFrame::new(code, ""),
+                            None => CloseFrame::empty(),
+                        });
+                    }
+                    Event::Close(frame)
+                }
+                Err(error) => self.fail(error),
+            },
+        }
+    }
+
+    fn end_input(&mut self) {
+        self.input_done = true;
+        self.frame = None;
+        self.message = None;
+        self.release_assembly = true;
+        self.utf8.reset();
+    }
+
+    fn fail(&mut self, error: ProtocolError) -> Event<'static> {
+        self.end_input();
+        self.failed = true;
+        self.pending_pong = None;
+        if !self.close_sent && self.pending_close.is_none() {
+            self.pending_close = Some(CloseFrame::new(error.close_code(), ""));
+        }
+        Event::Error(error)
+    }
+
+    /// True while a message is partly read and `assembly` holds its first part; otherwise
+    /// the assembly buffer is empty (or emptied on the next read) and may be pooled.
+    pub fn is_assembling(&self) -> bool {
+        self.message.is_some()
+    }
+
+    /// Whether data frames may still be sent: false once a Close was sent or queued.
+    pub fn can_send(&self) -> bool {
+        !self.close_sent && self.pending_close.is_none()
+    }
+
+    /// Appends `msg` as one frame to `out`.
+    pub fn send(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), SendError> {
+        self.send_frame(msg.opcode(), true, msg.as_bytes(), out)
+    }
+
+    /// Appends one frame of a message sent in fragments: the first with the message's
+    /// opcode ([`OpCode::TEXT`] or [`OpCode::BINARY`]), the rest with
+    /// [`OpCode::CONTINUATION`], the last with `fin`. Control frames go through
+    /// [`Connection::ping`] and [`Connection::close`].
+    pub fn send_frame(
+        &mut self,
+        opcode: OpCode,
+        fin: bool,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::Closed);
+        }
+        let mask = self.next_mask();
+        encode_frame(out, opcode, fin, mask, payload);
+        Ok(())
+    }
+
+    /// Appends a ping with up to 125 bytes of payload.
+    pub fn ping(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong);
+        }
+        let mask = self.next_mask();
+        encode_frame(out, OpCode::PING, true, mask, payload);
+        Ok(())
+    }
+
+    /// Starts the close handshake: appends a Close with `code` and `reason` (at most 123
+    /// bytes) and waits at most [`Limits::close_timeout`] from `now` for the peer's Close.
+    pub fn close(
+        &mut self,
+        now: Instant,
+        code: CloseCode,
+        reason: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), SendError> {
+        if !self.can_send() {
+            return Err(SendError::Closed);
+        }
+        if !code.is_allowed_on_wire() {
+            return Err(SendError::InvalidCloseCode(code));
+        }
+        if reason.len() > MAX_CLOSE_REASON {
+            return Err(SendError::ControlTooLong);
+        }
+        self.write_close(&CloseFrame::new(code, reason), out);
+        if !self.close_received {
+            self.close_deadline = Some(now + self.limits.close_timeout);
+        }
+        Ok(())
+    }
+
+    fn write_close(&mut self, frame: &CloseFrame, out: &mut Vec<u8>) {
+        let mask = self.next_mask();
+        encode_frame(out, OpCode::CLOSE, true, mask, frame.to_payload().as_bytes());
+        self.close_sent = true;
+        self.pending_pong = None;
+    }
+
+    /// Whether [`Connection::poll_transmit`] has frames to write.
+    pub fn wants_transmit(&self) -> bool {
+        self.pending_pong.is_some() || self.pending_close.is_some()
+    }
+
+    /// Appends the frames the protocol owes the peer: the latest pong, then a queued Close.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) {
+        if let Some(pong) = self.pending_pong.take() {
+            let mask = self.next_mask();
+            encode_frame(out, OpCode::PONG, true, mask, pong.as_bytes());
+        }
+        if let Some(frame) = self.pending_close.take() {
+            self.write_close(&frame, out);
+        }
+    }
+
+    /// When [`Connection::handle_timeout`] must next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.is_closed() {
+            None
+        } else {
+            self.close_deadline
+        }
+    }
+
+    /// Advances time: past the close deadline the handshake is abandoned and
+    /// [`Connection::is_closed`] turns true.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.close_deadline.is_some_and(|deadline| now >= deadline) {
+            self.close_deadline = None;
+            self.timed_out = true;
+            self.end_input();
+        }
+    }
+
+    /// Whether the WebSocket is finished: our Close went out and the peer's came in (or the
+    /// peer broke the protocol, or the close handshake timed out). Flush, then close TCP.
+    pub fn is_closed(&self) -> bool {
+        self.timed_out || (self.close_sent && (self.close_received || self.failed))
+    }
+
+    /// Whether the peer's Close has arrived.
+    pub fn close_received(&self) -> bool {
+        self.close_received
+    }
+
+    fn next_mask(&mut self) -> Option<[u8; 4]> {
+        match self.role {
+            Role::Server => None,
+            Role::Client => {
+                // SplitMix64: one multiply-xorshift round per frame, seeded from a
+                // random source by the caller.
+                self.mask_state = self.mask_state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = self.mask_state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                Some((z as u32).to_ne_bytes())
+            }
+        }
+    }
+}
