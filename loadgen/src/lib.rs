@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod error;
 pub mod floor;
 pub mod machine;
+pub mod plot;
 pub mod report;
 pub mod run;
 pub mod stats;

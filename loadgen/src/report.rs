@@ -30,8 +30,12 @@ pub struct Sample {
     pub msgs_per_sec: f64,
     /// Median latency, µs.
     pub p50_us: f64,
+    /// 90th percentile latency, µs.
+    pub p90_us: f64,
     /// 99th percentile latency, µs.
     pub p99_us: f64,
+    /// 99.9th percentile latency, µs.
+    pub p99_9_us: f64,
     /// Largest latency, µs.
     pub max_us: f64,
 }

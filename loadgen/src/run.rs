@@ -353,6 +353,7 @@ fn collect(
     let mut hlog_file = hlog_file;
     let mut serializer = V2DeflateSerializer::new();
     let start_wall = SystemTime::now();
+    let begin = Instant::now();
     let mut hlog = match hlog_file.as_mut() {
         Some(f) => {
             use std::io::Write as _;
@@ -416,7 +417,6 @@ fn collect(
         hlog_offset: Duration::ZERO,
     };
     let mut done = 0;
-    let begin = Instant::now();
     let mut finalize = |p: Pending, index: u32, c: &mut Collected| -> Result<(), Error> {
         let secs = p.length.as_secs_f64();
         let lat = &p.recorder.latency;
@@ -426,7 +426,9 @@ fn collect(
             messages: p.recorder.messages,
             msgs_per_sec: if secs > 0.0 { p.recorder.messages as f64 / secs } else { 0.0 },
             p50_us: lat.value_at_quantile(0.5) as f64 / 1000.0,
+            p90_us: lat.value_at_quantile(0.9) as f64 / 1000.0,
             p99_us: lat.value_at_quantile(0.99) as f64 / 1000.0,
+            p99_9_us: lat.value_at_quantile(0.999) as f64 / 1000.0,
             max_us: lat.max() as f64 / 1000.0,
         });
         if let Some(w) = hlog.as_mut() {
