@@ -186,6 +186,9 @@ pub fn spawn(
             if let Some(core) = plan.core {
                 core_affinity::set_for_current(core_affinity::CoreId { id: core });
             }
+            // Wake for open-loop slots on time: no 50 µs default timer slack.
+            // SAFETY: PR_SET_TIMERSLACK takes one integer argument and touches no memory.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
             match Worker::new(plan, shared, tx) {
                 Ok(mut w) => w.run(),
                 Err(e) => eprintln!("surge-loadgen: client thread: {e}"),

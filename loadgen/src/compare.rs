@@ -209,7 +209,8 @@ pub fn caveats(runs: &[RunResult]) -> Vec<String> {
         check("size", a.size.to_string(), b.size.to_string());
         check("payload", format!("{:?}", a.payload), format!("{:?}", b.payload));
         check("in-flight", a.in_flight.to_string(), b.in_flight.to_string());
-        check("rate", format!("{:?}", a.rate), format!("{:?}", b.rate));
+        let rate = |r: Option<f64>| r.map_or("closed loop".to_owned(), |x| format!("{x:.0}/s"));
+        check("rate", rate(a.rate), rate(b.rate));
         check("threads", a.threads.to_string(), b.threads.to_string());
         check(
             "server threads",
@@ -234,7 +235,7 @@ pub fn caveats(runs: &[RunResult]) -> Vec<String> {
 }
 
 fn fmt_value(v: f64) -> String {
-    if v.abs() >= 1000.0 {
+    if v.abs() >= 1000.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")
@@ -396,7 +397,7 @@ pub fn render_html(labels: &[String], runs: &[RunResult], rows: &[Row]) -> Resul
         .enumerate()
         .map(|(i, (label, r))| Series {
             name: format!("[{}] {label}", i + 1),
-            points: r.per_second.iter().map(|s| (s.t_s, s.msgs_per_sec)).collect(),
+            points: r.per_second.iter().map(|s| (s.t_s + s.length_s, s.msgs_per_sec)).collect(),
         })
         .collect();
     let max_t = runs.iter().map(|r| r.measured_s).fold(1.0, f64::max);

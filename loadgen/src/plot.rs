@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 const W: f64 = 860.0;
 const H: f64 = 420.0;
 const LEFT: f64 = 80.0;
-const RIGHT: f64 = 20.0;
+const RIGHT: f64 = 40.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 /// Series colours (colour-blind friendly, Okabe-Ito).

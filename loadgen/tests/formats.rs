@@ -54,7 +54,9 @@ fn hgrm_has_the_percentile_distribution_layout() {
     assert!((last[0].parse::<f64>().unwrap() - 10_000.0).abs() < 10.0);
     let footer: Vec<&str> = text.lines().filter(|l| l.starts_with("#[")).collect();
     assert_eq!(footer.len(), 3);
-    assert!(footer[0].starts_with("#[Mean    =     5000.") && footer[0].contains("StdDeviation   ="));
+    assert!(
+        footer[0].starts_with("#[Mean    =     5000.") && footer[0].contains("StdDeviation   =")
+    );
     assert!(footer[1].contains("Total count    =        10000]"));
     assert_eq!(footer[2], "#[Buckets =           32, SubBuckets     =         2048]");
 }
