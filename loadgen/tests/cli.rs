@@ -53,7 +53,7 @@ fn unreachable_target_is_one_line() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-fn measure(addr: std::net::SocketAddr, json: &PathBuf, extra: &[&str]) {
+fn measure(addr: std::net::SocketAddr, json: &std::path::Path, extra: &[&str]) {
     let mut args = vec![format!("tcp://{addr}"), "-c".into(), "8".into(), "-d".into()];
     args.extend(["3s", "-w", "200ms", "-q", "--json"].map(String::from));
     args.push(json.display().to_string());
