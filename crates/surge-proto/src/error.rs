@@ -83,3 +83,5 @@ pub enum SendError {
     #[error("close code {0} may not be sent")]
     InvalidCloseCode(CloseCode),
 }
+
+pub use crate::handshake::{ClientHandshakeError, HandshakeError};
