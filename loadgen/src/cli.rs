@@ -100,8 +100,11 @@ pub struct RunArgs {
 impl RunArgs {
     /// Resolves the target and checks the options; returns the run configuration.
     pub fn config(&self) -> Result<(RunConfig, Target), Error> {
-        let raw = self.raw || self.target.as_deref().is_some_and(|t| t.starts_with("tcp://"));
-        let target = Target::parse(self.target.as_deref())?;
+        let mut target = Target::parse(self.target.as_deref())?;
+        let raw = self.raw || matches!(target, Target::Tcp { .. });
+        if raw {
+            target = target.into_raw();
+        }
         if self.connections == 0 {
             return Err(Error::Usage("--connections must be at least 1".into()));
         }

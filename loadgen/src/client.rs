@@ -24,6 +24,10 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
+use surge_proto::close::CloseCode;
+use surge_proto::connection::{Connection, Event, Limits};
+use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
+use surge_proto::message::Message;
 
 use crate::error::Error;
 use crate::machine;
@@ -34,6 +38,8 @@ const TIMER: Token = Token(usize::MAX);
 const READ_BUF: usize = 256 * 1024;
 /// How often connections still connecting are checked against the connect timeout.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// How long the end of a run waits for servers to answer WebSocket Close frames.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// What one client thread is to do.
 #[derive(Debug, Clone)]
@@ -64,6 +70,17 @@ pub struct ThreadPlan {
     pub core: Option<usize>,
     /// Seeds payload contents.
     pub seed: u64,
+    /// WebSocket: the opening handshake's request (None: raw TCP echo).
+    pub ws: Option<WsRequest>,
+}
+
+/// What a WebSocket client asks for in its opening handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsRequest {
+    /// The `Host` header (the target's authority).
+    pub host: String,
+    /// The request target (path and query).
+    pub path: String,
 }
 
 /// State shared by the coordinator and the client threads.
@@ -200,7 +217,11 @@ pub fn spawn(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Connecting,
+    /// WebSocket: the request went out, the 101 has not come back yet.
+    Handshaking,
     Open,
+    /// WebSocket: a Close went out or came in; waiting for the server to end TCP.
+    Closing,
     Done,
 }
 
@@ -215,6 +236,16 @@ struct Conn {
     matched: usize,
     /// Raw mode: those bytes differed from what was sent.
     bad: bool,
+    /// WebSocket: the protocol state and its reassembly buffer (empty until a message is
+    /// split over reads).
+    ws: Option<Box<WsConn>>,
+}
+
+struct WsConn {
+    proto: Connection,
+    assembly: Vec<u8>,
+    /// The handshake, and the response bytes received so far, while handshaking.
+    handshake: Option<(ClientHandshake, Vec<u8>)>,
 }
 
 /// A `timerfd` with nanosecond resolution.
@@ -505,6 +536,7 @@ impl Worker {
             flow: Flow::new(self.plan.in_flight),
             matched: 0,
             bad: false,
+            ws: None,
         });
         self.connecting += 1;
         Ok(())
@@ -516,60 +548,95 @@ impl Worker {
         }
         for i in 0..self.conns.len() {
             let c = &self.conns[i];
-            if c.state == State::Connecting && now - c.started > self.plan.connect_timeout {
+            let waiting = matches!(c.state, State::Connecting | State::Handshaking);
+            if waiting && now - c.started > self.plan.connect_timeout {
                 self.fail(i, ErrorKind::ConnectTimeout);
             }
         }
     }
 
-    /// Ends connection `i` after a failure of `kind`.
+    /// Ends connection `i`, counting a failure of `kind` unless it was already closing.
     fn fail(&mut self, i: usize, kind: ErrorKind) {
         let c = &mut self.conns[i];
         match c.state {
             State::Done => return,
-            State::Connecting => self.connecting -= 1,
+            State::Connecting | State::Handshaking => self.connecting -= 1,
             State::Open => self.lost += 1,
+            State::Closing => {}
+        }
+        if c.state != State::Closing {
+            self.errors.add(kind);
         }
         c.state = State::Done;
+        c.ws = None;
         let _ = self.poll.registry().deregister(&mut c.stream);
         let _ = c.stream.shutdown(std::net::Shutdown::Both);
-        self.errors.add(kind);
     }
 
     fn on_event(&mut self, i: usize, readable: bool, writable: bool) {
-        let Some(c) = self.conns.get_mut(i) else { return };
+        let Some(c) = self.conns.get(i) else { return };
         match c.state {
             State::Done => {}
-            State::Connecting => {
-                match c.stream.take_error() {
-                    Ok(Some(e)) | Err(e) => return self.fail(i, ErrorKind::of_connect(&e)),
-                    Ok(None) => {}
-                }
-                match c.stream.peer_addr() {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                    Err(e) => return self.fail(i, ErrorKind::of_connect(&e)),
-                }
-                let now = Instant::now();
-                c.state = State::Open;
-                self.connecting -= 1;
-                self.established += 1;
-                self.handshake.saturating_record(ns(now - c.started));
-                if self.phases.is_some() && self.clock.is_none() {
-                    self.fill(i, now);
-                }
-                if readable {
-                    self.read(i);
-                }
-            }
-            State::Open => {
-                if readable {
-                    self.read(i);
-                }
+            State::Connecting => self.on_connected(i, readable),
+            State::Handshaking | State::Open | State::Closing => {
                 if writable {
                     self.flush(i);
                 }
+                if readable {
+                    self.read(i);
+                }
             }
+        }
+    }
+
+    /// TCP connect finished (or failed): open, or start the WebSocket handshake.
+    fn on_connected(&mut self, i: usize, readable: bool) {
+        let c = &mut self.conns[i];
+        match c.stream.take_error() {
+            Ok(Some(e)) | Err(e) => return self.fail(i, ErrorKind::of_connect(&e)),
+            Ok(None) => {}
+        }
+        match c.stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+            Err(e) => return self.fail(i, ErrorKind::of_connect(&e)),
+        }
+        let Some(req) = &self.plan.ws else {
+            self.opened(i, Instant::now());
+            return;
+        };
+        // Fresh key and masking seed per connection, from the operating system.
+        let mut nonce = [0u8; 16];
+        let _ = getrandom::fill(&mut nonce);
+        let seed = getrandom::u64()
+            .unwrap_or_else(|_| u64::from_le_bytes(nonce[..8].try_into().expect("8")));
+        let request = ClientRequest::new(&req.host, &req.path);
+        match ClientHandshake::start(&request, nonce, &mut c.out) {
+            Ok(hs) => {
+                c.ws = Some(Box::new(WsConn {
+                    proto: Connection::client(Limits::default(), seed),
+                    assembly: Vec::new(),
+                    handshake: Some((hs, Vec::new())),
+                }));
+                c.state = State::Handshaking;
+                self.flush(i);
+                if readable {
+                    self.read(i);
+                }
+            }
+            Err(_) => self.fail(i, ErrorKind::HandshakeInvalid),
+        }
+    }
+
+    /// Connection `i` is up (connected, and upgraded for WebSocket).
+    fn opened(&mut self, i: usize, now: Instant) {
+        let c = &mut self.conns[i];
+        c.state = State::Open;
+        self.connecting -= 1;
+        self.established += 1;
+        self.handshake.saturating_record(ns(now - c.started));
+        if self.phases.is_some() && self.clock.is_none() {
+            self.fill(i, now);
         }
     }
 
@@ -593,7 +660,21 @@ impl Worker {
         let mut queued = false;
         while let Some(scheduled) = c.flow.sendable(now, open) {
             let (offset, len) = self.payloads.draw();
-            c.out.extend_from_slice(self.payloads.bytes(offset, len));
+            let bytes = self.payloads.bytes(offset, len);
+            match &mut c.ws {
+                None => c.out.extend_from_slice(bytes),
+                Some(ws) => {
+                    let msg = match self.payloads.kind() {
+                        PayloadKind::Binary => Message::Binary(bytes),
+                        PayloadKind::Text => Message::Text(
+                            std::str::from_utf8(bytes).expect("text payloads are ASCII"),
+                        ),
+                    };
+                    if ws.proto.send(msg, &mut c.out).is_err() {
+                        break;
+                    }
+                }
+            }
             c.flow.push(InFlight { scheduled, sent: now, offset, len });
             queued = true;
         }
@@ -619,7 +700,7 @@ impl Worker {
     fn read(&mut self, i: usize) {
         loop {
             let c = &mut self.conns[i];
-            if c.state != State::Open {
+            if matches!(c.state, State::Done | State::Connecting) {
                 return;
             }
             let n = match c.stream.read(&mut self.read_buf) {
@@ -630,22 +711,124 @@ impl Worker {
                 Err(_) => return self.fail(i, ErrorKind::Io),
             };
             let now = Instant::now();
-            if !self.consume_raw(i, n, now) {
-                return self.fail(i, ErrorKind::Unsolicited);
+            let alive = match (c.state, c.ws.is_some()) {
+                (State::Handshaking, _) => self.consume_handshake(i, n, now),
+                (_, true) => self.consume_ws(i, n, now),
+                (_, false) => self.consume_raw(i, n, now),
+            };
+            if !alive {
+                return;
+            }
+        }
+        let c = &mut self.conns[i];
+        // Frames the protocol owes (a pong, a Close reply) go out while output is not blocked.
+        if let Some(ws) = c.ws.as_mut().filter(|ws| ws.proto.wants_transmit()) {
+            if c.out_pos == c.out.len() {
+                ws.proto.poll_transmit(&mut c.out);
             }
         }
         let now = Instant::now();
         self.fill(i, now);
+        self.flush(i);
+    }
+
+    /// Feeds `n` received bytes to connection `i`'s handshake; false if the connection ended.
+    fn consume_handshake(&mut self, i: usize, n: usize, now: Instant) -> bool {
+        let c = &mut self.conns[i];
+        let Some((hs, buf)) = c.ws.as_mut().and_then(|ws| ws.handshake.as_mut()) else {
+            return false;
+        };
+        buf.extend_from_slice(&self.read_buf[..n]);
+        let mut headers = [EMPTY_HEADER; 64];
+        let head_len = match hs.parse_response(buf, &mut headers) {
+            Ok(None) => return true,
+            Ok(Some(response)) => response.head_len(),
+            Err(e) => {
+                let kind = match e {
+                    ClientHandshakeError::UnexpectedStatus(_) => ErrorKind::HandshakeRejected,
+                    _ => ErrorKind::HandshakeInvalid,
+                };
+                self.fail(i, kind);
+                return false;
+            }
+        };
+        // Bytes after the head are the server's first frames; they came in this read.
+        let rest = buf.len() - head_len;
+        self.read_buf[..rest].copy_from_slice(&buf[head_len..]);
+        if let Some(ws) = c.ws.as_mut() {
+            ws.handshake = None;
+        }
+        self.opened(i, now);
+        rest == 0 || self.consume_ws(i, rest, now)
+    }
+
+    /// Feeds `n` received bytes to connection `i`'s WebSocket, checking and recording every
+    /// echo; false if the connection ended.
+    fn consume_ws(&mut self, i: usize, n: usize, now: Instant) -> bool {
+        let measuring = self.phases.is_some_and(|p| now >= p.measure && now < p.end);
+        let kind = self.payloads.kind();
+        let c = &mut self.conns[i];
+        let Some(ws) = c.ws.as_mut() else { return false };
+        let mut pos = 0;
+        let mut violation = false;
+        loop {
+            let (used, event) = ws.proto.read(&mut self.read_buf[pos..n], &mut ws.assembly);
+            pos += used;
+            let Some(event) = event else { break };
+            match event {
+                Event::Message(m) if c.state == State::Open => match c.flow.pop() {
+                    Some(sent) => {
+                        let same_kind = matches!(
+                            (m, kind),
+                            (Message::Text(_), PayloadKind::Text)
+                                | (Message::Binary(_), PayloadKind::Binary)
+                        );
+                        if !same_kind || m.as_bytes() != self.payloads.bytes(sent.offset, sent.len)
+                        {
+                            self.mismatches += 1;
+                        }
+                        if measuring {
+                            self.recorder.record(sent.scheduled, sent.sent, now, sent.len as usize);
+                        }
+                    }
+                    None => self.errors.add(ErrorKind::Unsolicited),
+                },
+                Event::Message(_) | Event::Ping(_) | Event::Pong(_) => {}
+                Event::Close(frame) => {
+                    self.close_codes.add(frame.code().map_or(1005, CloseCode::as_u16));
+                    if c.state == State::Open {
+                        self.lost += 1;
+                        self.errors.add(ErrorKind::ClosedByServer);
+                    }
+                    c.state = State::Closing;
+                }
+                Event::Error(_) => {
+                    violation = true;
+                    break;
+                }
+            }
+        }
+        if violation {
+            // Best effort: send the Close the protocol queued, then drop the connection.
+            ws.proto.poll_transmit(&mut c.out);
+            let _ = c.stream.write(&c.out[c.out_pos..]);
+            self.fail(i, ErrorKind::Protocol);
+            return false;
+        }
+        true
     }
 
     /// Matches `n` received bytes against connection `i`'s in-flight messages, recording each
-    /// one completed; false when bytes arrived that nobody sent.
+    /// one completed; false (and the connection dropped) when bytes arrived that nobody sent.
     fn consume_raw(&mut self, i: usize, n: usize, now: Instant) -> bool {
         let measuring = self.phases.is_some_and(|p| now >= p.measure && now < p.end);
         let c = &mut self.conns[i];
         let mut data = &self.read_buf[..n];
         while !data.is_empty() {
-            let Some(front) = c.flow.front().copied() else { return false };
+            let Some(front) = c.flow.front().copied() else {
+                self.fail(i, ErrorKind::Unsolicited);
+                return false;
+            };
             let expected = &self.payloads.bytes(front.offset, front.len)[c.matched..];
             let take = expected.len().min(data.len());
             if data[..take] != expected[..take] {
@@ -667,17 +850,29 @@ impl Worker {
         true
     }
 
+    /// Ends the run: WebSocket connections get a Close (1000) and up to `CLOSE_WAIT` for the
+    /// server to answer and end TCP; then every socket is reset (no TIME_WAIT left here).
     fn finish(&mut self) {
         let mut backlog = 0;
         let mut unanswered = 0;
+        let now = Instant::now();
+        for i in 0..self.conns.len() {
+            let c = &mut self.conns[i];
+            if c.state != State::Open {
+                continue;
+            }
+            backlog += c.flow.backlog();
+            unanswered += c.flow.in_flight() as u64;
+            if let Some(ws) = c.ws.as_mut() {
+                let _ = ws.proto.close(now, CloseCode::NORMAL, "", &mut c.out);
+                c.state = State::Closing;
+                self.flush(i);
+            }
+        }
+        self.drain_closes(now + CLOSE_WAIT);
         for c in &mut self.conns {
-            if c.state == State::Open {
-                backlog += c.flow.backlog();
-                unanswered += c.flow.in_flight() as u64;
-                // Reset rather than FIN: no TIME_WAIT left on this side to exhaust ports for the
-                // next run.
-                let sock = socket2::SockRef::from(&c.stream);
-                let _ = sock.set_linger(Some(Duration::ZERO));
+            if c.state != State::Done {
+                let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
             }
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
@@ -694,6 +889,27 @@ impl Worker {
             cpu: machine::thread_cpu_time(),
         };
         let _ = self.tx.send(Report::Done(Box::new(summary)));
+    }
+
+    /// Serves closing connections until the server ended them all or `deadline` passed.
+    fn drain_closes(&mut self, deadline: Instant) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if now >= deadline || !self.conns.iter().any(|c| c.state == State::Closing) {
+                return;
+            }
+            let wait = (deadline - now).min(HOUSEKEEPING);
+            if self.poll.poll(&mut events, Some(wait)).is_err() {
+                return;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    TIMER => self.timer.clear(),
+                    Token(i) => self.on_event(i, ev.is_readable(), ev.is_writable()),
+                }
+            }
+        }
     }
 }
 

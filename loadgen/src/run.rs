@@ -16,7 +16,13 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{self, Report, Shared, ThreadPlan};
+use std::io::{Read as _, Write as _};
+
+use surge_proto::close::CloseCode;
+use surge_proto::connection::{Connection, Limits};
+use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
+
+use crate::client::{self, Report, Shared, ThreadPlan, WsRequest};
 use crate::embedded::{self, EmbeddedServer};
 use crate::error::Error;
 use crate::machine::{self, MachineInfo};
@@ -39,20 +45,53 @@ pub enum Target {
         /// Resolved address.
         addr: SocketAddr,
     },
+    /// A WebSocket echo server (`ws://HOST:PORT/PATH`, or `HOST:PORT`).
+    Ws {
+        /// Resolved address.
+        addr: SocketAddr,
+        /// The `Host` header: the target's authority as given.
+        host: String,
+        /// Request target: path and query.
+        path: String,
+    },
 }
 
 impl Target {
-    /// Parses `tcp://HOST:PORT` (or `HOST:PORT`); `None` means embedded.
+    /// Parses `ws://HOST[:PORT][/PATH]`, `HOST:PORT[/PATH]` (WebSocket) or `tcp://HOST:PORT`;
+    /// `None` means embedded.
     pub fn parse(s: Option<&str>) -> Result<Self, Error> {
         let Some(s) = s else { return Ok(Target::Embedded) };
-        let rest = s.strip_prefix("tcp://").unwrap_or(s);
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            let hostport = rest.split('/').next().unwrap_or(rest);
+            return Ok(Target::Tcp { addr: resolve(hostport, s)? });
+        }
+        if s.starts_with("wss://") {
+            return Err(Error::Usage(format!("{s}: wss:// (TLS) is not supported; use ws://")));
+        }
+        let rest = s.strip_prefix("ws://").unwrap_or(s);
         if rest.contains("://") {
             return Err(Error::Usage(format!(
-                "unsupported target {s:?}: give tcp://HOST:PORT (ws:// needs the WebSocket client)"
+                "unsupported target {s:?}: give ws://HOST:PORT/PATH or tcp://HOST:PORT"
             )));
         }
-        let hostport = rest.split('/').next().unwrap_or(rest);
-        Ok(Target::Tcp { addr: resolve(hostport, s)? })
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (host, path) = rest.split_at(split);
+        let path = match path {
+            "" => "/".to_owned(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_owned(),
+        };
+        let has_port = host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+        let hostport = if has_port { host.to_owned() } else { format!("{host}:80") };
+        Ok(Target::Ws { addr: resolve(&hostport, s)?, host: host.to_owned(), path })
+    }
+
+    /// The same server spoken to as a raw TCP echo server.
+    pub fn into_raw(self) -> Self {
+        match self {
+            Target::Ws { addr, .. } => Target::Tcp { addr },
+            t => t,
+        }
     }
 }
 
@@ -238,7 +277,12 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
             };
             (addr, Some(server))
         }
-        Target::Tcp { addr } => (*addr, None),
+        Target::Tcp { addr } | Target::Ws { addr, .. } => (*addr, None),
+    };
+    let ws = match target {
+        Target::Ws { host, path, .. } => Some(WsRequest { host: host.clone(), path: path.clone() }),
+        Target::Embedded if !raw => Some(WsRequest { host: addr.to_string(), path: "/".into() }),
+        _ => None,
     };
     let embedded_desc = server.as_ref().map(|s| split.describe(s.describe()));
     if opts.verbose {
@@ -248,7 +292,7 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
         }
     }
     let connect_timeout = Duration::from_secs_f64(config.connect_timeout_s);
-    probe(addr, &config.target, connect_timeout)?;
+    probe(addr, ws.as_ref(), &config.target, connect_timeout)?;
 
     let started_unix_s =
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
@@ -284,6 +328,7 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
             connect_timeout,
             core: split.client_cores.get(t).copied(),
             seed: seed.wrapping_add(t as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ws: ws.clone(),
         };
         first += n;
         handles.push(client::spawn(plan, Arc::clone(&shared), tx.clone())?);
@@ -307,11 +352,50 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
     build(config, collected, started_unix_s, embedded_desc, process_cpu)
 }
 
-/// Checks once, blocking, that the target accepts a connection: one clear error otherwise.
-fn probe(addr: SocketAddr, target: &str, timeout: Duration) -> Result<(), Error> {
-    let stream = TcpStream::connect_timeout(&addr, timeout)
+/// Checks once, blocking, that the target accepts a connection (and, for WebSocket, the
+/// opening handshake): one clear error otherwise.
+fn probe(
+    addr: SocketAddr,
+    ws: Option<&WsRequest>,
+    target: &str,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|source| Error::Connect { target: target.to_owned(), source })?;
-    drop(stream);
+    let Some(req) = ws else { return Ok(()) };
+    let refused = |reason: String| Error::Handshake { target: target.to_owned(), reason };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let mut nonce = [0u8; 16];
+    let _ = getrandom::fill(&mut nonce);
+    let mut out = Vec::new();
+    let mut hs = ClientHandshake::start(&ClientRequest::new(&req.host, &req.path), nonce, &mut out)
+        .map_err(|e| Error::Usage(format!("bad target {target:?}: {e}")))?;
+    stream.write_all(&out).map_err(|e| refused(format!("sending the request: {e}")))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).map_err(|e| refused(format!("no answer: {e}")))?;
+        if n == 0 {
+            return Err(refused("the connection closed before an answer".into()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [EMPTY_HEADER; 64];
+        match hs.parse_response(&buf, &mut headers) {
+            Ok(None) => {}
+            Ok(Some(_)) => break,
+            Err(ClientHandshakeError::UnexpectedStatus(_)) => {
+                let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
+                return Err(refused(format!("it answered {:?}", String::from_utf8_lossy(line))));
+            }
+            Err(e) => return Err(refused(e.to_string())),
+        }
+    }
+    // Leave politely: a Close, then the server ends TCP.
+    let mut conn = Connection::client(Limits::default(), getrandom::u64().unwrap_or(1));
+    out.clear();
+    let _ = conn.close(Instant::now(), CloseCode::NORMAL, "", &mut out);
+    let _ = stream.write_all(&out);
     Ok(())
 }
 
@@ -600,5 +684,18 @@ mod tests {
         let t = Target::parse(Some("tcp://127.0.0.1:9")).unwrap();
         assert_eq!(t, Target::Tcp { addr: "127.0.0.1:9".parse().unwrap() });
         assert!(Target::parse(Some("http://x:1")).is_err());
+        assert!(Target::parse(Some("wss://x:1")).is_err());
+        let addr = "127.0.0.1:9001".parse().unwrap();
+        let ws = |host: &str, path: &str| Target::Ws { addr, host: host.into(), path: path.into() };
+        assert_eq!(Target::parse(Some("ws://127.0.0.1:9001")).unwrap(), ws("127.0.0.1:9001", "/"));
+        assert_eq!(
+            Target::parse(Some("127.0.0.1:9001/e?x=1")).unwrap(),
+            ws("127.0.0.1:9001", "/e?x=1")
+        );
+        assert_eq!(
+            Target::parse(Some("ws://127.0.0.1:9001?a")).unwrap(),
+            ws("127.0.0.1:9001", "/?a")
+        );
+        assert_eq!(ws("h", "/").into_raw(), Target::Tcp { addr });
     }
 }

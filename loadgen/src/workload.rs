@@ -150,6 +150,7 @@ impl Rng {
 #[derive(Debug, Clone)]
 pub struct Payloads {
     template: Vec<u8>,
+    kind: PayloadKind,
     sizes: SizeSpec,
     rng: Rng,
     next_offset: usize,
@@ -168,7 +169,12 @@ impl Payloads {
                 }
             })
             .collect();
-        Payloads { template, sizes, rng, next_offset: 0 }
+        Payloads { template, kind, sizes, rng, next_offset: 0 }
+    }
+
+    /// The message type.
+    pub fn kind(&self) -> PayloadKind {
+        self.kind
     }
 
     /// Draws the next message: its offset and length in the template.
