@@ -145,6 +145,10 @@ fn pump(c: &mut EchoConn, buf: &mut [u8]) -> bool {
         }
         // Keep what the socket would not take; the loop flushes it before reading more.
         c.out.extend_from_slice(&buf[done..n]);
+        // A short read drained the socket: the next data raises a new edge.
+        if c.out.is_empty() && n < buf.len() {
+            return true;
+        }
     }
 }
 

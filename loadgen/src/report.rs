@@ -60,7 +60,9 @@ pub struct CpuStats {
     pub process_s: f64,
     /// Wall-clock seconds from the threads' start to their end.
     pub wall_s: f64,
-    /// Client CPU nanoseconds per measured message (an upper bound: ramp-up and warm-up count).
+    /// Client threads' CPU time during measurement, seconds.
+    pub client_measured_s: f64,
+    /// Client CPU nanoseconds per measured message (measurement time only).
     pub client_ns_per_msg: f64,
 }
 
@@ -259,11 +261,13 @@ pub fn summary(r: &RunResult) -> String {
             r.backlog, r.unanswered
         );
     }
-    let busy = if r.cpu.wall_s > 0.0 { 100.0 * r.cpu.client_s / r.cpu.wall_s } else { 0.0 };
+    let busy =
+        if r.measured_s > 0.0 { 100.0 * r.cpu.client_measured_s / r.measured_s } else { 0.0 };
     let _ = writeln!(
         s,
-        "  client CPU    {:.2} s ({busy:.0}% of one core), {:.0} ns/msg; process {:.2} s",
-        r.cpu.client_s, r.cpu.client_ns_per_msg, r.cpu.process_s
+        "  client CPU    {:.0} ns/msg, {busy:.0}% of one core while measuring ({:.2} s in all); \
+         process {:.2} s",
+        r.cpu.client_ns_per_msg, r.cpu.client_s, r.cpu.process_s
     );
     if let Some(n) = r.errors.get("descriptor_limit") {
         let _ = writeln!(

@@ -412,6 +412,7 @@ struct Collected {
     backlog: u64,
     unanswered: u64,
     client_cpu: Duration,
+    client_cpu_measured: Duration,
     interrupted: bool,
     wall: Duration,
     /// Where measurement began, from the start of the interval log.
@@ -496,6 +497,7 @@ fn collect(
         backlog: 0,
         unanswered: 0,
         client_cpu: Duration::ZERO,
+        client_cpu_measured: Duration::ZERO,
         interrupted: false,
         wall: Duration::ZERO,
         hlog_offset: Duration::ZERO,
@@ -589,6 +591,7 @@ fn collect(
                 c.backlog += s.backlog;
                 c.unanswered += s.unanswered;
                 c.client_cpu += s.cpu;
+                c.client_cpu_measured += s.cpu_measured;
             }
         }
     }
@@ -645,9 +648,9 @@ fn build(
             client_s: client_cpu_s,
             process_s: process_cpu.as_secs_f64(),
             wall_s: c.wall.as_secs_f64(),
+            client_measured_s: c.client_cpu_measured.as_secs_f64(),
             client_ns_per_msg: if messages > 0 {
-                // CPU over the whole run (ramp and warm-up too) per measured message: an upper bound.
-                client_cpu_s * 1e9 / messages as f64
+                c.client_cpu_measured.as_secs_f64() * 1e9 / messages as f64
             } else {
                 0.0
             },
