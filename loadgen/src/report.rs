@@ -284,9 +284,40 @@ fn sub_bucket_count(sigfig: u8) -> u64 {
     largest.next_power_of_two()
 }
 
+/// The rows of HdrHistogram's percentile distribution with 5 ticks per half distance, computed
+/// exactly as Java's `PercentileIterator` does (percent arithmetic, `>=` on the level), so that
+/// files match the ones `HistogramLogProcessor` prints: (value, percentile level, total count).
+pub fn percentile_rows(h: &Histogram<u64>) -> Vec<(u64, f64, u64)> {
+    const TICKS_PER_HALF_DISTANCE: f64 = 5.0;
+    let total = h.len();
+    let mut rows = Vec::new();
+    if total == 0 {
+        return rows;
+    }
+    let mut level = 0.0f64;
+    let mut running = 0u64;
+    for v in h.iter_recorded() {
+        running += v.count_at_value();
+        let value = v.value_iterated_to();
+        if running >= total {
+            // The last recorded value: the pending level, then one more step to 100 %.
+            rows.push((value, level, running));
+            rows.push((value, 100.0, running));
+            break;
+        }
+        while 100.0 * running as f64 / total as f64 >= level {
+            rows.push((value, level, running));
+            let halvings = ((100.0 / (100.0 - level)).ln() / 2f64.ln()) as i32;
+            let ticks = TICKS_PER_HALF_DISTANCE * 2f64.powi(halvings + 1);
+            level += 100.0 / ticks;
+        }
+    }
+    rows
+}
+
 /// Writes `h` (values in ns) in HdrHistogram's percentile-distribution (`.hgrm`) format, values
-/// divided by `unit_ratio` (1000: microseconds), as `outputPercentileDistribution` prints it
-/// with 5 ticks per half distance.
+/// divided by `unit_ratio` (1000: microseconds), as Java's `outputPercentileDistribution` prints
+/// it with 5 ticks per half distance.
 pub fn write_hgrm<W: Write>(h: &Histogram<u64>, unit_ratio: f64, out: &mut W) -> io::Result<()> {
     let p = usize::from(SIGFIG);
     writeln!(
@@ -294,17 +325,15 @@ pub fn write_hgrm<W: Write>(h: &Histogram<u64>, unit_ratio: f64, out: &mut W) ->
         "{:>12} {:>14} {:>10} {:>14}\n",
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     )?;
-    let mut total = 0u64;
-    if !h.is_empty() {
-        for v in h.iter_quantiles(5) {
-            total += v.count_since_last_iteration();
-            let value = v.value_iterated_to() as f64 / unit_ratio;
-            let q = v.quantile_iterated_to();
-            if q < 1.0 {
-                writeln!(out, "{value:12.p$} {q:2.12} {total:10} {:14.2}", 1.0 / (1.0 - q))?;
-            } else {
-                writeln!(out, "{value:12.p$} {q:2.12} {total:10}")?;
-            }
+    for (value, level, total) in percentile_rows(h) {
+        let value = java_fixed(value as f64 / unit_ratio, p);
+        let q = level / 100.0;
+        let pct = java_fixed(q, 12);
+        if level != 100.0 {
+            let inv = java_fixed(1.0 / (1.0 - q), 2);
+            writeln!(out, "{value:>12} {pct:>2} {total:>10} {inv:>14}")?;
+        } else {
+            writeln!(out, "{value:>12} {pct:>2} {total:>10}")?;
         }
     }
     let (mean, sd, max) = if h.is_empty() {
@@ -312,14 +341,52 @@ pub fn write_hgrm<W: Write>(h: &Histogram<u64>, unit_ratio: f64, out: &mut W) ->
     } else {
         (h.mean() / unit_ratio, h.stdev() / unit_ratio, h.max() as f64 / unit_ratio)
     };
-    writeln!(out, "#[Mean    = {mean:12.p$}, StdDeviation   = {sd:12.p$}]")?;
-    writeln!(out, "#[Max     = {max:12.p$}, Total count    = {:12}]", h.len())?;
+    let f = |x: f64| java_fixed(x, p);
+    writeln!(out, "#[Mean    = {:>12}, StdDeviation   = {:>12}]", f(mean), f(sd))?;
+    writeln!(out, "#[Max     = {:>12}, Total count    = {:>12}]", f(max), h.len())?;
     writeln!(
         out,
         "#[Buckets = {:12}, SubBuckets     = {:12}]",
         h.buckets(),
         sub_bucket_count(h.sigfig())
     )
+}
+
+/// `x` with `decimals` decimals as Java's `Formatter` writes it: the shortest decimal that reads
+/// back as `x`, rounded half up (Rust rounds the exact binary value, ties to even), so that our
+/// files match Java's digit for digit.
+fn java_fixed(x: f64, decimals: usize) -> String {
+    let shortest = format!("{}", x.abs());
+    let (int, frac) = shortest.split_once('.').unwrap_or((&shortest, ""));
+    let frac: Vec<u8> = frac.bytes().chain(std::iter::repeat(b'0')).take(decimals + 1).collect();
+    let mut digits: Vec<u8> = int.bytes().chain(frac[..decimals].iter().copied()).collect();
+    if frac[decimals] >= b'5' {
+        let mut i = digits.len();
+        loop {
+            if i == 0 {
+                digits.insert(0, b'1');
+                break;
+            }
+            i -= 1;
+            if digits[i] == b'9' {
+                digits[i] = b'0';
+            } else {
+                digits[i] += 1;
+                break;
+            }
+        }
+    }
+    let split = digits.len() - decimals;
+    let mut s = String::with_capacity(digits.len() + 2);
+    if x < 0.0 && digits.iter().any(|&d| d != b'0') {
+        s.push('-');
+    }
+    s.push_str(std::str::from_utf8(&digits[..split]).expect("ASCII digits"));
+    if decimals > 0 {
+        s.push('.');
+        s.push_str(std::str::from_utf8(&digits[split..]).expect("ASCII digits"));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -334,5 +401,12 @@ mod tests {
         assert_eq!(us(1234.5), "1234");
         assert_eq!(sub_bucket_count(3), 2048);
         assert_eq!(sub_bucket_count(2), 256);
+        assert_eq!(java_fixed(0.9997802734375, 12), "0.999780273438");
+        assert_eq!(java_fixed(99.97802734375 / 100.0, 12), "0.999780273438");
+        assert_eq!(java_fixed(1.125, 2), "1.13");
+        assert_eq!(java_fixed(9.9996, 3), "10.000");
+        assert_eq!(java_fixed(-0.0001, 3), "0.000");
+        assert_eq!(java_fixed(-2.5, 0), "-3");
+        assert_eq!(java_fixed(12.0, 3), "12.000");
     }
 }

@@ -107,3 +107,20 @@ fn ctrl_c_prints_what_was_measured() {
     assert!(text.contains("(interrupted)"), "{text}");
     assert!(!text.contains("throughput    0 msg/s"), "{text}");
 }
+
+#[test]
+fn sweep_names_the_best_setting() {
+    let html = tmp("sweep.html");
+    let out = bin()
+        .args(["sweep", "--raw", "--server-threads", "1", "--threads", "1,2", "--pin", "off"])
+        .args(["-c", "4", "-d", "400ms", "-w", "100ms", "--html"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.trim_start().starts_with("1 ")).count(), 2, "{text}");
+    assert!(text.contains("best: 1 server thread(s)"), "{text}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches(r#"class="bar""#).count(), 4, "throughput and p99 per point");
+}

@@ -135,3 +135,57 @@ fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
 }
+
+/// HdrHistogram's own Java HistogramLogProcessor reads the interval log, and its overall
+/// percentile distribution (in µs) is the `.hgrm` we write, byte for byte.
+/// Needs `java` and Debian's libhdrhistogram-java; skipped without them.
+#[test]
+fn java_histogram_log_processor_reads_the_hlog_and_agrees_with_the_hgrm() {
+    let jar = "/usr/share/java/hdrhistogram.jar";
+    let java_ok = std::process::Command::new("java").arg("-version").output().is_ok();
+    if !java_ok || !std::path::Path::new(jar).exists() {
+        eprintln!("skipped: needs java and {jar} (apt-get install libhdrhistogram-java)");
+        return;
+    }
+    let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
+    let hlog = tmp("java.hlog");
+    let config = RunConfig {
+        target: "test".into(),
+        mode: "raw".into(),
+        connections: 4,
+        size: "64".parse().unwrap(),
+        payload: PayloadKind::Binary,
+        in_flight: 1,
+        rate: Some(2000.0),
+        duration_s: 2.0,
+        warmup_s: 0.1,
+        threads: 1,
+        server_threads: None,
+        pin: false,
+        ramp: None,
+        connect_timeout_s: 2.0,
+    };
+    let opts = RunOptions { hlog: Some(hlog.clone()), ..RunOptions::default() };
+    let out = run(&config, &Target::Tcp { addr: server.addr() }, &opts).unwrap();
+    let prefix = tmp("java-out");
+    let status = std::process::Command::new("java")
+        .args(["-cp", jar, "org.HdrHistogram.HistogramLogProcessor", "-i"])
+        .arg(&hlog)
+        .arg("-o")
+        .arg(&prefix)
+        .args(["-outputValueUnitRatio", "1000"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let java = std::fs::read_to_string(prefix.with_extension("hgrm")).unwrap();
+    // Java adds two header comments (the time range and the StartTime).
+    let java: String = java
+        .lines()
+        .filter(|l| !l.starts_with("#[Overall") && !l.starts_with("#[StartTime"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut ours = Vec::new();
+    write_hgrm(&out.latency, 1000.0, &mut ours).unwrap();
+    assert_eq!(String::from_utf8(ours).unwrap(), java);
+    assert!(java.contains(&format!("Total count    = {:>12}]", out.result.messages)));
+}
