@@ -1,1 +1,1 @@
-//! Benchmarks live in `benches/`; this library is empty.
+//! Criterion benchmarks of the Surge crates; the benchmarks themselves are in `benches/`.
