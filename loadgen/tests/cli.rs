@@ -124,3 +124,41 @@ fn sweep_names_the_best_setting() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches(r#"class="bar""#).count(), 4, "throughput and p99 per point");
 }
+
+/// 19,000 connections (under this machine's 20,000-descriptor hard limit) against the floor
+/// running as its own process; source addresses spread over 127.0.0.1 and 127.0.0.2.
+#[test]
+fn nineteen_thousand_connections() {
+    const CONNS: u64 = 19_000;
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_max < CONNS + 100 {
+        eprintln!("skipped: the hard descriptor limit ({}) is below {CONNS}", lim.rlim_max);
+        return;
+    }
+    let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+    let mut floor =
+        bin().args(["floor", "--listen", &addr.to_string()]).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "floor did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let json = tmp("19k.json");
+    let out = bin()
+        .arg(format!("tcp://{addr}"))
+        .args(["-c", &CONNS.to_string(), "-d", "1s", "-w", "200ms", "--ramp", "20k", "-q"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let _ = floor.kill();
+    let _ = floor.wait();
+    assert!(out.status.success(), "{out:?}");
+    let r = surge_loadgen::report::RunResult::load(&json).unwrap();
+    assert_eq!(r.connections.established, CONNS, "{:?}", r.errors);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.messages > 0);
+    assert_eq!(r.mismatches, 0);
+}
