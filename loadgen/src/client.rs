@@ -173,6 +173,8 @@ pub enum Report {
 pub struct ThreadSummary {
     /// Connect (raw) or connect + opening handshake (WebSocket) latencies, ns.
     pub handshake: Histogram<u64>,
+    /// Open loop: how late the client sent messages it had room to send on time, ns.
+    pub send_lag: Histogram<u64>,
     /// Failures by kind.
     pub errors: ErrorCounts,
     /// WebSocket Close codes received.
@@ -323,6 +325,7 @@ struct Worker {
     interval_start: Instant,
     recorder: Box<Recorder>,
     handshake: Histogram<u64>,
+    send_lag: Histogram<u64>,
     errors: ErrorCounts,
     close_codes: CloseCodes,
     established: u64,
@@ -370,6 +373,7 @@ impl Worker {
             interval_start: now,
             recorder: Box::default(),
             handshake: new_histogram(),
+            send_lag: new_histogram(),
             errors: ErrorCounts::default(),
             close_codes: CloseCodes::default(),
             established: 0,
@@ -653,8 +657,13 @@ impl Worker {
 
     /// Open loop: marks due slots and sends what the in-flight cap allows.
     fn send_due(&mut self, now: Instant) {
-        while let Some(i) = self.clock.as_mut().and_then(|c| c.pop_due(now)) {
+        let measuring = self.phases.is_some_and(|p| now >= p.measure && now < p.end);
+        while let Some((i, due)) = self.clock.as_mut().and_then(|c| c.pop_due(now)) {
             if let Some(c) = self.conns.get_mut(i).filter(|c| c.state == State::Open) {
+                // Due with room to send: any delay is the client's own (waking up late).
+                if measuring && c.flow.backlog() == 0 && c.flow.has_room() {
+                    self.send_lag.saturating_record(ns(now.saturating_duration_since(due)));
+                }
                 c.flow.mark_due();
                 self.fill(i, now);
             }
@@ -898,6 +907,7 @@ impl Worker {
         self.conns.clear();
         let summary = ThreadSummary {
             handshake: std::mem::replace(&mut self.handshake, new_histogram()),
+            send_lag: std::mem::replace(&mut self.send_lag, new_histogram()),
             errors: self.errors,
             close_codes: std::mem::take(&mut self.close_codes),
             established: self.established,

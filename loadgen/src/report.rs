@@ -108,6 +108,9 @@ pub struct RunResult {
     pub service_us: Percentiles,
     /// Connect + opening handshake latency (raw mode: connect), µs.
     pub handshake_us: Percentiles,
+    /// Open loop: how late the client itself sent messages it had room to send on time, µs
+    /// (its own share of the corrected latency; empty in closed loop).
+    pub send_lag_us: Percentiles,
     /// One entry per measured interval: the noise compare works from.
     pub per_second: Vec<Sample>,
     /// Failures by kind.
@@ -226,11 +229,10 @@ pub fn summary(r: &RunResult) -> String {
             us(p.max)
         );
     };
+    row(&mut s, "latency", &r.latency_us);
     if c.rate.is_some() {
-        row(&mut s, "latency", &r.latency_us);
         row(&mut s, "service time", &r.service_us);
-    } else {
-        row(&mut s, "latency", &r.latency_us);
+        row(&mut s, "client lag", &r.send_lag_us);
     }
     row(&mut s, if c.mode == "raw" { "connect" } else { "handshake" }, &r.handshake_us);
     let _ = writeln!(s);

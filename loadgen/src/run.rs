@@ -405,6 +405,7 @@ struct Collected {
     samples: Vec<Sample>,
     measured: Duration,
     handshake: Histogram<u64>,
+    send_lag: Histogram<u64>,
     errors: ErrorCounts,
     close_codes: CloseCodes,
     conns: ConnStats,
@@ -490,6 +491,7 @@ fn collect(
         samples: Vec::new(),
         measured: Duration::ZERO,
         handshake: new_histogram(),
+        send_lag: new_histogram(),
         errors: ErrorCounts::default(),
         close_codes: CloseCodes::default(),
         conns: ConnStats { requested: config.connections as u64, established: 0, lost: 0 },
@@ -583,6 +585,7 @@ fn collect(
             Report::Done(s) => {
                 done += 1;
                 let _ = c.handshake.add(&s.handshake);
+                let _ = c.send_lag.add(&s.send_lag);
                 c.errors.merge(&s.errors);
                 c.close_codes.merge(&s.close_codes);
                 c.conns.established += s.established;
@@ -637,6 +640,7 @@ fn build(
         latency_us: Percentiles::of(&c.total.latency),
         service_us: Percentiles::of(&c.total.service),
         handshake_us: Percentiles::of(&c.handshake),
+        send_lag_us: Percentiles::of(&c.send_lag),
         per_second: c.samples,
         errors: c.errors.nonzero().map(|(k, n)| (k.name().to_owned(), n)).collect(),
         close_codes: c.close_codes.iter().map(|(code, n)| (code.to_string(), n)).collect(),

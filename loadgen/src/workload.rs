@@ -236,15 +236,17 @@ impl OpenLoopClock {
         self.slot_time(self.next_slot)
     }
 
-    /// The connection whose slot has come due by `now`, if any; advances past it.
+    /// The connection whose slot has come due by `now`, and the slot's time, if any; advances
+    /// past it.
     #[inline]
-    pub fn pop_due(&mut self, now: Instant) -> Option<usize> {
-        if self.next_due() > now {
+    pub fn pop_due(&mut self, now: Instant) -> Option<(usize, Instant)> {
+        let at = self.next_due();
+        if at > now {
             return None;
         }
         let conn = (self.next_slot % self.conns) as usize;
         self.next_slot += 1;
-        Some(conn)
+        Some((conn, at))
     }
 
     /// When the `k`-th message (from 0) of connection `conn` is due.
@@ -312,6 +314,11 @@ impl Flow {
         self.pending.pop_front()
     }
 
+    /// Whether another message could go out now (in-flight cap not reached).
+    pub fn has_room(&self) -> bool {
+        self.pending.len() < self.cap
+    }
+
     /// Messages sent whose echo has not arrived.
     pub fn in_flight(&self) -> usize {
         self.pending.len()
@@ -357,7 +364,7 @@ mod tests {
         let t0 = Instant::now();
         let mut clock = OpenLoopClock::new(t0, 1000.0, 4);
         let now = t0 + Duration::from_micros(3_500);
-        let due: Vec<usize> = std::iter::from_fn(|| clock.pop_due(now)).collect();
+        let due: Vec<usize> = std::iter::from_fn(|| clock.pop_due(now).map(|d| d.0)).collect();
         assert_eq!(due, vec![0, 1, 2, 3]);
         assert_eq!(clock.message_time(1, 2), t0 + Duration::from_millis(9));
     }
@@ -380,7 +387,7 @@ mod tests {
         let mut echo_at: Option<Instant> = None;
         let mut stalled = false;
         while now < end {
-            while let Some(c) = clock.pop_due(now) {
+            while let Some((c, _)) = clock.pop_due(now) {
                 assert_eq!(c, 0);
                 flow.mark_due();
             }

@@ -47,6 +47,7 @@ fn closed_loop_echoes_and_checks_every_message() {
     assert_eq!(out.latency.len(), out.service.len());
     assert!(r.cpu.client_s > 0.0 && r.cpu.client_ns_per_msg > 0.0);
     assert_eq!(c.size, SizeSpec::List(vec![16, 64, 1000]));
+    assert_eq!(r.send_lag_us.count, 0, "closed loop has no schedule to lag behind");
 }
 
 #[test]
@@ -64,6 +65,8 @@ fn open_loop_holds_its_rate() {
     assert_eq!(r.mismatches, 0);
     // Lightly loaded: the corrected latency stays near the service time.
     assert!(r.latency_us.p50 < 5_000.0, "p50 {} µs", r.latency_us.p50);
+    // The client's own lateness is measured on (nearly) every message.
+    assert!(r.send_lag_us.count > r.messages / 2, "{:?}", r.send_lag_us);
 }
 
 /// A server that echoes with one byte changed, or closes after `close_after` bytes.
