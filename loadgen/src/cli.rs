@@ -114,7 +114,7 @@ impl RunArgs {
         if self.duration.is_zero() {
             return Err(Error::Usage("--duration must be positive".into()));
         }
-        if self.size.max() == 0 && raw {
+        if self.size.min() == 0 && raw {
             return Err(Error::Usage("raw mode needs messages of at least 1 byte".into()));
         }
         if self.threads == Some(0) || self.server_threads == Some(0) {

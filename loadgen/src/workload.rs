@@ -33,6 +33,15 @@ pub enum SizeSpec {
 }
 
 impl SizeSpec {
+    /// The smallest size a message may have.
+    pub fn min(&self) -> usize {
+        match self {
+            SizeSpec::Fixed(n) => *n,
+            SizeSpec::List(v) => v.iter().copied().min().unwrap_or(0),
+            SizeSpec::Range(lo, _) => *lo,
+        }
+    }
+
     /// The largest size a message may have.
     pub fn max(&self) -> usize {
         match self {
