@@ -193,10 +193,12 @@ pub fn summary(r: &RunResult) -> String {
     };
     let _ = writeln!(
         s,
-        "  {} connections, {} B {kind}, {pacing}, {} threads{}, {:.1} s measured after {:.1} s warm-up{}",
+        "  {} connections, {} B {kind}, {pacing}, {} client thread{}{}, {:.1} s measured after \
+         {:.1} s warm-up{}",
         c.connections,
         c.size,
         c.threads,
+        if c.threads == 1 { "" } else { "s" },
         if c.pin { " pinned" } else { "" },
         r.measured_s,
         c.warmup_s,
@@ -256,7 +258,8 @@ pub fn summary(r: &RunResult) -> String {
             if codes.is_empty() { "none".to_owned() } else { codes.join(", ") }
         );
     }
-    if r.backlog > 0 || r.unanswered > 0 {
+    // In closed loop the messages in flight at the end are simply the pipeline: not news.
+    if c.rate.is_some() && (r.backlog > 0 || r.unanswered > 0) {
         let _ = writeln!(
             s,
             "  at the end    {} due but unsent, {} unanswered (not in the histograms)",
