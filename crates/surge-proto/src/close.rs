@@ -138,6 +138,15 @@ impl ControlPayload {
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]
     }
+
+    /// Appends what fits of `data` (a control frame arriving in pieces never exceeds 125
+    /// bytes: the header decoder refuses longer ones).
+    pub(crate) fn extend(&mut self, data: &[u8]) {
+        let start = usize::from(self.len);
+        let take = data.len().min(MAX_CONTROL_PAYLOAD - start);
+        self.bytes[start..start + take].copy_from_slice(&data[..take]);
+        self.len += take as u8;
+    }
 }
 
 impl Default for ControlPayload {

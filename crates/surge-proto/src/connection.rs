@@ -115,12 +115,14 @@ enum DataKind {
 /// The frame whose payload is being read.
 #[derive(Debug, Clone, Copy)]
 struct FrameInProgress {
+    remaining: u64,
+    mask: Option<[u8; 4]>,
     opcode: OpCode,
     fin: bool,
-    mask: Option<[u8; 4]>,
-    mask_phase: usize,
-    payload_len: u64,
-    remaining: u64,
+    mask_phase: u8,
+    /// No payload byte was read yet before the current `read` call: if the frame also ends
+    /// in it, the whole payload lies in that call's input.
+    fresh: bool,
 }
 
 /// The data message being read, from its first frame to the one with FIN.
@@ -131,34 +133,49 @@ struct MessageInProgress {
     budget_used: u64,
 }
 
+/// Control-frame state that most connections never need at a given moment: a control
+/// frame split across reads, and a pong owed to the peer. Kept out of line and freed when
+/// empty, so that an idle connection pays eight bytes for it.
+#[derive(Debug, Clone, Default)]
+struct ControlScratch {
+    partial: ControlPayload,
+    pending_pong: Option<ControlPayload>,
+}
+
+/// The Close frame owed to the peer: the echo of theirs, or the report of a violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwedClose {
+    /// The peer's Close had no code: answer with an empty one.
+    Empty,
+    Code(CloseCode),
+}
+
 /// One end of a WebSocket connection, after the opening handshake. See the
 /// [module documentation](self) for the contract.
+///
+/// Small on purpose (about 140 bytes): an engine keeps one per open connection, and an idle
+/// connection should cost little more than this.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    role: Role,
     limits: Limits,
-    rules: DecodeRules,
-
+    close_deadline: Option<Instant>,
+    mask_state: u64,
+    frame: Option<FrameInProgress>,
+    message: Option<MessageInProgress>,
+    control: Option<Box<ControlScratch>>,
     partial_header: [u8; MAX_HEADER_LEN],
     partial_header_len: u8,
-    frame: Option<FrameInProgress>,
-    control: [u8; MAX_CONTROL_PAYLOAD],
-    control_len: u8,
-    message: Option<MessageInProgress>,
     utf8: Utf8Validator,
+    owed_close: Option<OwedClose>,
+    role: Role,
     /// The last event borrowed the assembly buffer: empty it on the next read.
     release_assembly: bool,
     /// The peer's Close or a violation ended the input.
     input_done: bool,
     failed: bool,
-
     close_sent: bool,
     close_received: bool,
-    close_deadline: Option<Instant>,
     timed_out: bool,
-    pending_pong: Option<ControlPayload>,
-    pending_close: Option<CloseFrame>,
-    mask_state: u64,
 }
 
 impl Connection {
@@ -177,26 +194,23 @@ impl Connection {
 
     fn new(role: Role, limits: Limits, mask_seed: u64) -> Self {
         Connection {
-            role,
             limits,
-            rules: DecodeRules { role, allowed_rsv: 0, max_frame_size: limits.max_frame_size },
+            close_deadline: None,
+            mask_state: mask_seed,
+            frame: None,
+            message: None,
+            control: None,
             partial_header: [0; MAX_HEADER_LEN],
             partial_header_len: 0,
-            frame: None,
-            control: [0; MAX_CONTROL_PAYLOAD],
-            control_len: 0,
-            message: None,
             utf8: Utf8Validator::new(),
+            owed_close: None,
+            role,
             release_assembly: false,
             input_done: false,
             failed: false,
             close_sent: false,
             close_received: false,
-            close_deadline: None,
             timed_out: false,
-            pending_pong: None,
-            pending_close: None,
-            mask_state: mask_seed,
         }
     }
 
@@ -229,7 +243,10 @@ impl Connection {
         let mut pos = 0;
         loop {
             let mut frame = match self.frame {
-                Some(frame) => frame,
+                Some(mut frame) => {
+                    frame.fresh = false;
+                    frame
+                }
                 None => match self.next_header(&input[pos..]) {
                     Ok(Some((header, used))) => {
                         pos += used;
@@ -247,7 +264,8 @@ impl Connection {
                 (input.len() - pos).min(usize::try_from(frame.remaining).unwrap_or(usize::MAX));
             let (start, end) = (pos, pos + available);
             if let Some(key) = frame.mask {
-                frame.mask_phase = apply_mask(&mut input[start..end], key, frame.mask_phase);
+                let phase = apply_mask(&mut input[start..end], key, usize::from(frame.mask_phase));
+                frame.mask_phase = phase as u8;
             }
             frame.remaining -= available as u64;
             pos = end;
@@ -255,28 +273,29 @@ impl Connection {
             self.frame = if frame_done { None } else { Some(frame) };
 
             if frame.opcode.is_control() {
-                let len = usize::from(self.control_len);
-                let Some(slot) = self.control.get_mut(len..len + available) else {
-                    // Unreachable: decode_header caps control payloads at 125 bytes.
-                    return (input.len(), Some(self.fail(ProtocolError::ControlFrameTooLong)));
+                let piece = &input[start..end];
+                // decode_header caps control payloads at 125 bytes, so the payload always fits.
+                let payload = if frame.fresh && frame_done {
+                    ControlPayload::new(piece).unwrap_or_default()
+                } else {
+                    let scratch = self.control.get_or_insert_with(Box::default);
+                    scratch.partial.extend(piece);
+                    if !frame_done {
+                        return (pos, None);
+                    }
+                    std::mem::take(&mut scratch.partial)
                 };
-                slot.copy_from_slice(&input[start..end]);
-                self.control_len += available as u8;
-                if !frame_done {
-                    return (pos, None);
-                }
-                let payload_len = usize::from(std::mem::take(&mut self.control_len));
-                let payload = ControlPayload::new(&self.control[..payload_len]).unwrap_or_default();
-                return (pos, Some(self.on_control(frame.opcode, payload)));
+                let event = self.on_control(frame.opcode, payload);
+                self.release_control_scratch();
+                return (pos, Some(event));
             }
 
             let Some(message) = self.message else {
                 // Unreachable: begin_frame opens a message for every data frame.
                 return (input.len(), Some(self.fail(ProtocolError::UnexpectedContinuation)));
             };
-            let single_frame_here = frame.fin
-                && frame.opcode != OpCode::CONTINUATION
-                && available as u64 == frame.payload_len;
+            let single_frame_here =
+                frame.fresh && frame_done && frame.fin && frame.opcode != OpCode::CONTINUATION;
             if single_frame_here {
                 self.message = None;
                 let input: &'a [u8] = input;
@@ -322,9 +341,14 @@ impl Connection {
     /// Decodes the next header from the bytes kept from earlier reads and `input`, keeping
     /// what is still too short. Returns the header and how many bytes of `input` it took.
     fn next_header(&mut self, input: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+        let rules = DecodeRules {
+            role: self.role,
+            allowed_rsv: 0,
+            max_frame_size: self.limits.max_frame_size,
+        };
         let kept = usize::from(self.partial_header_len);
         if kept == 0 {
-            let decoded = decode_header(input, &self.rules)?;
+            let decoded = decode_header(input, &rules)?;
             if decoded.is_none() {
                 self.keep_partial_header(0, input);
             }
@@ -333,7 +357,7 @@ impl Connection {
         let take = input.len().min(MAX_HEADER_LEN - kept);
         self.keep_partial_header(kept, &input[..take]);
         let buffered = &self.partial_header[..kept + take];
-        match decode_header(buffered, &self.rules)? {
+        match decode_header(buffered, &rules)? {
             Some((header, len)) => {
                 self.partial_header_len = 0;
                 Ok(Some((header, len - kept)))
@@ -376,12 +400,12 @@ impl Connection {
             }
         }
         Ok(FrameInProgress {
+            remaining: header.payload_len,
+            mask: header.mask,
             opcode: header.opcode,
             fin: header.fin,
-            mask: header.mask,
             mask_phase: 0,
-            payload_len: header.payload_len,
-            remaining: header.payload_len,
+            fresh: true,
         })
     }
 
@@ -389,7 +413,7 @@ impl Connection {
         match opcode {
             OpCode::PING => {
                 if self.can_send() {
-                    self.pending_pong = Some(payload);
+                    self.control.get_or_insert_with(Box::default).pending_pong = Some(payload);
                 }
                 Event::Ping(payload)
             }
@@ -398,10 +422,10 @@ impl Connection {
                 Ok(frame) => {
                     self.close_received = true;
                     self.end_input();
-                    if !self.close_sent && self.pending_close.is_none() {
-                        self.pending_close = Some(match frame.code() {
-                            Some(code) => CloseFrame::new(code, ""),
-                            None => CloseFrame::empty(),
+                    if self.can_send() {
+                        self.owed_close = Some(match frame.code() {
+                            Some(code) => OwedClose::Code(code),
+                            None => OwedClose::Empty,
                         });
                     }
                     Event::Close(frame)
@@ -417,14 +441,27 @@ impl Connection {
         self.message = None;
         self.release_assembly = true;
         self.utf8.reset();
+        if let Some(scratch) = self.control.as_mut() {
+            scratch.partial = ControlPayload::EMPTY;
+        }
+        self.release_control_scratch();
+    }
+
+    /// Frees the control scratch once it holds nothing.
+    fn release_control_scratch(&mut self) {
+        if self.control.as_ref().is_some_and(|scratch| {
+            scratch.pending_pong.is_none() && scratch.partial.as_bytes().is_empty()
+        }) {
+            self.control = None;
+        }
     }
 
     fn fail(&mut self, error: ProtocolError) -> Event<'static> {
         self.end_input();
         self.failed = true;
-        self.pending_pong = None;
-        if !self.close_sent && self.pending_close.is_none() {
-            self.pending_close = Some(CloseFrame::new(error.close_code(), ""));
+        self.control = None;
+        if self.can_send() {
+            self.owed_close = Some(OwedClose::Code(error.close_code()));
         }
         Event::Error(error)
     }
@@ -437,7 +474,7 @@ impl Connection {
 
     /// Whether data frames may still be sent: false once a Close was sent or queued.
     pub fn can_send(&self) -> bool {
-        !self.close_sent && self.pending_close.is_none()
+        !self.close_sent && self.owed_close.is_none()
     }
 
     /// Appends `msg` as one frame to `out`.
@@ -506,21 +543,30 @@ impl Connection {
         let mask = self.next_mask();
         encode_frame(out, OpCode::CLOSE, true, mask, frame.to_payload().as_bytes());
         self.close_sent = true;
-        self.pending_pong = None;
+        if let Some(scratch) = self.control.as_mut() {
+            scratch.pending_pong = None;
+        }
+        self.release_control_scratch();
     }
 
     /// Whether [`Connection::poll_transmit`] has frames to write.
     pub fn wants_transmit(&self) -> bool {
-        self.pending_pong.is_some() || self.pending_close.is_some()
+        self.owed_close.is_some()
+            || self.control.as_ref().is_some_and(|scratch| scratch.pending_pong.is_some())
     }
 
     /// Appends the frames the protocol owes the peer: the latest pong, then a queued Close.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) {
-        if let Some(pong) = self.pending_pong.take() {
+        if let Some(pong) = self.control.as_mut().and_then(|scratch| scratch.pending_pong.take()) {
             let mask = self.next_mask();
             encode_frame(out, OpCode::PONG, true, mask, pong.as_bytes());
+            self.release_control_scratch();
         }
-        if let Some(frame) = self.pending_close.take() {
+        if let Some(owed) = self.owed_close.take() {
+            let frame = match owed {
+                OwedClose::Empty => CloseFrame::empty(),
+                OwedClose::Code(code) => CloseFrame::new(code, ""),
+            };
             self.write_close(&frame, out);
         }
     }
@@ -569,5 +615,32 @@ impl Connection {
                 Some((z as u32).to_ne_bytes())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_stays_small() {
+        // An engine holds one per open connection; idle memory per connection is a target.
+        assert!(std::mem::size_of::<Connection>() <= 144, "{}", std::mem::size_of::<Connection>());
+    }
+
+    #[test]
+    fn control_scratch_is_freed_once_nothing_is_owed() {
+        let mut conn = Connection::server(Limits::default());
+        let mut ping = Vec::new();
+        encode_frame(&mut ping, OpCode::PING, true, Some([1, 2, 3, 4]), b"are you there");
+        let (split_a, split_b) = ping.split_at_mut(9);
+        let mut assembly = Vec::new();
+        assert_eq!(conn.read(split_a, &mut assembly), (9, None));
+        assert!(conn.control.is_some(), "a split control frame is kept out of line");
+        assert!(matches!(conn.read(split_b, &mut assembly).1, Some(Event::Ping(_))));
+        assert!(conn.wants_transmit());
+        conn.poll_transmit(&mut Vec::new());
+        assert!(conn.control.is_none());
+        assert!(!conn.wants_transmit());
     }
 }
