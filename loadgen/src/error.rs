@@ -57,9 +57,9 @@ pub enum Error {
     /// A histogram could not be encoded or decoded.
     #[error("histogram: {0}")]
     Histogram(String),
-    /// The in-process server could not start.
+    /// The in-process Surge server could not start.
     #[error("embedded server: {0}")]
-    Embedded(String),
+    Embedded(#[from] surge::ServerError),
     /// A thread or a poll instance could not be created.
     #[error("{what}: {source}")]
     Os {
