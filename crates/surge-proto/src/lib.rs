@@ -2,6 +2,7 @@
 #![deny(unsafe_code)]
 
 pub mod error;
+pub mod mask;
 
 /// Which side of a WebSocket connection this endpoint plays.
 ///
