@@ -4,22 +4,32 @@
 //! receive). `phase` lets a payload be processed in pieces as it arrives off the wire: each call
 //! returns the phase to hand to the call for the next piece.
 //!
-//! Every buffer is masked by one of a few kernels. Buffers shorter than [`SIMD_MIN`] bytes are
-//! done with at most two overlapping word operations, inline, without touching the dispatcher.
-//! Longer ones go to the widest SIMD kernel the CPU has (AVX2, else SSE2 on x86_64; NEON on
-//! little-endian aarch64); other architectures use portable `u64` words.
+//! In place, buffers shorter than 32 bytes are masked inline in at most six scalar pieces
+//! (`u64`s, then a `u32`, a `u16` and a byte), and buffers shorter than 128 bytes by the
+//! portable `u64` word loop, which LLVM vectorizes; neither touches the dispatcher. Longer ones
+//! go to the widest SIMD kernel the CPU has (AVX2, else SSE2 on x86_64; NEON on little-endian
+//! aarch64); other architectures stay on the word loop. The thresholds were measured on a
+//! Zen 4 with `benches/benches/mask.rs`.
 //!
-//! The SIMD kernels share one shape: the first and the last vector of the buffer are loaded and
-//! masked up front with unaligned loads, the body in between is masked with stores aligned to
-//! the vector width, and the two edge vectors are stored last. The edge vectors overlap the
-//! body, but they were computed from the original bytes with the mask for their own position,
-//! so they write exactly the values the body wrote there. This removes every scalar head and
-//! tail loop and keeps stores from splitting cache lines.
+//! The SIMD kernels mask the body in whole vectors with unaligned loads and stores, then the
+//! remainder in the same descending pieces as short buffers. From 512 bytes on, they first mask
+//! a short head the same way so that the body's stores do not split cache lines. Pieces never
+//! overlap: overlapping an edge vector with the body would save a few branches, but a later
+//! load of those bytes (the next read of the payload, such as UTF-8 validation) would then
+//! straddle two pending stores, which defeats store-to-load forwarding.
 #![allow(unsafe_code)]
 
-/// Buffers shorter than this never reach the SIMD dispatcher: one or two overlapping word
-/// operations beat a vector setup plus an atomic load and an indirect branch.
-pub const SIMD_MIN: usize = 16;
+/// Buffers shorter than this are masked by [`mask_pieces`]: scalar pieces beat vectors here,
+/// not least because the CPU can forward a just-stored word to the next load of it faster.
+const PIECES_MAX: usize = 32;
+
+/// In place, buffers shorter than this use the inlined word loop: a call into a SIMD kernel
+/// costs more than its wider vectors save.
+const KERNEL_MIN: usize = 128;
+
+/// From this length on, the SIMD kernels align their stores to the vector width first. Below
+/// it, the extra head pieces cost more than the cache-line splits they avoid.
+const ALIGN_MIN: usize = 512;
 
 /// XOR `buf` in place with the 4-byte `key`, where `buf[0]` lines up with `key[phase & 3]`.
 ///
@@ -46,8 +56,10 @@ pub const SIMD_MIN: usize = 16;
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     let next = next_phase(phase, buf.len());
     let key = rotate(key, phase);
-    if buf.len() < SIMD_MIN {
+    if buf.len() < PIECES_MAX {
         mask_small(buf, key);
+    } else if buf.len() < KERNEL_MIN {
+        mask_words(buf, key);
     } else {
         mask_large(buf, key);
     }
@@ -85,8 +97,10 @@ pub fn apply_mask_bytewise(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize 
 pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4], phase: usize) -> usize {
     let next = next_phase(phase, src.len());
     let key = rotate(key, phase);
-    if src.len() < SIMD_MIN {
-        extend_small(dst, src, key);
+    if src.len() < PIECES_MAX {
+        // SAFETY: `mask_pieces` needs no CPU feature and writes all of the `src.len() < 32`
+        // bytes, as `extend_with` requires.
+        unsafe { extend_with(dst, src, key, mask_pieces) };
     } else {
         extend_large(dst, src, key);
     }
@@ -95,9 +109,9 @@ pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4], phase: usize) 
 
 /// Portable word-at-a-time kernel: 8 bytes per step with `u64` XOR, in safe code.
 ///
-/// This is what [`apply_mask`] uses on architectures without a SIMD kernel. It uses unaligned
-/// word loads (`u64::from_ne_bytes` on a chunk), which cost nothing extra on the CPUs this
-/// engine targets and keep the code free of `unsafe`.
+/// [`apply_mask`] uses it for mid-sized buffers, and for all sizes on architectures without a
+/// SIMD kernel. It uses unaligned word loads (`u64::from_ne_bytes` on a chunk), which cost
+/// nothing extra on the CPUs this engine targets and keep the loop free of `unsafe`.
 #[doc(hidden)]
 pub fn apply_mask_word(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     let next = next_phase(phase, buf.len());
@@ -138,8 +152,7 @@ impl Kernel {
         all
     }
 
-    /// [`apply_mask`] forced onto this kernel. Buffers shorter than [`SIMD_MIN`] take the
-    /// same scalar path as in [`apply_mask`], since no SIMD kernel handles them.
+    /// [`apply_mask`] forced onto this kernel, whatever the length.
     ///
     /// # Panics
     ///
@@ -149,15 +162,13 @@ impl Kernel {
         let key = rotate(key, phase);
         match self.raw() {
             None => mask_words(buf, key),
-            Some(_) if buf.len() < SIMD_MIN => mask_small(buf, key),
             // SAFETY: `raw` only hands out kernels this CPU can run.
             Some(kernel) => unsafe { apply_with(buf, key, kernel) },
         }
         next
     }
 
-    /// [`extend_masked`] forced onto this kernel, with the same short-buffer rule as
-    /// [`Kernel::apply`].
+    /// [`extend_masked`] forced onto this kernel, whatever the length.
     ///
     /// # Panics
     ///
@@ -167,7 +178,6 @@ impl Kernel {
         let key = rotate(key, phase);
         match self.raw() {
             None => extend_words(dst, src, key),
-            Some(_) if src.len() < SIMD_MIN => extend_small(dst, src, key),
             // SAFETY: `raw` only hands out kernels this CPU can run.
             Some(kernel) => unsafe { extend_with(dst, src, key, kernel) },
         }
@@ -193,21 +203,20 @@ impl Kernel {
 
 /// A SIMD kernel: masks `len` bytes from `src` into `dst` with a phase-0 key.
 ///
-/// Contract: the CPU can run the kernel; `len >= SIMD_MIN`; `src` valid for reads and `dst`
-/// valid for writes of `len` bytes; `src` and `dst` either equal or not overlapping.
+/// Contract: the CPU can run the kernel; `src` valid for reads and `dst` valid for writes of
+/// `len` bytes; `src` and `dst` either equal or not overlapping.
 type RawKernel = unsafe fn(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]);
 
 /// In-place masking through a raw kernel.
 ///
 /// # Safety
 ///
-/// The CPU can run `kernel`, and `buf.len() >= SIMD_MIN`.
+/// The CPU can run `kernel`.
 #[inline(always)]
 unsafe fn apply_with(buf: &mut [u8], key: [u8; 4], kernel: RawKernel) {
-    debug_assert!(buf.len() >= SIMD_MIN);
     let p = buf.as_mut_ptr();
-    // SAFETY: the caller vouches for the CPU and the length; `p` is valid for reads and writes
-    // of `buf.len()` bytes, and kernels allow source and destination to be the same buffer.
+    // SAFETY: the caller vouches for the CPU; `p` is valid for reads and writes of `buf.len()`
+    // bytes, and kernels allow source and destination to be the same buffer.
     unsafe { kernel(p, p, buf.len(), key) }
 }
 
@@ -215,30 +224,19 @@ unsafe fn apply_with(buf: &mut [u8], key: [u8; 4], kernel: RawKernel) {
 ///
 /// # Safety
 ///
-/// The CPU can run `kernel`, and `src.len() >= SIMD_MIN`.
+/// The CPU can run `kernel`.
 #[inline(always)]
 unsafe fn extend_with(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4], kernel: RawKernel) {
-    debug_assert!(src.len() >= SIMD_MIN);
     dst.reserve(src.len());
     let out = dst.spare_capacity_mut().as_mut_ptr().cast::<u8>();
-    // SAFETY: the caller vouches for the CPU and the length. `reserve` made room for
-    // `src.len()` bytes at `out`; `src` is a shared borrow, so it cannot overlap the spare
-    // capacity of the exclusively borrowed `dst`. The kernel writes every one of those bytes,
-    // so they are initialised before `set_len` exposes them.
+    // SAFETY: the caller vouches for the CPU. `reserve` made room for `src.len()` bytes at
+    // `out`; `src` is a shared borrow, so it cannot overlap the spare capacity of the
+    // exclusively borrowed `dst`. The kernel writes every one of those bytes, so they are
+    // initialised before `set_len` exposes them.
     unsafe {
         kernel(src.as_ptr(), out, src.len(), key);
         dst.set_len(dst.len() + src.len());
     }
-}
-
-/// Appends fewer than [`SIMD_MIN`] masked bytes, masking them in a stack copy first.
-#[inline(always)]
-fn extend_small(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
-    let mut tmp = [0u8; SIMD_MIN];
-    let tmp = &mut tmp[..src.len()];
-    tmp.copy_from_slice(src);
-    mask_small(tmp, key);
-    dst.extend_from_slice(tmp);
 }
 
 /// Portable appending: a copy, then the word kernel over the (now cache-hot) copy.
@@ -273,32 +271,62 @@ fn rotate(key: [u8; 4], phase: usize) -> [u8; 4] {
 /// The key repeated to fill a `u64`.
 #[inline(always)]
 fn key_u64(key: [u8; 4]) -> u64 {
-    let [a, b, c, d] = key;
-    u64::from_ne_bytes([a, b, c, d, a, b, c, d])
+    // Both halves are the same word, so this reads the same in either byte order.
+    let word = u64::from(u32::from_ne_bytes(key));
+    word | word << 32
 }
 
-/// Masks fewer than 16 bytes with a phase-0 key: two overlapping words, each computed from the
-/// original bytes, so the overlap gets the same value from both.
+/// Masks fewer than 32 bytes in place with a phase-0 key.
 #[inline(always)]
 fn mask_small(buf: &mut [u8], key: [u8; 4]) {
-    let len = buf.len();
-    debug_assert!(len < 16);
-    if len >= 8 {
-        let tail_at = len - 8;
-        let (head_key, tail_key) = (key_u64(key), key_u64(rotate(key, tail_at)));
-        let head = read_u64(&buf[..8]) ^ head_key;
-        let tail = read_u64(&buf[tail_at..]) ^ tail_key;
-        buf[..8].copy_from_slice(&head.to_ne_bytes());
-        buf[tail_at..].copy_from_slice(&tail.to_ne_bytes());
-    } else if len >= 4 {
-        let tail_at = len - 4;
-        let head = read_u32(&buf[..4]) ^ u32::from_ne_bytes(key);
-        let tail = read_u32(&buf[tail_at..]) ^ u32::from_ne_bytes(rotate(key, tail_at));
-        buf[..4].copy_from_slice(&head.to_ne_bytes());
-        buf[tail_at..].copy_from_slice(&tail.to_ne_bytes());
-    } else {
-        for (b, k) in buf.iter_mut().zip(key) {
-            *b ^= k;
+    debug_assert!(buf.len() < 32);
+    let p = buf.as_mut_ptr();
+    // SAFETY: `p` is valid for reads and writes of `buf.len()` bytes, and source and
+    // destination may be the same buffer.
+    unsafe { mask_pieces(p, p, buf.len(), key) }
+}
+
+/// Masks `n & 31` bytes from `src` into `dst` with a phase-0 key: up to three `u64` words, then
+/// one piece for each remaining set bit of `n` (4, 2 and 1 bytes), so the key stays lined up
+/// until the last two. Pieces never overlap.
+///
+/// Callers pass `n < 32`: higher bits of `n` are ignored, which is memory-safe but leaves
+/// bytes unmasked (and, for `extend_with`, unwritten).
+///
+/// # Safety
+///
+/// `src` valid for reads and `dst` valid for writes of `n` bytes; `src` and `dst` either equal
+/// or not overlapping.
+#[inline(always)]
+unsafe fn mask_pieces(src: *const u8, dst: *mut u8, n: usize, key: [u8; 4]) {
+    debug_assert!(n < 32);
+    let mut at = 0;
+    // SAFETY: the pieces are the set bits of `n & 31` laid end to end, so together they cover
+    // `[0, n & 31)`, inside what the caller guarantees; each is read before it is written.
+    unsafe {
+        // A loop rather than straight-line code, which LLVM would merge into a vector op:
+        // measured slower when the bytes were just stored, as a vector load cannot take them
+        // from pending stores as cheaply as a word load can.
+        while at < n & 24 {
+            let v = src.add(at).cast::<u64>().read_unaligned() ^ key_u64(key);
+            dst.add(at).cast::<u64>().write_unaligned(v);
+            at += 8;
+        }
+        if n & 4 != 0 {
+            let v = src.add(at).cast::<u32>().read_unaligned() ^ u32::from_ne_bytes(key);
+            dst.add(at).cast::<u32>().write_unaligned(v);
+            at += 4;
+        }
+        let mut key = key;
+        if n & 2 != 0 {
+            let v =
+                src.add(at).cast::<u16>().read_unaligned() ^ u16::from_ne_bytes([key[0], key[1]]);
+            dst.add(at).cast::<u16>().write_unaligned(v);
+            at += 2;
+            key = rotate(key, 2);
+        }
+        if n & 1 != 0 {
+            *dst.add(at) = *src.add(at) ^ key[0];
         }
     }
 }
@@ -308,12 +336,8 @@ fn read_u64(bytes: &[u8]) -> u64 {
     u64::from_ne_bytes(bytes[..8].try_into().expect("8 bytes"))
 }
 
-#[inline(always)]
-fn read_u32(bytes: &[u8]) -> u32 {
-    u32::from_ne_bytes(bytes[..4].try_into().expect("4 bytes"))
-}
-
 /// Body of [`apply_mask_word`] with a phase-0 key.
+#[inline]
 fn mask_words(buf: &mut [u8], key: [u8; 4]) {
     let word_key = key_u64(key);
     let mut words = buf.chunks_exact_mut(8);
@@ -325,12 +349,11 @@ fn mask_words(buf: &mut [u8], key: [u8; 4]) {
     mask_small(words.into_remainder(), key);
 }
 
-/// In-place masking of at least [`SIMD_MIN`] bytes with a phase-0 key.
+/// In-place masking of at least [`KERNEL_MIN`] bytes with a phase-0 key.
 #[inline]
 fn mask_large(buf: &mut [u8], key: [u8; 4]) {
     #[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_endian = "little")))]
-    // SAFETY: `masked_copy_best` picks a kernel this CPU can run; the length is checked by
-    // the caller.
+    // SAFETY: `masked_copy_best` picks a kernel this CPU can run.
     unsafe {
         apply_with(buf, key, masked_copy_best)
     };
@@ -341,12 +364,11 @@ fn mask_large(buf: &mut [u8], key: [u8; 4]) {
     mask_words(buf, key);
 }
 
-/// Appends at least [`SIMD_MIN`] masked bytes to `dst` with a phase-0 key.
+/// Appends at least [`PIECES_MAX`] masked bytes to `dst` with a phase-0 key.
 #[inline]
 fn extend_large(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
     #[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_endian = "little")))]
-    // SAFETY: `masked_copy_best` picks a kernel this CPU can run; the length is checked by
-    // the caller.
+    // SAFETY: `masked_copy_best` picks a kernel this CPU can run.
     unsafe {
         extend_with(dst, src, key, masked_copy_best)
     };
@@ -387,37 +409,33 @@ unsafe fn masked_copy_best(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4
 }
 
 /// The body shared by the SIMD kernels, for vectors of `$width` bytes. It expands inside each
-/// kernel so that the intrinsics are compiled with that kernel's target features.
+/// kernel so that the intrinsics are compiled with that kernel's target features. `$pieces`
+/// masks fewer than `$width` bytes, with the contract of [`mask_pieces`].
 ///
-/// Contract (the caller's `# Safety`): `$len >= $width`; `$src` valid for reads and `$dst`
-/// valid for writes of `$len` bytes; `$src` and `$dst` either equal or not overlapping.
-///
-/// Equal pointers are fine because every byte is read before it is written: the edge vectors
-/// are loaded before the body loop stores anything, and the body loop loads each vector before
-/// storing it.
+/// Contract (the caller's `# Safety`): `$src` valid for reads and `$dst` valid for writes of
+/// `$len` bytes; `$src` and `$dst` either equal or not overlapping. Equal pointers are fine
+/// because the pieces and vectors never overlap and each is loaded before it is stored.
 #[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_endian = "little")))]
 macro_rules! masked_copy_body {
     (
         $src:ident, $dst:ident, $len:ident, $key:ident, width: $width:expr,
-        load: $load:path, store: $store:path, xor: $xor:path, splat: $splat:path $(,)?
+        load: $load:path, store: $store:path, xor: $xor:path, splat: $splat:path,
+        pieces: $pieces:path $(,)?
     ) => {{
         const W: usize = $width;
-        debug_assert!($len >= W);
-        let tail_at = $len - W;
-        // First store offset past 0 at which `$dst` is `W`-aligned, in 1..=W. The head vector
-        // covers everything before it, and `W <= $len` keeps it inside the buffer.
-        let mut i = W - ($dst.addr() & (W - 1));
-        let head_key = i32::from_ne_bytes($key);
-        let tail_key = i32::from_ne_bytes(rotate($key, tail_at));
-        let body_key = i32::from_ne_bytes(rotate($key, i));
-        // SAFETY: by the contract, `[0, $len)` is readable at `$src` and writable at `$dst`.
-        // The head vector is `[0, W)` and the tail vector `[tail_at, $len)`, inside since
-        // `W <= $len`. Body vectors start at `i` and are only touched while `i + W <= $len`.
-        // All loads and stores are unaligned-tolerant.
+        let mut key = $key;
+        let mut i = 0;
+        if $len >= ALIGN_MIN {
+            i = $dst.addr().wrapping_neg() & (W - 1);
+            // SAFETY: `i < W <= ALIGN_MIN <= $len`, so the head is inside the buffer.
+            unsafe { $pieces($src, $dst, i, key) };
+            key = rotate(key, i);
+        }
+        // SAFETY: vectors are only touched while `i + W <= $len`, and the pieces cover
+        // `[i, $len)`, so everything stays inside the buffer the contract guarantees. All loads
+        // and stores are unaligned-tolerant.
         unsafe {
-            let head = $xor($load($src.cast()), $splat(head_key));
-            let tail = $xor($load($src.add(tail_at).cast()), $splat(tail_key));
-            let mask = $splat(body_key);
+            let mask = $splat(i32::from_ne_bytes(key));
             while i + 4 * W <= $len {
                 let a = $xor($load($src.add(i).cast()), mask);
                 let b = $xor($load($src.add(i + W).cast()), mask);
@@ -433,16 +451,15 @@ macro_rules! masked_copy_body {
                 $store($dst.add(i).cast(), $xor($load($src.add(i).cast()), mask));
                 i += W;
             }
-            // What the body left, `[i, $len)`, is shorter than `W` and so inside the tail.
-            $store($dst.cast(), head);
-            $store($dst.add(tail_at).cast(), tail);
+            // The body moved in multiples of `W`, itself a multiple of 4, so `key` lines up.
+            $pieces($src.add(i), $dst.add(i), $len - i, key);
         }
     }};
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::rotate;
+    use super::{mask_pieces, rotate, ALIGN_MIN};
     use std::arch::x86_64::{
         _mm256_loadu_si256, _mm256_set1_epi32, _mm256_storeu_si256, _mm256_xor_si256,
         _mm_loadu_si128, _mm_set1_epi32, _mm_storeu_si128, _mm_xor_si128,
@@ -480,46 +497,35 @@ mod x86 {
     ///
     /// # Safety
     ///
-    /// `len >= 16`; `src` valid for reads and `dst` valid for writes of `len` bytes; `src` and
-    /// `dst` either equal or not overlapping.
-    #[inline]
+    /// `src` valid for reads and `dst` valid for writes of `len` bytes; `src` and `dst` either
+    /// equal or not overlapping.
     pub(super) unsafe fn sse2(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) {
         masked_copy_body!(
             src, dst, len, key, width: 16,
             load: _mm_loadu_si128, store: _mm_storeu_si128, xor: _mm_xor_si128,
-            splat: _mm_set1_epi32,
+            splat: _mm_set1_epi32, pieces: mask_pieces,
         );
     }
 
-    /// AVX2 kernel: 32-byte vectors, or 16-byte ones below 32 bytes.
+    /// AVX2 kernel: 32-byte vectors.
     ///
     /// # Safety
     ///
-    /// The CPU has AVX2; `len >= 16`; `src` valid for reads and `dst` valid for writes of
-    /// `len` bytes; `src` and `dst` either equal or not overlapping.
+    /// The CPU has AVX2; `src` valid for reads and `dst` valid for writes of `len` bytes; `src`
+    /// and `dst` either equal or not overlapping.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn avx2(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) {
-        if len < 32 {
-            // Expanded here rather than calling `sse2` so it is VEX-encoded, avoiding the
-            // SSE/AVX transition penalty.
-            masked_copy_body!(
-                src, dst, len, key, width: 16,
-                load: _mm_loadu_si128, store: _mm_storeu_si128, xor: _mm_xor_si128,
-                splat: _mm_set1_epi32,
-            );
-        } else {
-            masked_copy_body!(
-                src, dst, len, key, width: 32,
-                load: _mm256_loadu_si256, store: _mm256_storeu_si256, xor: _mm256_xor_si256,
-                splat: _mm256_set1_epi32,
-            );
-        }
+        masked_copy_body!(
+            src, dst, len, key, width: 32,
+            load: _mm256_loadu_si256, store: _mm256_storeu_si256, xor: _mm256_xor_si256,
+            splat: _mm256_set1_epi32, pieces: mask_pieces,
+        );
     }
 }
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 mod neon {
-    use super::rotate;
+    use super::{mask_pieces, rotate, ALIGN_MIN};
     use std::arch::aarch64::{uint8x16_t, veorq_u8, vld1q_u8, vst1q_u8};
 
     /// The key word in every 32-bit lane. Loaded from memory rather than built with
@@ -535,13 +541,12 @@ mod neon {
     ///
     /// # Safety
     ///
-    /// `len >= 16`; `src` valid for reads and `dst` valid for writes of `len` bytes; `src` and
-    /// `dst` either equal or not overlapping.
-    #[inline]
+    /// `src` valid for reads and `dst` valid for writes of `len` bytes; `src` and `dst` either
+    /// equal or not overlapping.
     pub(super) unsafe fn neon(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4]) {
         masked_copy_body!(
             src, dst, len, key, width: 16,
-            load: vld1q_u8, store: vst1q_u8, xor: veorq_u8, splat: splat,
+            load: vld1q_u8, store: vst1q_u8, xor: veorq_u8, splat: splat, pieces: mask_pieces,
         );
     }
 }
@@ -564,7 +569,7 @@ mod tests {
     #[test]
     fn small_path_matches_bytewise() {
         let key = [0xa5, 0x3c, 0x0f, 0x71];
-        for len in 0..SIMD_MIN {
+        for len in 0..PIECES_MAX {
             for phase in 0..4 {
                 let orig: Vec<u8> = (0..len as u8).map(|b| b.wrapping_mul(37)).collect();
                 let mut want = orig.clone();
