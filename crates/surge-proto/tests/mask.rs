@@ -49,6 +49,14 @@ fn check_in_place(name: &str, f: &InPlace) {
                         got == want,
                         "{name}: bytes differ, len {len} offset {offset} phase {phase} key {key:?}"
                     );
+                    // Again with the buffer ending where its allocation does, so that
+                    // AddressSanitizer (asan.sh) sees any access past the end.
+                    let mut tight = orig[..offset + len].to_vec();
+                    f(&mut tight[offset..], key, phase);
+                    assert!(
+                        tight == want[..offset + len],
+                        "{name}: tight, len {len} offset {offset}"
+                    );
                 }
             }
         }
