@@ -8,8 +8,8 @@
 //! (`u64`s, then a `u32`, a `u16` and a byte), and buffers shorter than 128 bytes by the
 //! portable `u64` word loop, which LLVM vectorizes; neither touches the dispatcher. Longer ones
 //! go to the widest SIMD kernel the CPU has (AVX2, else SSE2 on x86_64; NEON on little-endian
-//! aarch64); other architectures stay on the word loop. The thresholds were measured on a
-//! Zen 4 with `benches/benches/mask.rs`.
+//! aarch64); other architectures stay on the word loop. The thresholds were measured on an
+//! AMD EPYC (AVX-512 class) and checked with `benches/benches/mask.rs`.
 //!
 //! The SIMD kernels mask the body in whole vectors with unaligned loads and stores, then the
 //! remainder in the same descending pieces as short buffers. From 512 bytes on, they first mask
@@ -19,8 +19,8 @@
 //! straddle two pending stores, which defeats store-to-load forwarding.
 #![allow(unsafe_code)]
 
-/// Buffers shorter than this are masked by [`mask_pieces`]: scalar pieces beat vectors here,
-/// not least because the CPU can forward a just-stored word to the next load of it faster.
+/// Buffers shorter than this are masked by [`mask_pieces`]: scalar pieces measured faster than
+/// a vector here, most of all when the bytes had just been written.
 const PIECES_MAX: usize = 32;
 
 /// In place, buffers shorter than this use the inlined word loop: a call into a SIMD kernel
@@ -29,6 +29,7 @@ const KERNEL_MIN: usize = 128;
 
 /// From this length on, the SIMD kernels align their stores to the vector width first. Below
 /// it, the extra head pieces cost more than the cache-line splits they avoid.
+#[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_endian = "little")))]
 const ALIGN_MIN: usize = 512;
 
 /// XOR `buf` in place with the 4-byte `key`, where `buf[0]` lines up with `key[phase & 3]`.
