@@ -4,27 +4,30 @@
 //! receive). `phase` lets a payload be processed in pieces as it arrives off the wire: each call
 //! returns the phase to hand to the call for the next piece.
 //!
-//! In place, buffers shorter than 32 bytes are masked inline in at most six scalar pieces
-//! (`u64`s, then a `u32`, a `u16` and a byte), and buffers shorter than 128 bytes by the
-//! portable `u64` word loop, which LLVM vectorizes; neither touches the dispatcher. Longer ones
-//! go to the widest SIMD kernel the CPU has (AVX2, else SSE2 on x86_64; NEON on little-endian
-//! aarch64); other architectures stay on the word loop. The thresholds were measured on an
-//! AMD EPYC (AVX-512 class) and checked with `benches/benches/mask.rs`.
+//! Buffers shorter than 32 bytes are masked inline in at most six scalar pieces (`u64`s, then
+//! a `u32`, a `u16` and a byte). In place, buffers shorter than 128 bytes use the portable
+//! `u64` word loop, which LLVM vectorizes, also inline. Longer ones go to the widest SIMD kernel
+//! the CPU has (AVX2, else SSE2 on x86_64; NEON on little-endian aarch64); other architectures
+//! stay on the word loop. The thresholds were measured on an AMD EPYC (AVX-512 class) and
+//! checked with `benches/benches/mask.rs`.
 //!
-//! The SIMD kernels mask the body in whole vectors with unaligned loads and stores, then the
-//! remainder in the same descending pieces as short buffers. From 512 bytes on, they first mask
-//! a short head the same way so that the body's stores do not split cache lines. Pieces never
-//! overlap: overlapping an edge vector with the body would save a few branches, but a later
-//! load of those bytes (the next read of the payload, such as UTF-8 validation) would then
-//! straddle two pending stores, which defeats store-to-load forwarding.
+//! The SIMD kernels load the first and the last vector of the buffer up front and store them
+//! last, and mask the body between them in whole vectors whose stores are aligned from 512
+//! bytes on. The edge vectors overlap the body, so there is no scalar head or tail loop and no
+//! branch on the length's low bits.
 #![allow(unsafe_code)]
 
 /// Buffers shorter than this are masked by [`mask_pieces`]: scalar pieces measured faster than
 /// a vector here, most of all when the bytes had just been written.
 const PIECES_MAX: usize = 32;
 
-/// In place, buffers shorter than this use the inlined word loop: a call into a SIMD kernel
-/// costs more than its wider vectors save.
+/// In place, buffers shorter than this use the inlined word loop rather than a SIMD kernel.
+///
+/// This favours a buffer masked again right after it was written, as a benchmark loop does: a
+/// kernel's overlapping edge vectors then load bytes from two pending stores, which the CPU
+/// cannot forward, and the word loop measured about 20% faster at 125 bytes. With lengths that
+/// vary from call to call the kernels are faster from 32 bytes on (about 1.8x for random
+/// lengths under 128), since the word loop's remainder branches mispredict.
 const KERNEL_MIN: usize = 128;
 
 /// From this length on, the SIMD kernels align their stores to the vector width first. Below
@@ -411,11 +414,10 @@ unsafe fn masked_copy_best(src: *const u8, dst: *mut u8, len: usize, key: [u8; 4
 
 /// The body shared by the SIMD kernels, for vectors of `$width` bytes. It expands inside each
 /// kernel so that the intrinsics are compiled with that kernel's target features. `$pieces`
-/// masks fewer than `$width` bytes, with the contract of [`mask_pieces`].
+/// masks buffers shorter than one vector, with the contract of [`mask_pieces`].
 ///
 /// Contract (the caller's `# Safety`): `$src` valid for reads and `$dst` valid for writes of
-/// `$len` bytes; `$src` and `$dst` either equal or not overlapping. Equal pointers are fine
-/// because the pieces and vectors never overlap and each is loaded before it is stored.
+/// `$len` bytes; `$src` and `$dst` either equal or not overlapping.
 #[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_endian = "little")))]
 macro_rules! masked_copy_body {
     (
@@ -424,36 +426,47 @@ macro_rules! masked_copy_body {
         pieces: $pieces:path $(,)?
     ) => {{
         const W: usize = $width;
-        let mut key = $key;
-        let mut i = 0;
-        if $len >= ALIGN_MIN {
-            i = $dst.addr().wrapping_neg() & (W - 1);
-            // SAFETY: `i < W <= ALIGN_MIN <= $len`, so the head is inside the buffer.
-            unsafe { $pieces($src, $dst, i, key) };
-            key = rotate(key, i);
-        }
-        // SAFETY: vectors are only touched while `i + W <= $len`, and the pieces cover
-        // `[i, $len)`, so everything stays inside the buffer the contract guarantees. All loads
-        // and stores are unaligned-tolerant.
-        unsafe {
-            let mask = $splat(i32::from_ne_bytes(key));
-            while i + 4 * W <= $len {
-                let a = $xor($load($src.add(i).cast()), mask);
-                let b = $xor($load($src.add(i + W).cast()), mask);
-                let c = $xor($load($src.add(i + 2 * W).cast()), mask);
-                let d = $xor($load($src.add(i + 3 * W).cast()), mask);
-                $store($dst.add(i).cast(), a);
-                $store($dst.add(i + W).cast(), b);
-                $store($dst.add(i + 2 * W).cast(), c);
-                $store($dst.add(i + 3 * W).cast(), d);
-                i += 4 * W;
+        if $len < W {
+            // SAFETY: `$len < W <= 32`, and the contract covers `[0, $len)`.
+            unsafe { $pieces($src, $dst, $len, $key) };
+        } else {
+            let tail_at = $len - W;
+            let mut i = if $len >= ALIGN_MIN { $dst.addr().wrapping_neg() & (W - 1) } else { 0 };
+            // SAFETY: with `W <= $len`, the head `[0, W)` and the tail `[tail_at, $len)` are
+            // inside the buffer the contract covers, and body vectors are only touched while
+            // `i + W <= $len`. All loads and stores are unaligned-tolerant. In place, nothing is
+            // loaded after a store that overlaps it: the edges are loaded first and stored last,
+            // and the body vectors are disjoint.
+            unsafe {
+                // The edge vectors overlap the body (and the head may overlap the tail), but each
+                // is computed from the original bytes with the mask for its own position, so it
+                // stores the same values the body did. That replaces the branches a scalar head
+                // and tail would take on the length and alignment, which mispredict when those
+                // vary from call to call.
+                let head = $xor($load($src.cast()), $splat(i32::from_ne_bytes($key)));
+                let tail_key = i32::from_ne_bytes(rotate($key, tail_at));
+                let tail = $xor($load($src.add(tail_at).cast()), $splat(tail_key));
+                let mask = $splat(i32::from_ne_bytes(rotate($key, i)));
+                while i + 4 * W <= $len {
+                    let a = $xor($load($src.add(i).cast()), mask);
+                    let b = $xor($load($src.add(i + W).cast()), mask);
+                    let c = $xor($load($src.add(i + 2 * W).cast()), mask);
+                    let d = $xor($load($src.add(i + 3 * W).cast()), mask);
+                    $store($dst.add(i).cast(), a);
+                    $store($dst.add(i + W).cast(), b);
+                    $store($dst.add(i + 2 * W).cast(), c);
+                    $store($dst.add(i + 3 * W).cast(), d);
+                    i += 4 * W;
+                }
+                while i + W <= $len {
+                    $store($dst.add(i).cast(), $xor($load($src.add(i).cast()), mask));
+                    i += W;
+                }
+                // The body started below `W` and stopped within `W` of the end, so the head and
+                // tail cover what it left.
+                $store($dst.cast(), head);
+                $store($dst.add(tail_at).cast(), tail);
             }
-            while i + W <= $len {
-                $store($dst.add(i).cast(), $xor($load($src.add(i).cast()), mask));
-                i += W;
-            }
-            // The body moved in multiples of `W`, itself a multiple of 4, so `key` lines up.
-            $pieces($src.add(i), $dst.add(i), $len - i, key);
         }
     }};
 }
