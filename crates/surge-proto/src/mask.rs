@@ -30,8 +30,8 @@ const PIECES_MAX: usize = 32;
 /// lengths under 128), since the word loop's remainder branches mispredict.
 const KERNEL_MIN: usize = 128;
 
-/// From this length on, the SIMD kernels align their stores to the vector width first. Below
-/// it, the extra head pieces cost more than the cache-line splits they avoid.
+/// From this length on, the SIMD kernels start their body at the first vector-aligned address
+/// so that its stores do not split cache lines. Below it that measured no faster.
 #[cfg(any(target_arch = "x86_64", all(target_arch = "aarch64", target_endian = "little")))]
 const ALIGN_MIN: usize = 512;
 
@@ -308,9 +308,8 @@ unsafe fn mask_pieces(src: *const u8, dst: *mut u8, n: usize, key: [u8; 4]) {
     // SAFETY: the pieces are the set bits of `n & 31` laid end to end, so together they cover
     // `[0, n & 31)`, inside what the caller guarantees; each is read before it is written.
     unsafe {
-        // A loop rather than straight-line code, which LLVM would merge into a vector op:
-        // measured slower when the bytes were just stored, as a vector load cannot take them
-        // from pending stores as cheaply as a word load can.
+        // A loop rather than straight-line code, which LLVM would merge into a vector op that
+        // measured slower when the bytes had just been stored.
         while at < n & 24 {
             let v = src.add(at).cast::<u64>().read_unaligned() ^ key_u64(key);
             dst.add(at).cast::<u64>().write_unaligned(v);
