@@ -20,6 +20,8 @@
 /// Buffers shorter than this are masked by [`mask_pieces`]: scalar pieces measured faster than
 /// a vector here, most of all when the bytes had just been written.
 const PIECES_MAX: usize = 32;
+// `extend_masked` relies on `mask_pieces` writing every byte below `PIECES_MAX`.
+const _: () = assert!(PIECES_MAX <= 32);
 
 /// In place, buffers shorter than this use the inlined word loop rather than a SIMD kernel.
 ///
@@ -102,8 +104,8 @@ pub fn extend_masked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4], phase: usize) 
     let next = next_phase(phase, src.len());
     let key = rotate(key, phase);
     if src.len() < PIECES_MAX {
-        // SAFETY: `mask_pieces` needs no CPU feature and writes all of the `src.len() < 32`
-        // bytes, as `extend_with` requires.
+        // SAFETY: `mask_pieces` needs no CPU feature and writes all of the
+        // `src.len() < PIECES_MAX <= 32` bytes, as `extend_with` requires.
         unsafe { extend_with(dst, src, key, mask_pieces) };
     } else {
         extend_large(dst, src, key);
