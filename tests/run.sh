@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# tests/run.sh - Surge's one test command (.ci/run calls exactly this).
+#
+# Installs what the tests need (tests/setup.sh, idempotent), then runs every
+# suite as a list of named steps and prints a summary; the last line is
+#     tests: N passed, M failed
+# and the exit status is non-zero if any step failed.
+#
+# Env:
+#   SURGE_TESTS=fast   skip Autobahn, fuzzing and the browser (local iteration);
+#                      default "full" (what CI runs).
+#   SURGE_ONLY=REGEX   run only the steps whose name matches (grep -E), e.g.
+#                      SURGE_ONLY='^client:' ; the others are not counted.
+#   SURGE_ECHO_SERVER_CMD='CMD ... {PORT} ...'
+#                      harness self-test: run the external server suite against
+#                      this echo server instead of target/release/surge, e.g.
+#                      'node tests/servers/node_ws_echo.js {PORT} 1800'.
+#   FUZZ_SECONDS=30    per fuzz target.
+#
+# Adding tests (extension points):
+#   * a new step in an existing suite:  run_step NAME CMD [ARGS...]
+#       CMD runs in a subshell with `set -e`; exit 0 = passed, 77 = skipped
+#       (print why), anything else = failed. Output goes to the terminal.
+#     skip_step NAME REASON records a step as skipped without running it.
+#   * a new external client against the Surge echo server: one line in
+#     EXTERNAL_CLIENTS below ("name|command"; the URL is appended).
+#   * a new suite: write a function suite_xxx and add it to SUITES (bottom).
+#     Long-lived processes: start_bg NAME LOGFILE CMD... (in the main shell,
+#     not inside run_step) records the pid; every one is stopped on exit.
+#     wait_port PORT PID waits until something accepts on 127.0.0.1:PORT.
+#   Every process a test starts binds to 127.0.0.1 and has a time limit.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+MODE="${SURGE_TESTS:-full}"
+case "$MODE" in full | fast) ;; *) echo "run.sh: SURGE_TESTS must be full or fast, not '$MODE'" >&2; exit 2 ;; esac
+ONLY="${SURGE_ONLY:-}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+LOGS="$ROOT/target/test-logs"
+mkdir -p "$LOGS"
+PY="$ROOT/.venv/bin/python"
+
+# ------------------------------------------------------------- step machinery
+STEP_NAMES=() STEP_STATUS=() STEP_SECS=()
+T_START=$SECONDS
+
+selected() { [ -z "$ONLY" ] || grep -qE -- "$ONLY" <<<"$1"; }
+any_selected() { local n; for n in "$@"; do selected "$n" && return 0; done; return 1; }
+record() { STEP_NAMES+=("$1"); STEP_STATUS+=("$2"); STEP_SECS+=("$3"); }
+
+# run_step NAME CMD [ARGS...]
+run_step() {
+  local name=$1 t0=$SECONDS rc
+  shift
+  selected "$name" || return 0
+  echo
+  echo "=== step: $name"
+  set +e
+  (set -e; "$@")
+  rc=$?
+  set -e
+  local secs=$((SECONDS - t0))
+  case $rc in
+    0) record "$name" passed "$secs"; echo "=== $name: passed (${secs}s)" ;;
+    77) record "$name" skipped "$secs"; echo "=== $name: skipped (${secs}s)" ;;
+    *) record "$name" failed "$secs"; echo "=== $name: FAILED (exit $rc, ${secs}s)" ;;
+  esac
+  return 0
+}
+
+# skip_step NAME REASON
+skip_step() {
+  selected "$1" || return 0
+  echo
+  echo "=== step: $1: skipped: $2"
+  record "$1" skipped 0
+}
+
+# ------------------------------------------------------------ process helpers
+BG_PIDS=() BG_NAMES=()
+# start_bg NAME LOGFILE CMD... : start CMD in the background (own process
+# group), output to LOGFILE; sets BG_PID. Stopped by stop_bg/cleanup.
+start_bg() {
+  local name=$1 log=$2
+  shift 2
+  setsid "$@" >"$log" 2>&1 </dev/null &
+  BG_PID=$!
+  BG_PIDS+=("$BG_PID")
+  BG_NAMES+=("$name")
+}
+# stop_bg PID : TERM the process group, KILL after 5 s
+stop_bg() {
+  local pid=$1 i
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local pid
+  for pid in "${BG_PIDS[@]}"; do stop_bg "$pid"; done
+}
+trap cleanup EXIT
+trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# wait_port PORT PID [SECONDS]: until 127.0.0.1:PORT accepts; fails if PID dies
+wait_port() {
+  local port=$1 pid=$2 limit=${3:-30} t0=$SECONDS
+  while ! python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$port" 2>/dev/null; do
+    kill -0 "$pid" 2>/dev/null || { echo "process $pid exited before accepting on port $port" >&2; return 1; }
+    [ $((SECONDS - t0)) -lt "$limit" ] || { echo "nothing accepted on 127.0.0.1:$port within ${limit}s" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+workspace_packages() {
+  cargo metadata --no-deps --format-version 1 2>/dev/null |
+    python3 -c 'import json, sys; print("\n".join(p["name"] for p in json.load(sys.stdin)["packages"]))'
+}
+has_package() { grep -qx -- "$1" <<<"$WORKSPACE_PACKAGES"; }
+
+# ------------------------------------------------------------------- suites
+suite_setup() {
+  ONLY='' run_step setup tests/setup.sh # always, whatever SURGE_ONLY says
+}
+
+suite_cargo() {
+  run_step cargo-fmt cargo fmt --all -- --check
+  run_step cargo-clippy cargo clippy --workspace --all-targets -- -D warnings
+  run_step cargo-test cargo test --workspace
+}
+
+# External clients run against the Surge echo server; URL is appended.
+# ("name|command"; browser: in fast mode skipped)
+EXTERNAL_CLIENTS=(
+  "python_websockets|$PY tests/clients/python_websockets.py"
+  "python_websocket_client|$PY tests/clients/python_websocket_client.py"
+  "node_ws|node tests/clients/node_ws.js"
+  "wscat|tests/clients/wscat.sh"
+  "go_gorilla|target/tests-bin/go-client"
+  "chromium|node tests/clients/chromium.js"
+)
+AUTOBAHN_CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,8.*,9.*,10.*"
+SERVER_TIME_LIMIT=1800 # seconds; the echo server is killed after this anyway
+
+# build_release: the release binaries the external suites use
+build_release() {
+  local pkgs=(-p surge)
+  has_package surge-loadgen && pkgs+=(-p surge-loadgen)
+  cargo build --release "${pkgs[@]}"
+}
+
+# start_echo_server: sets ECHO_URL, ECHO_PID (main shell)
+start_echo_server() {
+  local port cmd
+  port=$(free_port)
+  if [ -n "${SURGE_ECHO_SERVER_CMD:-}" ]; then
+    read -r -a cmd <<<"${SURGE_ECHO_SERVER_CMD//\{PORT\}/$port}"
+  else
+    cmd=(target/release/surge echo --listen "127.0.0.1:$port")
+  fi
+  echo "starting: ${cmd[*]}"
+  start_bg echo-server "$LOGS/echo-server.log" timeout "$SERVER_TIME_LIMIT" "${cmd[@]}"
+  ECHO_PID=$BG_PID
+  ECHO_URL="ws://127.0.0.1:$port/"
+  wait_port "$port" "$ECHO_PID" 30 || { tail -n 20 "$LOGS/echo-server.log" >&2; return 1; }
+  echo "echo server pid $ECHO_PID at $ECHO_URL"
+}
+
+autobahn_server() {
+  local out="$ROOT/tests/autobahn/reports/server" rc=0
+  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 tests/autobahn/run.sh "${ECHO_URL%/}" "$AUTOBAHN_CASES" || rc=$?
+  # run.sh exits 1 when a case FAILED: the expected file decides; 2 = not set up
+  [ "$rc" -le 1 ] || return 1
+  [ -f "$out/index.json" ] || return 1
+  python3 tests/autobahn/compare.py "$out" tests/autobahn/expected-server.json
+}
+
+server_still_running() {
+  kill -0 "$ECHO_PID" 2>/dev/null || { echo "echo server died; log tail:"; tail -n 20 "$LOGS/echo-server.log"; return 1; }
+  echo "echo server pid $ECHO_PID still running"
+}
+
+suite_external_server() {
+  local entry name cmd names=(build-release echo-server-start autobahn-server echo-server-survived)
+  for entry in "${EXTERNAL_CLIENTS[@]}"; do names+=("client:${entry%%|*}"); done
+  any_selected "${names[@]}" || return 0
+  if [ -z "${SURGE_ECHO_SERVER_CMD:-}" ]; then
+    if ! has_package surge; then
+      skip_step external-server "no 'surge' package in the workspace yet: external client and Autobahn suites not run"
+      return 0
+    fi
+    run_step build-release build_release
+    [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" != failed ] || return 0
+    if [ ! -x target/release/surge ]; then
+      skip_step external-server "the surge package builds no target/release/surge binary yet"
+      return 0
+    fi
+  fi
+  # started here, in the main shell, so that the pid outlives the step
+  local t0=$SECONDS rc=0
+  if selected echo-server-start; then
+    echo
+    echo "=== step: echo-server-start"
+    start_echo_server || rc=$?
+    record echo-server-start "$([ $rc = 0 ] && echo passed || echo failed)" $((SECONDS - t0))
+    [ $rc = 0 ] || return 0
+  else
+    start_echo_server >/dev/null || return 0
+  fi
+
+  for entry in "${EXTERNAL_CLIENTS[@]}"; do
+    name=${entry%%|*}
+    cmd=${entry#*|}
+    if [ "$name" = chromium ] && [ "$MODE" = fast ]; then skip_step "client:$name" "SURGE_TESTS=fast"; continue; fi
+    # shellcheck disable=SC2086
+    run_step "client:$name" timeout 45 $cmd "$ECHO_URL"
+  done
+  if [ "$MODE" = fast ]; then
+    skip_step autobahn-server "SURGE_TESTS=fast"
+  else
+    run_step autobahn-server autobahn_server
+  fi
+  run_step echo-server-survived server_still_running
+  stop_bg "$ECHO_PID"
+}
+
+# Surge's client side (surge-loadgen) against known-good servers:
+#   tests/servers/python_websockets_echo.py PORT [TIMEOUT_S]
+#   tests/servers/node_ws_echo.js PORT [TIMEOUT_S]
+# Extension point: when surge-loadgen's CLI exists, start each with start_bg,
+# wait_port, and run_step the loadgen against it.
+suite_loadgen() {
+  :
+}
+
+# fuzz_target NAME: FUZZ_SECONDS of libFuzzer; full log in target/test-logs
+fuzz_target() {
+  local rc=0 log="$LOGS/fuzz-$1.log"
+  (cd crates/surge-proto &&
+    RUSTC_BOOTSTRAP=1 timeout $((FUZZ_SECONDS + 300)) cargo fuzz run "$1" -- \
+      -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096) >"$log" 2>&1 || rc=$?
+  grep -vE '^#[0-9]+' "$log" | tail -n 25
+  echo "(full log: $log; a crash input is kept under crates/surge-proto/fuzz/artifacts/$1/)"
+  return $rc
+}
+
+suite_fuzz() {
+  if [ "$MODE" = fast ]; then skip_step fuzz "SURGE_TESTS=fast"; return 0; fi
+  if [ ! -f crates/surge-proto/fuzz/Cargo.toml ]; then skip_step fuzz "no fuzz crate at crates/surge-proto/fuzz"; return 0; fi
+  run_step fuzz-build bash -c 'cd crates/surge-proto && RUSTC_BOOTSTRAP=1 cargo fuzz build'
+  local targets t
+  targets=$(cd crates/surge-proto && cargo fuzz list 2>/dev/null) || true
+  if [ -z "$targets" ]; then skip_step fuzz "cargo fuzz list: no targets"; return 0; fi
+  for t in $targets; do
+    run_step "fuzz:$t" fuzz_target "$t"
+  done
+}
+
+summary() {
+  local i passed=0 failed=0 skipped=0
+  echo
+  echo "=== summary (SURGE_TESTS=$MODE, $((SECONDS - T_START))s)"
+  for i in "${!STEP_NAMES[@]}"; do
+    printf '  %-8s %5ss  %s\n' "${STEP_STATUS[$i]}" "${STEP_SECS[$i]}" "${STEP_NAMES[$i]}"
+    case ${STEP_STATUS[$i]} in passed) passed=$((passed + 1)) ;; failed) failed=$((failed + 1)) ;; *) skipped=$((skipped + 1)) ;; esac
+  done
+  [ "$skipped" = 0 ] || echo "  ($skipped skipped)"
+  echo "tests: $passed passed, $failed failed"
+  [ "$failed" = 0 ] && [ "$passed" -gt 0 ]
+}
+
+# ------------------------------------------------------------------- main
+SUITES=(suite_setup suite_cargo suite_external_server suite_loadgen suite_fuzz)
+suite_setup
+WORKSPACE_PACKAGES=$(workspace_packages || true)
+for s in "${SUITES[@]:1}"; do "$s"; done
+summary
