@@ -56,6 +56,8 @@ pub enum Setting {
     MaxConnections,
     /// [`ConfigBuilder::read_buffer_size`].
     ReadBufferSize,
+    /// [`ConfigBuilder::assembly_budget`].
+    AssemblyBudget,
 }
 
 impl std::fmt::Display for Setting {
@@ -71,6 +73,7 @@ impl std::fmt::Display for Setting {
             Setting::MaxMessageSize => "max message size",
             Setting::MaxConnections => "max connections",
             Setting::ReadBufferSize => "read buffer size",
+            Setting::AssemblyBudget => "assembly budget",
         })
     }
 }
@@ -156,6 +159,7 @@ pub struct Config {
     read_buffer_size: usize,
     timer_tick: Duration,
     pool_budget: usize,
+    assembly_budget: usize,
 }
 
 impl Config {
@@ -163,7 +167,8 @@ impl Config {
     /// pinning, backlog 1024, `TCP_NODELAY` on, `SO_REUSEPORT` where the system has it,
     /// 16 MiB messages and frames, handshake 10 s, idle 120 s (ping at half), close 5 s,
     /// 1 MiB backpressure limit with a 256 KiB low watermark, [`BackpressurePolicy::HandBack`],
-    /// 100 000 connections, 64 KiB read buffer, 100 ms timer tick.
+    /// 100 000 connections, 64 KiB read buffer, 100 ms timer tick, 1 GiB for partly received
+    /// messages.
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
@@ -185,6 +190,7 @@ impl Config {
                 read_buffer_size: 64 << 10,
                 timer_tick: Duration::from_millis(100),
                 pool_budget: 16 << 20,
+                assembly_budget: 1 << 30,
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
@@ -268,6 +274,10 @@ impl Config {
     /// Idle buffer capacity each loop keeps pooled.
     pub fn pool_budget(&self) -> usize {
         self.pool_budget
+    }
+    /// Memory all connections together may hold in messages that arrived in part.
+    pub fn assembly_budget(&self) -> usize {
+        self.assembly_budget
     }
 
     /// Whether `origin` (the request's `Origin` header, if any) may connect.
@@ -408,6 +418,14 @@ impl ConfigBuilder {
         self.config.pool_budget = bytes;
         self
     }
+    /// Memory all connections together may hold in messages that arrived in part (default
+    /// 1 GiB, shared evenly by the loops). A connection whose message takes its loop past
+    /// its share is closed with 1013 (try again later) and its partial message dropped: a
+    /// crowd of peers each sending half of a large message cannot exhaust memory.
+    pub fn assembly_budget(mut self, bytes: usize) -> Self {
+        self.config.assembly_budget = bytes;
+        self
+    }
 
     /// Checks the settings together.
     pub fn build(self) -> Result<Config, ConfigError> {
@@ -422,6 +440,7 @@ impl ConfigBuilder {
             (config.backpressure_limit == 0, Setting::BackpressureLimit),
             (config.limits.max_message_size == 0, Setting::MaxMessageSize),
             (config.max_connections == 0, Setting::MaxConnections),
+            (config.assembly_budget == 0, Setting::AssemblyBudget),
         ];
         if let Some((_, setting)) = positive.iter().find(|(zero, _)| *zero) {
             return Err(ConfigError::Zero(*setting));

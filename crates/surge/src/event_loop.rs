@@ -84,6 +84,10 @@ pub(crate) struct LoopCtx {
     pub(crate) dirty: Vec<(u32, u32)>,
     /// Connections to read again next turn (fairness, or resumed after backpressure).
     pub(crate) again: Vec<(u32, u32)>,
+    /// Capacity of the assembly buffers connections of this loop hold.
+    assembly_bytes: usize,
+    /// This loop's share of the assembly budget.
+    assembly_budget: usize,
     /// The clock, read once per turn.
     pub(crate) now: Instant,
     pub(crate) tick: u64,
@@ -176,6 +180,7 @@ pub(crate) struct EventLoop<H: Handler> {
 impl<H: Handler> EventLoop<H> {
     pub(crate) fn new(setup: LoopSetup, handler: H) -> Self {
         let now = Instant::now();
+        let assembly_budget = (setup.config.assembly_budget() / setup.config.threads()).max(1);
         let wheel = TimerWheel::new(now, setup.config.timer_tick());
         let ticks = Ticks {
             handshake: wheel.ticks(setup.config.handshake_timeout()),
@@ -202,6 +207,8 @@ impl<H: Handler> EventLoop<H> {
                 wheel,
                 dirty: Vec::new(),
                 again: Vec::new(),
+                assembly_bytes: 0,
+                assembly_budget,
                 now,
                 tick: 0,
                 ticks,
@@ -718,7 +725,8 @@ impl<H: Handler> EventLoop<H> {
             pool.give_outbox(out);
         }
         if let Some(held) = core.held.take() {
-            pool.give_held(held);
+            self.ctx.assembly_bytes -= held.assembly.capacity();
+            self.ctx.pool.give_held(held);
         }
         // Dropping the socket closes it, which also takes it out of the poll set.
     }
@@ -829,8 +837,9 @@ fn feed<H: Handler>(
         Some(assembly) => (assembly, false),
         None => (std::mem::take(spare), true),
     };
+    let held_before = if spared { 0 } else { assembly.capacity() };
     let mut used = 0;
-    let fed = loop {
+    let mut fed = loop {
         if core.buffered() >= limit && used < input.len() {
             break Fed::Paused(used);
         }
@@ -866,6 +875,8 @@ fn feed<H: Handler>(
     };
     // Keep the assembly buffer only while a message is in pieces.
     let assembling = matches!(&core.proto, Protocol::Ws(ws) if ws.is_assembling());
+    let held_after = if assembling { assembly.capacity() } else { 0 };
+    ctx.assembly_bytes = ctx.assembly_bytes + held_after - held_before;
     match (assembling, spared) {
         (true, true) => {
             core.put_assembly(&mut ctx.pool, assembly);
@@ -882,6 +893,19 @@ fn feed<H: Handler>(
             ctx.pool.give(assembly);
             core.settle_held(&mut ctx.pool);
         }
+    }
+    if held_after > 0 && ctx.assembly_bytes > ctx.assembly_budget && state.is_some() {
+        tracing::warn!(%id, "partly received messages past the budget; closing with 1013");
+        // Fails only when our Close is already out.
+        let _ = core.start_close(ctx, id, CloseCode::TRY_AGAIN_LATER, "busy");
+        close_app(handler, core, state, ctx, id, CloseCode::TRY_AGAIN_LATER, "busy");
+        // Input is no longer read into the message: drop what it holds.
+        if let Some(assembly) = core.take_assembly() {
+            ctx.assembly_bytes -= assembly.capacity();
+            ctx.pool.give(assembly);
+            core.settle_held(&mut ctx.pool);
+        }
+        fed = Fed::Ended;
     }
     transmit(core, ctx, id);
     fed

@@ -67,3 +67,25 @@ fn a_port_already_taken_is_a_clear_error() {
     assert!(matches!(err, ServerError::Listen { .. }));
     assert_eq!(err.to_string(), format!("cannot listen on {addr}: address in use"));
 }
+
+#[test]
+fn partial_messages_past_the_assembly_budget_get_1013() {
+    use surge::surge_proto::frame::OpCode;
+    let (server, shared) = start(config(1).assembly_budget(3 << 20).build().unwrap());
+    let addr = server.local_addrs()[0];
+    let half = vec![1u8; 3 << 19]; // 1.5 MiB: its buffer grows to 2 MiB
+    let mut first = Client::connect(addr);
+    first.write_frames(|ws, out| ws.send_frame(OpCode::BINARY, false, &half, out).unwrap());
+    // A ping between fragments: its pong says the fragment was read.
+    first.write_frames(|ws, out| ws.ping(b"read?", out).unwrap());
+    assert_eq!(first.recv(), Got::Pong(b"read?".to_vec()));
+    let mut second = Client::connect(addr);
+    second.write_frames(|ws, out| ws.send_frame(OpCode::BINARY, false, &half, out).unwrap());
+    assert_eq!(second.recv(), Got::Close(Some(1013), "busy".into()));
+    // The first connection finishes its message as if nothing happened.
+    first.write_frames(|ws, out| ws.send_frame(OpCode::CONTINUATION, true, b"end", out).unwrap());
+    let Got::Binary(echo) = first.recv() else { panic!("the echo") };
+    assert_eq!(echo.len(), half.len() + 3);
+    eventually("on_close for the second", || shared.log().closed.iter().any(|c| c.1 == 1013));
+    server.shutdown(STOP);
+}
