@@ -18,6 +18,8 @@ mod server;
 #[path = "hostile/wire.rs"]
 mod wire;
 
+#[path = "hostile/faults.rs"]
+mod faults;
 #[path = "hostile/frames.rs"]
 mod frames;
 #[path = "hostile/handshake.rs"]

@@ -91,6 +91,11 @@ impl Case {
         &mut self.witness
     }
 
+    /// Descriptors open before the attack.
+    pub fn fds_before(&self) -> usize {
+        self.fds
+    }
+
     /// Resident memory added since the attack began, in bytes (negative if it shrank).
     pub fn rss_growth(&self) -> i64 {
         (self.server.rss_kib() as i64 - self.rss_kib as i64) * 1024
