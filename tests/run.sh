@@ -231,10 +231,60 @@ suite_external_server() {
 # Surge's client side (surge-loadgen) against known-good servers:
 #   tests/servers/python_websockets_echo.py PORT [TIMEOUT_S]
 #   tests/servers/node_ws_echo.js PORT [TIMEOUT_S]
-# Extension point: when surge-loadgen's CLI exists, start each with start_bg,
-# wait_port, and run_step the loadgen against it.
+# loadgen_against PORT PID NAME: a closed-loop run (text, 0..70000 B, 2 in flight)
+# and an open-loop run (binary, 2000 msg/s, with .hgrm/.hlog); each must echo
+# every message unchanged, with no error and no connection lost. Bounded: the
+# runs last 2.5 s plus at most 5 s to connect, the servers exit after 120 s.
+loadgen_against() {
+  local url="ws://127.0.0.1:$1/" out="$LOGS/loadgen-$3"
+  wait_port "$1" "$2" 30
+  target/release/surge-loadgen "$url" -c 16 --in-flight 2 --size 0..70000 --text \
+    -d 2s -w 500ms -q --json "$out-closed.json"
+  target/release/surge-loadgen "$url" -c 16 --rate 2k --size 64 --binary \
+    -d 2s -w 500ms -q --json "$out-open.json" --hgrm "$out-open.hgrm" --hlog "$out-open.hlog"
+  python3 - "$out-closed.json" "$out-open.json" <<'EOF'
+import json, sys
+for path in sys.argv[1:]:
+    r = json.load(open(path))
+    c = r["connections"]
+    print(f"{path}: {r['messages']} messages, {r['msgs_per_sec']:.0f} msg/s, "
+          f"p99 {r['latency_us']['p99']:.0f} us, close codes {r['close_codes']}")
+    if r["errors"] or r["mismatches"] or c["lost"] or not r["messages"] \
+            or c["established"] != c["requested"] or r["close_codes"] != {"1000": c["requested"]}:
+        sys.exit(f"{path}: errors {r['errors']}, mismatches {r['mismatches']}, connections {c}")
+EOF
+}
+
+# loadgen_report_render: compare --html on the two servers' runs, then the page
+# in headless Chromium (tests/clients/report_render.js).
+loadgen_report_render() {
+  target/release/surge-loadgen compare "$LOGS/loadgen-python_websockets-closed.json" \
+    "$LOGS/loadgen-node_ws-closed.json" --html "$LOGS/loadgen-report.html"
+  node tests/clients/report_render.js "$LOGS/loadgen-report.html" 4 "$LOGS/loadgen-report.png"
+}
+
 suite_loadgen() {
-  :
+  local port
+  any_selected loadgen-build loadgen:python_websockets loadgen:node_ws loadgen-report-render || return 0
+  if ! has_package surge-loadgen; then
+    skip_step loadgen "no surge-loadgen package in the workspace"
+    return 0
+  fi
+  run_step loadgen-build cargo build --release -p surge-loadgen
+  [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" != failed ] || return 0
+  port=$(free_port)
+  start_bg python-echo "$LOGS/loadgen-python-server.log" "$PY" tests/servers/python_websockets_echo.py "$port" 120
+  run_step loadgen:python_websockets loadgen_against "$port" "$BG_PID" python_websockets
+  stop_bg "$BG_PID"
+  port=$(free_port)
+  start_bg node-echo "$LOGS/loadgen-node-server.log" node tests/servers/node_ws_echo.js "$port" 120
+  run_step loadgen:node_ws loadgen_against "$port" "$BG_PID" node_ws
+  stop_bg "$BG_PID"
+  if [ "$MODE" = fast ]; then
+    skip_step loadgen-report-render "SURGE_TESTS=fast"
+  else
+    run_step loadgen-report-render loadgen_report_render
+  fi
 }
 
 # fuzz_target NAME: FUZZ_SECONDS of libFuzzer; full log in target/test-logs

@@ -6,10 +6,9 @@
 //! writev) per connection per turn. WRITABLE interest is registered only while a write is
 //! partial.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,19 +16,19 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 use surge_proto::close::CloseCode;
-use surge_proto::connection::{Connection as WsConnection, Event};
-use surge_proto::handshake::{write_rejection, ServerHandshake, EMPTY_HEADER};
+use surge_proto::handshake::ServerHandshake;
 use surge_proto::message::Message;
 
-use crate::buffer_pool::{BufferPool, MAX_POOLED_CAPACITY};
-use crate::config::{Config, MAX_HEADERS};
+use crate::buffer_pool::BufferPool;
+use crate::config::Config;
 use crate::conn::{flag, Conn, ConnCore, ConnEntry, Protocol};
 use crate::handle::{Command, ConnectionId, ServerHandle, ShutdownReport};
-use crate::handler::{Handler, SendResult, Upgrade};
+use crate::handler::{Handler, SendResult};
+use crate::inbound::{handler_panicked, notify_close, read_socket, transmit, ReadEnd};
 use crate::outbox::{Flushed, SharedFrame};
-use crate::request::Request;
 use crate::slab::Slab;
 use crate::timer::{TimerEntry, TimerWheel};
+use crate::upgrade::refuse;
 
 /// The waker's token.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -38,7 +37,7 @@ const LISTENER_BASE: usize = usize::MAX - 1;
 /// Listeners a loop may have (tokens reserved for them).
 const MAX_LISTENERS: usize = 1 << 16;
 /// Full reads of one socket per readiness event before others get a turn.
-const MAX_READS_PER_EVENT: usize = 16;
+pub(crate) const MAX_READS_PER_EVENT: usize = 16;
 /// Connections accepted per listener event before others get a turn.
 const MAX_ACCEPTS_PER_EVENT: usize = 256;
 /// Flush passes per turn (a flush can run `on_drain`, which can queue more).
@@ -57,16 +56,16 @@ fn slot_of(token: Token) -> (u32, u32) {
 
 /// Timeouts of this loop in ticks.
 #[derive(Debug, Clone, Copy)]
-struct Ticks {
-    handshake: u64,
-    close: u64,
+pub(crate) struct Ticks {
+    pub(crate) handshake: u64,
+    pub(crate) close: u64,
     /// Silence before the idle ping, and before the idle close; `None` when disabled.
-    idle: Option<(u64, u64)>,
+    pub(crate) idle: Option<(u64, u64)>,
 }
 
 /// A graceful shutdown in progress.
 #[derive(Debug)]
-struct Shutdown {
+pub(crate) struct Shutdown {
     deadline: Instant,
     deadline_tick: u64,
     report: ShutdownReport,
@@ -85,14 +84,14 @@ pub(crate) struct LoopCtx {
     /// Connections to read again next turn (fairness, or resumed after backpressure).
     pub(crate) again: Vec<(u32, u32)>,
     /// Capacity of the assembly buffers connections of this loop hold.
-    assembly_bytes: usize,
+    pub(crate) assembly_bytes: usize,
     /// This loop's share of the assembly budget.
-    assembly_budget: usize,
+    pub(crate) assembly_budget: usize,
     /// The clock, read once per turn.
     pub(crate) now: Instant,
     pub(crate) tick: u64,
-    ticks: Ticks,
-    shutdown: Option<Shutdown>,
+    pub(crate) ticks: Ticks,
+    pub(crate) shutdown: Option<Shutdown>,
 }
 
 impl LoopCtx {
@@ -129,24 +128,6 @@ pub(crate) struct LoopSetup {
     pub(crate) reports: Sender<ShutdownReport>,
     pub(crate) config: Arc<Config>,
     pub(crate) handle: ServerHandle,
-}
-
-/// How reading a socket ended.
-enum ReadEnd {
-    /// Drained, paused, or waiting for more.
-    Done,
-    /// The peer is gone (end of stream or error).
-    Lost,
-}
-
-/// How far feeding input to a connection went.
-enum Fed {
-    /// All of it was used.
-    All,
-    /// Stopped at the backpressure limit; the input from this offset on is unused.
-    Paused(usize),
-    /// The WebSocket ended (Close or error); the rest is ignored.
-    Ended,
 }
 
 /// One event loop.
@@ -749,391 +730,6 @@ fn reregister(
     interest: Interest,
 ) -> io::Result<()> {
     registry.reregister(&mut core.socket, tok, interest)
-}
-
-// ---- the per-message path ---------------------------------------------------------------
-
-/// Reads a readable socket: once, and again only while a read fills the buffer.
-fn read_socket<H: Handler>(
-    entry: &mut ConnEntry<H::State>,
-    handler: &mut H,
-    ctx: &mut LoopCtx,
-    read_buf: &mut [u8],
-    spare: &mut Vec<u8>,
-    id: ConnectionId,
-) -> ReadEnd {
-    let ConnEntry { core, state } = entry;
-    // Input held back at the backpressure limit goes first.
-    if matches!(core.proto, Protocol::Ws(_)) && state.is_some() {
-        if let Some(mut stash) = core.take_stash() {
-            match feed(core, state, handler, ctx, spare, id, &mut stash) {
-                Fed::Paused(used) => {
-                    stash.drain(..used);
-                    core.put_stash(&mut ctx.pool, stash);
-                    core.set(flag::READ_PAUSED);
-                    return ReadEnd::Done;
-                }
-                Fed::All | Fed::Ended => {
-                    ctx.pool.give(stash);
-                    core.settle_held(&mut ctx.pool);
-                }
-            }
-        }
-    }
-    for _ in 0..MAX_READS_PER_EVENT {
-        let open = state.is_some() && matches!(core.proto, Protocol::Ws(_));
-        if open && core.buffered() >= ctx.config.backpressure_limit() {
-            // Stop reading: TCP flow control holds the peer back until we drain.
-            core.set(flag::READ_PAUSED);
-            return ReadEnd::Done;
-        }
-        let n = match core.socket.read(read_buf) {
-            Ok(0) => return ReadEnd::Lost,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::Done,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => {
-                tracing::debug!(%id, %error, "read failed");
-                return ReadEnd::Lost;
-            }
-        };
-        core.last_active = ctx.tick;
-        core.clear(flag::PINGED);
-        let input = &mut read_buf[..n];
-        if matches!(core.proto, Protocol::Handshake { .. }) {
-            if !on_handshake_bytes(core, state, handler, ctx, spare, id, input) {
-                return ReadEnd::Done;
-            }
-        } else if matches!(core.proto, Protocol::Ws(_)) && state.is_some() {
-            if let Fed::Paused(used) = feed(core, state, handler, ctx, spare, id, input) {
-                hold_back(core, ctx, &input[used..]);
-                return ReadEnd::Done;
-            }
-        }
-        // Otherwise closing: what the peer sends now is read and dropped (so that closing our
-        // side does not reset the connection under data we never read).
-        if n < read_buf.len() {
-            return ReadEnd::Done;
-        }
-    }
-    ctx.again.push((id.slot, id.generation));
-    ReadEnd::Done
-}
-
-/// Feeds input to an open connection, delivering each event; stops at the backpressure
-/// limit, or when the WebSocket ends.
-fn feed<H: Handler>(
-    core: &mut ConnCore,
-    state: &mut Option<H::State>,
-    handler: &mut H,
-    ctx: &mut LoopCtx,
-    spare: &mut Vec<u8>,
-    id: ConnectionId,
-    input: &mut [u8],
-) -> Fed {
-    let limit = ctx.config.backpressure_limit();
-    // A connection that is not assembling borrows the loop's spare buffer.
-    let (mut assembly, spared) = match core.take_assembly() {
-        Some(assembly) => (assembly, false),
-        None => (std::mem::take(spare), true),
-    };
-    let held_before = if spared { 0 } else { assembly.capacity() };
-    let mut used = 0;
-    let mut fed = loop {
-        if core.buffered() >= limit && used < input.len() {
-            break Fed::Paused(used);
-        }
-        let Protocol::Ws(ws) = &mut core.proto else { break Fed::Ended };
-        let (n, event) = ws.read(&mut input[used..], &mut assembly);
-        used += n;
-        let Some(event) = event else { break Fed::All };
-        match event {
-            Event::Message(msg) => {
-                let Some(st) = state.as_mut() else { break Fed::Ended };
-                let mut conn = Conn { core: &mut *core, ctx: &mut *ctx, id };
-                let result =
-                    catch_unwind(AssertUnwindSafe(|| handler.on_message(&mut conn, st, msg)));
-                if let Err(panic) = result {
-                    handler_panicked(core, ctx, id, "on_message", &*panic);
-                }
-            }
-            // The pong goes out in wire order, ahead of replies to later messages (while
-            // output flows; when it is blocked only the latest pong is kept).
-            Event::Ping(_) => transmit(core, ctx, id),
-            Event::Pong(_) => {}
-            Event::Close(frame) => {
-                let code = frame.code().unwrap_or(CloseCode::NO_STATUS);
-                close_app(handler, core, state, ctx, id, code, frame.reason());
-                break Fed::Ended;
-            }
-            Event::Error(error) => {
-                tracing::debug!(%id, %error, "protocol violation");
-                close_app(handler, core, state, ctx, id, error.close_code(), "");
-                break Fed::Ended;
-            }
-        }
-    };
-    // Keep the assembly buffer only while a message is in pieces.
-    let assembling = matches!(&core.proto, Protocol::Ws(ws) if ws.is_assembling());
-    let held_after = if assembling { assembly.capacity() } else { 0 };
-    ctx.assembly_bytes = ctx.assembly_bytes + held_after - held_before;
-    match (assembling, spared) {
-        (true, true) => {
-            core.put_assembly(&mut ctx.pool, assembly);
-            *spare = ctx.pool.take();
-        }
-        (true, false) => core.put_assembly(&mut ctx.pool, assembly),
-        (false, true) => {
-            assembly.clear();
-            if assembly.capacity() <= MAX_POOLED_CAPACITY {
-                *spare = assembly;
-            }
-        }
-        (false, false) => {
-            ctx.pool.give(assembly);
-            core.settle_held(&mut ctx.pool);
-        }
-    }
-    if held_after > 0 && ctx.assembly_bytes > ctx.assembly_budget && state.is_some() {
-        tracing::warn!(%id, "partly received messages past the budget; closing with 1013");
-        // Fails only when our Close is already out.
-        let _ = core.start_close(ctx, id, CloseCode::TRY_AGAIN_LATER, "busy");
-        close_app(handler, core, state, ctx, id, CloseCode::TRY_AGAIN_LATER, "busy");
-        // Input is no longer read into the message: drop what it holds.
-        if let Some(assembly) = core.take_assembly() {
-            ctx.assembly_bytes -= assembly.capacity();
-            ctx.pool.give(assembly);
-            core.settle_held(&mut ctx.pool);
-        }
-        fed = Fed::Ended;
-    }
-    transmit(core, ctx, id);
-    fed
-}
-
-/// Queues the control frames the protocol owes the peer (pong, Close reply), unless output
-/// is blocked: then only the latest pong is kept, and it goes once the socket drains.
-fn transmit(core: &mut ConnCore, ctx: &mut LoopCtx, id: ConnectionId) {
-    if core.has(flag::WRITE_BLOCKED) {
-        return;
-    }
-    let Protocol::Ws(ws) = &mut core.proto else { return };
-    if ws.wants_transmit() {
-        let out = core.out.get_or_insert_with(|| ctx.pool.take_outbox());
-        out.append(&mut ctx.pool, |buf| ws.poll_transmit(buf));
-        core.mark_dirty(ctx, id);
-    } else if ws.is_closed() {
-        // Listed so that the flush closes the socket.
-        core.mark_dirty(ctx, id);
-    }
-}
-
-/// Handles new handshake bytes. Returns whether to go on reading.
-fn on_handshake_bytes<H: Handler>(
-    core: &mut ConnCore,
-    state: &mut Option<H::State>,
-    handler: &mut H,
-    ctx: &mut LoopCtx,
-    spare: &mut Vec<u8>,
-    id: ConnectionId,
-    input: &mut [u8],
-) -> bool {
-    if !matches!(core.proto, Protocol::Handshake { .. }) {
-        return true;
-    }
-    // A head that came in one read is parsed where it lies; one in pieces is gathered.
-    let mut stash = core.take_stash();
-    let Protocol::Handshake { parser, peer } = &mut core.proto else { return true };
-    let peer = *peer;
-    if let Some(stash) = stash.as_mut() {
-        stash.extend_from_slice(input);
-    }
-    let buf: &mut [u8] = match stash.as_mut() {
-        Some(stash) => stash,
-        None => input,
-    };
-    let mut headers = [EMPTY_HEADER; MAX_HEADERS];
-    let request = match parser.parse(buf, &mut headers) {
-        Ok(None) => {
-            match stash {
-                Some(stash) => core.put_stash(&mut ctx.pool, stash),
-                None => hold(core, ctx, input),
-            }
-            return true;
-        }
-        Err(error) => {
-            tracing::debug!(%id, %error, "bad handshake");
-            refuse(core, ctx, id, error.status());
-            give_back(ctx, stash);
-            return true;
-        }
-        Ok(Some(request)) => request,
-    };
-    let head_len = request.head_len();
-    let (protocol, app_state) = match decide(handler, ctx, Request::new(request, peer)) {
-        Ok(accepted) => accepted,
-        Err(status) => {
-            refuse(core, ctx, id, status);
-            give_back(ctx, stash);
-            return true;
-        }
-    };
-    if let Err(error) = core.queue(ctx, id, |out| request.accept(protocol, &[], out)) {
-        tracing::error!(%id, %error, "the handler chose a subprotocol the client did not offer");
-        ctx.handle.shared.open.fetch_sub(1, Ordering::AcqRel);
-        refuse(core, ctx, id, 500);
-        give_back(ctx, stash);
-        return true;
-    }
-    core.proto = Protocol::Ws(WsConnection::server(*ctx.config.limits()));
-    core.set(flag::COUNTED);
-    core.deadline = 0;
-    if let Some((ping, _)) = ctx.ticks.idle {
-        ctx.arm(core, id, ctx.tick + ping);
-    }
-    let st = state.insert(app_state);
-    let mut conn = Conn { core: &mut *core, ctx: &mut *ctx, id };
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler.on_open(&mut conn, st))) {
-        handler_panicked(core, ctx, id, "on_open", &*panic);
-    }
-    // Frames the client sent right behind its request.
-    let rest = &mut buf[head_len..];
-    let go_on = match feed(core, state, handler, ctx, spare, id, rest) {
-        Fed::Paused(used) => {
-            hold_back(core, ctx, &rest[used..]);
-            false
-        }
-        Fed::All | Fed::Ended => true,
-    };
-    give_back(ctx, stash);
-    core.settle_held(&mut ctx.pool);
-    go_on
-}
-
-/// Keeps input that cannot be processed yet, in a pooled buffer.
-fn hold(core: &mut ConnCore, ctx: &mut LoopCtx, input: &[u8]) {
-    let mut stash = ctx.pool.take();
-    stash.extend_from_slice(input);
-    core.put_stash(&mut ctx.pool, stash);
-}
-
-/// Keeps the input past the backpressure limit and stops reading until the output drains.
-fn hold_back(core: &mut ConnCore, ctx: &mut LoopCtx, input: &[u8]) {
-    hold(core, ctx, input);
-    core.set(flag::READ_PAUSED);
-}
-
-fn give_back(ctx: &mut LoopCtx, buf: Option<Vec<u8>>) {
-    if let Some(buf) = buf {
-        ctx.pool.give(buf);
-    }
-}
-
-/// The server's checks, then the handler's: the subprotocol and state, or a status.
-fn decide<H: Handler>(
-    handler: &mut H,
-    ctx: &mut LoopCtx,
-    request: Request<'_>,
-) -> Result<(Option<&'static str>, H::State), u16> {
-    if ctx.shutdown.is_some() || ctx.handle.shared.shutting_down.load(Ordering::Acquire) {
-        return Err(503);
-    }
-    if !ctx.config.origin_allowed(request.origin()) {
-        return Err(403);
-    }
-    let open = &ctx.handle.shared.open;
-    if open.fetch_add(1, Ordering::AcqRel) >= ctx.config.max_connections() {
-        open.fetch_sub(1, Ordering::AcqRel);
-        return Err(503);
-    }
-    let decision = match catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request))) {
-        Ok(Upgrade::Accept { protocol, state }) => Ok((protocol, state)),
-        Ok(Upgrade::Reject(status)) => Err(status),
-        Err(panic) => {
-            tracing::error!(panic = panic_message(&*panic), "on_upgrade panicked; answering 500");
-            Err(500)
-        }
-    };
-    if decision.is_err() {
-        open.fetch_sub(1, Ordering::AcqRel);
-    }
-    decision
-}
-
-/// Answers the handshake with an HTTP error and closes after writing it.
-fn refuse(core: &mut ConnCore, ctx: &mut LoopCtx, id: ConnectionId, status: u16) {
-    core.queue(ctx, id, |out| {
-        if write_rejection(status, &[], out).is_err() {
-            // Not a 4xx or 5xx (a handler's mistake): nothing was written.
-            let _ = write_rejection(500, &[], out);
-        }
-    });
-    core.proto = Protocol::Refused;
-    give_back(ctx, core.take_stash());
-    core.settle_held(&mut ctx.pool);
-    core.deadline = ctx.close_deadline();
-    let deadline = core.deadline;
-    ctx.arm(core, id, deadline);
-}
-
-/// The application's side of the connection is over: `on_close`, then the close deadline.
-fn close_app<H: Handler>(
-    handler: &mut H,
-    core: &mut ConnCore,
-    state: &mut Option<H::State>,
-    ctx: &mut LoopCtx,
-    id: ConnectionId,
-    code: CloseCode,
-    reason: &str,
-) {
-    notify_close(handler, core, state, ctx, id, code, reason);
-    core.clear(flag::BACKPRESSURED);
-    core.arm_close_deadline(ctx, id);
-    core.mark_dirty(ctx, id);
-}
-
-/// Calls `on_close` once, if the application still holds the connection.
-fn notify_close<H: Handler>(
-    handler: &mut H,
-    core: &mut ConnCore,
-    state: &mut Option<H::State>,
-    ctx: &mut LoopCtx,
-    id: ConnectionId,
-    code: CloseCode,
-    reason: &str,
-) {
-    let Some(state) = state.take() else { return };
-    if core.has(flag::COUNTED) {
-        core.clear(flag::COUNTED);
-        ctx.handle.shared.open.fetch_sub(1, Ordering::AcqRel);
-    }
-    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| handler.on_close(id, state, code, reason)))
-    {
-        tracing::error!(%id, panic = panic_message(&*panic), "on_close panicked");
-    }
-}
-
-/// A handler call panicked: log it and close this connection with 1011.
-fn handler_panicked(
-    core: &mut ConnCore,
-    ctx: &mut LoopCtx,
-    id: ConnectionId,
-    callback: &str,
-    panic: &(dyn std::any::Any + Send),
-) {
-    tracing::error!(%id, callback, panic = panic_message(panic), "handler panicked; closing with 1011");
-    // Fails only when our Close is already out, which is what we want anyway.
-    let _ = core.start_close(ctx, id, CloseCode::INTERNAL_ERROR, "");
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    if let Some(text) = panic.downcast_ref::<&str>() {
-        text
-    } else if let Some(text) = panic.downcast_ref::<String>() {
-        text
-    } else {
-        "(not a string)"
-    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! wakes the loop only if no wake is already pending (one flag per loop), so a burst of
 //! commands costs one wake-up.
 
+use std::cell::Cell;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -120,6 +121,11 @@ impl std::ops::AddAssign for ShutdownReport {
         self.closed_cleanly += other.closed_cleanly;
         self.forced += other.forced;
     }
+}
+
+thread_local! {
+    /// Set on loop threads, where waiting for the loops would wait for ourselves.
+    pub(crate) static ON_LOOP_THREAD: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Work for a loop, sent from any thread.
@@ -261,10 +267,18 @@ impl ServerHandle {
     /// the rest are dropped. Returns how many connections closed cleanly.
     ///
     /// Only the first call waits and reports; later calls (and calls after the loops have
-    /// gone) return an empty report at once.
+    /// gone) return an empty report at once. Called from a handler, on a loop's own thread,
+    /// it starts the shutdown and returns an empty report without waiting (the loop cannot
+    /// shut down while it waits); the next call from another thread still gets the report.
     pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
         let deadline = Instant::now() + grace;
         self.shared.shutting_down.store(true, Ordering::Release);
+        if ON_LOOP_THREAD.with(Cell::get) {
+            for remote in &self.shared.loops {
+                let _ = remote.submit(Command::Shutdown { deadline });
+            }
+            return ShutdownReport::default();
+        }
         let reports = self.shared.reports.lock().unwrap_or_else(|p| p.into_inner()).take();
         let Some(reports) = reports else { return ShutdownReport::default() };
         for remote in &self.shared.loops {

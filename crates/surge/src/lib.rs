@@ -14,6 +14,14 @@
 //!  other threads --> ServerHandle::{send, broadcast, close, shutdown} --> channel + waker
 //! ```
 //!
+//! # Where things are
+//!
+//! Set-up: `config`, `acceptor` (listeners), `server` (threads). A loop turn: `event_loop`
+//! (readiness, timers, the end-of-turn flush). Per message: `inbound` (read, protocol events,
+//! handler calls), `conn` (what a send costs), `outbox` (the write), `buffer_pool`. Around
+//! them: `upgrade` (the opening handshake), `timer` (the wheel), `slab` (connection ids),
+//! `handle` (other threads).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -54,11 +62,13 @@ pub mod error;
 mod event_loop;
 mod handle;
 mod handler;
+mod inbound;
 mod outbox;
 mod request;
 mod server;
 mod slab;
 mod timer;
+mod upgrade;
 
 pub use config::{BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning};
 pub use conn::Conn;

@@ -18,6 +18,9 @@ use crate::handler::Handler;
 
 /// A running server: its loops, their addresses, and a handle to reach them.
 ///
+/// Dropping a `Server` leaves its loops running (like a detached thread); stop them with
+/// [`Server::shutdown`] or [`ServerHandle::shutdown`].
+///
 /// ```no_run
 /// use std::time::Duration;
 /// use surge::{echo::EchoHandler, Config, Server};
@@ -169,6 +172,7 @@ fn run_loop<H, F>(
     F: Fn(LoopIndex) -> H,
 {
     let index = setup.index;
+    crate::handle::ON_LOOP_THREAD.with(|on_loop| on_loop.set(true));
     if let Some(id) = core {
         if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
             tracing::warn!(loop_index = index, core = id, "could not pin the loop");

@@ -41,6 +41,7 @@ impl Shared {
 /// Echoes, and answers:
 /// - `whoami`: the connection id;
 /// - `panic`: panics;
+/// - `shutdown`: shuts the server down from inside the handler;
 /// - `flood SIZE`: sends SIZE-byte binaries until one is refused, records it in `flood`;
 /// - `close CODE`: closes with CODE.
 pub struct TestHandler {
@@ -68,6 +69,11 @@ impl Handler for TestHandler {
                 assert_eq!(conn.send_text(&id), SendResult::Sent);
             }
             Message::Text("panic") => panic!("asked to panic"),
+            Message::Text("shutdown") => {
+                // On the loop's thread: starts the shutdown without waiting for itself.
+                let report = conn.handle().shutdown(std::time::Duration::from_secs(5));
+                assert_eq!(report, surge::ShutdownReport::default());
+            }
             Message::Text(text) if text.starts_with("flood ") => {
                 let size = text[6..].parse().unwrap();
                 let payload = vec![7u8; size];

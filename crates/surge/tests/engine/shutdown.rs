@@ -97,3 +97,15 @@ fn peers_that_ignore_the_close_are_forced_at_the_deadline() {
     assert_eq!(silent.recv(), Got::Close(Some(1001), "server shutting down".into()));
     assert!(silent.wait_eof(PATIENCE));
 }
+
+#[test]
+fn a_handler_can_shut_the_server_down_without_waiting_for_itself() {
+    let (server, _) = start(config(2).build().unwrap());
+    let mut client = Client::connect(server.local_addrs()[0]);
+    client.send_text("shutdown");
+    assert_eq!(client.recv(), Got::Close(Some(1001), "server shutting down".into()));
+    assert!(client.wait_eof(PATIENCE));
+    // Another thread still gets the report.
+    let report = server.shutdown(Duration::from_secs(5));
+    assert_eq!(report, ShutdownReport { closed_cleanly: 1, forced: 0 });
+}

@@ -1,0 +1,964 @@
+//! One client thread: a mio loop over many connections.
+//!
+//! A thread opens its connections at its share of the ramp-up rate, reports when they are all
+//! up (or failed), then waits for the coordinator's "go": from then on it keeps messages flowing
+//! (closed or open loop, see [`crate::workload`]), checks every echo against what was sent, and
+//! ships one [`Recorder`] per measured second. Deadlines (the next open-loop slot, the next
+//! second, the next connection to open) are kept by a `timerfd`, so open-loop sends are not
+//! rounded to epoll's millisecond timeouts.
+//!
+//! Nothing in the per-message path allocates: payloads are cut from a template, the in-flight
+//! queue of a connection is allocated when it opens, output buffers keep their capacity.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+use surge_proto::close::CloseCode;
+use surge_proto::connection::{Connection, Event, Limits};
+use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
+use surge_proto::message::Message;
+
+use crate::error::Error;
+use crate::machine;
+use crate::stats::{new_histogram, CloseCodes, ErrorCounts, ErrorKind, Recorder};
+use crate::workload::{Flow, InFlight, OpenLoopClock, PayloadKind, Payloads, SizeSpec};
+
+const TIMER: Token = Token(usize::MAX);
+const READ_BUF: usize = 256 * 1024;
+/// How often connections still connecting are checked against the connect timeout.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// How long the end of a run waits for servers to answer WebSocket Close frames.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// What one client thread is to do.
+#[derive(Debug, Clone)]
+pub struct ThreadPlan {
+    /// Thread number (0-based).
+    pub index: usize,
+    /// Where to connect.
+    pub target: SocketAddr,
+    /// This thread's connections.
+    pub connections: usize,
+    /// Global index of this thread's first connection (spreads source addresses).
+    pub first_conn: usize,
+    /// Spread source addresses over 127.0.0.1..=127.0.0.N (0: let the kernel choose).
+    pub source_ips: u32,
+    /// This thread's share of the ramp-up rate, connections per second (infinite: at once).
+    pub ramp_rate: f64,
+    /// This thread's share of the open-loop rate, messages per second (None: closed loop).
+    pub rate: Option<f64>,
+    /// Messages outstanding per connection (the cap, in open loop).
+    pub in_flight: usize,
+    /// Message sizes.
+    pub sizes: SizeSpec,
+    /// Message type.
+    pub kind: PayloadKind,
+    /// Longest time to connect (and handshake).
+    pub connect_timeout: Duration,
+    /// Core to pin the thread to.
+    pub core: Option<usize>,
+    /// Seeds payload contents.
+    pub seed: u64,
+    /// WebSocket: the opening handshake's request (None: raw TCP echo).
+    pub ws: Option<WsRequest>,
+}
+
+/// What a WebSocket client asks for in its opening handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsRequest {
+    /// The `Host` header (the target's authority).
+    pub host: String,
+    /// The request target (path and query).
+    pub path: String,
+}
+
+/// State shared by the coordinator and the client threads.
+#[derive(Debug)]
+pub struct Shared {
+    base: Instant,
+    go_ns: AtomicU64,
+    warmup: Duration,
+    duration: Duration,
+    stop: AtomicBool,
+}
+
+/// The phases of a run, once the coordinator said "go".
+#[derive(Debug, Clone, Copy)]
+pub struct Phases {
+    /// Warm-up starts (messages start flowing).
+    pub go: Instant,
+    /// Measurement starts.
+    pub measure: Instant,
+    /// Measurement ends.
+    pub end: Instant,
+}
+
+impl Shared {
+    /// Shared state for a run with this warm-up and measured duration.
+    pub fn new(warmup: Duration, duration: Duration) -> Self {
+        Shared {
+            base: Instant::now(),
+            go_ns: AtomicU64::new(0),
+            warmup,
+            duration,
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts the warm-up now (all connections are up); returns the phases.
+    pub fn go(&self) -> Phases {
+        let now = Instant::now();
+        let ns = u64::try_from((now - self.base).as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+        self.go_ns.store(ns, Ordering::Release);
+        self.phases().expect("just set")
+    }
+
+    /// The phases, once started.
+    pub fn phases(&self) -> Option<Phases> {
+        match self.go_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => {
+                let go = self.base + Duration::from_nanos(ns - 1);
+                let measure = go + self.warmup;
+                Some(Phases { go, measure, end: measure + self.duration })
+            }
+        }
+    }
+
+    /// Asks every thread to stop now (Ctrl-C, or nothing to measure).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// What a client thread tells the coordinator.
+#[derive(Debug)]
+pub enum Report {
+    /// All of the thread's connections are up or failed.
+    Ramped {
+        /// Connections up.
+        established: usize,
+    },
+    /// One measured interval (normally a second) of one thread.
+    Interval {
+        /// Interval number from the start of measurement.
+        index: u32,
+        /// Its length (the last one may be shorter).
+        length: Duration,
+        /// What was recorded in it.
+        recorder: Box<Recorder>,
+    },
+    /// The thread finished.
+    Done(Box<ThreadSummary>),
+}
+
+/// A thread's totals, sent when it ends.
+#[derive(Debug)]
+pub struct ThreadSummary {
+    /// Connect (raw) or connect + opening handshake (WebSocket) latencies, ns.
+    pub handshake: Histogram<u64>,
+    /// Open loop: how late the client sent messages it had room to send on time, ns.
+    pub send_lag: Histogram<u64>,
+    /// Failures by kind.
+    pub errors: ErrorCounts,
+    /// WebSocket Close codes received.
+    pub close_codes: CloseCodes,
+    /// Connections that came up.
+    pub established: u64,
+    /// Connections that came up and were lost before the end.
+    pub lost: u64,
+    /// Echoes that differed from what was sent.
+    pub mismatches: u64,
+    /// Open loop: messages due but never sent by the end.
+    pub backlog: u64,
+    /// Messages sent whose echo had not arrived by the end.
+    pub unanswered: u64,
+    /// CPU time the thread used (user + system), whole run.
+    pub cpu: Duration,
+    /// CPU time the thread used during measurement.
+    pub cpu_measured: Duration,
+}
+
+/// Starts a client thread.
+pub fn spawn(
+    plan: ThreadPlan,
+    shared: Arc<Shared>,
+    tx: Sender<Report>,
+) -> Result<JoinHandle<()>, Error> {
+    std::thread::Builder::new()
+        .name(format!("client-{}", plan.index))
+        .spawn(move || {
+            if let Some(core) = plan.core {
+                core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            }
+            // Wake for open-loop slots on time: no 50 µs default timer slack.
+            // SAFETY: PR_SET_TIMERSLACK takes one integer argument and touches no memory.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+            match Worker::new(plan, shared, tx) {
+                Ok(mut w) => w.run(),
+                Err(e) => eprintln!("surge-loadgen: client thread: {e}"),
+            }
+        })
+        .map_err(|source| Error::Os { what: "client thread", source })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Connecting,
+    /// WebSocket: the request went out, the 101 has not come back yet.
+    Handshaking,
+    Open,
+    /// WebSocket: a Close went out or came in; waiting for the server to end TCP.
+    Closing,
+    Done,
+}
+
+struct Conn {
+    stream: TcpStream,
+    state: State,
+    started: Instant,
+    out: Vec<u8>,
+    out_pos: usize,
+    flow: Flow,
+    /// Raw mode: bytes of the oldest in-flight message received so far.
+    matched: usize,
+    /// Raw mode: those bytes differed from what was sent.
+    bad: bool,
+    /// WebSocket: the protocol state and its reassembly buffer (empty until a message is
+    /// split over reads).
+    ws: Option<Box<WsConn>>,
+}
+
+struct WsConn {
+    proto: Connection,
+    assembly: Vec<u8>,
+    /// The handshake, and the response bytes received so far, while handshaking.
+    handshake: Option<(ClientHandshake, Vec<u8>)>,
+}
+
+/// A `timerfd` with nanosecond resolution.
+struct Timer {
+    fd: OwnedFd,
+    armed: Option<Instant>,
+}
+
+impl Timer {
+    fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall with valid flags.
+        let fd = unsafe {
+            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        Ok(Timer { fd: unsafe { OwnedFd::from_raw_fd(fd) }, armed: None })
+    }
+
+    fn raw(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Fires at `at` (relative to `now`); re-arms only when the deadline changed.
+    fn arm(&mut self, at: Instant, now: Instant) {
+        if self.armed == Some(at) {
+            return;
+        }
+        self.armed = Some(at);
+        let rel = at.saturating_duration_since(now).max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
+            it_value: libc::timespec {
+                tv_sec: rel.as_secs() as libc::time_t,
+                tv_nsec: rel.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: valid timerfd and itimerspec; the old value is not asked for.
+        unsafe { libc::timerfd_settime(self.raw(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Consumes the expiration so that the next one is a fresh edge.
+    fn clear(&mut self) {
+        let mut buf = [0u8; 8];
+        // SAFETY: reading 8 bytes into an 8-byte buffer from our own descriptor.
+        unsafe { libc::read(self.raw(), buf.as_mut_ptr().cast(), buf.len()) };
+        self.armed = None;
+    }
+}
+
+struct Worker {
+    plan: ThreadPlan,
+    shared: Arc<Shared>,
+    tx: Sender<Report>,
+    poll: Poll,
+    timer: Timer,
+    conns: Vec<Conn>,
+    payloads: Payloads,
+    read_buf: Vec<u8>,
+    /// Connections tried so far.
+    attempts: usize,
+    /// When the next connection opens.
+    next_open: Instant,
+    ramp_period: Duration,
+    ramp_reported: bool,
+    connecting: usize,
+    phases: Option<Phases>,
+    clock: Option<OpenLoopClock>,
+    /// Current interval: its number, start and recorder.
+    interval: u32,
+    interval_start: Instant,
+    recorder: Box<Recorder>,
+    handshake: Histogram<u64>,
+    send_lag: Histogram<u64>,
+    errors: ErrorCounts,
+    close_codes: CloseCodes,
+    established: u64,
+    lost: u64,
+    mismatches: u64,
+    /// An open failed for a reason that will not go away (no descriptors, no addresses).
+    open_blocked: bool,
+    /// Thread CPU time when measurement began.
+    cpu_at_measure: Option<Duration>,
+    /// Thread CPU time used during measurement.
+    cpu_measured: Duration,
+}
+
+impl Worker {
+    fn new(plan: ThreadPlan, shared: Arc<Shared>, tx: Sender<Report>) -> Result<Self, Error> {
+        let os = |what| move |source| Error::Os { what, source };
+        let poll = Poll::new().map_err(os("client poll"))?;
+        let timer = Timer::new().map_err(os("timerfd"))?;
+        poll.registry()
+            .register(&mut SourceFd(&timer.raw()), TIMER, Interest::READABLE)
+            .map_err(os("timerfd register"))?;
+        let ramp_period = if plan.ramp_rate.is_finite() && plan.ramp_rate > 0.0 {
+            Duration::from_secs_f64(1.0 / plan.ramp_rate)
+        } else {
+            Duration::ZERO
+        };
+        let now = Instant::now();
+        Ok(Worker {
+            payloads: Payloads::new(plan.sizes.clone(), plan.kind, plan.seed),
+            conns: Vec::with_capacity(plan.connections),
+            plan,
+            shared,
+            tx,
+            poll,
+            timer,
+            read_buf: vec![0; READ_BUF],
+            attempts: 0,
+            next_open: now,
+            ramp_period,
+            ramp_reported: false,
+            connecting: 0,
+            phases: None,
+            clock: None,
+            interval: 0,
+            interval_start: now,
+            recorder: Box::default(),
+            handshake: new_histogram(),
+            send_lag: new_histogram(),
+            errors: ErrorCounts::default(),
+            close_codes: CloseCodes::default(),
+            established: 0,
+            lost: 0,
+            mismatches: 0,
+            open_blocked: false,
+            cpu_at_measure: None,
+            cpu_measured: Duration::ZERO,
+        })
+    }
+
+    fn run(&mut self) {
+        let mut events = Events::with_capacity(1024);
+        let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
+        loop {
+            let now = Instant::now();
+            if self.shared.stopping() {
+                self.ship_interval(now);
+                break;
+            }
+            if self.phases.is_none() {
+                if let Some(p) = self.shared.phases() {
+                    self.start(p, now);
+                }
+            }
+            if let Some(p) = self.phases {
+                if self.cpu_at_measure.is_none() && now >= p.measure {
+                    self.cpu_at_measure = Some(machine::thread_cpu_time());
+                }
+                if now >= p.end {
+                    self.ship_interval(p.end);
+                    break;
+                }
+                while now >= p.measure && now >= self.interval_start + Duration::from_secs(1) {
+                    let boundary = self.interval_start + Duration::from_secs(1);
+                    self.ship_interval(boundary);
+                }
+            }
+            self.send_due(now);
+            self.open_more(now);
+            if now >= next_housekeeping {
+                self.expire_connects(now);
+                next_housekeeping = now + HOUSEKEEPING;
+            }
+            self.report_ramp();
+            let deadline = self.next_deadline(next_housekeeping);
+            self.timer.arm(deadline, now);
+            if let Err(e) = self.poll.poll(&mut events, Some(HOUSEKEEPING)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    eprintln!("surge-loadgen: client poll: {e}");
+                    break;
+                }
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    TIMER => self.timer.clear(),
+                    Token(i) => self.on_event(i, ev.is_readable(), ev.is_writable()),
+                }
+            }
+        }
+        self.finish();
+    }
+
+    fn next_deadline(&self, housekeeping: Instant) -> Instant {
+        let mut at = housekeeping;
+        if self.attempts < self.plan.connections && !self.open_blocked {
+            at = at.min(self.next_open);
+        }
+        if let Some(p) = self.phases {
+            at = at.min(p.end);
+            if let Some(c) = &self.clock {
+                at = at.min(c.next_due());
+            }
+            at = at.min(self.interval_start + Duration::from_secs(1));
+        }
+        at
+    }
+
+    /// The coordinator said go: start the schedule and fill the pipelines.
+    fn start(&mut self, p: Phases, now: Instant) {
+        self.phases = Some(p);
+        self.interval_start = p.measure;
+        self.clock = self.plan.rate.map(|r| OpenLoopClock::new(p.go, r, self.plan.connections));
+        if self.clock.is_none() {
+            for i in 0..self.conns.len() {
+                self.fill(i, now);
+            }
+        }
+    }
+
+    /// Ships the current interval (ending at `end`) if measurement has begun.
+    fn ship_interval(&mut self, end: Instant) {
+        let Some(p) = self.phases else { return };
+        if end <= p.measure || end <= self.interval_start {
+            return;
+        }
+        let recorder = std::mem::take(&mut self.recorder);
+        let _ = self.tx.send(Report::Interval {
+            index: self.interval,
+            length: end - self.interval_start,
+            recorder,
+        });
+        self.interval += 1;
+        self.interval_start = end;
+    }
+
+    fn report_ramp(&mut self) {
+        let all_opened = self.attempts == self.plan.connections || self.open_blocked;
+        if !self.ramp_reported && all_opened && self.connecting == 0 {
+            self.ramp_reported = true;
+            let established = self.conns.iter().filter(|c| c.state == State::Open).count();
+            let _ = self.tx.send(Report::Ramped { established });
+        }
+    }
+
+    fn open_more(&mut self, now: Instant) {
+        // Bound a burst so that events keep being served when the ramp is unlimited.
+        let mut burst = 512;
+        while !self.open_blocked
+            && self.attempts < self.plan.connections
+            && now >= self.next_open
+            && burst > 0
+        {
+            burst -= 1;
+            self.attempts += 1;
+            self.next_open += self.ramp_period;
+            if self.ramp_period.is_zero() {
+                self.next_open = now;
+            }
+            if let Err(e) = self.open_one(now) {
+                let kind = ErrorKind::of_connect(&e);
+                // Out of descriptors or addresses: every later open fails the same way.
+                self.errors.add(kind);
+                if matches!(kind, ErrorKind::DescriptorLimit | ErrorKind::AddressExhausted) {
+                    for _ in self.attempts..self.plan.connections {
+                        self.errors.add(kind);
+                    }
+                    self.open_blocked = true;
+                }
+            }
+        }
+    }
+
+    fn open_one(&mut self, now: Instant) -> io::Result<()> {
+        let target = self.plan.target;
+        let sock = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_nonblocking(true)?;
+        sock.set_tcp_nodelay(true)?;
+        if self.plan.source_ips > 0 {
+            let global = (self.plan.first_conn + self.attempts) as u32;
+            let ip = Ipv4Addr::from(
+                u32::from(Ipv4Addr::new(127, 0, 0, 1)) + global % self.plan.source_ips,
+            );
+            set_bind_no_port(&sock);
+            sock.bind(&SocketAddr::new(IpAddr::V4(ip), 0).into())?;
+        }
+        match sock.connect(&target.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let mut stream = TcpStream::from_std(sock.into());
+        let token = Token(self.conns.len());
+        self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.conns.push(Conn {
+            stream,
+            state: State::Connecting,
+            started: now,
+            out: Vec::new(),
+            out_pos: 0,
+            flow: Flow::new(self.plan.in_flight),
+            matched: 0,
+            bad: false,
+            ws: None,
+        });
+        self.connecting += 1;
+        Ok(())
+    }
+
+    fn expire_connects(&mut self, now: Instant) {
+        if self.connecting == 0 {
+            return;
+        }
+        for i in 0..self.conns.len() {
+            let c = &self.conns[i];
+            let waiting = matches!(c.state, State::Connecting | State::Handshaking);
+            if waiting && now - c.started > self.plan.connect_timeout {
+                self.fail(i, ErrorKind::ConnectTimeout);
+            }
+        }
+    }
+
+    /// Ends connection `i`, counting a failure of `kind` unless it was already closing.
+    fn fail(&mut self, i: usize, kind: ErrorKind) {
+        let c = &mut self.conns[i];
+        match c.state {
+            State::Done => return,
+            State::Connecting | State::Handshaking => self.connecting -= 1,
+            State::Open => self.lost += 1,
+            State::Closing => {}
+        }
+        if c.state != State::Closing {
+            self.errors.add(kind);
+        }
+        c.state = State::Done;
+        c.ws = None;
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn on_event(&mut self, i: usize, readable: bool, writable: bool) {
+        let Some(c) = self.conns.get(i) else { return };
+        match c.state {
+            State::Done => {}
+            State::Connecting => self.on_connected(i, readable),
+            State::Handshaking | State::Open | State::Closing => {
+                if writable {
+                    self.flush(i);
+                }
+                if readable {
+                    self.read(i);
+                }
+            }
+        }
+    }
+
+    /// TCP connect finished (or failed): open, or start the WebSocket handshake.
+    fn on_connected(&mut self, i: usize, readable: bool) {
+        let c = &mut self.conns[i];
+        match c.stream.take_error() {
+            Ok(Some(e)) | Err(e) => return self.fail(i, ErrorKind::of_connect(&e)),
+            Ok(None) => {}
+        }
+        match c.stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+            Err(e) => return self.fail(i, ErrorKind::of_connect(&e)),
+        }
+        let Some(req) = &self.plan.ws else {
+            self.opened(i, Instant::now());
+            return;
+        };
+        // Fresh key and masking seed per connection, from the operating system.
+        let mut nonce = [0u8; 16];
+        let _ = getrandom::fill(&mut nonce);
+        let seed = getrandom::u64()
+            .unwrap_or_else(|_| u64::from_le_bytes(nonce[..8].try_into().expect("8")));
+        let request = ClientRequest::new(&req.host, &req.path);
+        match ClientHandshake::start(&request, nonce, &mut c.out) {
+            Ok(hs) => {
+                c.ws = Some(Box::new(WsConn {
+                    proto: Connection::client(Limits::default(), seed),
+                    assembly: Vec::new(),
+                    handshake: Some((hs, Vec::new())),
+                }));
+                c.state = State::Handshaking;
+                self.flush(i);
+                if readable {
+                    self.read(i);
+                }
+            }
+            Err(_) => self.fail(i, ErrorKind::HandshakeInvalid),
+        }
+    }
+
+    /// Connection `i` is up (connected, and upgraded for WebSocket).
+    fn opened(&mut self, i: usize, now: Instant) {
+        let c = &mut self.conns[i];
+        c.state = State::Open;
+        self.connecting -= 1;
+        self.established += 1;
+        self.handshake.saturating_record(ns(now - c.started));
+        if self.phases.is_some() && self.clock.is_none() {
+            self.fill(i, now);
+        }
+    }
+
+    /// Open loop: marks due slots and sends what the in-flight cap allows.
+    fn send_due(&mut self, now: Instant) {
+        let measuring = self.phases.is_some_and(|p| now >= p.measure && now < p.end);
+        while let Some((i, due)) = self.clock.as_mut().and_then(|c| c.pop_due(now)) {
+            if let Some(c) = self.conns.get_mut(i).filter(|c| c.state == State::Open) {
+                // Due with room to send: any delay is the client's own (waking up late).
+                if measuring && c.flow.backlog() == 0 && c.flow.has_room() {
+                    self.send_lag.saturating_record(ns(now.saturating_duration_since(due)));
+                }
+                c.flow.mark_due();
+                self.fill(i, now);
+            }
+        }
+    }
+
+    /// Queues every message connection `i` may send now, then flushes.
+    fn fill(&mut self, i: usize, now: Instant) {
+        let open = self.clock.as_ref().map(|c| (c, i));
+        let c = &mut self.conns[i];
+        if c.state != State::Open {
+            return;
+        }
+        let mut queued = false;
+        while let Some(scheduled) = c.flow.sendable(now, open) {
+            let (offset, len) = self.payloads.draw();
+            let bytes = self.payloads.bytes(offset, len);
+            match &mut c.ws {
+                None => c.out.extend_from_slice(bytes),
+                Some(ws) => {
+                    let msg = match self.payloads.kind() {
+                        PayloadKind::Binary => Message::Binary(bytes),
+                        PayloadKind::Text => Message::Text(
+                            std::str::from_utf8(bytes).expect("text payloads are ASCII"),
+                        ),
+                    };
+                    if ws.proto.send(msg, &mut c.out).is_err() {
+                        break;
+                    }
+                }
+            }
+            c.flow.push(InFlight { scheduled, sent: now, offset, len });
+            queued = true;
+        }
+        if queued {
+            self.flush(i);
+        }
+    }
+
+    fn flush(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        while c.out_pos < c.out.len() {
+            match c.stream.write(&c.out[c.out_pos..]) {
+                Ok(n) => c.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.fail(i, ErrorKind::Io),
+            }
+        }
+        c.out.clear();
+        c.out_pos = 0;
+    }
+
+    fn read(&mut self, i: usize) {
+        loop {
+            let c = &mut self.conns[i];
+            if matches!(c.state, State::Done | State::Connecting) {
+                return;
+            }
+            let n = match c.stream.read(&mut self.read_buf) {
+                Ok(0) => return self.fail(i, ErrorKind::ClosedByServer),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return self.fail(i, ErrorKind::Io),
+            };
+            let now = Instant::now();
+            let alive = match (c.state, c.ws.is_some()) {
+                (State::Handshaking, _) => self.consume_handshake(i, n, now),
+                (_, true) => self.consume_ws(i, n, now),
+                (_, false) => self.consume_raw(i, n, now),
+            };
+            if !alive {
+                return;
+            }
+            // A short read drained the socket; new data raises a new edge (saves an EAGAIN
+            // read per message).
+            if n < READ_BUF {
+                break;
+            }
+        }
+        let c = &mut self.conns[i];
+        // Frames the protocol owes (a pong, a Close reply) go out while output is not blocked.
+        if let Some(ws) = c.ws.as_mut().filter(|ws| ws.proto.wants_transmit()) {
+            if c.out_pos == c.out.len() {
+                ws.proto.poll_transmit(&mut c.out);
+            }
+        }
+        let now = Instant::now();
+        self.fill(i, now);
+        self.flush(i);
+    }
+
+    /// Feeds `n` received bytes to connection `i`'s handshake; false if the connection ended.
+    fn consume_handshake(&mut self, i: usize, n: usize, now: Instant) -> bool {
+        let c = &mut self.conns[i];
+        let Some((hs, buf)) = c.ws.as_mut().and_then(|ws| ws.handshake.as_mut()) else {
+            return false;
+        };
+        buf.extend_from_slice(&self.read_buf[..n]);
+        let mut headers = [EMPTY_HEADER; 64];
+        let head_len = match hs.parse_response(buf, &mut headers) {
+            Ok(None) => return true,
+            Ok(Some(response)) => response.head_len(),
+            Err(e) => {
+                let kind = match e {
+                    ClientHandshakeError::UnexpectedStatus(_) => ErrorKind::HandshakeRejected,
+                    _ => ErrorKind::HandshakeInvalid,
+                };
+                self.fail(i, kind);
+                return false;
+            }
+        };
+        // Bytes after the head are the server's first frames; they came in this read.
+        let rest = buf.len() - head_len;
+        self.read_buf[..rest].copy_from_slice(&buf[head_len..]);
+        if let Some(ws) = c.ws.as_mut() {
+            ws.handshake = None;
+        }
+        self.opened(i, now);
+        rest == 0 || self.consume_ws(i, rest, now)
+    }
+
+    /// Feeds `n` received bytes to connection `i`'s WebSocket, checking and recording every
+    /// echo; false if the connection ended.
+    fn consume_ws(&mut self, i: usize, n: usize, now: Instant) -> bool {
+        let measuring = self.phases.is_some_and(|p| now >= p.measure && now < p.end);
+        let kind = self.payloads.kind();
+        let c = &mut self.conns[i];
+        let Some(ws) = c.ws.as_mut() else { return false };
+        let mut pos = 0;
+        let mut violation = false;
+        loop {
+            let (used, event) = ws.proto.read(&mut self.read_buf[pos..n], &mut ws.assembly);
+            pos += used;
+            let Some(event) = event else { break };
+            match event {
+                Event::Message(m) if c.state == State::Open => match c.flow.pop() {
+                    Some(sent) => {
+                        let same_kind = matches!(
+                            (m, kind),
+                            (Message::Text(_), PayloadKind::Text)
+                                | (Message::Binary(_), PayloadKind::Binary)
+                        );
+                        if !same_kind || m.as_bytes() != self.payloads.bytes(sent.offset, sent.len)
+                        {
+                            self.mismatches += 1;
+                        }
+                        if measuring {
+                            self.recorder.record(sent.scheduled, sent.sent, now, sent.len as usize);
+                        }
+                    }
+                    None => self.errors.add(ErrorKind::Unsolicited),
+                },
+                Event::Message(_) | Event::Ping(_) | Event::Pong(_) => {}
+                Event::Close(frame) => {
+                    self.close_codes.add(frame.code().map_or(1005, CloseCode::as_u16));
+                    if c.state == State::Open {
+                        self.lost += 1;
+                        self.errors.add(ErrorKind::ClosedByServer);
+                    }
+                    c.state = State::Closing;
+                }
+                Event::Error(_) => {
+                    violation = true;
+                    break;
+                }
+            }
+        }
+        if violation {
+            // Best effort: send the Close the protocol queued, then drop the connection.
+            ws.proto.poll_transmit(&mut c.out);
+            let _ = c.stream.write(&c.out[c.out_pos..]);
+            self.fail(i, ErrorKind::Protocol);
+            return false;
+        }
+        true
+    }
+
+    /// Matches `n` received bytes against connection `i`'s in-flight messages, recording each
+    /// one completed; false (and the connection dropped) when bytes arrived that nobody sent.
+    fn consume_raw(&mut self, i: usize, n: usize, now: Instant) -> bool {
+        let measuring = self.phases.is_some_and(|p| now >= p.measure && now < p.end);
+        let c = &mut self.conns[i];
+        let mut data = &self.read_buf[..n];
+        while !data.is_empty() {
+            let Some(front) = c.flow.front().copied() else {
+                self.fail(i, ErrorKind::Unsolicited);
+                return false;
+            };
+            let expected = &self.payloads.bytes(front.offset, front.len)[c.matched..];
+            let take = expected.len().min(data.len());
+            if data[..take] != expected[..take] {
+                c.bad = true;
+            }
+            c.matched += take;
+            data = &data[take..];
+            if c.matched == front.len as usize {
+                c.flow.pop();
+                c.matched = 0;
+                if std::mem::take(&mut c.bad) {
+                    self.mismatches += 1;
+                }
+                if measuring {
+                    self.recorder.record(front.scheduled, front.sent, now, front.len as usize);
+                }
+            }
+        }
+        true
+    }
+
+    /// Ends the run: WebSocket connections get a Close (1000) and up to `CLOSE_WAIT` for the
+    /// server to answer and end TCP; then every socket is reset (no TIME_WAIT left here).
+    fn finish(&mut self) {
+        if let Some(at) = self.cpu_at_measure {
+            self.cpu_measured = machine::thread_cpu_time().saturating_sub(at);
+        }
+        let mut backlog = 0;
+        let mut unanswered = 0;
+        let now = Instant::now();
+        for i in 0..self.conns.len() {
+            let c = &mut self.conns[i];
+            if c.state != State::Open {
+                continue;
+            }
+            backlog += c.flow.backlog();
+            unanswered += c.flow.in_flight() as u64;
+            if let Some(ws) = c.ws.as_mut() {
+                let _ = ws.proto.close(now, CloseCode::NORMAL, "", &mut c.out);
+                c.state = State::Closing;
+                self.flush(i);
+            }
+        }
+        self.drain_closes(now + CLOSE_WAIT);
+        for c in &mut self.conns {
+            if c.state != State::Done {
+                let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
+            }
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+        self.conns.clear();
+        let summary = ThreadSummary {
+            handshake: std::mem::replace(&mut self.handshake, new_histogram()),
+            send_lag: std::mem::replace(&mut self.send_lag, new_histogram()),
+            errors: self.errors,
+            close_codes: std::mem::take(&mut self.close_codes),
+            established: self.established,
+            lost: self.lost,
+            mismatches: self.mismatches,
+            backlog,
+            unanswered,
+            cpu: machine::thread_cpu_time(),
+            cpu_measured: self.cpu_measured,
+        };
+        let _ = self.tx.send(Report::Done(Box::new(summary)));
+    }
+
+    /// Serves closing connections until the server ended them all or `deadline` passed.
+    fn drain_closes(&mut self, deadline: Instant) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if now >= deadline || !self.conns.iter().any(|c| c.state == State::Closing) {
+                return;
+            }
+            let wait = (deadline - now).min(HOUSEKEEPING);
+            if self.poll.poll(&mut events, Some(wait)).is_err() {
+                return;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    TIMER => self.timer.clear(),
+                    Token(i) => self.on_event(i, ev.is_readable(), ev.is_writable()),
+                }
+            }
+        }
+    }
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Lets the kernel pick the source port at connect time from the whole 4-tuple, so that many
+/// more than one ephemeral range of connections fit per source address.
+fn set_bind_no_port(sock: &Socket) {
+    let one: libc::c_int = 1;
+    // SAFETY: valid socket, option and a c_int-sized value.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}

@@ -1,0 +1,417 @@
+//! What a run reports: the JSON result, the terminal summary and the `.hgrm` percentile
+//! distribution (the interval log is written as the run goes, see [`crate::run`]).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::machine::MachineInfo;
+use crate::run::RunConfig;
+use crate::stats::{Percentiles, SIGFIG};
+
+/// Version of the JSON layout.
+pub const FORMAT: u32 = 1;
+
+/// One measured interval (normally a second).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Sample {
+    /// Start, seconds from the start of measurement.
+    pub t_s: f64,
+    /// Length, seconds.
+    pub length_s: f64,
+    /// Messages echoed.
+    pub messages: u64,
+    /// Messages per second.
+    pub msgs_per_sec: f64,
+    /// Median latency, µs.
+    pub p50_us: f64,
+    /// 90th percentile latency, µs.
+    pub p90_us: f64,
+    /// 99th percentile latency, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile latency, µs.
+    pub p99_9_us: f64,
+    /// Largest latency, µs.
+    pub max_us: f64,
+}
+
+/// Connection counts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct ConnStats {
+    /// Asked for.
+    pub requested: u64,
+    /// Came up.
+    pub established: u64,
+    /// Came up and were lost before the end (closed by the server, reset, protocol error).
+    pub lost: u64,
+}
+
+/// CPU used by the tool itself.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct CpuStats {
+    /// Client threads' CPU time (user + system), seconds, whole run.
+    pub client_s: f64,
+    /// The whole process's CPU time, seconds (includes an embedded server).
+    pub process_s: f64,
+    /// Wall-clock seconds from the threads' start to their end.
+    pub wall_s: f64,
+    /// Client threads' CPU time during measurement, seconds.
+    pub client_measured_s: f64,
+    /// Client CPU nanoseconds per measured message (measurement time only).
+    pub client_ns_per_msg: f64,
+}
+
+/// Full histograms, base64 of HdrHistogram's compressed V2 encoding, values in ns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Encoded {
+    /// CO-corrected latency.
+    pub latency: String,
+    /// Service time.
+    pub service: String,
+    /// Handshake (or TCP connect) latency.
+    pub handshake: String,
+}
+
+/// Everything a run records; this is the `--json` file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunResult {
+    /// Always "surge-loadgen".
+    pub tool: String,
+    /// Layout version ([`FORMAT`]).
+    pub format: u32,
+    /// When the run started, seconds since the Unix epoch.
+    pub started_unix_s: f64,
+    /// How it was run.
+    pub config: RunConfig,
+    /// Where it ran.
+    pub machine: MachineInfo,
+    /// The embedded server and core split, if any.
+    pub embedded: Option<String>,
+    /// Ended early by Ctrl-C.
+    pub interrupted: bool,
+    /// Seconds measured.
+    pub measured_s: f64,
+    /// Messages echoed in the measured time.
+    pub messages: u64,
+    /// Messages per second.
+    pub msgs_per_sec: f64,
+    /// Payload megabytes (10^6) per second, each way.
+    pub mb_per_sec: f64,
+    /// Latency from the scheduled send (CO-corrected), µs.
+    pub latency_us: Percentiles,
+    /// Service time from the actual send, µs.
+    pub service_us: Percentiles,
+    /// Connect + opening handshake latency (raw mode: connect), µs.
+    pub handshake_us: Percentiles,
+    /// Open loop: how late the client itself sent messages it had room to send on time, µs
+    /// (its own share of the corrected latency; empty in closed loop).
+    pub send_lag_us: Percentiles,
+    /// One entry per measured interval: the noise compare works from.
+    pub per_second: Vec<Sample>,
+    /// Failures by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Close codes received, by code.
+    pub close_codes: BTreeMap<String, u64>,
+    /// Connection counts.
+    pub connections: ConnStats,
+    /// Echoes that differed from what was sent.
+    pub mismatches: u64,
+    /// Open loop: messages due but never sent by the end.
+    pub backlog: u64,
+    /// Messages sent and never answered by the end.
+    pub unanswered: u64,
+    /// The tool's own CPU use.
+    pub cpu: CpuStats,
+    /// The full histograms.
+    pub histograms: Encoded,
+}
+
+impl RunResult {
+    /// Writes the JSON file.
+    pub fn save(&self, path: &Path) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(self).expect("serializable");
+        std::fs::write(path, text + "\n").map_err(|e| Error::file(path, e))
+    }
+
+    /// Reads a JSON file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::file(path, e))?;
+        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.into(), source })
+    }
+
+    /// A short label for tables and plots: the file stem or the commit.
+    pub fn label(&self) -> String {
+        let commit: String = self.machine.git_commit.chars().take(8).collect();
+        format!("{} {}", self.machine.surge_version, commit)
+    }
+}
+
+fn thousands(n: f64) -> String {
+    let s = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn us(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// The terminal summary.
+pub fn summary(r: &RunResult) -> String {
+    let c = &r.config;
+    let mut s = String::new();
+    let commit: String = r.machine.git_commit.chars().take(12).collect();
+    let _ = writeln!(s, "surge-loadgen {} ({commit}) -> {}", r.machine.surge_version, c.target);
+    if let Some(e) = &r.embedded {
+        let _ = writeln!(s, "  embedded {e}");
+    }
+    let pacing = match c.rate {
+        Some(rate) => {
+            format!("open loop at {} msg/s, cap {} in flight", thousands(rate), c.in_flight)
+        }
+        None => format!("closed loop, {} in flight", c.in_flight),
+    };
+    let kind = if c.mode == "raw" {
+        "raw TCP".to_owned()
+    } else {
+        format!("{:?}", c.payload).to_lowercase()
+    };
+    let _ = writeln!(
+        s,
+        "  {} connections, {} B {kind}, {pacing}, {} client thread{}{}, {:.1} s measured after \
+         {:.1} s warm-up{}",
+        c.connections,
+        c.size,
+        c.threads,
+        if c.threads == 1 { "" } else { "s" },
+        if c.pin { " pinned" } else { "" },
+        r.measured_s,
+        c.warmup_s,
+        if r.interrupted { " (interrupted)" } else { "" }
+    );
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "  throughput    {} msg/s   {:.2} MB/s each way   ({} messages)",
+        thousands(r.msgs_per_sec),
+        r.mb_per_sec,
+        thousands(r.messages as f64)
+    );
+    let _ = writeln!(
+        s,
+        "  {:<14}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+        "µs", "mean", "p50", "p90", "p99", "p99.9", "p99.99", "max"
+    );
+    let row = |s: &mut String, name: &str, p: &Percentiles| {
+        let _ = writeln!(
+            s,
+            "  {:<14}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+            name,
+            us(p.mean),
+            us(p.p50),
+            us(p.p90),
+            us(p.p99),
+            us(p.p99_9),
+            us(p.p99_99),
+            us(p.max)
+        );
+    };
+    row(&mut s, "latency", &r.latency_us);
+    if c.rate.is_some() {
+        row(&mut s, "service time", &r.service_us);
+        row(&mut s, "client lag", &r.send_lag_us);
+    }
+    row(&mut s, if c.mode == "raw" { "connect" } else { "handshake" }, &r.handshake_us);
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "  connections   {} of {} up, {} lost",
+        r.connections.established, r.connections.requested, r.connections.lost
+    );
+    let errors: Vec<String> = r.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let _ = writeln!(
+        s,
+        "  errors        {}",
+        if errors.is_empty() { "none".to_owned() } else { errors.join(", ") }
+    );
+    let _ = writeln!(s, "  mismatches    {}", r.mismatches);
+    if c.mode != "raw" {
+        let codes: Vec<String> = r.close_codes.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+        let _ = writeln!(
+            s,
+            "  close codes   {}",
+            if codes.is_empty() { "none".to_owned() } else { codes.join(", ") }
+        );
+    }
+    // In closed loop the messages in flight at the end are simply the pipeline: not news.
+    if c.rate.is_some() && (r.backlog > 0 || r.unanswered > 0) {
+        let _ = writeln!(
+            s,
+            "  at the end    {} due but unsent, {} unanswered (not in the histograms)",
+            r.backlog, r.unanswered
+        );
+    }
+    let busy =
+        if r.measured_s > 0.0 { 100.0 * r.cpu.client_measured_s / r.measured_s } else { 0.0 };
+    let _ = writeln!(
+        s,
+        "  client CPU    {:.0} ns/msg, {busy:.0}% of one core while measuring ({:.2} s in all); \
+         process {:.2} s",
+        r.cpu.client_ns_per_msg, r.cpu.client_s, r.cpu.process_s
+    );
+    if let Some(n) = r.errors.get("descriptor_limit") {
+        let _ = writeln!(
+            s,
+            "  {n} connections were not opened: the process ran out of descriptors (ulimit -Hn)"
+        );
+    }
+    s
+}
+
+/// Sub-buckets per bucket of a histogram with `sigfig` significant digits (as Java reports it).
+fn sub_bucket_count(sigfig: u8) -> u64 {
+    let largest = 2 * 10u64.pow(u32::from(sigfig));
+    largest.next_power_of_two()
+}
+
+/// The rows of HdrHistogram's percentile distribution with 5 ticks per half distance, computed
+/// exactly as Java's `PercentileIterator` does (percent arithmetic, `>=` on the level), so that
+/// files match the ones `HistogramLogProcessor` prints: (value, percentile level, total count).
+pub fn percentile_rows(h: &Histogram<u64>) -> Vec<(u64, f64, u64)> {
+    const TICKS_PER_HALF_DISTANCE: f64 = 5.0;
+    let total = h.len();
+    let mut rows = Vec::new();
+    if total == 0 {
+        return rows;
+    }
+    let mut level = 0.0f64;
+    let mut running = 0u64;
+    for v in h.iter_recorded() {
+        running += v.count_at_value();
+        let value = v.value_iterated_to();
+        if running >= total {
+            // The last recorded value: the pending level, then one more step to 100 %.
+            rows.push((value, level, running));
+            rows.push((value, 100.0, running));
+            break;
+        }
+        while 100.0 * running as f64 / total as f64 >= level {
+            rows.push((value, level, running));
+            let halvings = ((100.0 / (100.0 - level)).ln() / 2f64.ln()) as i32;
+            let ticks = TICKS_PER_HALF_DISTANCE * 2f64.powi(halvings + 1);
+            level += 100.0 / ticks;
+        }
+    }
+    rows
+}
+
+/// Writes `h` (values in ns) in HdrHistogram's percentile-distribution (`.hgrm`) format, values
+/// divided by `unit_ratio` (1000: microseconds), as Java's `outputPercentileDistribution` prints
+/// it with 5 ticks per half distance.
+pub fn write_hgrm<W: Write>(h: &Histogram<u64>, unit_ratio: f64, out: &mut W) -> io::Result<()> {
+    let p = usize::from(SIGFIG);
+    writeln!(
+        out,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
+    for (value, level, total) in percentile_rows(h) {
+        let value = java_fixed(value as f64 / unit_ratio, p);
+        let q = level / 100.0;
+        let pct = java_fixed(q, 12);
+        if level != 100.0 {
+            let inv = java_fixed(1.0 / (1.0 - q), 2);
+            writeln!(out, "{value:>12} {pct:>2} {total:>10} {inv:>14}")?;
+        } else {
+            writeln!(out, "{value:>12} {pct:>2} {total:>10}")?;
+        }
+    }
+    let (mean, sd, max) = if h.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (h.mean() / unit_ratio, h.stdev() / unit_ratio, h.max() as f64 / unit_ratio)
+    };
+    let f = |x: f64| java_fixed(x, p);
+    writeln!(out, "#[Mean    = {:>12}, StdDeviation   = {:>12}]", f(mean), f(sd))?;
+    writeln!(out, "#[Max     = {:>12}, Total count    = {:>12}]", f(max), h.len())?;
+    writeln!(
+        out,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        sub_bucket_count(h.sigfig())
+    )
+}
+
+/// `x` with `decimals` decimals as Java's `Formatter` writes it: the shortest decimal that reads
+/// back as `x`, rounded half up (Rust rounds the exact binary value, ties to even), so that our
+/// files match Java's digit for digit.
+fn java_fixed(x: f64, decimals: usize) -> String {
+    let shortest = format!("{}", x.abs());
+    let (int, frac) = shortest.split_once('.').unwrap_or((&shortest, ""));
+    let frac: Vec<u8> = frac.bytes().chain(std::iter::repeat(b'0')).take(decimals + 1).collect();
+    let mut digits: Vec<u8> = int.bytes().chain(frac[..decimals].iter().copied()).collect();
+    if frac[decimals] >= b'5' {
+        let mut i = digits.len();
+        loop {
+            if i == 0 {
+                digits.insert(0, b'1');
+                break;
+            }
+            i -= 1;
+            if digits[i] == b'9' {
+                digits[i] = b'0';
+            } else {
+                digits[i] += 1;
+                break;
+            }
+        }
+    }
+    let split = digits.len() - decimals;
+    let mut s = String::with_capacity(digits.len() + 2);
+    if x < 0.0 && digits.iter().any(|&d| d != b'0') {
+        s.push('-');
+    }
+    s.push_str(std::str::from_utf8(&digits[..split]).expect("ASCII digits"));
+    if decimals > 0 {
+        s.push('.');
+        s.push_str(std::str::from_utf8(&digits[split..]).expect("ASCII digits"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_format() {
+        assert_eq!(thousands(1234567.0), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(us(12.34), "12.3");
+        assert_eq!(us(1234.5), "1234");
+        assert_eq!(sub_bucket_count(3), 2048);
+        assert_eq!(sub_bucket_count(2), 256);
+        assert_eq!(java_fixed(0.9997802734375, 12), "0.999780273438");
+        assert_eq!(java_fixed(99.97802734375 / 100.0, 12), "0.999780273438");
+        assert_eq!(java_fixed(1.125, 2), "1.13");
+        assert_eq!(java_fixed(9.9996, 3), "10.000");
+        assert_eq!(java_fixed(-0.0001, 3), "0.000");
+        assert_eq!(java_fixed(-2.5, 0), "-3");
+        assert_eq!(java_fixed(12.0, 3), "12.000");
+    }
+}

@@ -1,0 +1,708 @@
+//! One run: resolve the target, check the limits, start the client threads, collect their
+//! intervals, and build the result.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use std::io::{Read as _, Write as _};
+
+use surge_proto::close::CloseCode;
+use surge_proto::connection::{Connection, Limits};
+use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
+
+use crate::client::{self, Report, Shared, ThreadPlan, WsRequest};
+use crate::embedded::{self, EmbeddedServer};
+use crate::error::Error;
+use crate::machine::{self, MachineInfo};
+use crate::report::{ConnStats, CpuStats, Encoded, RunResult, Sample};
+use crate::stats::{
+    encode_histogram, new_histogram, CloseCodes, ErrorCounts, Percentiles, Recorder,
+};
+use crate::workload::{PayloadKind, SizeSpec};
+
+/// Connections per source address before spreading over 127.0.0.x (under one ephemeral range).
+const CONNS_PER_SOURCE: usize = 16_000;
+
+/// Where the load goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An echo server started in this process.
+    Embedded,
+    /// A raw TCP echo server (`tcp://HOST:PORT`, or any target with `--raw`).
+    Tcp {
+        /// Resolved address.
+        addr: SocketAddr,
+    },
+    /// A WebSocket echo server (`ws://HOST:PORT/PATH`, or `HOST:PORT`).
+    Ws {
+        /// Resolved address.
+        addr: SocketAddr,
+        /// The `Host` header: the target's authority as given.
+        host: String,
+        /// Request target: path and query.
+        path: String,
+    },
+}
+
+impl Target {
+    /// Parses `ws://HOST[:PORT][/PATH]`, `HOST:PORT[/PATH]` (WebSocket) or `tcp://HOST:PORT`;
+    /// `None` means embedded.
+    pub fn parse(s: Option<&str>) -> Result<Self, Error> {
+        let Some(s) = s else { return Ok(Target::Embedded) };
+        if let Some(rest) = s.strip_prefix("tcp://") {
+            let hostport = rest.split('/').next().unwrap_or(rest);
+            return Ok(Target::Tcp { addr: resolve(hostport, s)? });
+        }
+        if s.starts_with("wss://") {
+            return Err(Error::Usage(format!("{s}: wss:// (TLS) is not supported; use ws://")));
+        }
+        let rest = s.strip_prefix("ws://").unwrap_or(s);
+        if rest.contains("://") {
+            return Err(Error::Usage(format!(
+                "unsupported target {s:?}: give ws://HOST:PORT/PATH or tcp://HOST:PORT"
+            )));
+        }
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (host, path) = rest.split_at(split);
+        let path = match path {
+            "" => "/".to_owned(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_owned(),
+        };
+        let has_port = host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
+        let hostport = if has_port { host.to_owned() } else { format!("{host}:80") };
+        Ok(Target::Ws { addr: resolve(&hostport, s)?, host: host.to_owned(), path })
+    }
+
+    /// The same server spoken to as a raw TCP echo server.
+    pub fn into_raw(self) -> Self {
+        match self {
+            Target::Ws { addr, .. } => Target::Tcp { addr },
+            t => t,
+        }
+    }
+}
+
+fn resolve(hostport: &str, original: &str) -> Result<SocketAddr, Error> {
+    let addrs: Vec<SocketAddr> = hostport
+        .to_socket_addrs()
+        .map_err(|e| Error::Usage(format!("cannot resolve {original:?}: {e}")))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| Error::Usage(format!("{original:?} resolves to no address")))
+}
+
+/// A run's configuration, as recorded in the JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunConfig {
+    /// The target as given ("embedded" when none).
+    pub target: String,
+    /// "raw" (TCP echo) or "ws".
+    pub mode: String,
+    /// Connections.
+    pub connections: usize,
+    /// Message sizes.
+    pub size: SizeSpec,
+    /// Message type.
+    pub payload: PayloadKind,
+    /// Messages outstanding per connection (the cap, in open loop).
+    pub in_flight: usize,
+    /// Open-loop total rate, messages per second (None: closed loop).
+    pub rate: Option<f64>,
+    /// Measured seconds.
+    pub duration_s: f64,
+    /// Warm-up seconds (not measured).
+    pub warmup_s: f64,
+    /// Client threads.
+    pub threads: usize,
+    /// Embedded server threads (None: external target).
+    pub server_threads: Option<usize>,
+    /// Whether threads were pinned to cores.
+    pub pin: bool,
+    /// Connection ramp-up rate per second (None: as fast as possible).
+    pub ramp: Option<f64>,
+    /// Connect (and handshake) timeout, seconds.
+    pub connect_timeout_s: f64,
+}
+
+/// Options of a run that do not change what is measured.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Write the interval log here.
+    pub hlog: Option<PathBuf>,
+    /// Show a progress bar (if stderr is a terminal and the run is long enough).
+    pub progress: bool,
+    /// Print the core split and the like on stderr.
+    pub verbose: bool,
+}
+
+/// A finished run: the result and the full histograms.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// What the JSON records.
+    pub result: RunResult,
+    /// CO-corrected latency, ns.
+    pub latency: Histogram<u64>,
+    /// Service time, ns.
+    pub service: Histogram<u64>,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    // SAFETY: signal(2) is async-signal-safe; a second Ctrl-C then ends the process.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
+}
+
+/// Whether Ctrl-C was pressed.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Makes the first Ctrl-C end the run early (with a summary of what was measured) and a second
+/// one end the process.
+pub fn install_interrupt_handler() {
+    let handler: extern "C" fn(libc::c_int) = on_sigint;
+    // SAFETY: the handler only stores to an atomic and calls signal(2).
+    unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
+}
+
+/// How cores are split between an embedded server and the clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreSplit {
+    /// Server threads.
+    pub server_threads: usize,
+    /// Client threads.
+    pub client_threads: usize,
+    /// Server cores (empty: not pinned).
+    pub server_cores: Vec<usize>,
+    /// Client cores (empty: not pinned).
+    pub client_cores: Vec<usize>,
+}
+
+impl CoreSplit {
+    /// Splits `cores` between server and clients: half each (the server gets the odd one), each
+    /// side overridable; pinned sides get consecutive cores, server first.
+    pub fn new(
+        cores: usize,
+        server: Option<usize>,
+        client: Option<usize>,
+        pin: bool,
+        embedded: bool,
+    ) -> Self {
+        let cores = cores.max(1);
+        let server_threads = if embedded { server.unwrap_or(cores.div_ceil(2)).max(1) } else { 0 };
+        let client_threads =
+            client.unwrap_or_else(|| cores.saturating_sub(server_threads).max(1)).max(1);
+        let (server_cores, client_cores) = if pin {
+            let s: Vec<usize> = (0..server_threads).map(|i| i % cores).collect();
+            let c = (0..client_threads).map(|i| (server_threads + i) % cores).collect();
+            (s, c)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        CoreSplit { server_threads, client_threads, server_cores, client_cores }
+    }
+
+    /// One line describing the split.
+    pub fn describe(&self, server: &str) -> String {
+        let side = |n: usize, cores: &[usize]| {
+            let t = if n == 1 { "thread" } else { "threads" };
+            if cores.is_empty() {
+                format!("{n} {t} (not pinned)")
+            } else {
+                let list: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
+                format!(
+                    "{n} {t} on core{} {}",
+                    if cores.len() == 1 { "" } else { "s" },
+                    list.join(",")
+                )
+            }
+        };
+        if self.server_threads == 0 {
+            format!("clients: {}", side(self.client_threads, &self.client_cores))
+        } else {
+            format!(
+                "{server}: {}; clients: {}",
+                side(self.server_threads, &self.server_cores),
+                side(self.client_threads, &self.client_cores)
+            )
+        }
+    }
+}
+
+/// Runs one measurement.
+pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<RunOutcome, Error> {
+    let raw = config.mode == "raw";
+    let embedded = *target == Target::Embedded;
+    let split = CoreSplit::new(
+        machine::available_cores(),
+        config.server_threads,
+        Some(config.threads),
+        config.pin,
+        embedded,
+    );
+    // The embedded server holds a descriptor per connection too.
+    let limit = machine::raise_fd_limit();
+    let per_conn = if embedded { 2 } else { 1 };
+    if let Err(Error::FdLimit { needed, limit, max_connections }) =
+        machine::check_fd_budget(config.connections as u64 * per_conn, limit)
+    {
+        return Err(Error::FdLimit { needed, limit, max_connections: max_connections / per_conn });
+    }
+
+    let (addr, server): (SocketAddr, Option<EmbeddedServer>) = match target {
+        Target::Embedded => {
+            let (addr, server) = if raw {
+                embedded::start_embedded_floor(split.server_threads, &split.server_cores)?
+            } else {
+                embedded::start_embedded_echo(split.server_threads, &split.server_cores)?
+            };
+            (addr, Some(server))
+        }
+        Target::Tcp { addr } | Target::Ws { addr, .. } => (*addr, None),
+    };
+    let ws = match target {
+        Target::Ws { host, path, .. } => Some(WsRequest { host: host.clone(), path: path.clone() }),
+        Target::Embedded if !raw => Some(WsRequest { host: addr.to_string(), path: "/".into() }),
+        _ => None,
+    };
+    let embedded_desc = server.as_ref().map(|s| split.describe(s.describe()));
+    if opts.verbose {
+        match &embedded_desc {
+            Some(d) => eprintln!("embedded {d}"),
+            None => eprintln!("{}", split.describe("")),
+        }
+    }
+    let connect_timeout = Duration::from_secs_f64(config.connect_timeout_s);
+    probe(addr, ws.as_ref(), &config.target, connect_timeout)?;
+
+    let started_unix_s =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let shared = Arc::new(Shared::new(
+        Duration::from_secs_f64(config.warmup_s),
+        Duration::from_secs_f64(config.duration_s),
+    ));
+    let (tx, rx) = mpsc::channel();
+    let threads = split.client_threads.min(config.connections.max(1));
+    let source_ips = match addr {
+        SocketAddr::V4(a) if a.ip().is_loopback() && config.connections > CONNS_PER_SOURCE => {
+            config.connections.div_ceil(CONNS_PER_SOURCE) as u32
+        }
+        _ => 0,
+    };
+    let mut handles = Vec::with_capacity(threads);
+    let mut first = 0;
+    let seed = getrandom::u64().unwrap_or(0x5eed);
+    for t in 0..threads {
+        let n = config.connections / threads + usize::from(t < config.connections % threads);
+        let share = n as f64 / config.connections.max(1) as f64;
+        let plan = ThreadPlan {
+            index: t,
+            target: addr,
+            connections: n,
+            first_conn: first,
+            source_ips,
+            ramp_rate: config.ramp.map_or(f64::INFINITY, |r| r * share),
+            rate: config.rate.map(|r| r * share),
+            in_flight: config.in_flight,
+            sizes: config.size.clone(),
+            kind: config.payload,
+            connect_timeout,
+            core: split.client_cores.get(t).copied(),
+            seed: seed.wrapping_add(t as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ws: ws.clone(),
+        };
+        first += n;
+        handles.push(client::spawn(plan, Arc::clone(&shared), tx.clone())?);
+    }
+    drop(tx);
+
+    let hlog = match &opts.hlog {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .map(std::io::BufWriter::new)
+                .map_err(|e| Error::file(path, e))?,
+        ),
+        None => None,
+    };
+    let collected = collect(rx, &shared, threads, config, opts, hlog)?;
+    for h in handles {
+        let _ = h.join();
+    }
+    drop(server);
+    let process_cpu = machine::process_cpu_time();
+    build(config, collected, started_unix_s, embedded_desc, process_cpu)
+}
+
+/// Checks once, blocking, that the target accepts a connection (and, for WebSocket, the
+/// opening handshake): one clear error otherwise.
+fn probe(
+    addr: SocketAddr,
+    ws: Option<&WsRequest>,
+    target: &str,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|source| Error::Connect { target: target.to_owned(), source })?;
+    let Some(req) = ws else { return Ok(()) };
+    let refused = |reason: String| Error::Handshake { target: target.to_owned(), reason };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let mut nonce = [0u8; 16];
+    let _ = getrandom::fill(&mut nonce);
+    let mut out = Vec::new();
+    let mut hs = ClientHandshake::start(&ClientRequest::new(&req.host, &req.path), nonce, &mut out)
+        .map_err(|e| Error::Usage(format!("bad target {target:?}: {e}")))?;
+    stream.write_all(&out).map_err(|e| refused(format!("sending the request: {e}")))?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).map_err(|e| refused(format!("no answer: {e}")))?;
+        if n == 0 {
+            return Err(refused("the connection closed before an answer".into()));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [EMPTY_HEADER; 64];
+        match hs.parse_response(&buf, &mut headers) {
+            Ok(None) => {}
+            Ok(Some(_)) => break,
+            Err(ClientHandshakeError::UnexpectedStatus(_)) => {
+                let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
+                return Err(refused(format!("it answered {:?}", String::from_utf8_lossy(line))));
+            }
+            Err(e) => return Err(refused(e.to_string())),
+        }
+    }
+    // Leave politely: a Close, then the server ends TCP.
+    let mut conn = Connection::client(Limits::default(), getrandom::u64().unwrap_or(1));
+    out.clear();
+    let _ = conn.close(Instant::now(), CloseCode::NORMAL, "", &mut out);
+    let _ = stream.write_all(&out);
+    Ok(())
+}
+
+/// What the coordinator gathered from the threads.
+struct Collected {
+    total: Recorder,
+    samples: Vec<Sample>,
+    measured: Duration,
+    handshake: Histogram<u64>,
+    send_lag: Histogram<u64>,
+    errors: ErrorCounts,
+    close_codes: CloseCodes,
+    conns: ConnStats,
+    mismatches: u64,
+    backlog: u64,
+    unanswered: u64,
+    client_cpu: Duration,
+    client_cpu_measured: Duration,
+    interrupted: bool,
+    wall: Duration,
+    /// Where measurement began, from the start of the interval log.
+    hlog_offset: Duration,
+}
+
+struct Pending {
+    recorder: Recorder,
+    length: Duration,
+    reports: usize,
+}
+
+fn collect(
+    rx: mpsc::Receiver<Report>,
+    shared: &Shared,
+    threads: usize,
+    config: &RunConfig,
+    opts: &RunOptions,
+    hlog_file: Option<std::io::BufWriter<std::fs::File>>,
+) -> Result<Collected, Error> {
+    let hlog_path = opts.hlog.clone().unwrap_or_default();
+    let hlog_err = |e: std::io::Error| Error::file(&hlog_path, e);
+    let mut hlog_file = hlog_file;
+    let mut serializer = V2DeflateSerializer::new();
+    let start_wall = SystemTime::now();
+    let begin = Instant::now();
+    let mut hlog = match hlog_file.as_mut() {
+        Some(f) => {
+            use std::io::Write as _;
+            writeln!(f, "#[Histogram log format version 1.3]").map_err(hlog_err)?;
+            writeln!(
+                f,
+                "#[surge-loadgen {} {}: {}]",
+                machine::SURGE_VERSION,
+                machine::GIT_COMMIT,
+                config.target
+            )
+            .map_err(hlog_err)?;
+            writeln!(
+                f,
+                "#[Untagged: latency from scheduled send, ns; Tag=service: service time, ns]"
+            )
+            .map_err(hlog_err)?;
+            let w = IntervalLogWriterBuilder::new()
+                .with_start_time(start_wall)
+                .with_base_time(start_wall)
+                .with_max_value_divisor(1e6)
+                .begin_log_with(f, &mut serializer)
+                .map_err(hlog_err)?;
+            Some(w)
+        }
+        None => None,
+    };
+
+    let show_bar = opts.progress && std::io::stderr().is_terminal() && config.duration_s >= 2.0;
+    let bar = if show_bar {
+        let bar = ProgressBar::new((config.duration_s * 1000.0) as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+                .expect("valid template"),
+        );
+        bar.set_message("connecting");
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Some(bar)
+    } else {
+        None
+    };
+
+    let mut ramped = 0;
+    let mut established = 0;
+    let mut pending: BTreeMap<u32, Pending> = BTreeMap::new();
+    let mut next_index = 0u32;
+    let mut c = Collected {
+        total: Recorder::default(),
+        samples: Vec::new(),
+        measured: Duration::ZERO,
+        handshake: new_histogram(),
+        send_lag: new_histogram(),
+        errors: ErrorCounts::default(),
+        close_codes: CloseCodes::default(),
+        conns: ConnStats { requested: config.connections as u64, established: 0, lost: 0 },
+        mismatches: 0,
+        backlog: 0,
+        unanswered: 0,
+        client_cpu: Duration::ZERO,
+        client_cpu_measured: Duration::ZERO,
+        interrupted: false,
+        wall: Duration::ZERO,
+        hlog_offset: Duration::ZERO,
+    };
+    let mut done = 0;
+    let mut finalize = |p: Pending, index: u32, c: &mut Collected| -> Result<(), Error> {
+        let secs = p.length.as_secs_f64();
+        let lat = &p.recorder.latency;
+        c.samples.push(Sample {
+            t_s: c.measured.as_secs_f64(),
+            length_s: secs,
+            messages: p.recorder.messages,
+            msgs_per_sec: if secs > 0.0 { p.recorder.messages as f64 / secs } else { 0.0 },
+            p50_us: lat.value_at_quantile(0.5) as f64 / 1000.0,
+            p90_us: lat.value_at_quantile(0.9) as f64 / 1000.0,
+            p99_us: lat.value_at_quantile(0.99) as f64 / 1000.0,
+            p99_9_us: lat.value_at_quantile(0.999) as f64 / 1000.0,
+            max_us: lat.max() as f64 / 1000.0,
+        });
+        if let Some(w) = hlog.as_mut() {
+            let start = c.hlog_offset + c.measured;
+            w.write_histogram(lat, start, p.length, None)
+                .map_err(|e| Error::Histogram(e.to_string()))?;
+            w.write_histogram(&p.recorder.service, start, p.length, Tag::new("service"))
+                .map_err(|e| Error::Histogram(e.to_string()))?;
+        }
+        c.measured += p.length;
+        c.total.merge(&p.recorder);
+        if let Some(bar) = &bar {
+            bar.set_position(c.measured.as_millis() as u64);
+            let last = c.samples.last().expect("just pushed");
+            bar.set_message(format!(
+                "{:.0} msg/s  p99 {:.0} µs  (second {})",
+                last.msgs_per_sec,
+                last.p99_us,
+                index + 1
+            ));
+        }
+        Ok(())
+    };
+    while done < threads {
+        if INTERRUPTED.load(Ordering::SeqCst) && !c.interrupted {
+            c.interrupted = true;
+            shared.stop();
+        }
+        let msg = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(m) => m,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        match msg {
+            Report::Ramped { established: n } => {
+                ramped += 1;
+                established += n;
+                if ramped == threads {
+                    if established == 0 {
+                        shared.stop();
+                    } else {
+                        let phases = shared.go();
+                        // Interval timestamps in the hlog count from the start of the log.
+                        c.hlog_offset = phases.measure.saturating_duration_since(begin);
+                        if let Some(bar) = &bar {
+                            bar.set_message(format!("{established} connections up, warming up"));
+                        }
+                    }
+                }
+            }
+            Report::Interval { index, length, recorder } => {
+                let p = pending.entry(index).or_insert_with(|| Pending {
+                    recorder: Recorder::default(),
+                    length: Duration::ZERO,
+                    reports: 0,
+                });
+                p.recorder.merge(&recorder);
+                p.length = p.length.max(length);
+                p.reports += 1;
+                while pending.get(&next_index).is_some_and(|p| p.reports == threads) {
+                    let p = pending.remove(&next_index).expect("present");
+                    finalize(p, next_index, &mut c)?;
+                    next_index += 1;
+                }
+            }
+            Report::Done(s) => {
+                done += 1;
+                let _ = c.handshake.add(&s.handshake);
+                let _ = c.send_lag.add(&s.send_lag);
+                c.errors.merge(&s.errors);
+                c.close_codes.merge(&s.close_codes);
+                c.conns.established += s.established;
+                c.conns.lost += s.lost;
+                c.mismatches += s.mismatches;
+                c.backlog += s.backlog;
+                c.unanswered += s.unanswered;
+                c.client_cpu += s.cpu;
+                c.client_cpu_measured += s.cpu_measured;
+            }
+        }
+    }
+    // Partial intervals (a stop mid-second) from whichever threads sent them.
+    for (index, p) in std::mem::take(&mut pending) {
+        finalize(p, index, &mut c)?;
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    drop(hlog);
+    if let Some(mut f) = hlog_file {
+        use std::io::Write as _;
+        f.flush().map_err(hlog_err)?;
+    }
+    c.wall = begin.elapsed();
+    Ok(c)
+}
+
+fn build(
+    config: &RunConfig,
+    c: Collected,
+    started_unix_s: f64,
+    embedded: Option<String>,
+    process_cpu: Duration,
+) -> Result<RunOutcome, Error> {
+    let secs = c.measured.as_secs_f64();
+    let messages = c.total.messages;
+    let per_sec = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
+    let client_cpu_s = c.client_cpu.as_secs_f64();
+    let result = RunResult {
+        tool: "surge-loadgen".to_owned(),
+        format: crate::report::FORMAT,
+        started_unix_s,
+        config: config.clone(),
+        machine: MachineInfo::current(),
+        embedded,
+        interrupted: c.interrupted,
+        measured_s: secs,
+        messages,
+        msgs_per_sec: per_sec(messages as f64),
+        mb_per_sec: per_sec(c.total.bytes as f64) / 1e6,
+        latency_us: Percentiles::of(&c.total.latency),
+        service_us: Percentiles::of(&c.total.service),
+        handshake_us: Percentiles::of(&c.handshake),
+        send_lag_us: Percentiles::of(&c.send_lag),
+        per_second: c.samples,
+        errors: c.errors.nonzero().map(|(k, n)| (k.name().to_owned(), n)).collect(),
+        close_codes: c.close_codes.iter().map(|(code, n)| (code.to_string(), n)).collect(),
+        connections: c.conns,
+        mismatches: c.mismatches,
+        backlog: c.backlog,
+        unanswered: c.unanswered,
+        cpu: CpuStats {
+            client_s: client_cpu_s,
+            process_s: process_cpu.as_secs_f64(),
+            wall_s: c.wall.as_secs_f64(),
+            client_measured_s: c.client_cpu_measured.as_secs_f64(),
+            client_ns_per_msg: if messages > 0 {
+                c.client_cpu_measured.as_secs_f64() * 1e9 / messages as f64
+            } else {
+                0.0
+            },
+        },
+        histograms: Encoded {
+            latency: encode_histogram(&c.total.latency)?,
+            service: encode_histogram(&c.total.service)?,
+            handshake: encode_histogram(&c.handshake)?,
+        },
+    };
+    Ok(RunOutcome { result, latency: c.total.latency, service: c.total.service })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_split() {
+        let s = CoreSplit::new(2, None, None, true, true);
+        assert_eq!((s.server_threads, s.client_threads), (1, 1));
+        assert_eq!((s.server_cores.as_slice(), s.client_cores.as_slice()), (&[0][..], &[1][..]));
+        assert_eq!(s.describe("srv"), "srv: 1 thread on core 0; clients: 1 thread on core 1");
+        let s = CoreSplit::new(8, None, None, false, true);
+        assert_eq!((s.server_threads, s.client_threads), (4, 4));
+        assert!(s.client_cores.is_empty());
+        let s = CoreSplit::new(4, None, Some(3), false, false);
+        assert_eq!((s.server_threads, s.client_threads), (0, 3));
+    }
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(Target::parse(None).unwrap(), Target::Embedded);
+        let t = Target::parse(Some("tcp://127.0.0.1:9")).unwrap();
+        assert_eq!(t, Target::Tcp { addr: "127.0.0.1:9".parse().unwrap() });
+        assert!(Target::parse(Some("http://x:1")).is_err());
+        assert!(Target::parse(Some("wss://x:1")).is_err());
+        let addr = "127.0.0.1:9001".parse().unwrap();
+        let ws = |host: &str, path: &str| Target::Ws { addr, host: host.into(), path: path.into() };
+        assert_eq!(Target::parse(Some("ws://127.0.0.1:9001")).unwrap(), ws("127.0.0.1:9001", "/"));
+        assert_eq!(
+            Target::parse(Some("127.0.0.1:9001/e?x=1")).unwrap(),
+            ws("127.0.0.1:9001", "/e?x=1")
+        );
+        assert_eq!(
+            Target::parse(Some("ws://127.0.0.1:9001?a")).unwrap(),
+            ws("127.0.0.1:9001", "/?a")
+        );
+        assert_eq!(ws("h", "/").into_raw(), Target::Tcp { addr });
+    }
+}

@@ -1,0 +1,164 @@
+//! The binary as people script it: one clear line on bad input, compare, Ctrl-C.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use surge_loadgen::floor::EchoServer;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_surge-loadgen"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("surge-loadgen-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn one_error_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("surge-loadgen: error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn too_many_connections_for_the_descriptor_limit_is_one_line() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_max > 50_000_000 {
+        eprintln!("hard descriptor limit is effectively unlimited here; nothing to check");
+        return;
+    }
+    let conns = (lim.rlim_max + 1).to_string();
+    let out = bin().args(["tcp://127.0.0.1:9", "--connections", &conns, "-q"]).output().unwrap();
+    let line = one_error_line(&out);
+    assert!(line.contains("descriptors") && line.contains("ulimit -Hn"), "{line}");
+    assert!(line.contains("--connections"), "{line}");
+}
+
+#[test]
+fn unreachable_target_is_one_line() {
+    let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+    let out = bin().args([&format!("tcp://{addr}"), "-d", "1s", "-q"]).output().unwrap();
+    let line = one_error_line(&out);
+    assert!(line.contains("cannot connect"), "{line}");
+    let out = bin().args(["tcp://no-such-host.invalid:80", "-q"]).output().unwrap();
+    one_error_line(&out);
+    let out = bin().args(["--size", "20m"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn measure(addr: std::net::SocketAddr, json: &std::path::Path, extra: &[&str]) {
+    let mut args = vec![format!("tcp://{addr}"), "-c".into(), "8".into(), "-d".into()];
+    args.extend(["3s", "-w", "200ms", "-q", "--json"].map(String::from));
+    args.push(json.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = bin().args(&args).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("msg/s") && text.contains("p99.99"), "{text}");
+}
+
+#[test]
+fn compare_two_runs_in_text_and_html() {
+    let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
+    let (a, b) = (tmp("a.json"), tmp("b.json"));
+    measure(server.addr(), &a, &["--rate", "2000"]);
+    measure(server.addr(), &b, &["--rate", "4000"]);
+    let html = tmp("report.html");
+    let out = bin().arg("compare").args([&a, &b]).arg("--html").arg(&html).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text.lines().find(|l| l.starts_with("msgs/s")).expect("a msgs/s row");
+    // Twice the rate, steady per-second samples: a change well beyond the noise.
+    assert!(row.contains("+100.0% *") || row.contains("+99.9% *"), "{row}");
+    assert!(text.contains("p99.99 µs") && text.contains("note: run 2 differs"), "{text}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert_eq!(page.matches(r#"class="series""#).count(), 4, "2 spectra + 2 throughput lines");
+    assert!(page.contains("99.999%"));
+    assert!(!page.contains("<script") && !page.contains("<link"), "self-contained");
+    let bad = bin().arg("compare").args([&a, &html]).output().unwrap();
+    assert!(one_error_line(&bad).contains("not a surge-loadgen result"));
+}
+
+#[test]
+fn ctrl_c_prints_what_was_measured() {
+    let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
+    let child = bin()
+        .args([&format!("tcp://{}", server.addr()), "-c", "4", "-d", "60s", "-w", "0s", "-q"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let start = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(interrupted)"), "{text}");
+    assert!(!text.contains("throughput    0 msg/s"), "{text}");
+}
+
+#[test]
+fn sweep_names_the_best_setting() {
+    let html = tmp("sweep.html");
+    let out = bin()
+        .args(["sweep", "--raw", "--server-threads", "1", "--threads", "1,2", "--pin", "off"])
+        .args(["-c", "4", "-d", "400ms", "-w", "100ms", "--html"])
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().filter(|l| l.trim_start().starts_with("1 ")).count(), 2, "{text}");
+    assert!(text.contains("best: 1 server thread(s)"), "{text}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches(r#"class="bar""#).count(), 4, "throughput and p99 per point");
+}
+
+/// 19,000 connections (under this machine's 20,000-descriptor hard limit) against the floor
+/// running as its own process; source addresses spread over 127.0.0.1 and 127.0.0.2.
+#[test]
+fn nineteen_thousand_connections() {
+    const CONNS: u64 = 19_000;
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+    if lim.rlim_max < CONNS + 100 {
+        eprintln!("skipped: the hard descriptor limit ({}) is below {CONNS}", lim.rlim_max);
+        return;
+    }
+    let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+    let mut floor =
+        bin().args(["floor", "--listen", &addr.to_string()]).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "floor did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let json = tmp("19k.json");
+    let out = bin()
+        .arg(format!("tcp://{addr}"))
+        .args(["-c", &CONNS.to_string(), "-d", "1s", "-w", "200ms", "--ramp", "20k", "-q"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let _ = floor.kill();
+    let _ = floor.wait();
+    assert!(out.status.success(), "{out:?}");
+    let r = surge_loadgen::report::RunResult::load(&json).unwrap();
+    assert_eq!(r.connections.established, CONNS, "{:?}", r.errors);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.messages > 0);
+    assert_eq!(r.mismatches, 0);
+}

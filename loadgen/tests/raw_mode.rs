@@ -1,0 +1,127 @@
+//! Raw TCP mode against the in-process echo floor and against misbehaving servers.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener};
+
+use surge_loadgen::floor::EchoServer;
+use surge_loadgen::run::{run, RunConfig, RunOptions, Target};
+use surge_loadgen::workload::{PayloadKind, SizeSpec};
+
+fn config(connections: usize, size: &str, rate: Option<f64>, duration_s: f64) -> RunConfig {
+    RunConfig {
+        target: "test".into(),
+        mode: "raw".into(),
+        connections,
+        size: size.parse().unwrap(),
+        payload: PayloadKind::Binary,
+        in_flight: 1,
+        rate,
+        duration_s,
+        warmup_s: 0.2,
+        threads: 1,
+        server_threads: None,
+        pin: false,
+        ramp: None,
+        connect_timeout_s: 2.0,
+    }
+}
+
+#[test]
+fn closed_loop_echoes_and_checks_every_message() {
+    let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
+    let target = Target::Tcp { addr: server.addr() };
+    let mut c = config(20, "16,64,1000", None, 1.0);
+    c.in_flight = 4;
+    let out = run(&c, &target, &RunOptions::default()).unwrap();
+    let r = &out.result;
+    assert!(r.messages > 1000, "{} messages", r.messages);
+    assert_eq!(r.mismatches, 0);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.connections.established, 20);
+    assert_eq!(r.connections.lost, 0);
+    assert_eq!(r.handshake_us.count, 20);
+    assert!(!r.per_second.is_empty());
+    assert_eq!(r.per_second.iter().map(|s| s.messages).sum::<u64>(), r.messages);
+    assert_eq!(out.latency.len(), r.messages);
+    // Closed loop: latency and service time are the same thing.
+    assert_eq!(out.latency.len(), out.service.len());
+    assert!(r.cpu.client_s > 0.0 && r.cpu.client_ns_per_msg > 0.0);
+    assert_eq!(c.size, SizeSpec::List(vec![16, 64, 1000]));
+    assert_eq!(r.send_lag_us.count, 0, "closed loop has no schedule to lag behind");
+}
+
+#[test]
+fn open_loop_holds_its_rate() {
+    let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
+    let target = Target::Tcp { addr: server.addr() };
+    let c = config(10, "64", Some(2000.0), 1.5);
+    let r = run(&c, &target, &RunOptions::default()).unwrap().result;
+    let expected = 2000.0;
+    assert!(
+        (r.msgs_per_sec - expected).abs() < expected * 0.1,
+        "{} msg/s instead of {expected}",
+        r.msgs_per_sec
+    );
+    assert_eq!(r.mismatches, 0);
+    // Lightly loaded: the corrected latency stays near the service time.
+    assert!(r.latency_us.p50 < 5_000.0, "p50 {} µs", r.latency_us.p50);
+    // The client's own lateness is measured on (nearly) every message.
+    assert!(r.send_lag_us.count > r.messages / 2, "{:?}", r.send_lag_us);
+}
+
+/// A server that echoes with one byte changed, or closes after `close_after` bytes.
+fn bad_server(corrupt: bool, close_after: usize) -> std::net::SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut total = 0;
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || total >= close_after {
+                        return;
+                    }
+                    total += n;
+                    if corrupt {
+                        buf[0] ^= 0xff;
+                    }
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn corrupted_echoes_are_counted() {
+    let target = Target::Tcp { addr: bad_server(true, usize::MAX) };
+    let r = run(&config(2, "32", None, 0.5), &target, &RunOptions::default()).unwrap().result;
+    assert!(r.messages > 0);
+    // Every echo is wrong (warm-up included in the mismatch count).
+    assert!(r.mismatches >= r.messages, "{} of {}", r.mismatches, r.messages);
+}
+
+#[test]
+fn connections_the_server_closes_are_counted_not_fatal() {
+    let target = Target::Tcp { addr: bad_server(false, 64) };
+    let r = run(&config(4, "32", None, 0.5), &target, &RunOptions::default()).unwrap().result;
+    assert_eq!(r.connections.established, 4);
+    assert_eq!(r.connections.lost, 4);
+    assert_eq!(r.errors.get("closed_by_server"), Some(&4));
+}
+
+#[test]
+fn unreachable_target_is_one_clear_error() {
+    // Bind then drop: nothing listens on this port.
+    let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+    let err = run(&config(1, "8", None, 0.5), &Target::Tcp { addr }, &RunOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot connect") && err.contains("refused"), "{err}");
+    assert!(!err.contains('\n'));
+}

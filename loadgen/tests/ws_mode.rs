@@ -1,0 +1,147 @@
+//! WebSocket mode against a small blocking echo server built on surge-proto's server side.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::Instant;
+
+use surge_loadgen::run::{run, RunConfig, RunOptions, Target};
+use surge_loadgen::workload::PayloadKind;
+use surge_proto::close::CloseCode;
+use surge_proto::connection::{Connection, Event, Limits};
+use surge_proto::handshake::{write_rejection, HandshakeLimits, ServerHandshake, EMPTY_HEADER};
+
+/// Serves one connection: `/reject` gets a 403, `/close` is closed (1001) after 10 echoes.
+fn serve(mut s: TcpStream) {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    let mut hs = ServerHandshake::new(HandshakeLimits::default());
+    let (head_len, path) = loop {
+        let Ok(n @ 1..) = s.read(&mut chunk) else { return };
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [EMPTY_HEADER; 64];
+        match hs.parse(&buf, &mut headers) {
+            Ok(None) => {}
+            Ok(Some(req)) if req.path() == "/reject" => {
+                write_rejection(403, &[], &mut out).unwrap();
+                let _ = s.write_all(&out);
+                return;
+            }
+            Ok(Some(req)) => {
+                req.accept(None, &[], &mut out).unwrap();
+                break (req.head_len(), req.path().to_owned());
+            }
+            Err(_) => return,
+        }
+    };
+    let mut conn = Connection::server(Limits::default());
+    let mut assembly = Vec::new();
+    let mut input = buf[head_len..].to_vec();
+    let mut echoed = 0;
+    loop {
+        let mut pos = 0;
+        loop {
+            let (used, event) = conn.read(&mut input[pos..], &mut assembly);
+            pos += used;
+            match event {
+                None => break,
+                Some(Event::Message(m)) => {
+                    if conn.can_send() {
+                        conn.send(m, &mut out).unwrap();
+                        echoed += 1;
+                        if path == "/close" && echoed == 10 {
+                            conn.close(Instant::now(), CloseCode::GOING_AWAY, "bye", &mut out)
+                                .unwrap();
+                        }
+                    }
+                }
+                Some(_) => conn.poll_transmit(&mut out),
+            }
+        }
+        if s.write_all(&out).is_err() {
+            return;
+        }
+        out.clear();
+        if conn.is_closed() {
+            return;
+        }
+        let Ok(n @ 1..) = s.read(&mut chunk) else { return };
+        input.clear();
+        input.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn server() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let _ = s.set_nodelay(true);
+            std::thread::spawn(move || serve(s));
+        }
+    });
+    addr
+}
+
+fn config(connections: usize, size: &str, payload: PayloadKind) -> RunConfig {
+    RunConfig {
+        target: "test".into(),
+        mode: "ws".into(),
+        connections,
+        size: size.parse().unwrap(),
+        payload,
+        in_flight: 2,
+        rate: None,
+        duration_s: 1.0,
+        warmup_s: 0.2,
+        threads: 1,
+        server_threads: None,
+        pin: false,
+        ramp: None,
+        connect_timeout_s: 2.0,
+    }
+}
+
+fn target(addr: SocketAddr, path: &str) -> Target {
+    Target::parse(Some(&format!("ws://{addr}{path}"))).unwrap()
+}
+
+#[test]
+fn echoes_text_and_binary_and_closes_cleanly() {
+    let addr = server();
+    for (kind, size) in [(PayloadKind::Text, "0..200"), (PayloadKind::Binary, "1,100000")] {
+        let r = run(&config(8, size, kind), &target(addr, "/echo"), &RunOptions::default())
+            .unwrap()
+            .result;
+        assert!(r.messages > 100, "{kind:?}: {} messages", r.messages);
+        assert_eq!(r.mismatches, 0, "{kind:?}");
+        assert!(r.errors.is_empty(), "{kind:?}: {:?}", r.errors);
+        assert_eq!(r.connections.established, 8);
+        assert_eq!(r.handshake_us.count, 8);
+        // Our Close (1000) at the end, answered by the server.
+        assert_eq!(r.close_codes.get("1000"), Some(&8), "{:?}", r.close_codes);
+    }
+}
+
+#[test]
+fn refused_handshake_is_one_clear_error() {
+    let addr = server();
+    let err =
+        run(&config(2, "8", PayloadKind::Binary), &target(addr, "/reject"), &RunOptions::default())
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("refused the WebSocket handshake") && err.contains("403"), "{err}");
+}
+
+#[test]
+fn connections_the_server_closes_are_counted_with_their_code() {
+    let addr = server();
+    let r =
+        run(&config(3, "16", PayloadKind::Binary), &target(addr, "/close"), &RunOptions::default())
+            .unwrap()
+            .result;
+    assert_eq!(r.connections.lost, 3);
+    assert_eq!(r.errors.get("closed_by_server"), Some(&3));
+    assert_eq!(r.close_codes.get("1001"), Some(&3));
+    assert_eq!(r.mismatches, 0);
+}
