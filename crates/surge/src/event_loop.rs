@@ -240,8 +240,9 @@ impl<H: Handler> EventLoop<H> {
                     Token(t) if t > LISTENER_BASE - MAX_LISTENERS => self.accept(LISTENER_BASE - t),
                     t => {
                         let (slot, generation) = slot_of(t);
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.on_readable(slot, generation);
+                        let peer_done = event.is_read_closed() || event.is_error();
+                        if event.is_readable() || peer_done {
+                            self.on_readable(slot, generation, peer_done);
                         }
                         if event.is_writable() {
                             self.on_writable(slot, generation);
@@ -379,17 +380,20 @@ impl<H: Handler> EventLoop<H> {
         let mut list = std::mem::take(&mut self.scratch);
         std::mem::swap(&mut list, &mut self.ctx.again);
         for &(slot, generation) in &list {
-            self.on_readable(slot, generation);
+            // No fresh readiness edge comes for these: read until the kernel has nothing.
+            self.on_readable(slot, generation, true);
         }
         list.clear();
         self.scratch = list;
     }
 
-    fn on_readable(&mut self, slot: u32, generation: u32) {
+    fn on_readable(&mut self, slot: u32, generation: u32, until_would_block: bool) {
         let EventLoop { conns, read_buf, spare, handler, ctx, .. } = self;
         let Some(entry) = conns.get_mut(slot, generation) else { return };
         let id = ctx.id(slot, generation);
-        if let ReadEnd::Lost = read_socket(entry, handler, ctx, read_buf, spare, id) {
+        if let ReadEnd::Lost =
+            read_socket(entry, handler, ctx, read_buf, spare, id, until_would_block)
+        {
             self.remove(slot, generation);
         }
     }

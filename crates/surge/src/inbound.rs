@@ -35,6 +35,13 @@ pub(crate) enum Fed {
 }
 
 /// Reads a readable socket: once, and again only while a read fills the buffer.
+///
+/// With edge-triggered readiness a short read normally means the socket is drained and a
+/// new arrival raises a new event. That does not hold when the peer's FIN or RST came in
+/// with the last data (the event says read-closed, and no further edge follows), nor when
+/// reading resumes without a fresh edge (after a full buffer or a backpressure pause): then
+/// `until_would_block` keeps reading until the kernel says so, which is what finds the end
+/// of stream.
 pub(crate) fn read_socket<H: Handler>(
     entry: &mut ConnEntry<H::State>,
     handler: &mut H,
@@ -42,6 +49,7 @@ pub(crate) fn read_socket<H: Handler>(
     read_buf: &mut [u8],
     spare: &mut Vec<u8>,
     id: ConnectionId,
+    until_would_block: bool,
 ) -> ReadEnd {
     let ConnEntry { core, state } = entry;
     // Input held back at the backpressure limit goes first.
@@ -93,7 +101,7 @@ pub(crate) fn read_socket<H: Handler>(
         }
         // Otherwise closing: what the peer sends now is read and dropped (so that closing our
         // side does not reset the connection under data we never read).
-        if n < read_buf.len() {
+        if n < read_buf.len() && !until_would_block {
             return ReadEnd::Done;
         }
     }

@@ -44,7 +44,6 @@ fn many_connections_each_holding_half_a_message_keep_memory_bounded_and_are_clea
 }
 
 #[test]
-#[ignore = "engine bug: a read shorter than the buffer ends the turn, so an RST that came with the data is never seen (fd leaks)"]
 fn reset_mid_frame_leaks_no_descriptor() {
     let mut case = Case::start();
     for _ in 0..50 {
@@ -59,7 +58,6 @@ fn reset_mid_frame_leaks_no_descriptor() {
 }
 
 #[test]
-#[ignore = "engine bug: a read shorter than the buffer ends the turn, so an RST that came with the data is seen only at the handshake timeout"]
 fn reset_mid_handshake_leaks_no_descriptor() {
     // A long handshake timeout: the descriptor must come back because of the reset.
     let mut case = Case::with(&[("--handshake-timeout", "10s")]);
@@ -75,7 +73,6 @@ fn reset_mid_handshake_leaks_no_descriptor() {
 }
 
 #[test]
-#[ignore = "engine bug: a read shorter than the buffer ends the turn, so a FIN that came with the data is never seen (fd leaks)"]
 fn half_close_mid_frame_makes_the_server_close_without_leak() {
     let mut case = Case::start();
     for _ in 0..20 {
