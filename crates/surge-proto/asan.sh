@@ -21,4 +21,4 @@ export RUSTDOCFLAGS="-Zsanitizer=address"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1"
 
 exec cargo test -p surge-proto --target x86_64-unknown-linux-gnu --target-dir target/asan \
-    --test mask "$@"
+    --test mask --test utf8 "$@"

@@ -338,3 +338,34 @@ proptest! {
         check_pieces(&bytes, &pieces(&bytes, &cuts));
     }
 }
+
+/// `validate`'s ASCII fast path (the one `unsafe` block in `utf8`) against std over every
+/// length up to past its threshold, at every start offset, for ASCII and for inputs with one
+/// non-ASCII or invalid byte at each position. Each case sits at the very end of its own
+/// allocation, so that AddressSanitizer (asan.sh runs this file) sees any over-read.
+#[test]
+fn validate_matches_std_at_every_length_and_alignment() {
+    for len in 0..=80 {
+        for offset in 0..16 {
+            let check = |edit: &dyn Fn(&mut [u8])| {
+                let mut backing = vec![b'a'; offset + len];
+                edit(&mut backing[offset..]);
+                let piece = &backing[offset..];
+                let ours = validate(piece).map(str::as_bytes).ok();
+                let std = std::str::from_utf8(piece).map(str::as_bytes).ok();
+                assert_eq!(ours, std, "len {len} offset {offset}: {piece:02X?}");
+            };
+            check(&|_| {});
+            for at in 0..len {
+                check(&|piece| piece[at] = 0x80);
+                check(&|piece| piece[at] = 0xFF);
+                check(&|piece| {
+                    piece[at] = 0xC3;
+                    if at + 1 < piece.len() {
+                        piece[at + 1] = 0xA9; // é: a valid two-byte sequence
+                    }
+                });
+            }
+        }
+    }
+}
