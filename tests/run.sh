@@ -310,6 +310,13 @@ suite_fuzz() {
   done
 }
 
+# The SIMD masking kernels and the UTF-8 fast path are the crate's only unsafe code: their
+# exhaustive length/alignment tests run again under AddressSanitizer (no Miri here).
+suite_asan() {
+  if [ "$MODE" = fast ]; then skip_step asan "SURGE_TESTS=fast"; return 0; fi
+  run_step asan:surge-proto bash crates/surge-proto/asan.sh
+}
+
 summary() {
   local i passed=0 failed=0 skipped=0
   echo
@@ -324,7 +331,7 @@ summary() {
 }
 
 # ------------------------------------------------------------------- main
-SUITES=(suite_setup suite_cargo suite_external_server suite_loadgen suite_fuzz)
+SUITES=(suite_setup suite_cargo suite_asan suite_external_server suite_loadgen suite_fuzz)
 suite_setup
 WORKSPACE_PACKAGES=$(workspace_packages || true)
 for s in "${SUITES[@]:1}"; do "$s"; done
