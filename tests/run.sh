@@ -7,7 +7,7 @@
 # and the exit status is non-zero if any step failed.
 #
 # Env:
-#   SURGE_TESTS=fast   skip Autobahn, fuzzing and the browser (local iteration);
+#   SURGE_TESTS=fast   skip Autobahn (server and client), fuzzing and the browser;
 #                      default "full" (what CI runs).
 #   SURGE_ONLY=REGEX   run only the steps whose name matches (grep -E), e.g.
 #                      SURGE_ONLY='^client:' ; the others are not counted.
@@ -263,9 +263,22 @@ loadgen_report_render() {
   node tests/clients/report_render.js "$LOGS/loadgen-report.html" 4 "$LOGS/loadgen-report.png"
 }
 
+# autobahn_client: Autobahn's fuzzingserver grades Surge's client side, cases 1-10
+# (surge-loadgen autobahn-client), then compare.py against expected-client.json.
+autobahn_client() {
+  local out="$ROOT/tests/autobahn/reports/client" rc=0
+  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 AUTOBAHN_AGENT=surge-loadgen \
+    tests/autobahn/run-client.sh "$AUTOBAHN_CASES" || rc=$?
+  # run-client.sh exits 1 when a case FAILED: the expected file decides; 2 = not set up,
+  # 3 = the client failed (a case hit its time limit) or no report
+  [ "$rc" -le 1 ] || return 1
+  python3 tests/autobahn/compare.py "$out" tests/autobahn/expected-client.json
+}
+
 suite_loadgen() {
   local port
-  any_selected loadgen-build loadgen:python_websockets loadgen:node_ws loadgen-report-render || return 0
+  any_selected loadgen-build loadgen:python_websockets loadgen:node_ws loadgen-report-render \
+    autobahn-client || return 0
   if ! has_package surge-loadgen; then
     skip_step loadgen "no surge-loadgen package in the workspace"
     return 0
@@ -282,8 +295,10 @@ suite_loadgen() {
   stop_bg "$BG_PID"
   if [ "$MODE" = fast ]; then
     skip_step loadgen-report-render "SURGE_TESTS=fast"
+    skip_step autobahn-client "SURGE_TESTS=fast"
   else
     run_step loadgen-report-render loadgen_report_render
+    run_step autobahn-client autobahn_client
   fi
 }
 

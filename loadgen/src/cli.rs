@@ -17,7 +17,7 @@ use crate::workload::{PayloadKind, SizeSpec};
 #[derive(Debug, Parser)]
 #[command(name = "surge-loadgen", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// Compare, sweep or serve instead of running a measurement.
+    /// Compare, sweep, serve or run Autobahn's client cases instead of measuring.
     #[command(subcommand)]
     pub command: Option<Command>,
     /// The measurement (default).
@@ -34,6 +34,9 @@ pub enum Command {
     Sweep(SweepArgs),
     /// Run the raw TCP echo server ("the floor") until interrupted.
     Floor(FloorArgs),
+    /// Be graded by Autobahn|Testsuite's fuzzingserver (`wstest -m fuzzingserver`): run its
+    /// cases as an echo client, then have it write its report.
+    AutobahnClient(AutobahnArgs),
 }
 
 /// Options of a measurement.
@@ -212,6 +215,22 @@ pub struct FloorArgs {
     pub pin: bool,
 }
 
+/// Options of `autobahn-client`.
+#[derive(Debug, Clone, Args)]
+pub struct AutobahnArgs {
+    /// The fuzzingserver: ws://HOST:PORT (the spec's "url").
+    pub url: String,
+    /// The agent name the report files the results under.
+    #[arg(long, default_value = "surge-loadgen")]
+    pub agent: String,
+    /// Longest time one case (one connection) may take; past it the case is abandoned.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub case_timeout: Duration,
+    /// Run only case number N (1-based, as the server counts; repeatable). Default: all.
+    #[arg(long, value_name = "N")]
+    pub case: Vec<u32>,
+}
+
 /// Parses `10s`, `500ms`, `2m`, `1h`, `1.5s` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -313,5 +332,24 @@ mod tests {
         assert!(Cli::try_parse_from(["surge-loadgen", "--text", "--binary"]).is_err());
         let cli = Cli::try_parse_from(["surge-loadgen", "compare", "a.json", "b.json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Compare(_))));
+        let cli = Cli::try_parse_from([
+            "surge-loadgen",
+            "autobahn-client",
+            "ws://127.0.0.1:9001",
+            "--agent",
+            "surge",
+            "--case",
+            "3",
+            "--case",
+            "5",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::AutobahnClient(a)) => {
+                assert_eq!((a.agent.as_str(), a.case), ("surge", vec![3, 5]));
+                assert_eq!(a.case_timeout, Duration::from_secs(60));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -60,6 +60,9 @@ pub enum Error {
     /// The in-process Surge server could not start.
     #[error("embedded server: {0}")]
     Embedded(#[from] surge::ServerError),
+    /// `autobahn-client` could not carry out Autobahn's fuzzingserver protocol.
+    #[error("autobahn-client: {0}")]
+    Autobahn(#[from] crate::autobahn::AutobahnError),
     /// A thread or a poll instance could not be created.
     #[error("{what}: {source}")]
     Os {

@@ -6,6 +6,7 @@
 //! checked against what was sent. Results go to the terminal, to JSON (for `compare`), to
 //! HdrHistogram's `.hgrm` and interval-log formats.
 
+pub mod autobahn;
 pub mod cli;
 pub mod client;
 pub mod compare;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Some(Command::Floor(args)) => floor(&args),
         Some(Command::Compare(args)) => surge_loadgen::compare::main(&args),
         Some(Command::Sweep(args)) => surge_loadgen::sweep::main(&args),
+        Some(Command::AutobahnClient(args)) => surge_loadgen::autobahn::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
