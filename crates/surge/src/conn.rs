@@ -4,6 +4,7 @@
 //! in flight, so an idle open connection holds its socket, its protocol state and a few
 //! counters, and no buffer at all.
 
+use std::io::{self, Write};
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
@@ -155,6 +156,37 @@ impl ConnCore {
         let out = self.out.get_or_insert_with(|| ctx.pool.take_outbox());
         let result = out.append(&mut ctx.pool, encode);
         self.mark_dirty(ctx, id);
+        result
+    }
+
+    /// Writes a handshake answer at once from the loop's reply scratch, queueing only what
+    /// the socket does not take. A burst of handshakes then leaves no output buffers behind:
+    /// through the queue, each would take a pooled buffer, and the pool keeps what its budget
+    /// allows, which after a burst of thousands is most of an idle server's memory.
+    pub(crate) fn answer_now<R>(
+        &mut self,
+        ctx: &mut LoopCtx,
+        id: ConnectionId,
+        encode: impl FnOnce(&mut Vec<u8>) -> R,
+    ) -> R {
+        let mut reply = std::mem::take(&mut ctx.reply);
+        reply.clear();
+        let result = encode(&mut reply);
+        let mut written = 0;
+        // Only when nothing is queued ahead of it, or the bytes would go out of order.
+        while self.out.is_none() && written < reply.len() {
+            match self.socket.write(&reply[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // WouldBlock, or an error the flush will meet and report.
+                Err(_) => break,
+            }
+        }
+        if written < reply.len() {
+            self.queue(ctx, id, |out| out.extend_from_slice(&reply[written..]));
+        }
+        ctx.reply = reply;
         result
     }
 

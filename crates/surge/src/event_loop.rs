@@ -92,6 +92,8 @@ pub(crate) struct LoopCtx {
     pub(crate) tick: u64,
     pub(crate) ticks: Ticks,
     pub(crate) shutdown: Option<Shutdown>,
+    /// Where handshake answers are encoded before being written at once.
+    pub(crate) reply: Vec<u8>,
 }
 
 impl LoopCtx {
@@ -194,6 +196,7 @@ impl<H: Handler> EventLoop<H> {
                 tick: 0,
                 ticks,
                 shutdown: None,
+                reply: Vec::with_capacity(512),
             },
             expired: Vec::new(),
             scratch: Vec::new(),

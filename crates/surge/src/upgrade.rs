@@ -65,7 +65,7 @@ pub(crate) fn on_handshake_bytes<H: Handler>(
             return true;
         }
     };
-    if let Err(error) = core.queue(ctx, id, |out| request.accept(protocol, &[], out)) {
+    if let Err(error) = core.answer_now(ctx, id, |out| request.accept(protocol, &[], out)) {
         tracing::error!(%id, %error, "the handler chose a subprotocol the client did not offer");
         ctx.handle.shared.open.fetch_sub(1, Ordering::AcqRel);
         refuse(core, ctx, id, 500);
@@ -130,12 +130,14 @@ fn decide<H: Handler>(
 
 /// Answers the handshake with an HTTP error and closes after writing it.
 pub(crate) fn refuse(core: &mut ConnCore, ctx: &mut LoopCtx, id: ConnectionId, status: u16) {
-    core.queue(ctx, id, |out| {
+    core.answer_now(ctx, id, |out| {
         if write_rejection(status, &[], out).is_err() {
             // Not a 4xx or 5xx (a handler's mistake): nothing was written.
             let _ = write_rejection(500, &[], out);
         }
     });
+    // The flush shuts our side down once the answer is out (a lingering close).
+    core.mark_dirty(ctx, id);
     core.proto = Protocol::Refused;
     give_back(ctx, core.take_stash());
     core.settle_held(&mut ctx.pool);
