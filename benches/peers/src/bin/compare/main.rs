@@ -730,6 +730,7 @@ fn run(o: &Opts) -> i32 {
         "command": o.command,
         "started_unix_s": started_unix,
         "elapsed_s": elapsed,
+        "interrupted": procs::interrupted(),
         "machine": mach,
         "config": config,
         "servers": all_peers.iter().map(|p| json!({"id": p.id, "label": p.label, "threads": p.threads, "cores": cores_str(&p.cores)})).collect::<Vec<_>>(),

@@ -190,6 +190,9 @@ pub fn markdown(results: &Value) -> String {
     let date = results["started_unix_s"].as_u64().map(date).unwrap_or_default();
     let commit: String = mach["commit"].as_str().unwrap_or("").chars().take(12).collect();
     let _ = writeln!(m, "### Surge against peer servers ({date})\n");
+    if results["interrupted"].as_bool() == Some(true) {
+        let _ = writeln!(m, "**Interrupted: the figures below are partial.**\n");
+    }
     let _ = writeln!(
         m,
         "Machine: {} ({} cores, {}), {}; commit {}{}; {}, Node {}. Load average {} at the start, {} at the end.\n",
