@@ -445,15 +445,25 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
     let margin = (o.duration * 0.05).min(0.25);
     procs::sleep(Duration::from_secs_f64(opens + margin).saturating_sub(t_spawn.elapsed()));
     let (c0, w0) = (procs::cpu_seconds(server.pid), Instant::now());
+    let (s0, l0) = (procs::cores_busy(&p.cores), procs::cores_busy(&o.client_cores));
     procs::sleep(
         Duration::from_secs_f64(opens + o.duration - margin).saturating_sub(t_spawn.elapsed()),
     );
     let (c1, w1) = (procs::cpu_seconds(server.pid), Instant::now());
+    let (s1, l1) = (procs::cores_busy(&p.cores), procs::cores_busy(&o.client_cores));
     let ok = bg.wait(Duration::from_secs_f64(o.duration + o.warmup + 60.0));
+    let window = (w1 - w0).as_secs_f64();
     let cpu = match (c0, c1) {
-        (Some(a), Some(b)) => Some((b - a) / (w1 - w0).as_secs_f64()),
+        (Some(a), Some(b)) => Some((b - a) / window),
         _ => None,
     };
+    // Everything the server's (and the load generator's) cores did in the window, from
+    // /proc/stat: less our own processes' share, what other work took from them.
+    let busy = |a: Option<(f64, f64)>, b: Option<(f64, f64)>| match (a, b) {
+        (Some(a), Some(b)) => Some(((b.0 - a.0) / window, (b.1 - a.1) / window)),
+        _ => None,
+    };
+    let (server_cores_busy, client_cores_busy) = (busy(s0, s1), busy(l0, l1));
     let result = std::fs::read_to_string(&json_path)
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok());
@@ -461,6 +471,10 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
         "round": round + 1, "scenario": sc.id, "server": p.id, "threads": p.threads,
         "cores": cores_str(&p.cores), "command": command, "server_command": server.command,
         "server_cpu": cpu,
+        "server_cores_busy": server_cores_busy.map(|b| b.0),
+        "server_cores_steal": server_cores_busy.map(|b| b.1),
+        "other_on_server_cores": server_cores_busy.zip(cpu).map(|(b, c)| (b.0 - c).max(0.0)),
+        "client_cores_busy": client_cores_busy.map(|b| b.0),
     });
     match result {
         Some(r) if ok => {
@@ -483,7 +497,10 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
             rec["p99_us"] = json!(f(&["latency_us", "p99"]));
             rec["p99_9_us"] = json!(f(&["latency_us", "p99_9"]));
             rec["max_us"] = json!(f(&["latency_us", "max"]));
-            rec["client_cpu"] = json!(f(&["cpu", "client_measured_s"]).map(|c| c / measured));
+            let client = f(&["cpu", "client_measured_s"]).map(|c| c / measured);
+            rec["client_cpu"] = json!(client);
+            rec["other_on_client_cores"] =
+                json!(client_cores_busy.zip(client).map(|(b, c)| (b.0 - c).max(0.0)));
             rec["server_cpu_us_per_msg"] = json!(cpu.filter(|_| mps > 0.0).map(|c| c / mps * 1e6));
             rec["errors"] = json!(errors + f(&["mismatches"]).unwrap_or(0.0));
             rec["lost"] = json!(f(&["connections", "lost"]));
@@ -507,13 +524,16 @@ fn print_run(rec: &Value) {
     match rec["error"].as_str() {
         Some(e) => eprintln!("   {:<12} {:<10} ERROR {e}", rec["server"].as_str().unwrap_or(""), rec["scenario"].as_str().unwrap_or("")),
         None => eprintln!(
-            "   {:<12} {:<10} {:>10} msg/s  p99 {:>8} µs  server cpu {:>4.0}%  client cpu {:>4.0}%{}",
+            "   {:<12} {:<10} {:>10} msg/s  p99 {:>8} µs  server cpu {:>4.0}%  client cpu {:>4.0}%  \
+             others {:>3.0}% / {:>3.0}%{}",
             rec["server"].as_str().unwrap_or(""),
             rec["scenario"].as_str().unwrap_or(""),
             report::si(f("msgs_per_sec").unwrap_or(0.0)),
             report::us(f("p99_us").unwrap_or(0.0)),
             f("server_cpu").unwrap_or(0.0) * 100.0,
             f("client_cpu").unwrap_or(0.0) * 100.0,
+            f("other_on_server_cores").unwrap_or(0.0) * 100.0,
+            f("other_on_client_cores").unwrap_or(0.0) * 100.0,
             match f("errors") { Some(e) if e > 0.0 => format!("  errors {e}"), _ => String::new() },
         ),
     }

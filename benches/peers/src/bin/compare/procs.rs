@@ -226,6 +226,32 @@ pub fn cpu_seconds(pid: i32) -> Option<f64> {
     Some((utime + stime) / hz)
 }
 
+/// Busy time (user, nice, system, irq, softirq) of `cores` from /proc/stat, seconds; and
+/// the time stolen by the hypervisor from them.
+pub fn cores_busy(cores: &[usize]) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (mut busy, mut steal) = (0.0, 0.0);
+    for line in stat.lines() {
+        let mut f = line.split_whitespace();
+        let Some(name) = f.next() else { continue };
+        let Some(n) = name.strip_prefix("cpu").and_then(|n| n.parse::<usize>().ok()) else {
+            continue;
+        };
+        if !cores.contains(&n) {
+            continue;
+        }
+        let v: Vec<f64> = f.filter_map(|x| x.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal
+        if v.len() >= 8 {
+            busy += v[0] + v[1] + v[2] + v[5] + v[6];
+            steal += v[7];
+        }
+    }
+    Some((busy / hz, steal / hz))
+}
+
 /// VmRSS of a process, bytes.
 pub fn rss_bytes(pid: i32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

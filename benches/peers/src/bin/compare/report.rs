@@ -50,6 +50,8 @@ const FIELDS: &[&str] = &[
     "server_cpu",
     "server_cpu_us_per_msg",
     "client_cpu",
+    "other_on_server_cores",
+    "other_on_client_cores",
     "p50_us",
     "p99_us",
     "p99_9_us",
@@ -337,6 +339,32 @@ pub fn markdown(results: &Value) -> String {
                 "\nThe load generator's own CPU (its threads, per run, medians): {:.0}%–{:.0}% of its core(s).",
                 client[0] * 100.0,
                 client[client.len() - 1] * 100.0
+            );
+        }
+        // What other work took from the cores during the runs: busy time in /proc/stat less
+        // the server's (or the load generator's) own.
+        let other = |field: &str| {
+            let mut v: Vec<f64> = results["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r[field].as_f64())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            (!v.is_empty()).then(|| (v[v.len() / 2], v[v.len() - 1]))
+        };
+        if let (Some((sm, sx)), Some((cm, cx))) =
+            (other("other_on_server_cores"), other("other_on_client_cores"))
+        {
+            let _ = writeln!(
+                m,
+                "Other work on the cores during the runs (their busy time in /proc/stat less our \
+                 processes'): server core(s) median {:.0}%, worst {:.0}%; load generator core(s) \
+                 median {:.0}%, worst {:.0}%.",
+                sm * 100.0,
+                sx * 100.0,
+                cm * 100.0,
+                cx * 100.0
             );
         }
         m.push('\n');
