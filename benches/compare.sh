@@ -21,6 +21,7 @@
 #   benches/compare.sh --quick             # smoke: 1 round, 1 s runs
 #   benches/compare.sh --rounds 3 --duration 5s --warmup 1s --server-cores 0 --client-cores 1
 #   benches/compare.sh --help              # every option
+#   benches/compare.sh --render bench-results/DATE/results.json   # re-render, no measuring
 # Here only: --skip-build (use what is built), --out DIR.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +35,7 @@ ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) BUILD=0 ;;
+    --render) BUILD=0; ARGS+=("$1") ;;
     --out) OUT="$2"; shift ;;
     --no-alloc) ALLOC=0; ARGS+=("$1") ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; ARGS+=("$1") ;;

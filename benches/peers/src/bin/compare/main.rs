@@ -61,7 +61,8 @@ usage: benches/compare.sh [OPTIONS]
                         (negative: ahead of other work on a shared machine; needs root)
   --no-alloc            skip the allocation count (cargo bench --bench alloc)
   --quick               smoke: 1 round, 1 s runs, 1000 idle connections (unless given)
-  --out DIR             where results go (default bench-results/<date>)";
+  --out DIR             where results go (default bench-results/<date>)
+  --render FILE         rewrite results.md (and the summary) from a saved results.json";
 
 fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
     let mut v = Vec::new();
@@ -696,7 +697,46 @@ fn idle_rss(o: &Opts, ps: &[Peer], runs: &mut Vec<Value>) {
     }
 }
 
+/// `--render FILE`: the summary and the markdown again from a saved results.json (written
+/// back beside it), with no measurement.
+fn render(path: &Path) -> i32 {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return 1;
+        }
+    };
+    let mut results: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return 1;
+        }
+    };
+    results["summary"] = report::summarize(&results);
+    let md = report::markdown(&results);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let json = serde_json::to_string_pretty(&results).expect("json") + "\n";
+    if let Err(e) =
+        std::fs::write(path, json).and_then(|_| std::fs::write(dir.join("results.md"), &md))
+    {
+        eprintln!("{}: {e}", dir.display());
+        return 1;
+    }
+    println!("{md}");
+    0
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--render") {
+        let Some(file) = args.get(i + 1) else {
+            eprintln!("--render needs a results.json");
+            std::process::exit(2)
+        };
+        std::process::exit(render(Path::new(file)));
+    }
     let o = match parse_opts() {
         Ok(o) => o,
         Err(e) => {
