@@ -73,40 +73,8 @@ if [ ! -f "$OUT/index.json" ]; then
   echo "run-client.sh: no report produced" >&2; tail -n 30 "$OUT/wstest.log" >&2; exit 3
 fi
 
-"$VENV/bin/python" -W ignore - "$OUT" "$SPEC" "$AGENT" "${AUTOBAHN_STRICT_CLOSE:-0}" <<'EOF'
-import collections, json, os, sys
-out, spec, agent, strict = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
-idx = json.load(open(os.path.join(out, "index.json"))).get(agent, {})
-from autobahntestsuite.caseset import CaseSet
-from autobahntestsuite.case import Cases, CaseCategories, CaseSubCategories, CaseSetname, CaseBasename
-want = CaseSet(CaseSetname, CaseBasename, Cases, CaseCategories,
-               CaseSubCategories).parseSpecCases(json.load(open(spec)))  # as wstest resolves it
-order = ["OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED"]
-counts = collections.OrderedDict((k, 0) for k in order)
-failed, other, missing, close_bad = [], [], [], []
-groups = collections.OrderedDict()
-for c in want:
-    r = idx.get(c)
-    if r is None:
-        missing.append(c); continue
-    b, bc = r["behavior"], r.get("behaviorClose")
-    groups[c.split(".")[0]] = groups.get(c.split(".")[0], 0) + r.get("duration", 0)
-    if b in counts: counts[b] += 1
-    else: other.append("%s(%s)" % (c, b))
-    if b == "FAILED": failed.append(c)
-    if b != "UNIMPLEMENTED" and bc not in ("OK", "INFORMATIONAL"):
-        close_bad.append("%s(%s)" % (c, bc))
-print("Autobahn fuzzingserver (agent %s): %d cases selected, %d reported" % (agent, len(want), len(want) - len(missing)))
-print("  " + "  ".join("%s=%d" % kv for kv in counts.items()))
-print("FAILED: " + (" ".join(failed) if failed else "none"))
-if other: print("other behaviors: " + " ".join(other))
-if missing: print("MISSING (no result; client stopped early?): %d: %s" % (len(missing), " ".join(missing[:40])))
-if close_bad:
-    print("close-behavior not OK (%s): %s" % ("counted, AUTOBAHN_STRICT_CLOSE=1" if strict else "informational",
-          " ".join(close_bad[:40]) + (" ..." if len(close_bad) > 40 else "")))
-print("case time by group (s): " + " ".join("%s:%.1f" % (g, ms / 1000.0) for g, ms in groups.items()))
-sys.exit(1 if failed or missing or other or (strict and close_bad) else 0)
-EOF
+"$VENV/bin/python" -W ignore "$HERE/summarize.py" "$OUT" "$SPEC" "$AGENT" \
+  "Autobahn fuzzingserver (agent $AGENT)" "client stopped early?" "${AUTOBAHN_STRICT_CLOSE:-0}"
 verdict=$?
 [ "$rc" = 0 ] || exit 3
 exit "$verdict"
