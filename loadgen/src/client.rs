@@ -3,9 +3,11 @@
 //! A thread opens its connections at its share of the ramp-up rate, reports when they are all
 //! up (or failed), then waits for the coordinator's "go": from then on it keeps messages flowing
 //! (closed or open loop, see [`crate::workload`]), checks every echo against what was sent, and
-//! ships one [`Recorder`] per measured second. Deadlines (the next open-loop slot, the next
-//! second, the next connection to open) are kept by a `timerfd`, so open-loop sends are not
-//! rounded to epoll's millisecond timeouts.
+//! ships one [`Recorder`] per measured second. A message is measured when it was scheduled in
+//! the window; after the window the thread drains the echoes still owed for up to
+//! `DRAIN_WAIT`. Deadlines (the next open-loop slot, the next second, the next connection to
+//! open) are kept by a `timerfd`, so open-loop sends are not rounded to epoll's millisecond
+//! timeouts.
 //!
 //! Nothing in the per-message path allocates: payloads are cut from a template, the in-flight
 //! queue of a connection is allocated when it opens, output buffers keep their capacity.
@@ -40,6 +42,9 @@ const READ_BUF: usize = 256 * 1024;
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// How long the end of a run waits for servers to answer WebSocket Close frames.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// How long after the measured window a thread still waits for the echoes of messages
+/// scheduled in it (and sends those it still owes), so that the last ones are counted too.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// What one client thread is to do.
 #[derive(Debug, Clone)]
@@ -102,6 +107,14 @@ pub struct Phases {
     pub measure: Instant,
     /// Measurement ends.
     pub end: Instant,
+}
+
+impl Phases {
+    /// Whether a message scheduled at `at` is measured: its time lies in the window.
+    #[inline]
+    pub fn measures(&self, at: Instant) -> bool {
+        at >= self.measure && at < self.end
+    }
 }
 
 impl Shared {
@@ -185,9 +198,12 @@ pub struct ThreadSummary {
     pub lost: u64,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
-    /// Open loop: messages due but never sent by the end.
+    /// Messages scheduled in the measured window: due (open loop) or sent (closed loop).
+    /// Each was answered (and recorded), is in `backlog` or in `unanswered`.
+    pub scheduled: u64,
+    /// Open loop: messages scheduled in the window but never sent.
     pub backlog: u64,
-    /// Messages sent whose echo had not arrived by the end.
+    /// Messages scheduled in the window and sent whose echo never arrived.
     pub unanswered: u64,
     /// CPU time the thread used (user + system), whole run.
     pub cpu: Duration,
@@ -337,6 +353,10 @@ struct Worker {
     cpu_at_measure: Option<Duration>,
     /// Thread CPU time used during measurement.
     cpu_measured: Duration,
+    /// Messages scheduled in the measured window (see [`ThreadSummary::scheduled`]).
+    scheduled: u64,
+    /// Open-loop slots in the window that fell to connections no longer open.
+    orphaned: u64,
 }
 
 impl Worker {
@@ -382,6 +402,8 @@ impl Worker {
             open_blocked: false,
             cpu_at_measure: None,
             cpu_measured: Duration::ZERO,
+            scheduled: 0,
+            orphaned: 0,
         })
     }
 
@@ -391,6 +413,10 @@ impl Worker {
         loop {
             let now = Instant::now();
             if self.shared.stopping() {
+                // Interrupted: the window ends here, without waiting for what is in flight.
+                if let Some(p) = self.phases.as_mut() {
+                    p.end = p.end.min(now).max(p.measure);
+                }
                 self.ship_interval(now);
                 break;
             }
@@ -403,13 +429,18 @@ impl Worker {
                 if self.cpu_at_measure.is_none() && now >= p.measure {
                     self.cpu_at_measure = Some(machine::thread_cpu_time());
                 }
-                if now >= p.end {
+                // Whole seconds inside the window; the last (maybe short) one is shipped when
+                // the drain after the window is over, with the echoes that came in the drain.
+                loop {
+                    let boundary = self.interval_start + Duration::from_secs(1);
+                    if now < p.measure || now < boundary || boundary >= p.end {
+                        break;
+                    }
+                    self.ship_interval(boundary);
+                }
+                if now >= p.end && (now >= p.end + DRAIN_WAIT || self.settled()) {
                     self.ship_interval(p.end);
                     break;
-                }
-                while now >= p.measure && now >= self.interval_start + Duration::from_secs(1) {
-                    let boundary = self.interval_start + Duration::from_secs(1);
-                    self.ship_interval(boundary);
                 }
             }
             self.send_due(now);
@@ -419,7 +450,7 @@ impl Worker {
                 next_housekeeping = now + HOUSEKEEPING;
             }
             self.report_ramp();
-            let deadline = self.next_deadline(next_housekeeping);
+            let deadline = self.next_deadline(next_housekeeping, now);
             self.timer.arm(deadline, now);
             if let Err(e) = self.poll.poll(&mut events, Some(HOUSEKEEPING)) {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -437,19 +468,31 @@ impl Worker {
         self.finish();
     }
 
-    fn next_deadline(&self, housekeeping: Instant) -> Instant {
+    fn next_deadline(&self, housekeeping: Instant, now: Instant) -> Instant {
         let mut at = housekeeping;
         if self.attempts < self.plan.connections && !self.open_blocked {
             at = at.min(self.next_open);
         }
-        if let Some(p) = self.phases {
-            at = at.min(p.end);
-            if let Some(c) = &self.clock {
-                at = at.min(c.next_due());
+        match self.phases {
+            Some(p) if now < p.end => {
+                at = at.min(p.end);
+                if let Some(c) = &self.clock {
+                    at = at.min(c.next_due());
+                }
+                at = at.min(self.interval_start + Duration::from_secs(1));
             }
-            at = at.min(self.interval_start + Duration::from_secs(1));
+            // Draining: nothing is scheduled any more.
+            Some(p) => at = at.min(p.end + DRAIN_WAIT),
+            None => {}
         }
         at
+    }
+
+    /// After the window: nothing this thread sent or owes is outstanding.
+    fn settled(&self) -> bool {
+        self.conns
+            .iter()
+            .all(|c| c.state != State::Open || (c.flow.in_flight() == 0 && c.flow.backlog() == 0))
     }
 
     /// The coordinator said go: start the schedule and fill the pipelines.
@@ -655,24 +698,37 @@ impl Worker {
         }
     }
 
-    /// Open loop: marks due slots and sends what the in-flight cap allows.
+    /// Open loop: marks due slots and sends what the in-flight cap allows. The schedule stops
+    /// at the end of the window.
     fn send_due(&mut self, now: Instant) {
-        let measuring = self.phases.is_some_and(|p| now >= p.measure && now < p.end);
-        while let Some((i, due)) = self.clock.as_mut().and_then(|c| c.pop_due(now)) {
-            if let Some(c) = self.conns.get_mut(i).filter(|c| c.state == State::Open) {
-                // Due with room to send: any delay is the client's own (waking up late).
-                if measuring && c.flow.backlog() == 0 && c.flow.has_room() {
-                    self.send_lag.saturating_record(ns(now.saturating_duration_since(due)));
+        let Some(p) = self.phases else { return };
+        let horizon = now.min(p.end - Duration::from_nanos(1));
+        while let Some((i, due)) = self.clock.as_mut().and_then(|c| c.pop_due(horizon)) {
+            let measured = p.measures(due);
+            self.scheduled += u64::from(measured);
+            match self.conns.get_mut(i).filter(|c| c.state == State::Open) {
+                Some(c) => {
+                    // Due with room to send: any delay is the client's own (waking up late).
+                    if measured && c.flow.backlog() == 0 && c.flow.has_room() {
+                        self.send_lag.saturating_record(ns(now.saturating_duration_since(due)));
+                    }
+                    c.flow.mark_due();
+                    self.fill(i, now);
                 }
-                c.flow.mark_due();
-                self.fill(i, now);
+                None => self.orphaned += u64::from(measured),
             }
         }
     }
 
-    /// Queues every message connection `i` may send now, then flushes.
+    /// Queues every message connection `i` may send now, then flushes. Nothing goes before
+    /// the coordinator's "go" (connections still opening must not compete with traffic), and
+    /// in closed loop nothing new after the window.
     fn fill(&mut self, i: usize, now: Instant) {
+        let Some(p) = self.phases else { return };
         let open = self.clock.as_ref().map(|c| (c, i));
+        if open.is_none() && now >= p.end {
+            return;
+        }
         let c = &mut self.conns[i];
         if c.state != State::Open {
             return;
@@ -696,6 +752,9 @@ impl Worker {
                 }
             }
             c.flow.push(InFlight { scheduled, sent: now, offset, len });
+            if open.is_none() {
+                self.scheduled += u64::from(p.measures(scheduled));
+            }
             queued = true;
         }
         if queued {
@@ -790,7 +849,7 @@ impl Worker {
     /// Feeds `n` received bytes to connection `i`'s WebSocket, checking and recording every
     /// echo; false if the connection ended.
     fn consume_ws(&mut self, i: usize, n: usize, now: Instant) -> bool {
-        let measuring = self.phases.is_some_and(|p| now >= p.measure && now < p.end);
+        let phases = self.phases;
         let kind = self.payloads.kind();
         let c = &mut self.conns[i];
         let Some(ws) = c.ws.as_mut() else { return false };
@@ -812,7 +871,7 @@ impl Worker {
                         {
                             self.mismatches += 1;
                         }
-                        if measuring {
+                        if phases.is_some_and(|p| p.measures(sent.scheduled)) {
                             self.recorder.record(sent.scheduled, sent.sent, now, sent.len as usize);
                         }
                     }
@@ -846,7 +905,7 @@ impl Worker {
     /// Matches `n` received bytes against connection `i`'s in-flight messages, recording each
     /// one completed; false (and the connection dropped) when bytes arrived that nobody sent.
     fn consume_raw(&mut self, i: usize, n: usize, now: Instant) -> bool {
-        let measuring = self.phases.is_some_and(|p| now >= p.measure && now < p.end);
+        let phases = self.phases;
         let c = &mut self.conns[i];
         let mut data = &self.read_buf[..n];
         while !data.is_empty() {
@@ -867,7 +926,7 @@ impl Worker {
                 if std::mem::take(&mut c.bad) {
                     self.mismatches += 1;
                 }
-                if measuring {
+                if phases.is_some_and(|p| p.measures(front.scheduled)) {
                     self.recorder.record(front.scheduled, front.sent, now, front.len as usize);
                 }
             }
@@ -881,16 +940,23 @@ impl Worker {
         if let Some(at) = self.cpu_at_measure {
             self.cpu_measured = machine::thread_cpu_time().saturating_sub(at);
         }
-        let mut backlog = 0;
+        // What the window scheduled and never saw answered, on every connection, lost ones too.
+        let mut backlog = self.orphaned;
         let mut unanswered = 0;
+        if let Some(p) = self.phases {
+            for (i, c) in self.conns.iter().enumerate() {
+                unanswered += c.flow.in_flight_where(|at| p.measures(at));
+                if let Some(clock) = &self.clock {
+                    backlog += c.flow.backlog_where(clock, i, |at| p.measures(at));
+                }
+            }
+        }
         let now = Instant::now();
         for i in 0..self.conns.len() {
             let c = &mut self.conns[i];
             if c.state != State::Open {
                 continue;
             }
-            backlog += c.flow.backlog();
-            unanswered += c.flow.in_flight() as u64;
             if let Some(ws) = c.ws.as_mut() {
                 let _ = ws.proto.close(now, CloseCode::NORMAL, "", &mut c.out);
                 c.state = State::Closing;
@@ -913,6 +979,7 @@ impl Worker {
             established: self.established,
             lost: self.lost,
             mismatches: self.mismatches,
+            scheduled: self.scheduled,
             backlog,
             unanswered,
             cpu: machine::thread_cpu_time(),

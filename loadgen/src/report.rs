@@ -121,9 +121,13 @@ pub struct RunResult {
     pub connections: ConnStats,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
-    /// Open loop: messages due but never sent by the end.
+    /// Messages scheduled in the measured window: due (open loop) or sent (closed loop). Each
+    /// is in `messages`, `backlog` or `unanswered`.
+    #[serde(default)]
+    pub scheduled: u64,
+    /// Open loop: messages scheduled in the window but never sent.
     pub backlog: u64,
-    /// Messages sent and never answered by the end.
+    /// Messages scheduled in the window and sent whose echo never arrived.
     pub unanswered: u64,
     /// The tool's own CPU use.
     pub cpu: CpuStats,
@@ -258,12 +262,21 @@ pub fn summary(r: &RunResult) -> String {
             if codes.is_empty() { "none".to_owned() } else { codes.join(", ") }
         );
     }
-    // In closed loop the messages in flight at the end are simply the pipeline: not news.
-    if c.rate.is_some() && (r.backlog > 0 || r.unanswered > 0) {
+    // Open loop: every message the schedule put in the window is accounted for.
+    if c.rate.is_some() {
         let _ = writeln!(
             s,
-            "  at the end    {} due but unsent, {} unanswered (not in the histograms)",
-            r.backlog, r.unanswered
+            "  scheduled     {} in the window: {} answered, {} never sent, {} unanswered",
+            thousands(r.scheduled as f64),
+            thousands(r.messages as f64),
+            thousands(r.backlog as f64),
+            thousands(r.unanswered as f64)
+        );
+    } else if r.unanswered > 0 {
+        let _ = writeln!(
+            s,
+            "  unanswered    {} (not in the histograms)",
+            thousands(r.unanswered as f64)
         );
     }
     let busy =

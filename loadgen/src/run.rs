@@ -410,6 +410,7 @@ struct Collected {
     close_codes: CloseCodes,
     conns: ConnStats,
     mismatches: u64,
+    scheduled: u64,
     backlog: u64,
     unanswered: u64,
     client_cpu: Duration,
@@ -496,6 +497,7 @@ fn collect(
         close_codes: CloseCodes::default(),
         conns: ConnStats { requested: config.connections as u64, established: 0, lost: 0 },
         mismatches: 0,
+        scheduled: 0,
         backlog: 0,
         unanswered: 0,
         client_cpu: Duration::ZERO,
@@ -591,6 +593,7 @@ fn collect(
                 c.conns.established += s.established;
                 c.conns.lost += s.lost;
                 c.mismatches += s.mismatches;
+                c.scheduled += s.scheduled;
                 c.backlog += s.backlog;
                 c.unanswered += s.unanswered;
                 c.client_cpu += s.cpu;
@@ -646,6 +649,7 @@ fn build(
         close_codes: c.close_codes.iter().map(|(code, n)| (code.to_string(), n)).collect(),
         connections: c.conns,
         mismatches: c.mismatches,
+        scheduled: c.scheduled,
         backlog: c.backlog,
         unanswered: c.unanswered,
         cpu: CpuStats {

@@ -337,6 +337,22 @@ impl Flow {
     pub fn backlog(&self) -> u64 {
         self.due.saturating_sub(self.sent)
     }
+
+    /// Outstanding messages whose scheduled time `counts`.
+    pub fn in_flight_where(&self, counts: impl Fn(Instant) -> bool) -> u64 {
+        self.pending.iter().filter(|m| counts(m.scheduled)).count() as u64
+    }
+
+    /// Open loop: due-but-unsent messages whose slot time (on `clock`, as connection `conn`)
+    /// `counts`.
+    pub fn backlog_where(
+        &self,
+        clock: &OpenLoopClock,
+        conn: usize,
+        counts: impl Fn(Instant) -> bool,
+    ) -> u64 {
+        (self.sent..self.due).filter(|&k| counts(clock.message_time(conn, k))).count() as u64
+    }
 }
 
 #[cfg(test)]

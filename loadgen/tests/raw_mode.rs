@@ -97,6 +97,52 @@ fn bad_server(corrupt: bool, close_after: usize) -> std::net::SocketAddr {
     addr
 }
 
+/// A server that echoes the first `echo_bytes` bytes of each connection, then reads on and
+/// answers nothing.
+fn stalling_server(echo_bytes: usize) -> std::net::SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut echoed = 0;
+                while let Ok(n @ 1..) = s.read(&mut buf) {
+                    let take = n.min(echo_bytes - echoed);
+                    echoed += take;
+                    if s.write_all(&buf[..take]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Open loop against a server that stops answering mid-window: what it never answered is not
+/// lost from the books. Each message due in the window was answered, never sent (the cap was
+/// full) or sent and never answered.
+#[test]
+fn open_loop_accounts_for_what_a_stalled_server_never_answered() {
+    let conns = 4;
+    let cap = 4;
+    // 500 msg/s per connection: the window starts at message 100 (0.2 s warm-up) and the
+    // server goes quiet after message 200.
+    let target = Target::Tcp { addr: stalling_server(200 * 64) };
+    let mut c = config(conns, "64", Some(2000.0), 1.0);
+    c.in_flight = cap;
+    let r = run(&c, &target, &RunOptions::default()).unwrap().result;
+    assert!(r.scheduled.abs_diff(2000) <= 1, "{} scheduled", r.scheduled);
+    assert_eq!(r.messages + r.backlog + r.unanswered, r.scheduled, "{r:?}");
+    // Each connection's pipeline was full when the server stopped, with messages of the window.
+    assert_eq!(r.unanswered, (conns * cap) as u64);
+    assert!((300..=400).contains(&r.messages), "{} answered", r.messages);
+    assert!(r.backlog > 1500, "{} never sent", r.backlog);
+    assert_eq!(r.mismatches, 0);
+}
+
 #[test]
 fn corrupted_echoes_are_counted() {
     let target = Target::Tcp { addr: bad_server(true, usize::MAX) };

@@ -145,3 +145,21 @@ fn connections_the_server_closes_are_counted_with_their_code() {
     assert_eq!(r.close_codes.get("1001"), Some(&3));
     assert_eq!(r.mismatches, 0);
 }
+
+/// Open loop with a cap above one: every slot the schedule put in the window is answered and
+/// counted, no more and no fewer. (The server speaks first, with its 101: that must not start
+/// traffic before the coordinator's "go", or the schedule is skewed by what went early.)
+#[test]
+fn open_loop_counts_every_scheduled_message_with_many_in_flight() {
+    let addr = server();
+    let mut c = config(20, "20", PayloadKind::Binary);
+    c.in_flight = 16;
+    c.rate = Some(4000.0);
+    let r = run(&c, &target(addr, "/echo"), &RunOptions::default()).unwrap().result;
+    // 4,000 slots fall in the one-second window, give or take the one on its edge.
+    assert!(r.scheduled.abs_diff(4000) <= 1, "{} scheduled", r.scheduled);
+    assert_eq!((r.messages, r.backlog, r.unanswered), (r.scheduled, 0, 0));
+    assert_eq!(r.per_second.iter().map(|s| s.messages).sum::<u64>(), r.messages);
+    assert_eq!(r.mismatches, 0);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+}
