@@ -482,6 +482,46 @@ impl Connection {
         self.send_frame(msg.opcode(), true, msg.as_bytes(), out)
     }
 
+    /// Server side: writes the header of a one-frame `msg` into `header` and returns its
+    /// length; the caller sends `msg`'s payload right after it, as it is (a vectored write
+    /// straight from the caller's buffer, with no copy). Clients must mask their payloads, so
+    /// a client gets `Ok(None)` and uses [`Connection::send`] instead.
+    ///
+    /// ```
+    /// use surge_proto::connection::{Connection, Limits};
+    /// use surge_proto::frame::MAX_HEADER_LEN;
+    /// use surge_proto::message::Message;
+    ///
+    /// let mut conn = Connection::server(Limits::default());
+    /// let payload = [7u8; 300];
+    /// let mut header = [0; MAX_HEADER_LEN];
+    /// let len = conn.send_header(&Message::Binary(&payload), &mut header).unwrap().unwrap();
+    /// // The same bytes as `send` would have appended.
+    /// let mut whole = Vec::new();
+    /// conn.send(Message::Binary(&payload), &mut whole).unwrap();
+    /// assert_eq!([&header[..len], &payload[..]].concat(), whole);
+    /// ```
+    pub fn send_header(
+        &mut self,
+        msg: &Message<'_>,
+        header: &mut [u8; MAX_HEADER_LEN],
+    ) -> Result<Option<usize>, SendError> {
+        if !self.can_send() {
+            return Err(SendError::Closed);
+        }
+        if self.role == Role::Client {
+            return Ok(None);
+        }
+        let frame = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: msg.opcode(),
+            mask: None,
+            payload_len: msg.len() as u64,
+        };
+        Ok(Some(frame.encode(header)))
+    }
+
     /// Appends one frame of a message sent in fragments: the first with the message's
     /// opcode ([`OpCode::TEXT`] or [`OpCode::BINARY`]), the rest with
     /// [`OpCode::CONTINUATION`], the last with `fin`. Control frames go through

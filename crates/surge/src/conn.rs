@@ -4,22 +4,30 @@
 //! in flight, so an idle open connection holds its socket, its protocol state and a few
 //! counters, and no buffer at all.
 
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
 use surge_proto::close::CloseCode;
 use surge_proto::connection::Connection as WsConnection;
 use surge_proto::error::SendError;
+use surge_proto::frame::MAX_HEADER_LEN;
 use surge_proto::handshake::ServerHandshake;
 use surge_proto::message::Message;
 
-use crate::buffer_pool::BufferPool;
+use crate::buffer_pool::{BufferPool, INITIAL_CAPACITY};
 use crate::config::BackpressurePolicy;
 use crate::event_loop::LoopCtx;
 use crate::handle::{ConnectionId, LoopIndex, ServerHandle};
 use crate::handler::SendResult;
 use crate::outbox::{Outbox, SharedFrame};
+
+/// A reply at least this large to the last message of a read goes to the socket as it is sent,
+/// straight from where it lies (the read buffer, for an echo), when nothing is queued ahead of
+/// it: copying it into the queue would cost about what writing it does, and it would not fit a
+/// pooled buffer anyway (uWebSockets' cork buffer makes the same cut). Everything else waits
+/// for the end of the loop turn, so that replies to pipelined messages go out together.
+const WRITE_THROUGH_MIN: usize = INITIAL_CAPACITY;
 
 /// Where a connection is in its life.
 #[derive(Debug)]
@@ -172,10 +180,24 @@ impl ConnCore {
         let mut reply = std::mem::take(&mut ctx.reply);
         reply.clear();
         let result = encode(&mut reply);
+        self.write_now(ctx, id, &reply, &[]);
+        ctx.reply = reply;
+        result
+    }
+
+    /// Writes `head` then `body` with one call if nothing is queued ahead of them (or the
+    /// bytes would go out of order), and queues whatever the socket does not take.
+    fn write_now(&mut self, ctx: &mut LoopCtx, id: ConnectionId, head: &[u8], body: &[u8]) {
+        let total = head.len() + body.len();
         let mut written = 0;
-        // Only when nothing is queued ahead of it, or the bytes would go out of order.
-        while self.out.is_none() && written < reply.len() {
-            match self.socket.write(&reply[written..]) {
+        while self.out.is_none() && !self.has(flag::WRITE_BLOCKED) && written < total {
+            let result = match head.get(written..) {
+                Some(rest) if !rest.is_empty() => {
+                    self.socket.write_vectored(&[IoSlice::new(rest), IoSlice::new(body)])
+                }
+                _ => self.socket.write(&body[written - head.len()..]),
+            };
+            match result {
                 Ok(0) => break,
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -183,11 +205,16 @@ impl ConnCore {
                 Err(_) => break,
             }
         }
-        if written < reply.len() {
-            self.queue(ctx, id, |out| out.extend_from_slice(&reply[written..]));
+        if written < total {
+            self.queue(ctx, id, |out| {
+                if written < head.len() {
+                    out.extend_from_slice(&head[written..]);
+                    out.extend_from_slice(body);
+                } else {
+                    out.extend_from_slice(&body[written - head.len()..]);
+                }
+            });
         }
-        ctx.reply = reply;
-        result
     }
 
     pub(crate) fn mark_dirty(&mut self, ctx: &mut LoopCtx, id: ConnectionId) {
@@ -231,6 +258,14 @@ impl ConnCore {
             return refused;
         }
         let Protocol::Ws(ws) = &mut self.proto else { return SendResult::Closed };
+        // A pong or Close the protocol owes goes first, from the queue.
+        if ctx.write_through && msg.len() >= WRITE_THROUGH_MIN && !ws.wants_transmit() {
+            let mut header = [0; MAX_HEADER_LEN];
+            if let Ok(Some(len)) = ws.send_header(&msg, &mut header) {
+                self.write_now(ctx, id, &header[..len], msg.as_bytes());
+                return SendResult::Sent;
+            }
+        }
         let out = self.out.get_or_insert_with(|| ctx.pool.take_outbox());
         match out.append(&mut ctx.pool, |buf| ws.send(msg, buf)) {
             Ok(()) => {

@@ -94,6 +94,9 @@ pub(crate) struct LoopCtx {
     pub(crate) shutdown: Option<Shutdown>,
     /// Where handshake answers are encoded before being written at once.
     pub(crate) reply: Vec<u8>,
+    /// The message being delivered is the last of the input read: a large reply to it may be
+    /// written at once (see `conn::WRITE_THROUGH_MIN`).
+    pub(crate) write_through: bool,
 }
 
 impl LoopCtx {
@@ -197,6 +200,7 @@ impl<H: Handler> EventLoop<H> {
                 ticks,
                 shutdown: None,
                 reply: Vec::with_capacity(512),
+                write_through: false,
             },
             expired: Vec::new(),
             scratch: Vec::new(),

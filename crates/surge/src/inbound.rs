@@ -128,6 +128,7 @@ pub(crate) fn feed<H: Handler>(
     };
     let held_before = if spared { 0 } else { assembly.capacity() };
     let mut used = 0;
+    let input_len = input.len();
     let mut fed = loop {
         if core.buffered() >= limit && used < input.len() {
             break Fed::Paused(used);
@@ -139,9 +140,11 @@ pub(crate) fn feed<H: Handler>(
         match event {
             Event::Message(msg) => {
                 let Some(st) = state.as_mut() else { break Fed::Ended };
+                ctx.write_through = used == input_len;
                 let mut conn = Conn { core: &mut *core, ctx: &mut *ctx, id };
                 let result =
                     catch_unwind(AssertUnwindSafe(|| handler.on_message(&mut conn, st, msg)));
+                ctx.write_through = false;
                 if let Err(panic) = result {
                     handler_panicked(core, ctx, id, "on_message", &*panic);
                 }

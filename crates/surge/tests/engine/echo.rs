@@ -136,6 +136,34 @@ fn pongs_go_out_in_wire_order_one_per_ping() {
     server.shutdown(STOP);
 }
 
+/// Large replies may be written as they are sent instead of at the end of the loop turn; they
+/// still go out in wire order behind the pong and the replies queued ahead of them.
+#[test]
+fn large_replies_keep_wire_order_with_pongs_and_small_replies() {
+    let (server, _) = start(config(1).build().unwrap());
+    let mut client = Client::connect(server.local_addrs()[0]);
+    let big = |seed: u8, len: usize| (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect();
+    let (x, y, w): (Vec<u8>, Vec<u8>, Vec<u8>) = (big(3, 20_000), big(5, 17_000), big(7, 40_000));
+    for _ in 0..3 {
+        client.write_frames(|ws, out| {
+            ws.ping(b"first", out).unwrap();
+            ws.send(surge::Message::Binary(&x), out).unwrap();
+            ws.send(surge::Message::Binary(&y), out).unwrap();
+            ws.send(surge::Message::Text("small"), out).unwrap();
+            ws.send(surge::Message::Binary(&w), out).unwrap();
+        });
+        assert_eq!(client.recv(), Got::Pong(b"first".to_vec()));
+        assert_eq!(client.recv(), Got::Binary(x.clone()));
+        assert_eq!(client.recv(), Got::Binary(y.clone()));
+        assert_eq!(client.recv(), Got::Text("small".into()));
+        assert_eq!(client.recv(), Got::Binary(w.clone()));
+        // Alone in its read: the reply is written at once.
+        client.send_binary(&x);
+        assert_eq!(client.recv(), Got::Binary(x.clone()));
+    }
+    server.shutdown(STOP);
+}
+
 #[test]
 fn many_connections_spread_over_every_loop_and_all_echo() {
     let loops = 4;
