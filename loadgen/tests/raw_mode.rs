@@ -1,7 +1,7 @@
 //! Raw TCP mode against the in-process echo floor and against misbehaving servers.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 
 use surge_loadgen::floor::EchoServer;
 use surge_loadgen::run::{run, RunConfig, RunOptions, Target};
@@ -69,56 +69,53 @@ fn open_loop_holds_its_rate() {
     assert!(r.send_lag_us.count > r.messages / 2, "{:?}", r.send_lag_us);
 }
 
-/// A server that echoes with one byte changed, or closes after `close_after` bytes.
-fn bad_server(corrupt: bool, close_after: usize) -> std::net::SocketAddr {
+/// A loopback server that runs `serve` on each connection, in a thread of its own.
+fn server(serve: impl Fn(TcpStream) + Copy + Send + 'static) -> std::net::SocketAddr {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut total = 0;
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || total >= close_after {
-                        return;
-                    }
-                    total += n;
-                    if corrupt {
-                        buf[0] ^= 0xff;
-                    }
-                    if s.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                }
-            });
+            let Ok(s) = stream else { return };
+            std::thread::spawn(move || serve(s));
         }
     });
     addr
 }
 
+/// A server that echoes with one byte changed, or closes after `close_after` bytes.
+fn bad_server(corrupt: bool, close_after: usize) -> std::net::SocketAddr {
+    server(move |mut s| {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || total >= close_after {
+                return;
+            }
+            total += n;
+            if corrupt {
+                buf[0] ^= 0xff;
+            }
+            if s.write_all(&buf[..n]).is_err() {
+                return;
+            }
+        }
+    })
+}
+
 /// A server that echoes the first `echo_bytes` bytes of each connection, then reads on and
 /// answers nothing.
 fn stalling_server(echo_bytes: usize) -> std::net::SocketAddr {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut echoed = 0;
-                while let Ok(n @ 1..) = s.read(&mut buf) {
-                    let take = n.min(echo_bytes - echoed);
-                    echoed += take;
-                    if s.write_all(&buf[..take]).is_err() {
-                        return;
-                    }
-                }
-            });
+    server(move |mut s| {
+        let mut buf = [0u8; 4096];
+        let mut echoed = 0;
+        while let Ok(n @ 1..) = s.read(&mut buf) {
+            let take = n.min(echo_bytes - echoed);
+            echoed += take;
+            if s.write_all(&buf[..take]).is_err() {
+                return;
+            }
         }
-    });
-    addr
+    })
 }
 
 /// Open loop against a server that stops answering mid-window: what it never answered is not
