@@ -10,22 +10,14 @@ with code 1000 whose answering close frame must carry 1000. Exit 0 on success;
 on failure one line "python_websocket_client: FAIL: ..." and exit 1. Limited
 to 10 s.
 """
-import signal
 import struct
-import sys
 
-TIMEOUT = 10
+from driver import TIMEOUT, run
+
 NAME = "python_websocket_client"
 
 
-def fail(msg):
-    print("%s: FAIL: %s" % (NAME, msg), file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def main(url):
-    signal.signal(signal.SIGALRM, lambda *_: fail("timed out after %ds" % TIMEOUT))
-    signal.alarm(TIMEOUT)
+def check(url, fail):
     import websocket
     from websocket import ABNF
 
@@ -80,10 +72,7 @@ def main(url):
         raise
     except Exception as e:  # noqa: BLE001
         fail("%s: %s" % (type(e).__name__, e))
-    print("%s: OK (text, binary, 1 MiB, ping/pong, close 1000)" % NAME)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: %s ws://HOST:PORT/PATH" % sys.argv[0])
-    main(sys.argv[1])
+    run(NAME, check)

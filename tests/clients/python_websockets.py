@@ -11,21 +11,12 @@ close frame must carry 1000. The client offers permessage-deflate (the
 library's default), which the server may decline. Exit 0 on success; on failure
 one line "python_websockets: FAIL: ..." and exit 1. Limited to 10 s.
 """
-import signal
-import sys
+from driver import TIMEOUT, run
 
-TIMEOUT = 10
 NAME = "python_websockets"
 
 
-def fail(msg):
-    print("%s: FAIL: %s" % (NAME, msg), file=sys.stderr, flush=True)
-    sys.exit(1)
-
-
-def main(url):
-    signal.signal(signal.SIGALRM, lambda *_: fail("timed out after %ds" % TIMEOUT))
-    signal.alarm(TIMEOUT)
+def check(url, fail):
     from websockets.sync.client import connect
 
     def echo(ws, payload, what):
@@ -60,10 +51,7 @@ def main(url):
         fail("close: no close frame from the server (close_code %s)" % ws.close_code)
     if rcvd.code != 1000:
         fail("close: server's close code %d, want 1000" % rcvd.code)
-    print("%s: OK (text, binary, 1 MiB, ping/pong, close 1000)" % NAME)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: %s ws://HOST:PORT/PATH" % sys.argv[0])
-    main(sys.argv[1])
+    run(NAME, check)
