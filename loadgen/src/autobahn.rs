@@ -18,73 +18,38 @@ use std::io::{self, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use clap::Args;
+
 use surge_proto::connection::{Connection, Event, Limits};
 use surge_proto::error::ProtocolError;
-use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
+use surge_proto::handshake::{ClientHandshake, ClientRequest, EMPTY_HEADER};
 use surge_proto::message::Message;
 
-use crate::cli::AutobahnArgs;
+pub use crate::error::AutobahnError;
 use crate::error::Error;
-use crate::run::Target;
+use crate::target::Target;
+use crate::units::parse_duration;
+
+/// Options of `autobahn-client`.
+#[derive(Debug, Clone, Args)]
+pub struct AutobahnArgs {
+    /// The fuzzingserver: ws://HOST:PORT (the spec's "url").
+    pub url: String,
+    /// The agent name the report files the results under.
+    #[arg(long, default_value = "surge-loadgen")]
+    pub agent: String,
+    /// Longest time one case (one connection) may take; past it the case is abandoned.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub case_timeout: Duration,
+    /// Run only case number N (1-based, as the server counts; repeatable). Default: all.
+    #[arg(long, value_name = "N")]
+    pub case: Vec<u32>,
+}
 
 const READ_BUF: usize = 64 * 1024;
 /// After the close handshake, how long to wait for the server to end TCP (it closes first,
 /// RFC 6455 §7.1.1) before the client closes it.
 const TCP_CLOSE_WAIT: Duration = Duration::from_secs(2);
-
-/// Why the fuzzingserver protocol could not be carried out.
-#[derive(Debug, thiserror::Error)]
-pub enum AutobahnError {
-    /// The agent name would not survive a query string unescaped.
-    #[error("agent name {0:?}: use letters, digits, '.', '_' and '-' only")]
-    InvalidAgent(String),
-    /// The URL is not `ws://HOST:PORT` (no path: the client adds the fuzzingserver's).
-    #[error("{0:?}: give the fuzzingserver as ws://HOST:PORT")]
-    InvalidUrl(String),
-    /// No TCP connection to the fuzzingserver.
-    #[error("cannot connect to {target}: {source}")]
-    Connect {
-        /// The request target being opened.
-        target: String,
-        /// What connect(2) reported.
-        source: io::Error,
-    },
-    /// The socket failed before the opening handshake completed.
-    #[error("{target}: I/O error during the opening handshake: {source}")]
-    HandshakeIo {
-        /// The request target being opened.
-        target: String,
-        /// The failure.
-        source: io::Error,
-    },
-    /// The server refused or botched the opening handshake.
-    #[error("{target}: opening handshake: {source}")]
-    Handshake {
-        /// The request target being opened.
-        target: String,
-        /// What surge-proto found wrong.
-        source: ClientHandshakeError,
-    },
-    /// The server closed TCP before its handshake answer was complete.
-    #[error("{target}: the server closed the connection before answering the handshake")]
-    HandshakeEof {
-        /// The request target being opened.
-        target: String,
-    },
-    /// The operating system's random source failed (handshake nonce, masking seed).
-    #[error("random source: {0}")]
-    Random(getrandom::Error),
-    /// `/getCaseCount` did not answer a number.
-    #[error("/getCaseCount answered {0:?}, not a case count")]
-    CaseCount(Option<String>),
-    /// Cases did not finish within the per-case limit (their numbers).
-    #[error("{} case(s) hit the per-case time limit: {}", .0.len(), list(.0))]
-    CasesTimedOut(Vec<u32>),
-}
-
-fn list(cases: &[u32]) -> String {
-    cases.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
-}
 
 /// How one WebSocket connection ended.
 #[derive(Debug)]
@@ -135,12 +100,12 @@ pub struct Server {
 
 impl Server {
     /// The fuzzingserver at `url` (`ws://HOST:PORT`); each connection gets at most `limit`.
-    pub fn new(url: &str, limit: Duration) -> Result<Self, Error> {
+    pub fn new(url: &str, limit: Duration) -> Result<Self, AutobahnError> {
         match Target::parse(Some(url))? {
             Target::Ws { addr, host, path } if path == "/" && url.starts_with("ws://") => {
                 Ok(Server { addr, host, limit })
             }
-            _ => Err(AutobahnError::InvalidUrl(url.to_owned()).into()),
+            _ => Err(AutobahnError::InvalidUrl(url.to_owned())),
         }
     }
 

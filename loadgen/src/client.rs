@@ -14,7 +14,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -32,7 +31,7 @@ use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientReques
 use surge_proto::message::Message;
 
 use crate::error::Error;
-use crate::machine;
+use crate::platform::{self, Timer};
 use crate::stats::{new_histogram, CloseCodes, ErrorCounts, ErrorKind, Recorder};
 use crate::workload::{Flow, InFlight, OpenLoopClock, PayloadKind, Payloads, SizeSpec};
 
@@ -179,6 +178,9 @@ pub enum Report {
     },
     /// The thread finished.
     Done(Box<ThreadSummary>),
+    /// The thread could not go on (a timer, a poll or an accounting call failed): the run
+    /// fails with this error.
+    Failed(Box<Error>),
 }
 
 /// A thread's totals, sent when it ends.
@@ -223,12 +225,14 @@ pub fn spawn(
             if let Some(core) = plan.core {
                 core_affinity::set_for_current(core_affinity::CoreId { id: core });
             }
+            let failed = tx.clone();
             // Wake for open-loop slots on time: no 50 µs default timer slack.
-            // SAFETY: PR_SET_TIMERSLACK takes one integer argument and touches no memory.
-            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-            match Worker::new(plan, shared, tx) {
-                Ok(mut w) => w.run(),
-                Err(e) => eprintln!("surge-loadgen: client thread: {e}"),
+            let result = platform::set_timer_slack(Duration::from_nanos(1))
+                .map_err(Error::os("timer slack"))
+                .and_then(|()| Worker::new(plan, shared, tx))
+                .and_then(|mut w| w.run());
+            if let Err(e) = result {
+                let _ = failed.send(Report::Failed(Box::new(e)));
             }
         })
         .map_err(|source| Error::Os { what: "client thread", source })
@@ -266,56 +270,6 @@ struct WsConn {
     assembly: Vec<u8>,
     /// The handshake, and the response bytes received so far, while handshaking.
     handshake: Option<(ClientHandshake, Vec<u8>)>,
-}
-
-/// A `timerfd` with nanosecond resolution.
-struct Timer {
-    fd: OwnedFd,
-    armed: Option<Instant>,
-}
-
-impl Timer {
-    fn new() -> io::Result<Self> {
-        // SAFETY: plain syscall with valid flags.
-        let fd = unsafe {
-            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created and is owned by nobody else.
-        Ok(Timer { fd: unsafe { OwnedFd::from_raw_fd(fd) }, armed: None })
-    }
-
-    fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// Fires at `at` (relative to `now`); re-arms only when the deadline changed.
-    fn arm(&mut self, at: Instant, now: Instant) {
-        if self.armed == Some(at) {
-            return;
-        }
-        self.armed = Some(at);
-        let rel = at.saturating_duration_since(now).max(Duration::from_nanos(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec {
-                tv_sec: rel.as_secs() as libc::time_t,
-                tv_nsec: rel.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: valid timerfd and itimerspec; the old value is not asked for.
-        unsafe { libc::timerfd_settime(self.raw(), 0, &spec, std::ptr::null_mut()) };
-    }
-
-    /// Consumes the expiration so that the next one is a fresh edge.
-    fn clear(&mut self) {
-        let mut buf = [0u8; 8];
-        // SAFETY: reading 8 bytes into an 8-byte buffer from our own descriptor.
-        unsafe { libc::read(self.raw(), buf.as_mut_ptr().cast(), buf.len()) };
-        self.armed = None;
-    }
 }
 
 struct Worker {
@@ -361,12 +315,11 @@ struct Worker {
 
 impl Worker {
     fn new(plan: ThreadPlan, shared: Arc<Shared>, tx: Sender<Report>) -> Result<Self, Error> {
-        let os = |what| move |source| Error::Os { what, source };
-        let poll = Poll::new().map_err(os("client poll"))?;
-        let timer = Timer::new().map_err(os("timerfd"))?;
+        let poll = Poll::new().map_err(Error::os("client poll"))?;
+        let timer = Timer::new().map_err(Error::os("timerfd"))?;
         poll.registry()
             .register(&mut SourceFd(&timer.raw()), TIMER, Interest::READABLE)
-            .map_err(os("timerfd register"))?;
+            .map_err(Error::os("timerfd register"))?;
         let ramp_period = if plan.ramp_rate.is_finite() && plan.ramp_rate > 0.0 {
             Duration::from_secs_f64(1.0 / plan.ramp_rate)
         } else {
@@ -407,7 +360,9 @@ impl Worker {
         })
     }
 
-    fn run(&mut self) {
+    /// Serves the connections until the run ends; fails only when the thread cannot keep
+    /// time or poll.
+    fn run(&mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(1024);
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
         loop {
@@ -427,7 +382,7 @@ impl Worker {
             }
             if let Some(p) = self.phases {
                 if self.cpu_at_measure.is_none() && now >= p.measure {
-                    self.cpu_at_measure = Some(machine::thread_cpu_time());
+                    self.cpu_at_measure = Some(thread_cpu_time()?);
                 }
                 // Whole seconds inside the window; the last (maybe short) one is shipped when
                 // the drain after the window is over, with the echoes that came in the drain.
@@ -451,21 +406,20 @@ impl Worker {
             }
             self.report_ramp();
             let deadline = self.next_deadline(next_housekeeping, now);
-            self.timer.arm(deadline, now);
-            if let Err(e) = self.poll.poll(&mut events, Some(HOUSEKEEPING)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    eprintln!("surge-loadgen: client poll: {e}");
-                    break;
-                }
+            self.timer.arm(deadline, now).map_err(Error::os("timerfd arm"))?;
+            match self.poll.poll(&mut events, Some(HOUSEKEEPING)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Os { what: "client poll", source: e }),
             }
             for ev in events.iter() {
                 match ev.token() {
-                    TIMER => self.timer.clear(),
+                    TIMER => self.timer.clear().map_err(Error::os("timerfd read"))?,
                     Token(i) => self.on_event(i, ev.is_readable(), ev.is_writable()),
                 }
             }
         }
-        self.finish();
+        self.finish()
     }
 
     fn next_deadline(&self, housekeeping: Instant, now: Instant) -> Instant {
@@ -570,7 +524,7 @@ impl Worker {
             let ip = Ipv4Addr::from(
                 u32::from(Ipv4Addr::new(127, 0, 0, 1)) + global % self.plan.source_ips,
             );
-            set_bind_no_port(&sock);
+            platform::set_bind_address_no_port(&sock)?;
             sock.bind(&SocketAddr::new(IpAddr::V4(ip), 0).into())?;
         }
         match sock.connect(&target.into()) {
@@ -936,9 +890,9 @@ impl Worker {
 
     /// Ends the run: WebSocket connections get a Close (1000) and up to `CLOSE_WAIT` for the
     /// server to answer and end TCP; then every socket is reset (no TIME_WAIT left here).
-    fn finish(&mut self) {
+    fn finish(&mut self) -> Result<(), Error> {
         if let Some(at) = self.cpu_at_measure {
-            self.cpu_measured = machine::thread_cpu_time().saturating_sub(at);
+            self.cpu_measured = thread_cpu_time()?.saturating_sub(at);
         }
         // What the window scheduled and never saw answered, on every connection, lost ones too.
         let mut backlog = self.orphaned;
@@ -963,7 +917,7 @@ impl Worker {
                 self.flush(i);
             }
         }
-        self.drain_closes(now + CLOSE_WAIT);
+        self.drain_closes(now + CLOSE_WAIT)?;
         for c in &mut self.conns {
             if c.state != State::Done {
                 let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
@@ -982,27 +936,28 @@ impl Worker {
             scheduled: self.scheduled,
             backlog,
             unanswered,
-            cpu: machine::thread_cpu_time(),
+            cpu: thread_cpu_time()?,
             cpu_measured: self.cpu_measured,
         };
         let _ = self.tx.send(Report::Done(Box::new(summary)));
+        Ok(())
     }
 
     /// Serves closing connections until the server ended them all or `deadline` passed.
-    fn drain_closes(&mut self, deadline: Instant) {
+    fn drain_closes(&mut self, deadline: Instant) -> Result<(), Error> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
             if now >= deadline || !self.conns.iter().any(|c| c.state == State::Closing) {
-                return;
+                return Ok(());
             }
             let wait = (deadline - now).min(HOUSEKEEPING);
             if self.poll.poll(&mut events, Some(wait)).is_err() {
-                return;
+                return Ok(());
             }
             for ev in events.iter() {
                 match ev.token() {
-                    TIMER => self.timer.clear(),
+                    TIMER => self.timer.clear().map_err(Error::os("timerfd read"))?,
                     Token(i) => self.on_event(i, ev.is_readable(), ev.is_writable()),
                 }
             }
@@ -1014,18 +969,6 @@ fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
 }
 
-/// Lets the kernel pick the source port at connect time from the whole 4-tuple, so that many
-/// more than one ephemeral range of connections fit per source address.
-fn set_bind_no_port(sock: &Socket) {
-    let one: libc::c_int = 1;
-    // SAFETY: valid socket, option and a c_int-sized value.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+fn thread_cpu_time() -> Result<Duration, Error> {
+    platform::thread_cpu_time().map_err(Error::os("thread CPU time"))
 }

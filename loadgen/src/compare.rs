@@ -8,11 +8,25 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::cli::CompareArgs;
+use std::path::PathBuf;
+
+use clap::Args;
+
 use crate::error::Error;
 use crate::plot::{self, escape, Series};
 use crate::report::{RunResult, Sample};
 use crate::stats::decode_histogram;
+
+/// Options of `compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Result files from --json; the first is the baseline.
+    #[arg(required = true, num_args = 2..)]
+    pub files: Vec<PathBuf>,
+    /// Also write a self-contained HTML report with a percentile-spectrum plot.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
 
 /// Samples shorter than this (a run's partial last interval) are left out of the noise.
 const MIN_SAMPLE_S: f64 = 0.5;
@@ -204,7 +218,7 @@ pub fn caveats(runs: &[RunResult]) -> Vec<String> {
             }
         };
         check("target", a.target.clone(), b.target.clone());
-        check("mode", a.mode.clone(), b.mode.clone());
+        check("mode", format!("{:?}", a.mode), format!("{:?}", b.mode));
         check("connections", a.connections.to_string(), b.connections.to_string());
         check("size", a.size.to_string(), b.size.to_string());
         check("payload", format!("{:?}", a.payload), format!("{:?}", b.payload));
@@ -260,9 +274,9 @@ pub fn render_text(labels: &[String], runs: &[RunResult], rows: &[Row]) -> Strin
     for (i, (label, r)) in labels.iter().zip(runs).enumerate() {
         let _ = writeln!(
             s,
-            "[{}] {label}: surge {} {} | {} | {} conns, {} B, {} | {:.1} s",
+            "[{}] {label}: surge-loadgen {} {} | {} | {} conns, {} B, {} | {:.1} s",
             i + 1,
-            r.machine.surge_version,
+            r.machine.tool_version,
             r.machine.git_commit.chars().take(12).collect::<String>(),
             r.config.target,
             r.config.connections,
@@ -320,7 +334,9 @@ fn spectrum(r: &RunResult) -> Result<Vec<(f64, f64)>, Error> {
 /// The comparison as a self-contained HTML page with a percentile-spectrum plot of every run.
 pub fn render_html(labels: &[String], runs: &[RunResult], rows: &[Row]) -> Result<String, Error> {
     let mut body = String::new();
-    body.push_str("<h2>Runs</h2><table><tr><th>#</th><th>file</th><th>surge</th><th>commit</th>");
+    body.push_str(
+        "<h2>Runs</h2><table><tr><th>#</th><th>file</th><th>surge-loadgen</th><th>commit</th>",
+    );
     body.push_str(
         "<th>target</th><th>connections</th><th>size</th><th>load</th><th>machine</th></tr>",
     );
@@ -330,7 +346,7 @@ pub fn render_html(labels: &[String], runs: &[RunResult], rows: &[Row]) -> Resul
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             i + 1,
             escape(label),
-            escape(&r.machine.surge_version),
+            escape(&r.machine.tool_version),
             escape(&r.machine.git_commit.chars().take(12).collect::<String>()),
             escape(&r.config.target),
             r.config.connections,

@@ -1,5 +1,5 @@
 //! What a run reports: the JSON result, the terminal summary and the `.hgrm` percentile
-//! distribution (the interval log is written as the run goes, see [`crate::run`]).
+//! distribution (the interval log is written as the run goes, by the `run` module).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,13 +9,106 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Mode, RunConfig};
 use crate::error::Error;
 use crate::machine::MachineInfo;
-use crate::run::RunConfig;
 use crate::stats::{Percentiles, SIGFIG};
+use crate::workload::{PayloadKind, SizeSpec};
 
 /// Version of the JSON layout.
 pub const FORMAT: u32 = 1;
+
+/// A run's configuration as the JSON file records it (seconds as numbers; the field names of
+/// format 1, so that older files still load).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigRecord {
+    /// The target as given ("embedded" when none).
+    pub target: String,
+    /// "raw" (TCP echo) or "ws".
+    pub mode: Mode,
+    /// Connections.
+    pub connections: usize,
+    /// Message sizes.
+    pub size: SizeSpec,
+    /// Message type.
+    pub payload: PayloadKind,
+    /// Messages outstanding per connection (the cap, in open loop).
+    pub in_flight: usize,
+    /// Open-loop total rate, messages per second (None: closed loop).
+    pub rate: Option<f64>,
+    /// Measured seconds.
+    pub duration_s: f64,
+    /// Warm-up seconds (not measured).
+    pub warmup_s: f64,
+    /// Client threads.
+    pub threads: usize,
+    /// Embedded server threads (None: external target).
+    pub server_threads: Option<usize>,
+    /// Whether threads were pinned to cores.
+    pub pin: bool,
+    /// Connections opened per second while ramping up (None: as fast as possible).
+    pub ramp: Option<f64>,
+    /// Connect (and handshake) timeout, seconds.
+    pub connect_timeout_s: f64,
+}
+
+impl From<&RunConfig> for ConfigRecord {
+    fn from(c: &RunConfig) -> Self {
+        ConfigRecord {
+            target: c.target.clone(),
+            mode: c.mode,
+            connections: c.connections,
+            size: c.size.clone(),
+            payload: c.payload,
+            in_flight: c.in_flight,
+            rate: c.pacing.rate(),
+            duration_s: c.duration.as_secs_f64(),
+            warmup_s: c.warmup.as_secs_f64(),
+            threads: c.threads,
+            server_threads: c.server_threads,
+            pin: c.pin,
+            ramp: c.connect_rate,
+            connect_timeout_s: c.connect_timeout.as_secs_f64(),
+        }
+    }
+}
+
+/// An output file, created before the run so that a bad path fails at once rather than after
+/// the whole measurement; written when the results are in.
+#[derive(Debug)]
+pub struct OutputFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+impl OutputFile {
+    /// Creates (or truncates) `path`.
+    pub fn create(path: &Path) -> Result<Self, Error> {
+        let file = std::fs::File::create(path).map_err(|e| Error::file(path, e))?;
+        Ok(OutputFile { path: path.to_owned(), file })
+    }
+
+    /// Writes `contents` and closes the file.
+    pub fn write(self, contents: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.with(|f| f.write_all(contents.as_ref()))
+    }
+
+    /// Writes through `f` (buffered) and closes the file.
+    pub fn with(self, f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
+        let mut out = io::BufWriter::new(self.file);
+        f(&mut out).and_then(|()| out.flush()).map_err(|e| Error::file(&self.path, e))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file, for writers that stream into it (the interval log).
+    pub fn into_parts(self) -> (std::path::PathBuf, std::fs::File) {
+        (self.path, self.file)
+    }
+}
 
 /// One measured interval (normally a second).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -87,7 +180,7 @@ pub struct RunResult {
     /// When the run started, seconds since the Unix epoch.
     pub started_unix_s: f64,
     /// How it was run.
-    pub config: RunConfig,
+    pub config: ConfigRecord,
     /// Where it ran.
     pub machine: MachineInfo,
     /// The embedded server and core split, if any.
@@ -136,10 +229,14 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// The JSON text of the result.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("serializable") + "\n"
+    }
+
     /// Writes the JSON file.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let text = serde_json::to_string_pretty(self).expect("serializable");
-        std::fs::write(path, text + "\n").map_err(|e| Error::file(path, e))
+        OutputFile::create(path)?.write(self.to_json())
     }
 
     /// Reads a JSON file.
@@ -151,7 +248,7 @@ impl RunResult {
     /// A short label for tables and plots: the file stem or the commit.
     pub fn label(&self) -> String {
         let commit: String = self.machine.git_commit.chars().take(8).collect();
-        format!("{} {}", self.machine.surge_version, commit)
+        format!("{} {}", self.machine.tool_version, commit)
     }
 }
 
@@ -180,7 +277,7 @@ pub fn summary(r: &RunResult) -> String {
     let c = &r.config;
     let mut s = String::new();
     let commit: String = r.machine.git_commit.chars().take(12).collect();
-    let _ = writeln!(s, "surge-loadgen {} ({commit}) -> {}", r.machine.surge_version, c.target);
+    let _ = writeln!(s, "surge-loadgen {} ({commit}) -> {}", r.machine.tool_version, c.target);
     if let Some(e) = &r.embedded {
         let _ = writeln!(s, "  embedded {e}");
     }
@@ -190,7 +287,7 @@ pub fn summary(r: &RunResult) -> String {
         }
         None => format!("closed loop, {} in flight", c.in_flight),
     };
-    let kind = if c.mode == "raw" {
+    let kind = if c.mode == Mode::Raw {
         "raw TCP".to_owned()
     } else {
         format!("{:?}", c.payload).to_lowercase()
@@ -240,7 +337,7 @@ pub fn summary(r: &RunResult) -> String {
         row(&mut s, "service time", &r.service_us);
         row(&mut s, "client lag", &r.send_lag_us);
     }
-    row(&mut s, if c.mode == "raw" { "connect" } else { "handshake" }, &r.handshake_us);
+    row(&mut s, if c.mode == Mode::Raw { "connect" } else { "handshake" }, &r.handshake_us);
     let _ = writeln!(s);
     let _ = writeln!(
         s,
@@ -254,7 +351,7 @@ pub fn summary(r: &RunResult) -> String {
         if errors.is_empty() { "none".to_owned() } else { errors.join(", ") }
     );
     let _ = writeln!(s, "  mismatches    {}", r.mismatches);
-    if c.mode != "raw" {
+    if c.mode != Mode::Raw {
         let codes: Vec<String> = r.close_codes.iter().map(|(k, n)| format!("{k} x{n}")).collect();
         let _ = writeln!(
             s,
@@ -336,7 +433,11 @@ pub fn percentile_rows(h: &Histogram<u64>) -> Vec<(u64, f64, u64)> {
 /// Writes `h` (values in ns) in HdrHistogram's percentile-distribution (`.hgrm`) format, values
 /// divided by `unit_ratio` (1000: microseconds), as Java's `outputPercentileDistribution` prints
 /// it with 5 ticks per half distance.
-pub fn write_hgrm<W: Write>(h: &Histogram<u64>, unit_ratio: f64, out: &mut W) -> io::Result<()> {
+pub fn write_hgrm<W: Write + ?Sized>(
+    h: &Histogram<u64>,
+    unit_ratio: f64,
+    out: &mut W,
+) -> io::Result<()> {
     let p = usize::from(SIGFIG);
     writeln!(
         out,

@@ -3,9 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,138 +12,32 @@ use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
-
 use std::io::{Read as _, Write as _};
 
 use surge_proto::close::CloseCode;
 use surge_proto::connection::{Connection, Limits};
-use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
+use surge_proto::handshake::{ClientHandshake, ClientRequest, EMPTY_HEADER};
 
 use crate::client::{self, Report, Shared, ThreadPlan, WsRequest};
+use crate::config::{Mode, RunConfig};
 use crate::embedded::{self, EmbeddedServer};
-use crate::error::Error;
+use crate::error::{Error, HandshakeFailure};
 use crate::machine::{self, MachineInfo};
-use crate::report::{ConnStats, CpuStats, Encoded, RunResult, Sample};
+use crate::platform;
+use crate::report::{ConfigRecord, ConnStats, CpuStats, Encoded, OutputFile, RunResult, Sample};
 use crate::stats::{
-    encode_histogram, new_histogram, CloseCodes, ErrorCounts, Percentiles, Recorder,
+    encode_histogram, new_histogram, CloseCodes, ErrorCounts, HistogramError, Percentiles, Recorder,
 };
-use crate::workload::{PayloadKind, SizeSpec};
+use crate::target::Target;
 
 /// Connections per source address before spreading over 127.0.0.x (under one ephemeral range).
 const CONNS_PER_SOURCE: usize = 16_000;
 
-/// Where the load goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// An echo server started in this process.
-    Embedded,
-    /// A raw TCP echo server (`tcp://HOST:PORT`, or any target with `--raw`).
-    Tcp {
-        /// Resolved address.
-        addr: SocketAddr,
-    },
-    /// A WebSocket echo server (`ws://HOST:PORT/PATH`, or `HOST:PORT`).
-    Ws {
-        /// Resolved address.
-        addr: SocketAddr,
-        /// The `Host` header: the target's authority as given.
-        host: String,
-        /// Request target: path and query.
-        path: String,
-    },
-}
-
-impl Target {
-    /// Parses `ws://HOST[:PORT][/PATH]`, `HOST:PORT[/PATH]` (WebSocket) or `tcp://HOST:PORT`;
-    /// `None` means embedded.
-    pub fn parse(s: Option<&str>) -> Result<Self, Error> {
-        let Some(s) = s else { return Ok(Target::Embedded) };
-        if let Some(rest) = s.strip_prefix("tcp://") {
-            let hostport = rest.split('/').next().unwrap_or(rest);
-            return Ok(Target::Tcp { addr: resolve(hostport, s)? });
-        }
-        if s.starts_with("wss://") {
-            return Err(Error::Usage(format!("{s}: wss:// (TLS) is not supported; use ws://")));
-        }
-        let rest = s.strip_prefix("ws://").unwrap_or(s);
-        if rest.contains("://") {
-            return Err(Error::Usage(format!(
-                "unsupported target {s:?}: give ws://HOST:PORT/PATH or tcp://HOST:PORT"
-            )));
-        }
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (host, path) = rest.split_at(split);
-        let path = match path {
-            "" => "/".to_owned(),
-            p if p.starts_with('?') => format!("/{p}"),
-            p => p.to_owned(),
-        };
-        let has_port = host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-        let hostport = if has_port { host.to_owned() } else { format!("{host}:80") };
-        Ok(Target::Ws { addr: resolve(&hostport, s)?, host: host.to_owned(), path })
-    }
-
-    /// The same server spoken to as a raw TCP echo server.
-    pub fn into_raw(self) -> Self {
-        match self {
-            Target::Ws { addr, .. } => Target::Tcp { addr },
-            t => t,
-        }
-    }
-}
-
-fn resolve(hostport: &str, original: &str) -> Result<SocketAddr, Error> {
-    let addrs: Vec<SocketAddr> = hostport
-        .to_socket_addrs()
-        .map_err(|e| Error::Usage(format!("cannot resolve {original:?}: {e}")))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| Error::Usage(format!("{original:?} resolves to no address")))
-}
-
-/// A run's configuration, as recorded in the JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RunConfig {
-    /// The target as given ("embedded" when none).
-    pub target: String,
-    /// "raw" (TCP echo) or "ws".
-    pub mode: String,
-    /// Connections.
-    pub connections: usize,
-    /// Message sizes.
-    pub size: SizeSpec,
-    /// Message type.
-    pub payload: PayloadKind,
-    /// Messages outstanding per connection (the cap, in open loop).
-    pub in_flight: usize,
-    /// Open-loop total rate, messages per second (None: closed loop).
-    pub rate: Option<f64>,
-    /// Measured seconds.
-    pub duration_s: f64,
-    /// Warm-up seconds (not measured).
-    pub warmup_s: f64,
-    /// Client threads.
-    pub threads: usize,
-    /// Embedded server threads (None: external target).
-    pub server_threads: Option<usize>,
-    /// Whether threads were pinned to cores.
-    pub pin: bool,
-    /// Connection ramp-up rate per second (None: as fast as possible).
-    pub ramp: Option<f64>,
-    /// Connect (and handshake) timeout, seconds.
-    pub connect_timeout_s: f64,
-}
-
 /// Options of a run that do not change what is measured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct RunOptions {
-    /// Write the interval log here.
-    pub hlog: Option<PathBuf>,
+    /// Write the interval log into this file (created before the run).
+    pub hlog: Option<OutputFile>,
     /// Show a progress bar (if stderr is a terminal and the run is long enough).
     pub progress: bool,
     /// Print the core split and the like on stderr.
@@ -161,27 +53,6 @@ pub struct RunOutcome {
     pub latency: Histogram<u64>,
     /// Service time, ns.
     pub service: Histogram<u64>,
-}
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-    // SAFETY: signal(2) is async-signal-safe; a second Ctrl-C then ends the process.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
-}
-
-/// Whether Ctrl-C was pressed.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-/// Makes the first Ctrl-C end the run early (with a summary of what was measured) and a second
-/// one end the process.
-pub fn install_interrupt_handler() {
-    let handler: extern "C" fn(libc::c_int) = on_sigint;
-    // SAFETY: the handler only stores to an atomic and calls signal(2).
-    unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
 }
 
 /// How cores are split between an embedded server and the clients.
@@ -249,8 +120,9 @@ impl CoreSplit {
 }
 
 /// Runs one measurement.
-pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<RunOutcome, Error> {
-    let raw = config.mode == "raw";
+pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunOutcome, Error> {
+    config.validate()?;
+    let raw = config.mode == Mode::Raw;
     let embedded = *target == Target::Embedded;
     let split = CoreSplit::new(
         machine::available_cores(),
@@ -260,7 +132,7 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
         embedded,
     );
     // The embedded server holds a descriptor per connection too.
-    let limit = machine::raise_fd_limit();
+    let limit = platform::raise_fd_limit().map_err(Error::os("descriptor limit"))?;
     let per_conn = if embedded { 2 } else { 1 };
     if let Err(Error::FdLimit { needed, limit, max_connections }) =
         machine::check_fd_budget(config.connections as u64 * per_conn, limit)
@@ -291,15 +163,12 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
             None => eprintln!("{}", split.describe("")),
         }
     }
-    let connect_timeout = Duration::from_secs_f64(config.connect_timeout_s);
+    let connect_timeout = config.connect_timeout;
     probe(addr, ws.as_ref(), &config.target, connect_timeout)?;
 
     let started_unix_s =
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    let shared = Arc::new(Shared::new(
-        Duration::from_secs_f64(config.warmup_s),
-        Duration::from_secs_f64(config.duration_s),
-    ));
+    let shared = Arc::new(Shared::new(config.warmup, config.duration));
     let (tx, rx) = mpsc::channel();
     let threads = split.client_threads.min(config.connections.max(1));
     let source_ips = match addr {
@@ -320,8 +189,8 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
             connections: n,
             first_conn: first,
             source_ips,
-            ramp_rate: config.ramp.map_or(f64::INFINITY, |r| r * share),
-            rate: config.rate.map(|r| r * share),
+            ramp_rate: config.connect_rate.map_or(f64::INFINITY, |r| r * share),
+            rate: config.pacing.rate().map(|r| r * share),
             in_flight: config.in_flight,
             sizes: config.size.clone(),
             kind: config.payload,
@@ -335,20 +204,16 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
     }
     drop(tx);
 
-    let hlog = match &opts.hlog {
-        Some(path) => Some(
-            std::fs::File::create(path)
-                .map(std::io::BufWriter::new)
-                .map_err(|e| Error::file(path, e))?,
-        ),
-        None => None,
-    };
-    let collected = collect(rx, &shared, threads, config, opts, hlog)?;
+    let collected = collect(rx, &shared, threads, config, opts.progress, opts.hlog);
+    if collected.is_err() {
+        shared.stop();
+    }
     for h in handles {
         let _ = h.join();
     }
+    let collected = collected?;
     drop(server);
-    let process_cpu = machine::process_cpu_time();
+    let process_cpu = platform::process_cpu_time().map_err(Error::os("process CPU time"))?;
     build(config, collected, started_unix_s, embedded_desc, process_cpu)
 }
 
@@ -363,32 +228,29 @@ fn probe(
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|source| Error::Connect { target: target.to_owned(), source })?;
     let Some(req) = ws else { return Ok(()) };
-    let refused = |reason: String| Error::Handshake { target: target.to_owned(), reason };
+    let refused =
+        |failure: HandshakeFailure| Error::Handshake { target: target.to_owned(), failure };
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
     let mut nonce = [0u8; 16];
     let _ = getrandom::fill(&mut nonce);
     let mut out = Vec::new();
     let mut hs = ClientHandshake::start(&ClientRequest::new(&req.host, &req.path), nonce, &mut out)
-        .map_err(|e| Error::Usage(format!("bad target {target:?}: {e}")))?;
-    stream.write_all(&out).map_err(|e| refused(format!("sending the request: {e}")))?;
+        .map_err(|e| refused(e.into()))?;
+    stream.write_all(&out).map_err(|e| refused(HandshakeFailure::Send(e)))?;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let n = stream.read(&mut chunk).map_err(|e| refused(format!("no answer: {e}")))?;
+        let n = stream.read(&mut chunk).map_err(|e| refused(HandshakeFailure::NoAnswer(e)))?;
         if n == 0 {
-            return Err(refused("the connection closed before an answer".into()));
+            return Err(refused(HandshakeFailure::Eof));
         }
         buf.extend_from_slice(&chunk[..n]);
         let mut headers = [EMPTY_HEADER; 64];
         match hs.parse_response(&buf, &mut headers) {
             Ok(None) => {}
             Ok(Some(_)) => break,
-            Err(ClientHandshakeError::UnexpectedStatus(_)) => {
-                let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
-                return Err(refused(format!("it answered {:?}", String::from_utf8_lossy(line))));
-            }
-            Err(e) => return Err(refused(e.to_string())),
+            Err(e) => return Err(refused(e.into())),
         }
     }
     // Leave politely: a Close, then the server ends TCP.
@@ -432,12 +294,14 @@ fn collect(
     shared: &Shared,
     threads: usize,
     config: &RunConfig,
-    opts: &RunOptions,
-    hlog_file: Option<std::io::BufWriter<std::fs::File>>,
+    progress: bool,
+    hlog: Option<OutputFile>,
 ) -> Result<Collected, Error> {
-    let hlog_path = opts.hlog.clone().unwrap_or_default();
+    let (hlog_path, mut hlog_file) = match hlog.map(OutputFile::into_parts) {
+        Some((path, file)) => (path, Some(std::io::BufWriter::new(file))),
+        None => Default::default(),
+    };
     let hlog_err = |e: std::io::Error| Error::file(&hlog_path, e);
-    let mut hlog_file = hlog_file;
     let mut serializer = V2DeflateSerializer::new();
     let start_wall = SystemTime::now();
     let begin = Instant::now();
@@ -448,7 +312,7 @@ fn collect(
             writeln!(
                 f,
                 "#[surge-loadgen {} {}: {}]",
-                machine::SURGE_VERSION,
+                machine::TOOL_VERSION,
                 machine::GIT_COMMIT,
                 config.target
             )
@@ -469,9 +333,10 @@ fn collect(
         None => None,
     };
 
-    let show_bar = opts.progress && std::io::stderr().is_terminal() && config.duration_s >= 2.0;
+    let show_bar =
+        progress && std::io::stderr().is_terminal() && config.duration >= Duration::from_secs(2);
     let bar = if show_bar {
-        let bar = ProgressBar::new((config.duration_s * 1000.0) as u64);
+        let bar = ProgressBar::new(config.duration.as_millis() as u64);
         bar.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
                 .expect("valid template"),
@@ -523,10 +388,9 @@ fn collect(
         });
         if let Some(w) = hlog.as_mut() {
             let start = c.hlog_offset + c.measured;
-            w.write_histogram(lat, start, p.length, None)
-                .map_err(|e| Error::Histogram(e.to_string()))?;
+            w.write_histogram(lat, start, p.length, None).map_err(HistogramError::from)?;
             w.write_histogram(&p.recorder.service, start, p.length, Tag::new("service"))
-                .map_err(|e| Error::Histogram(e.to_string()))?;
+                .map_err(HistogramError::from)?;
         }
         c.measured += p.length;
         c.total.merge(&p.recorder);
@@ -543,7 +407,7 @@ fn collect(
         Ok(())
     };
     while done < threads {
-        if INTERRUPTED.load(Ordering::SeqCst) && !c.interrupted {
+        if platform::interrupted() && !c.interrupted {
             c.interrupted = true;
             shared.stop();
         }
@@ -584,6 +448,7 @@ fn collect(
                     next_index += 1;
                 }
             }
+            Report::Failed(e) => return Err(*e),
             Report::Done(s) => {
                 done += 1;
                 let _ = c.handshake.add(&s.handshake);
@@ -632,7 +497,7 @@ fn build(
         tool: "surge-loadgen".to_owned(),
         format: crate::report::FORMAT,
         started_unix_s,
-        config: config.clone(),
+        config: ConfigRecord::from(config),
         machine: MachineInfo::current(),
         embedded,
         interrupted: c.interrupted,
@@ -687,26 +552,5 @@ mod tests {
         assert!(s.client_cores.is_empty());
         let s = CoreSplit::new(4, None, Some(3), false, false);
         assert_eq!((s.server_threads, s.client_threads), (0, 3));
-    }
-
-    #[test]
-    fn targets_parse() {
-        assert_eq!(Target::parse(None).unwrap(), Target::Embedded);
-        let t = Target::parse(Some("tcp://127.0.0.1:9")).unwrap();
-        assert_eq!(t, Target::Tcp { addr: "127.0.0.1:9".parse().unwrap() });
-        assert!(Target::parse(Some("http://x:1")).is_err());
-        assert!(Target::parse(Some("wss://x:1")).is_err());
-        let addr = "127.0.0.1:9001".parse().unwrap();
-        let ws = |host: &str, path: &str| Target::Ws { addr, host: host.into(), path: path.into() };
-        assert_eq!(Target::parse(Some("ws://127.0.0.1:9001")).unwrap(), ws("127.0.0.1:9001", "/"));
-        assert_eq!(
-            Target::parse(Some("127.0.0.1:9001/e?x=1")).unwrap(),
-            ws("127.0.0.1:9001", "/e?x=1")
-        );
-        assert_eq!(
-            Target::parse(Some("ws://127.0.0.1:9001?a")).unwrap(),
-            ws("127.0.0.1:9001", "/?a")
-        );
-        assert_eq!(ws("h", "/").into_raw(), Target::Tcp { addr });
     }
 }

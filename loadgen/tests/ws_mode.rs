@@ -4,7 +4,11 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
-use surge_loadgen::run::{run, RunConfig, RunOptions, Target};
+use std::time::Duration;
+
+use surge_loadgen::config::{Mode, Pacing, RunConfig};
+use surge_loadgen::run::{run, RunOptions};
+use surge_loadgen::target::Target;
 use surge_loadgen::workload::PayloadKind;
 use surge_proto::close::CloseCode;
 use surge_proto::connection::{Connection, Event, Limits};
@@ -85,20 +89,15 @@ fn server() -> SocketAddr {
 
 fn config(connections: usize, size: &str, payload: PayloadKind) -> RunConfig {
     RunConfig {
-        target: "test".into(),
-        mode: "ws".into(),
         connections,
         size: size.parse().unwrap(),
         payload,
         in_flight: 2,
-        rate: None,
-        duration_s: 1.0,
-        warmup_s: 0.2,
-        threads: 1,
-        server_threads: None,
-        pin: false,
-        ramp: None,
-        connect_timeout_s: 2.0,
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_millis(200),
+        connect_rate: None,
+        connect_timeout: Duration::from_secs(2),
+        ..RunConfig::new("test", Mode::Ws)
     }
 }
 
@@ -110,7 +109,7 @@ fn target(addr: SocketAddr, path: &str) -> Target {
 fn echoes_text_and_binary_and_closes_cleanly() {
     let addr = server();
     for (kind, size) in [(PayloadKind::Text, "0..200"), (PayloadKind::Binary, "1,100000")] {
-        let r = run(&config(8, size, kind), &target(addr, "/echo"), &RunOptions::default())
+        let r = run(&config(8, size, kind), &target(addr, "/echo"), RunOptions::default())
             .unwrap()
             .result;
         assert!(r.messages > 100, "{kind:?}: {} messages", r.messages);
@@ -127,7 +126,7 @@ fn echoes_text_and_binary_and_closes_cleanly() {
 fn refused_handshake_is_one_clear_error() {
     let addr = server();
     let err =
-        run(&config(2, "8", PayloadKind::Binary), &target(addr, "/reject"), &RunOptions::default())
+        run(&config(2, "8", PayloadKind::Binary), &target(addr, "/reject"), RunOptions::default())
             .unwrap_err()
             .to_string();
     assert!(err.contains("refused the WebSocket handshake") && err.contains("403"), "{err}");
@@ -137,7 +136,7 @@ fn refused_handshake_is_one_clear_error() {
 fn connections_the_server_closes_are_counted_with_their_code() {
     let addr = server();
     let r =
-        run(&config(3, "16", PayloadKind::Binary), &target(addr, "/close"), &RunOptions::default())
+        run(&config(3, "16", PayloadKind::Binary), &target(addr, "/close"), RunOptions::default())
             .unwrap()
             .result;
     assert_eq!(r.connections.lost, 3);
@@ -154,8 +153,8 @@ fn open_loop_counts_every_scheduled_message_with_many_in_flight() {
     let addr = server();
     let mut c = config(20, "20", PayloadKind::Binary);
     c.in_flight = 16;
-    c.rate = Some(4000.0);
-    let r = run(&c, &target(addr, "/echo"), &RunOptions::default()).unwrap().result;
+    c.pacing = Pacing::Open { rate: 4000.0 };
+    let r = run(&c, &target(addr, "/echo"), RunOptions::default()).unwrap().result;
     // 4,000 slots fall in the one-second window, give or take the one on its edge.
     assert!(r.scheduled.abs_diff(4000) <= 1, "{} scheduled", r.scheduled);
     assert_eq!((r.messages, r.backlog, r.unanswered), (r.scheduled, 0, 0));

@@ -1,0 +1,162 @@
+//! The measurement (the default command): the command line's options turned into a
+//! [`RunConfig`], the run, its summary and its files.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::config::{ConfigError, Mode, Pacing, RunConfig};
+use crate::error::Error;
+use crate::machine;
+use crate::platform;
+use crate::report::{self, write_hgrm, OutputFile};
+use crate::run::{self, CoreSplit, RunOptions};
+use crate::target::Target;
+use crate::units::{parse_duration, parse_rate};
+use crate::workload::{PayloadKind, SizeSpec};
+
+/// Options of a measurement.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// ws://HOST:PORT/PATH, or tcp://HOST:PORT for a raw TCP echo server; none: embedded server.
+    pub target: Option<String>,
+    /// Connections to open.
+    #[arg(short, long, default_value_t = 64)]
+    pub connections: usize,
+    /// Message size in bytes: 64, 1k, a list 16,64,1024 or a range 64..4096 (drawn uniformly).
+    #[arg(short, long, default_value = "64")]
+    pub size: SizeSpec,
+    /// Messages outstanding per connection (in open loop: the most outstanding).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub in_flight: u32,
+    /// Open loop: total messages per second over all connections (e.g. 50000 or 50k).
+    #[arg(short, long, value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Measured time (10s, 500ms, 2m).
+    #[arg(short, long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before measuring, after all connections are up (not measured).
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Client threads (default: the cores left after an embedded server; else all cores).
+    #[arg(short, long)]
+    pub threads: Option<usize>,
+    /// Embedded server threads (default: half the cores, rounded up).
+    #[arg(long)]
+    pub server_threads: Option<usize>,
+    /// Pin threads to cores (embedded server first, then clients).
+    #[arg(long)]
+    pub pin: bool,
+    /// Connections opened per second while ramping up, before the warm-up (0: as fast as
+    /// possible). `--ramp` is the older name.
+    #[arg(long, alias = "ramp", value_name = "N/s", default_value = "10k", value_parser = parse_rate)]
+    pub connect_rate: f64,
+    /// Longest wait for a connection (and its handshake).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Raw TCP echo: send N bytes, read N bytes back, no WebSocket framing.
+    #[arg(long)]
+    pub raw: bool,
+    /// Send text messages (printable ASCII).
+    #[arg(long, conflicts_with = "binary")]
+    pub text: bool,
+    /// Send binary messages (the default).
+    #[arg(long)]
+    pub binary: bool,
+    /// Write the result (configuration, machine, percentiles, per-second samples) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the latency percentile distribution (HdrHistogram .hgrm format, values in µs).
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Write per-second histograms (HdrHistogram interval log, values in ns).
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// Resolves the target and checks the options; returns the run configuration.
+    pub fn config(&self) -> Result<(RunConfig, Target), Error> {
+        if self.threads == Some(0) || self.server_threads == Some(0) {
+            return Err(ConfigError::NoThreads.into());
+        }
+        let mut target = Target::parse(self.target.as_deref())?;
+        let raw = self.raw || matches!(target, Target::Tcp { .. });
+        if raw {
+            target = target.into_raw();
+        }
+        let embedded = target == Target::Embedded;
+        let split = CoreSplit::new(
+            machine::available_cores(),
+            self.server_threads,
+            self.threads,
+            self.pin,
+            embedded,
+        );
+        let config = RunConfig {
+            target: self.target.clone().unwrap_or_else(|| "embedded".into()),
+            mode: if raw { Mode::Raw } else { Mode::Ws },
+            connections: self.connections,
+            size: self.size.clone(),
+            payload: if self.text { PayloadKind::Text } else { PayloadKind::Binary },
+            in_flight: self.in_flight as usize,
+            pacing: self.rate.map_or(Pacing::Closed, |rate| Pacing::Open { rate }),
+            duration: self.duration,
+            warmup: self.warmup,
+            threads: split.client_threads.min(self.connections.max(1)),
+            server_threads: if embedded { Some(split.server_threads) } else { None },
+            pin: self.pin,
+            connect_rate: (self.connect_rate > 0.0).then_some(self.connect_rate),
+            connect_timeout: self.connect_timeout,
+        };
+        config.validate()?;
+        Ok((config, target))
+    }
+}
+
+/// The files a measurement writes, created before it starts.
+struct Outputs {
+    json: Option<OutputFile>,
+    hgrm: Option<OutputFile>,
+    hlog: Option<OutputFile>,
+}
+
+impl Outputs {
+    fn create(args: &RunArgs) -> Result<Self, Error> {
+        let create = |p: &Option<PathBuf>| p.as_deref().map(OutputFile::create).transpose();
+        Ok(Outputs {
+            json: create(&args.json)?,
+            hgrm: create(&args.hgrm)?,
+            hlog: create(&args.hlog)?,
+        })
+    }
+}
+
+/// Runs the measurement the command line describes and prints its summary.
+pub fn main(args: &RunArgs) -> Result<(), Error> {
+    let (config, target) = args.config()?;
+    let outputs = Outputs::create(args)?;
+    platform::install_interrupt_handler().map_err(Error::os("SIGINT handler"))?;
+    let opts = RunOptions { hlog: outputs.hlog, progress: !args.quiet, verbose: true };
+    let outcome = run::run(&config, &target, opts)?;
+    print!("{}", report::summary(&outcome.result));
+    let _ = std::io::stdout().flush();
+    if let Some(file) = outputs.json {
+        file.write(outcome.result.to_json())?;
+    }
+    if let Some(file) = outputs.hgrm {
+        file.with(|out| write_hgrm(&outcome.latency, 1000.0, out))?;
+    }
+    if outcome.result.messages == 0 && !outcome.result.interrupted {
+        return Err(Error::NothingEchoed {
+            established: outcome.result.connections.established,
+            requested: outcome.result.connections.requested,
+        });
+    }
+    Ok(())
+}
