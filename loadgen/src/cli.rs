@@ -3,6 +3,9 @@
 
 use clap::{Parser, Subcommand};
 
+use crate::compare::Slowdown;
+use crate::threshold::Breaches;
+
 pub use crate::autobahn::AutobahnArgs;
 pub use crate::compare::CompareArgs;
 pub use crate::floor::FloorArgs;
@@ -39,15 +42,28 @@ pub enum Command {
     AutobahnClient(AutobahnArgs),
 }
 
+/// A command that ran to the end but whose result failed what it was held to: the binary
+/// prints it as one line and exits 1 (an error of the tool itself exits 2).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Failure {
+    /// `--threshold` conditions the result broke.
+    #[error("{0}")]
+    Thresholds(Breaches),
+    /// `compare --fail-if-slower`: a side got slower than the baseline.
+    #[error("{0}")]
+    Slower(Slowdown),
+}
+
 impl Cli {
-    /// Runs what the command line asked for.
-    pub fn run(self) -> Result<(), crate::Error> {
+    /// Runs what the command line asked for: `Ok(None)` when it passed.
+    pub fn run(self) -> Result<Option<Failure>, crate::Error> {
+        let none = |()| None;
         match self.command {
-            None => crate::measure::main(&self.run),
-            Some(Command::Floor(args)) => crate::floor::main(&args),
-            Some(Command::Compare(args)) => crate::compare::main(&args),
-            Some(Command::Sweep(args)) => crate::sweep::main(&args),
-            Some(Command::AutobahnClient(args)) => crate::autobahn::main(&args),
+            None => Ok(crate::measure::main(&self.run)?.map(Failure::Thresholds)),
+            Some(Command::Floor(args)) => crate::floor::main(&args).map(none),
+            Some(Command::Compare(args)) => Ok(crate::compare::main(&args)?.map(Failure::Slower)),
+            Some(Command::Sweep(args)) => crate::sweep::main(&args).map(none),
+            Some(Command::AutobahnClient(args)) => crate::autobahn::main(&args).map(none),
         }
     }
 }

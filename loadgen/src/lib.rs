@@ -31,7 +31,7 @@
 //!
 //! Modules, bottom up: [`platform`] (checked system calls), [`units`], [`target`],
 //! [`workload`], [`stats`], [`config`], [`error`], [`machine`]; the engine: [`client`] (one
-//! thread's loop), [`run`] (the coordinator), [`report`]; the commands, each with its own
+//! thread's loop), [`run`] (the coordinator), [`report`], [`threshold`]; the commands, each with its own
 //! options: [`measure`], [`compare`], [`sweep`], [`floor`], [`autobahn`]; and [`cli`] over them.
 
 pub mod autobahn;
@@ -51,6 +51,7 @@ pub mod run;
 pub mod stats;
 pub mod sweep;
 pub mod target;
+pub mod threshold;
 pub mod units;
 pub mod workload;
 

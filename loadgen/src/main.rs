@@ -7,7 +7,11 @@ use surge_loadgen::cli::Cli;
 
 fn main() -> ExitCode {
     match Cli::parse().run() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(failure)) => {
+            eprintln!("surge-loadgen: {failure}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("surge-loadgen: error: {e}");
             ExitCode::from(2)

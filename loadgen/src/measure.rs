@@ -14,6 +14,7 @@ use crate::platform;
 use crate::report::{self, write_hgrm, OutputFile};
 use crate::run::{self, CoreSplit, RunOptions};
 use crate::target::Target;
+use crate::threshold::{self, Breaches, Threshold};
 use crate::units::{parse_duration, parse_rate};
 use crate::workload::{PayloadKind, SizeSpec};
 
@@ -74,6 +75,10 @@ pub struct RunArgs {
     /// Write per-second histograms (HdrHistogram interval log, values in ns).
     #[arg(long, value_name = "FILE")]
     pub hlog: Option<PathBuf>,
+    /// Pass/fail condition on the result, repeatable: p99.9<5ms, max<=20ms, errors==0,
+    /// mismatches==0, unanswered==0, msgs/s>=50k. A breach exits 1 with one line naming it.
+    #[arg(long, value_name = "COND")]
+    pub threshold: Vec<Threshold>,
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
@@ -137,8 +142,9 @@ impl Outputs {
     }
 }
 
-/// Runs the measurement the command line describes and prints its summary.
-pub fn main(args: &RunArgs) -> Result<(), Error> {
+/// Runs the measurement the command line describes and prints its summary; returns the
+/// thresholds it broke, if any.
+pub fn main(args: &RunArgs) -> Result<Option<Breaches>, Error> {
     let (config, target) = args.config()?;
     let outputs = Outputs::create(args)?;
     platform::install_interrupt_handler().map_err(Error::os("SIGINT handler"))?;
@@ -158,5 +164,8 @@ pub fn main(args: &RunArgs) -> Result<(), Error> {
             requested: outcome.result.connections.requested,
         });
     }
-    Ok(())
+    let (checks, breaches) =
+        threshold::evaluate(&args.threshold, &outcome.result, &outcome.latency);
+    print!("{}", threshold::render(&checks));
+    Ok(breaches)
 }

@@ -23,6 +23,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, UnitError> {
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1e3,
+        "ns" => n / 1e9,
         "us" | "µs" => n / 1e6,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
