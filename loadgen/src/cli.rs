@@ -10,6 +10,7 @@ pub use crate::autobahn::AutobahnArgs;
 pub use crate::compare::CompareArgs;
 pub use crate::floor::FloorArgs;
 pub use crate::measure::RunArgs;
+pub use crate::merge::MergeArgs;
 pub use crate::sweep::SweepArgs;
 
 /// Load generator for WebSocket (and raw TCP echo) servers: many connections, open and closed
@@ -33,6 +34,9 @@ pub struct Cli {
 pub enum Command {
     /// Compare result files (from --json) side by side, the first as the baseline.
     Compare(CompareArgs),
+    /// Merge several agents' results (.json) and interval logs (.hlog) into one report and
+    /// one histogram, on absolute time; thresholds apply to the merged data.
+    Merge(MergeArgs),
     /// Measure the embedded server over server threads, client threads and pinning.
     Sweep(SweepArgs),
     /// Run the raw TCP echo server ("the floor") until interrupted.
@@ -60,6 +64,7 @@ impl Cli {
         let none = |()| None;
         match self.command {
             None => Ok(crate::measure::main(&self.run)?.map(Failure::Thresholds)),
+            Some(Command::Merge(args)) => Ok(crate::merge::main(&args)?.map(Failure::Thresholds)),
             Some(Command::Floor(args)) => crate::floor::main(&args).map(none),
             Some(Command::Compare(args)) => Ok(crate::compare::main(&args)?.map(Failure::Slower)),
             Some(Command::Sweep(args)) => crate::sweep::main(&args).map(none),

@@ -1,7 +1,7 @@
 //! What one measurement is to do, typed: the protocol as [`Mode`], the pacing as [`Pacing`],
 //! times as [`Duration`]s. The JSON file records it as `report::ConfigRecord`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,12 @@ pub enum ConfigError {
     /// `--threads 0` or `--server-threads 0`.
     #[error("thread counts must be at least 1")]
     NoThreads,
+    /// A `--start-at` that is not a time.
+    #[error("--start-at {0}: not a Unix time in seconds")]
+    StartTime(f64),
+    /// An agent name that would not survive an interval log's tag or a file name.
+    #[error("agent name {0:?}: use letters, digits, '.', '_' and '-' only")]
+    AgentName(String),
 }
 
 /// The protocol spoken to the target.
@@ -91,6 +97,11 @@ pub struct RunConfig {
     pub connect_rate: Option<f64>,
     /// Longest wait for a connection and its handshake.
     pub connect_timeout: Duration,
+    /// Many agents: this agent's name, tagging its interval log and result.
+    pub agent: Option<String>,
+    /// Many agents: when the warm-up starts (the same instant on every agent); connections
+    /// ramp up before it. None: as soon as they are up.
+    pub start_at: Option<SystemTime>,
 }
 
 impl RunConfig {
@@ -112,6 +123,8 @@ impl RunConfig {
             pin: false,
             connect_rate: Some(10_000.0),
             connect_timeout: Duration::from_secs(5),
+            agent: None,
+            start_at: None,
         }
     }
 
@@ -131,6 +144,15 @@ impl RunConfig {
         }
         if self.threads == 0 || self.server_threads == Some(0) {
             return Err(ConfigError::NoThreads);
+        }
+        if let Some(name) = &self.agent {
+            let ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !ok {
+                return Err(ConfigError::AgentName(name.clone()));
+            }
         }
         Ok(())
     }

@@ -42,6 +42,17 @@ pub enum Error {
         /// Connections asked for.
         requested: u64,
     },
+    /// The start file holds no Unix time.
+    #[error("{}: not a Unix time in seconds: {text:?}", path.display())]
+    StartFile {
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        text: String,
+    },
+    /// Ctrl-C before the run began.
+    #[error("interrupted before the run began")]
+    Interrupted,
     /// More connections were asked for than the process may hold descriptors.
     #[error(
         "{needed} descriptors needed but this process may hold only {limit} (ulimit -Hn); \
@@ -77,6 +88,9 @@ pub enum Error {
     /// The in-process Surge server could not start.
     #[error("embedded server: {0}")]
     Embedded(#[from] surge::ServerError),
+    /// `merge` could not line the agents up.
+    #[error(transparent)]
+    Merge(#[from] MergeError),
     /// `autobahn-client` could not carry out Autobahn's fuzzingserver protocol.
     #[error("autobahn-client: {0}")]
     Autobahn(#[from] AutobahnError),
@@ -174,4 +188,48 @@ pub enum AutobahnError {
 
 fn case_list(cases: &[u32]) -> String {
     cases.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+}
+
+/// Why several agents' files could not be merged into one report.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    /// The agents' measurements began further apart than one interval: their clocks disagree
+    /// (or they did not start together), and their seconds cannot be lined up.
+    #[error(
+        "{} began {apart_s:.3} s after {}, more than one {interval_s} s interval: the agents' \
+         clocks disagree or they did not start together (sync their clocks, start them with \
+         --start-at); refusing to merge",
+        late.display(),
+        early.display()
+    )]
+    ClocksDisagree {
+        /// The file that began first.
+        early: PathBuf,
+        /// The file that began furthest after it.
+        late: PathBuf,
+        /// How far apart, seconds.
+        apart_s: f64,
+        /// The interval length, seconds.
+        interval_s: f64,
+    },
+    /// A result without the absolute start of its measurement (an older surge-loadgen).
+    #[error("{}: records no absolute start time (written by an older surge-loadgen)", .0.display())]
+    NoStartTime(PathBuf),
+    /// An interval log without intervals.
+    #[error("{}: no intervals in this log", .0.display())]
+    EmptyLog(PathBuf),
+    /// A line of an interval log did not parse.
+    #[error("{}: not an HdrHistogram interval log (at byte {offset})", path.display())]
+    BadLog {
+        /// The file.
+        path: PathBuf,
+        /// Where parsing failed.
+        offset: usize,
+    },
+    /// Neither a `.json` result nor an `.hlog` interval log.
+    #[error("{}: give .json results (from --json) or .hlog interval logs (from --hlog)", .0.display())]
+    UnknownKind(PathBuf),
+    /// A threshold on counts only the JSON results carry, over interval logs alone.
+    #[error("threshold {0} needs the agents' .json results (interval logs carry only latencies)")]
+    CountsUnknown(String),
 }

@@ -32,7 +32,7 @@
 //! Modules, bottom up: [`platform`] (checked system calls), [`units`], [`target`],
 //! [`workload`], [`stats`], [`config`], [`error`], [`machine`]; the engine: [`client`] (one
 //! thread's loop), [`run`] (the coordinator), [`report`], [`threshold`]; the commands, each with its own
-//! options: [`measure`], [`compare`], [`sweep`], [`floor`], [`autobahn`]; and [`cli`] over them.
+//! options: [`measure`], [`merge`], [`compare`], [`sweep`], [`floor`], [`autobahn`]; and [`cli`] over them.
 
 pub mod autobahn;
 pub mod cli;
@@ -44,6 +44,7 @@ pub mod error;
 pub mod floor;
 pub mod machine;
 pub mod measure;
+pub mod merge;
 pub mod platform;
 pub mod plot;
 pub mod report;

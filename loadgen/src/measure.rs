@@ -2,8 +2,8 @@
 //! [`RunConfig`], the run, its summary and its files.
 
 use std::io::Write as _;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 
@@ -79,6 +79,18 @@ pub struct RunArgs {
     /// mismatches==0, unanswered==0, msgs/s>=50k. A breach exits 1 with one line naming it.
     #[arg(long, value_name = "COND")]
     pub threshold: Vec<Threshold>,
+    /// Many agents: this agent's name; tags its interval log (Tag=NAME, NAME.service) and its
+    /// JSON, for `surge-loadgen merge`.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// Many agents: start the warm-up at this Unix time (seconds, e.g. $(($(date +%s) + 30))),
+    /// the same on every agent; connections ramp up before it.
+    #[arg(long, value_name = "UNIX_TIME", conflicts_with = "start_file")]
+    pub start_at: Option<f64>,
+    /// Many agents: wait for FILE to exist, then start at the Unix time written in it (a file
+    /// on shared storage, or written by `ssh host 'echo T > FILE'`).
+    #[arg(long, value_name = "FILE")]
+    pub start_file: Option<PathBuf>,
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
@@ -118,9 +130,46 @@ impl RunArgs {
             pin: self.pin,
             connect_rate: (self.connect_rate > 0.0).then_some(self.connect_rate),
             connect_timeout: self.connect_timeout,
+            agent: self.agent.clone(),
+            start_at: match self.start_at {
+                Some(t) => Some(unix_time(t).ok_or(ConfigError::StartTime(t))?),
+                None => None,
+            },
         };
         config.validate()?;
         Ok((config, target))
+    }
+}
+
+fn unix_time(secs: f64) -> Option<SystemTime> {
+    let since = Duration::try_from_secs_f64(secs).ok()?;
+    UNIX_EPOCH.checked_add(since)
+}
+
+/// Waits for the start file to exist and hold a Unix time (the other agents read the same).
+fn wait_for_start_file(path: &Path) -> Result<SystemTime, Error> {
+    let mut announced = false;
+    loop {
+        match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => {
+                let secs: f64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::StartFile { path: path.to_owned(), text: text.clone() })?;
+                return unix_time(secs).ok_or(Error::StartFile { path: path.to_owned(), text });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::file(path, e)),
+        }
+        if platform::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        if !announced {
+            eprintln!("waiting for the start file {}", path.display());
+            announced = true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -145,9 +194,12 @@ impl Outputs {
 /// Runs the measurement the command line describes and prints its summary; returns the
 /// thresholds it broke, if any.
 pub fn main(args: &RunArgs) -> Result<Option<Breaches>, Error> {
-    let (config, target) = args.config()?;
+    let (mut config, target) = args.config()?;
     let outputs = Outputs::create(args)?;
     platform::install_interrupt_handler().map_err(Error::os("SIGINT handler"))?;
+    if let Some(path) = &args.start_file {
+        config.start_at = Some(wait_for_start_file(path)?);
+    }
     let opts = RunOptions { hlog: outputs.hlog, progress: !args.quiet, verbose: true };
     let outcome = run::run(&config, &target, opts)?;
     print!("{}", report::summary(&outcome.result));
@@ -165,7 +217,7 @@ pub fn main(args: &RunArgs) -> Result<Option<Breaches>, Error> {
         });
     }
     let (checks, breaches) =
-        threshold::evaluate(&args.threshold, &outcome.result, &outcome.latency);
+        threshold::evaluate(&args.threshold, Some(&outcome.result), &outcome.latency);
     print!("{}", threshold::render(&checks));
     Ok(breaches)
 }

@@ -50,6 +50,12 @@ pub struct ConfigRecord {
     pub ramp: Option<f64>,
     /// Connect (and handshake) timeout, seconds.
     pub connect_timeout_s: f64,
+    /// Many agents: the agent's name.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Many agents: the agreed start of the warm-up, seconds since the Unix epoch.
+    #[serde(default)]
+    pub start_at_unix_s: Option<f64>,
 }
 
 impl From<&RunConfig> for ConfigRecord {
@@ -69,8 +75,15 @@ impl From<&RunConfig> for ConfigRecord {
             pin: c.pin,
             ramp: c.connect_rate,
             connect_timeout_s: c.connect_timeout.as_secs_f64(),
+            agent: c.agent.clone(),
+            start_at_unix_s: c.start_at.map(unix_seconds),
         }
     }
+}
+
+/// Seconds since the Unix epoch (0 for times before it).
+pub fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// An output file, created before the run so that a bad path fails at once rather than after
@@ -111,7 +124,7 @@ impl OutputFile {
 }
 
 /// One measured interval (normally a second).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Sample {
     /// Start, seconds from the start of measurement.
     pub t_s: f64,
@@ -134,7 +147,7 @@ pub struct Sample {
 }
 
 /// Connection counts.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct ConnStats {
     /// Asked for.
     pub requested: u64,
@@ -145,7 +158,7 @@ pub struct ConnStats {
 }
 
 /// CPU used by the tool itself.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct CpuStats {
     /// Client threads' CPU time (user + system), seconds, whole run.
     pub client_s: f64,
@@ -157,6 +170,26 @@ pub struct CpuStats {
     pub client_measured_s: f64,
     /// Client CPU nanoseconds per measured message (measurement time only).
     pub client_ns_per_msg: f64,
+}
+
+impl ConnStats {
+    /// Adds another agent's counts.
+    pub fn add(&mut self, other: &ConnStats) {
+        self.requested += other.requested;
+        self.established += other.established;
+        self.lost += other.lost;
+    }
+}
+
+impl CpuStats {
+    /// Adds another agent's CPU time (wall time: the longer); the per-message figure is left
+    /// for the caller to recompute.
+    pub fn add(&mut self, other: &CpuStats) {
+        self.client_s += other.client_s;
+        self.process_s += other.process_s;
+        self.wall_s = self.wall_s.max(other.wall_s);
+        self.client_measured_s += other.client_measured_s;
+    }
 }
 
 /// Full histograms, base64 of HdrHistogram's compressed V2 encoding, values in ns.
@@ -179,6 +212,10 @@ pub struct RunResult {
     pub format: u32,
     /// When the run started, seconds since the Unix epoch.
     pub started_unix_s: f64,
+    /// When the measured window began, seconds since the Unix epoch by this machine's clock
+    /// (what `merge` aligns agents on; absent in files from before it).
+    #[serde(default)]
+    pub measure_start_unix_s: Option<f64>,
     /// How it was run.
     pub config: ConfigRecord,
     /// Where it ran.

@@ -6,7 +6,7 @@ use std::io::IsTerminal as _;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
@@ -24,7 +24,9 @@ use crate::embedded::{self, EmbeddedServer};
 use crate::error::{Error, HandshakeFailure};
 use crate::machine::{self, MachineInfo};
 use crate::platform;
-use crate::report::{ConfigRecord, ConnStats, CpuStats, Encoded, OutputFile, RunResult, Sample};
+use crate::report::{
+    unix_seconds, ConfigRecord, ConnStats, CpuStats, Encoded, OutputFile, RunResult, Sample,
+};
 use crate::stats::{
     encode_histogram, new_histogram, CloseCodes, ErrorCounts, HistogramError, Percentiles, Recorder,
 };
@@ -166,8 +168,7 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
     let connect_timeout = config.connect_timeout;
     probe(addr, ws.as_ref(), &config.target, connect_timeout)?;
 
-    let started_unix_s =
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let started_unix_s = unix_seconds(SystemTime::now());
     let shared = Arc::new(Shared::new(config.warmup, config.duration));
     let (tx, rx) = mpsc::channel();
     let threads = split.client_threads.min(config.connections.max(1));
@@ -281,6 +282,26 @@ struct Collected {
     wall: Duration,
     /// Where measurement began, from the start of the interval log.
     hlog_offset: Duration,
+    /// Where measurement began, by the wall clock.
+    measure_start: Option<SystemTime>,
+}
+
+/// The interval log's tags: untagged latency and `service` for one agent on its own;
+/// `NAME` and `NAME.service` for agent NAME, so that logs of many agents stay apart.
+struct IntervalTags {
+    latency: Option<String>,
+    service: String,
+}
+
+impl IntervalTags {
+    fn new(agent: Option<&str>) -> Self {
+        match agent {
+            None => IntervalTags { latency: None, service: "service".to_owned() },
+            Some(a) => {
+                IntervalTags { latency: Some(a.to_owned()), service: format!("{a}.service") }
+            }
+        }
+    }
 }
 
 struct Pending {
@@ -317,10 +338,17 @@ fn collect(
                 config.target
             )
             .map_err(hlog_err)?;
-            writeln!(
-                f,
-                "#[Untagged: latency from scheduled send, ns; Tag=service: service time, ns]"
-            )
+            match &config.agent {
+                None => writeln!(
+                    f,
+                    "#[Untagged: latency from scheduled send, ns; Tag=service: service time, ns]"
+                ),
+                Some(agent) => writeln!(
+                    f,
+                    "#[Agent: {agent}; Tag={agent}: latency from scheduled send, ns; \
+                     Tag={agent}.service: service time, ns]"
+                ),
+            }
             .map_err(hlog_err)?;
             let w = IntervalLogWriterBuilder::new()
                 .with_start_time(start_wall)
@@ -348,7 +376,10 @@ fn collect(
         None
     };
 
+    let tags = IntervalTags::new(config.agent.as_deref());
     let mut ramped = 0;
+    // Many agents: all connections are up, waiting for the agreed start.
+    let mut go_at: Option<Instant> = None;
     let mut established = 0;
     let mut pending: BTreeMap<u32, Pending> = BTreeMap::new();
     let mut next_index = 0u32;
@@ -370,6 +401,7 @@ fn collect(
         interrupted: false,
         wall: Duration::ZERO,
         hlog_offset: Duration::ZERO,
+        measure_start: None,
     };
     let mut done = 0;
     let mut finalize = |p: Pending, index: u32, c: &mut Collected| -> Result<(), Error> {
@@ -388,8 +420,9 @@ fn collect(
         });
         if let Some(w) = hlog.as_mut() {
             let start = c.hlog_offset + c.measured;
-            w.write_histogram(lat, start, p.length, None).map_err(HistogramError::from)?;
-            w.write_histogram(&p.recorder.service, start, p.length, Tag::new("service"))
+            w.write_histogram(lat, start, p.length, tags.latency.as_deref().and_then(Tag::new))
+                .map_err(HistogramError::from)?;
+            w.write_histogram(&p.recorder.service, start, p.length, Tag::new(&tags.service))
                 .map_err(HistogramError::from)?;
         }
         c.measured += p.length;
@@ -411,7 +444,17 @@ fn collect(
             c.interrupted = true;
             shared.stop();
         }
-        let msg = match rx.recv_timeout(Duration::from_millis(100)) {
+        if go_at.is_some_and(|at| Instant::now() >= at) {
+            go_at = None;
+            let phases = shared.go();
+            // Interval timestamps in the hlog count from the start of the log.
+            c.hlog_offset = phases.measure.saturating_duration_since(begin);
+            c.measure_start = Some(start_wall + c.hlog_offset);
+        }
+        let poll = go_at.map_or(Duration::from_millis(100), |at| {
+            at.saturating_duration_since(Instant::now()).min(Duration::from_millis(100))
+        });
+        let msg = match rx.recv_timeout(poll) {
             Ok(m) => m,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -424,9 +467,11 @@ fn collect(
                     if established == 0 {
                         shared.stop();
                     } else {
-                        let phases = shared.go();
-                        // Interval timestamps in the hlog count from the start of the log.
-                        c.hlog_offset = phases.measure.saturating_duration_since(begin);
+                        let now = Instant::now();
+                        let wait = config.start_at.map_or(Duration::ZERO, |at| {
+                            at.duration_since(SystemTime::now()).unwrap_or_default()
+                        });
+                        go_at = Some(now + wait);
                         if let Some(bar) = &bar {
                             bar.set_message(format!("{established} connections up, warming up"));
                         }
@@ -497,6 +542,7 @@ fn build(
         tool: "surge-loadgen".to_owned(),
         format: crate::report::FORMAT,
         started_unix_s,
+        measure_start_unix_s: c.measure_start.map(unix_seconds),
         config: ConfigRecord::from(config),
         machine: MachineInfo::current(),
         embedded,

@@ -50,17 +50,25 @@ pub enum Metric {
 }
 
 impl Metric {
-    fn is_latency(self) -> bool {
+    /// Whether the quantity is a latency (read from the histogram alone).
+    pub fn is_latency(self) -> bool {
         matches!(self, Metric::Percentile(_) | Metric::Mean | Metric::Max)
     }
 
     /// The quantity's value in `r` (latency in ns, read from the full `latency` histogram so
-    /// that any percentile is exact to the histogram's precision).
-    pub fn of(self, r: &RunResult, latency: &Histogram<u64>) -> f64 {
+    /// that any percentile is exact to the histogram's precision). Counts without a result
+    /// (interval logs alone) are unknown: NaN, which holds no bound.
+    pub fn of(self, r: Option<&RunResult>, latency: &Histogram<u64>) -> f64 {
+        let Some(r) = r.filter(|_| !self.is_latency()) else {
+            return match self {
+                Metric::Percentile(p) => latency.value_at_quantile(p / 100.0) as f64,
+                Metric::Mean => latency.mean(),
+                Metric::Max => latency.max() as f64,
+                _ => f64::NAN,
+            };
+        };
         match self {
-            Metric::Percentile(p) => latency.value_at_quantile(p / 100.0) as f64,
-            Metric::Mean => latency.mean(),
-            Metric::Max => latency.max() as f64,
+            Metric::Percentile(_) | Metric::Mean | Metric::Max => unreachable!("latencies above"),
             Metric::Errors => r.errors.values().sum::<u64>() as f64,
             Metric::Mismatches => r.mismatches as f64,
             Metric::Unanswered => (r.unanswered + r.backlog) as f64,
@@ -169,7 +177,7 @@ pub struct Check {
 
 impl Threshold {
     /// Checks the condition against `r`, whose full latency histogram is `latency`.
-    pub fn check(&self, r: &RunResult, latency: &Histogram<u64>) -> Check {
+    pub fn check(&self, r: Option<&RunResult>, latency: &Histogram<u64>) -> Check {
         let value = self.metric.of(r, latency);
         // A run with no latency recorded cannot hold a latency bound.
         let held =
@@ -216,7 +224,7 @@ impl fmt::Display for Breaches {
 /// Checks every threshold; the breaches, if any.
 pub fn evaluate(
     thresholds: &[Threshold],
-    r: &RunResult,
+    r: Option<&RunResult>,
     latency: &Histogram<u64>,
 ) -> (Vec<Check>, Option<Breaches>) {
     let checks: Vec<Check> = thresholds.iter().map(|t| t.check(r, latency)).collect();
