@@ -3,8 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::compare::Slowdown;
-use crate::threshold::Breaches;
+pub use crate::failure::Failure;
 
 pub use crate::autobahn::AutobahnArgs;
 pub use crate::compare::CompareArgs;
@@ -46,24 +45,12 @@ pub enum Command {
     AutobahnClient(AutobahnArgs),
 }
 
-/// A command that ran to the end but whose result failed what it was held to: the binary
-/// prints it as one line and exits 1 (an error of the tool itself exits 2).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum Failure {
-    /// `--threshold` conditions the result broke.
-    #[error("{0}")]
-    Thresholds(Breaches),
-    /// `compare --fail-if-slower`: a side got slower than the baseline.
-    #[error("{0}")]
-    Slower(Slowdown),
-}
-
 impl Cli {
     /// Runs what the command line asked for: `Ok(None)` when it passed.
     pub fn run(self) -> Result<Option<Failure>, crate::Error> {
         let none = |()| None;
         match self.command {
-            None => Ok(crate::measure::main(&self.run)?.map(Failure::Thresholds)),
+            None => crate::measure::main(&self.run),
             Some(Command::Merge(args)) => Ok(crate::merge::main(&args)?.map(Failure::Thresholds)),
             Some(Command::Floor(args)) => crate::floor::main(&args).map(none),
             Some(Command::Compare(args)) => Ok(crate::compare::main(&args)?.map(Failure::Slower)),

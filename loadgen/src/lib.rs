@@ -31,8 +31,8 @@
 //!
 //! Modules, bottom up: [`platform`] (checked system calls), [`units`], [`target`],
 //! [`workload`], [`stats`], [`config`], [`error`], [`machine`]; the engine: [`client`] (one
-//! thread's loop), [`run`] (the coordinator), [`report`], [`threshold`]; the commands, each with its own
-//! options: [`measure`], [`merge`], [`compare`], [`sweep`], [`floor`], [`autobahn`]; and [`cli`] over them.
+//! thread's loop), [`run`] (the coordinator), [`report`], [`threshold`], [`failure`]; the commands, each with its own
+//! options: [`measure`] (with [`find_rate`]), [`merge`], [`compare`], [`sweep`], [`floor`], [`autobahn`]; and [`cli`] over them.
 
 pub mod autobahn;
 pub mod cli;
@@ -41,6 +41,8 @@ pub mod compare;
 pub mod config;
 pub mod embedded;
 pub mod error;
+pub mod failure;
+pub mod find_rate;
 pub mod floor;
 pub mod machine;
 pub mod measure;

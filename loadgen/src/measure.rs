@@ -9,12 +9,14 @@ use clap::Args;
 
 use crate::config::{ConfigError, Mode, Pacing, RunConfig};
 use crate::error::Error;
+use crate::failure::Failure;
+use crate::find_rate::{self, SearchPlan};
 use crate::machine;
 use crate::platform;
 use crate::report::{self, write_hgrm, OutputFile};
 use crate::run::{self, CoreSplit, RunOptions};
 use crate::target::Target;
-use crate::threshold::{self, Breaches, Threshold};
+use crate::threshold::{self, Threshold};
 use crate::units::{parse_duration, parse_rate};
 use crate::workload::{PayloadKind, SizeSpec};
 
@@ -79,6 +81,11 @@ pub struct RunArgs {
     /// mismatches==0, unanswered==0, msgs/s>=50k. A breach exits 1 with one line naming it.
     #[arg(long, value_name = "COND")]
     pub threshold: Vec<Threshold>,
+    /// Find the highest open-loop rate that holds COND (repeatable: all must hold), e.g.
+    /// 'p99<1ms' or 'errors==0': one run per step (each --duration long after --warmup),
+    /// starting at --rate (default 1000/s), doubling, then bisecting to 5 %.
+    #[arg(long, value_name = "COND", conflicts_with_all = ["threshold", "hgrm", "hlog"])]
+    pub find_rate: Vec<Threshold>,
     /// Many agents: this agent's name; tags its interval log (Tag=NAME, NAME.service) and its
     /// JSON, for `surge-loadgen merge`.
     #[arg(long, value_name = "NAME")]
@@ -141,6 +148,37 @@ impl RunArgs {
     }
 }
 
+/// The SLO search (`--find-rate`): every step on stdout, then the answer.
+fn find_rate_main(
+    args: &RunArgs,
+    config: &RunConfig,
+    target: &Target,
+    json: Option<OutputFile>,
+) -> Result<Option<Failure>, Error> {
+    let plan = SearchPlan {
+        conditions: args.find_rate.clone(),
+        start_rate: args.rate.unwrap_or(1000.0),
+        precision: 0.05,
+        max_steps: 30,
+    };
+    let conditions: Vec<String> = plan.conditions.iter().map(ToString::to_string).collect();
+    println!(
+        "find-rate: the highest rate holding {} over {:.1} s windows, from {:.0} msg/s",
+        conditions.join(" and "),
+        config.duration.as_secs_f64(),
+        plan.start_rate
+    );
+    let search = find_rate::search(config, target, &plan, |step, n| {
+        println!("{}", step.line(n));
+        let _ = std::io::stdout().flush();
+    })?;
+    println!("{}", find_rate::answer_line(&search));
+    if let Some(file) = json {
+        file.write(serde_json::to_string_pretty(&search).expect("serializable") + "\n")?;
+    }
+    Ok(search.answer.is_none().then(|| Failure::NoRateHeld(conditions.join(" and "))))
+}
+
 fn unix_time(secs: f64) -> Option<SystemTime> {
     let since = Duration::try_from_secs_f64(secs).ok()?;
     UNIX_EPOCH.checked_add(since)
@@ -191,14 +229,17 @@ impl Outputs {
     }
 }
 
-/// Runs the measurement the command line describes and prints its summary; returns the
-/// thresholds it broke, if any.
-pub fn main(args: &RunArgs) -> Result<Option<Breaches>, Error> {
+/// Runs the measurement the command line describes and prints its summary; returns what
+/// failed (thresholds broken, no rate found), if anything.
+pub fn main(args: &RunArgs) -> Result<Option<Failure>, Error> {
     let (mut config, target) = args.config()?;
     let outputs = Outputs::create(args)?;
     platform::install_interrupt_handler().map_err(Error::os("SIGINT handler"))?;
     if let Some(path) = &args.start_file {
         config.start_at = Some(wait_for_start_file(path)?);
+    }
+    if !args.find_rate.is_empty() {
+        return find_rate_main(args, &config, &target, outputs.json);
     }
     let opts = RunOptions { hlog: outputs.hlog, progress: !args.quiet, verbose: true };
     let outcome = run::run(&config, &target, opts)?;
@@ -219,5 +260,5 @@ pub fn main(args: &RunArgs) -> Result<Option<Breaches>, Error> {
     let (checks, breaches) =
         threshold::evaluate(&args.threshold, Some(&outcome.result), &outcome.latency);
     print!("{}", threshold::render(&checks));
-    Ok(breaches)
+    Ok(breaches.map(Failure::Thresholds))
 }
