@@ -268,11 +268,16 @@ for path in sys.argv[1:]:
 EOF
 }
 
-# loadgen_report_render: compare --html on the two servers' runs, then the page
-# in headless Chromium (tests/clients/report_render.js).
+# loadgen_report_render: compare --html on two runs of its own (against the embedded
+# server: no other step's files), then the page in headless Chromium
+# (tests/clients/report_render.js).
 loadgen_report_render() {
-  target/release/surge-loadgen compare "$LOGS/loadgen-python_websockets-closed.json" \
-    "$LOGS/loadgen-node_ws-closed.json" --html "$LOGS/loadgen-report.html"
+  local run
+  for run in a b; do
+    target/release/surge-loadgen -c 8 -d 2s -w 200ms -q --json "$LOGS/loadgen-report-$run.json"
+  done
+  target/release/surge-loadgen compare "$LOGS/loadgen-report-a.json" \
+    "$LOGS/loadgen-report-b.json" --html "$LOGS/loadgen-report.html"
   node tests/clients/report_render.js "$LOGS/loadgen-report.html" 4 "$LOGS/loadgen-report.png"
 }
 
