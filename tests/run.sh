@@ -103,8 +103,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# logged_port LOG PID [SECONDS]: the port a server started on port 0 names in its log
+# ("listening 127.0.0.1:PORT" or "listening on ws://127.0.0.1:PORT"); the server picks it, so
+# no other process can take it between a guess and the bind. Fails if PID dies first.
+logged_port() {
+  local log=$1 pid=$2 limit=${3:-30} t0=$SECONDS port
+  while :; do
+    port=$(sed -nE 's/.*listening (on ws:\/\/)?127\.0\.0\.1:([0-9]+).*/\2/p' "$log" 2>/dev/null | head -n 1)
+    [ -z "$port" ] || { echo "$port"; return 0; }
+    kill -0 "$pid" 2>/dev/null || { echo "process $pid exited before it listened; log tail:" >&2; tail -n 20 "$log" >&2; return 1; }
+    [ $((SECONDS - t0)) -lt "$limit" ] || { echo "no 'listening' line in $log within ${limit}s" >&2; return 1; }
+    sleep 0.1
+  done
 }
 # wait_port PORT PID [SECONDS]: until 127.0.0.1:PORT accepts; fails if PID dies
 wait_port() {
@@ -130,7 +140,8 @@ suite_setup() {
 suite_cargo() {
   run_step cargo-fmt cargo fmt --all -- --check
   run_step cargo-clippy cargo clippy --workspace --all-targets -- -D warnings
-  run_step cargo-test cargo test --workspace
+  # --no-fail-fast: one failing package must not hide the others' results (doc tests too).
+  run_step cargo-test cargo test --workspace --no-fail-fast
 }
 
 # External clients run against the Surge echo server; URL is appended.
@@ -156,15 +167,15 @@ build_release() {
 # start_echo_server: sets ECHO_URL, ECHO_PID (main shell)
 start_echo_server() {
   local port cmd
-  port=$(free_port)
   if [ -n "${SURGE_ECHO_SERVER_CMD:-}" ]; then
-    read -r -a cmd <<<"${SURGE_ECHO_SERVER_CMD//\{PORT\}/$port}"
+    read -r -a cmd <<<"${SURGE_ECHO_SERVER_CMD//\{PORT\}/0}"
   else
-    cmd=(target/release/surge echo --listen "127.0.0.1:$port")
+    cmd=(target/release/surge echo --listen 127.0.0.1:0)
   fi
   echo "starting: ${cmd[*]}"
   start_bg echo-server "$LOGS/echo-server.log" timeout "$SERVER_TIME_LIMIT" "${cmd[@]}"
   ECHO_PID=$BG_PID
+  port=$(logged_port "$LOGS/echo-server.log" "$ECHO_PID" 30) || return 1
   ECHO_URL="ws://127.0.0.1:$port/"
   wait_port "$port" "$ECHO_PID" 30 || { tail -n 20 "$LOGS/echo-server.log" >&2; return 1; }
   echo "echo server pid $ECHO_PID at $ECHO_URL"
@@ -217,7 +228,7 @@ suite_external_server() {
     cmd=${entry#*|}
     if [ "$name" = chromium ] && [ "$MODE" = fast ]; then skip_step "client:$name" "SURGE_TESTS=fast"; continue; fi
     # shellcheck disable=SC2086
-    run_step "client:$name" timeout 45 $cmd "$ECHO_URL"
+    run_step "client:$name" timeout 120 $cmd "$ECHO_URL"
   done
   if [ "$MODE" = fast ]; then
     skip_step autobahn-server "SURGE_TESTS=fast"
@@ -231,13 +242,15 @@ suite_external_server() {
 # Surge's client side (surge-loadgen) against known-good servers:
 #   tests/servers/python_websockets_echo.py PORT [TIMEOUT_S]
 #   tests/servers/node_ws_echo.js PORT [TIMEOUT_S]
-# loadgen_against PORT PID NAME: a closed-loop run (text, 0..70000 B, 2 in flight)
+# loadgen_against SERVER_LOG PID NAME: a closed-loop run (text, 0..70000 B, 2 in flight)
 # and an open-loop run (binary, 2000 msg/s, with .hgrm/.hlog); each must echo
 # every message unchanged, with no error and no connection lost. Bounded: the
 # runs last 2.5 s plus at most 5 s to connect, the servers exit after 120 s.
 loadgen_against() {
-  local url="ws://127.0.0.1:$1/" out="$LOGS/loadgen-$3"
-  wait_port "$1" "$2" 30
+  local port out="$LOGS/loadgen-$3"
+  port=$(logged_port "$1" "$2" 30)
+  local url="ws://127.0.0.1:$port/"
+  wait_port "$port" "$2" 30
   target/release/surge-loadgen "$url" -c 16 --in-flight 2 --size 0..70000 --text \
     -d 2s -w 500ms -q --json "$out-closed.json"
   target/release/surge-loadgen "$url" -c 16 --rate 2k --size 64 --binary \
@@ -255,11 +268,16 @@ for path in sys.argv[1:]:
 EOF
 }
 
-# loadgen_report_render: compare --html on the two servers' runs, then the page
-# in headless Chromium (tests/clients/report_render.js).
+# loadgen_report_render: compare --html on two runs of its own (against the embedded
+# server: no other step's files), then the page in headless Chromium
+# (tests/clients/report_render.js).
 loadgen_report_render() {
-  target/release/surge-loadgen compare "$LOGS/loadgen-python_websockets-closed.json" \
-    "$LOGS/loadgen-node_ws-closed.json" --html "$LOGS/loadgen-report.html"
+  local run
+  for run in a b; do
+    target/release/surge-loadgen -c 8 -d 2s -w 200ms -q --json "$LOGS/loadgen-report-$run.json"
+  done
+  target/release/surge-loadgen compare "$LOGS/loadgen-report-a.json" \
+    "$LOGS/loadgen-report-b.json" --html "$LOGS/loadgen-report.html"
   node tests/clients/report_render.js "$LOGS/loadgen-report.html" 4 "$LOGS/loadgen-report.png"
 }
 
@@ -285,13 +303,11 @@ suite_loadgen() {
   fi
   run_step loadgen-build cargo build --release -p surge-loadgen
   [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" != failed ] || return 0
-  port=$(free_port)
-  start_bg python-echo "$LOGS/loadgen-python-server.log" "$PY" tests/servers/python_websockets_echo.py "$port" 120
-  run_step loadgen:python_websockets loadgen_against "$port" "$BG_PID" python_websockets
+  start_bg python-echo "$LOGS/loadgen-python-server.log" "$PY" -u tests/servers/python_websockets_echo.py 0 120
+  run_step loadgen:python_websockets loadgen_against "$LOGS/loadgen-python-server.log" "$BG_PID" python_websockets
   stop_bg "$BG_PID"
-  port=$(free_port)
-  start_bg node-echo "$LOGS/loadgen-node-server.log" node tests/servers/node_ws_echo.js "$port" 120
-  run_step loadgen:node_ws loadgen_against "$port" "$BG_PID" node_ws
+  start_bg node-echo "$LOGS/loadgen-node-server.log" node tests/servers/node_ws_echo.js 0 120
+  run_step loadgen:node_ws loadgen_against "$LOGS/loadgen-node-server.log" "$BG_PID" node_ws
   stop_bg "$BG_PID"
   if [ "$MODE" = fast ]; then
     skip_step loadgen-report-render "SURGE_TESTS=fast"

@@ -122,7 +122,35 @@ setup_go_client() {
   stamp_set go-client "$fp"
 }
 
+# ---------------------------------------------------------------- prerequisites
+# What this script cannot install itself. All that is missing is named on one line, before
+# anything is installed, instead of a failure half-way through.
+check_prerequisites() {
+  local missing=() need_apt
+  command -v cargo >/dev/null || missing+=("cargo (the Rust toolchain, https://rustup.rs)")
+  command -v "$PY" >/dev/null || missing+=("$PY (Python 3.9+)")
+  command -v "$PY" >/dev/null && ! "$PY" -c 'import venv, ensurepip' 2>/dev/null &&
+    missing+=("Python's venv module (Debian: apt-get install python3-venv)")
+  if ! skipped_quietly node; then
+    command -v node >/dev/null || missing+=("node (Node.js 18+)")
+    command -v npm >/dev/null || missing+=("npm")
+  fi
+  need_apt=$(skipped_quietly apt || apt_missing | tr '\n' ' ')
+  if [ -n "${need_apt// /}" ]; then
+    command -v apt-get >/dev/null || missing+=("apt-get (Debian or Ubuntu) to install: $need_apt")
+    [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null ||
+      missing+=("root or password-less sudo to apt-get install: $need_apt")
+  fi
+  [ ${#missing[@]} = 0 ] && return 0
+  local line
+  line=$(printf '%s; ' "${missing[@]}")
+  echo "setup: missing: ${line%; } (and the package registries must be reachable)" >&2
+  exit 1
+}
+skipped_quietly() { [[ "$SKIP" == *" $1 "* ]]; }
+
 T0=$SECONDS
+check_prerequisites
 setup_apt
 setup_python
 setup_autobahn

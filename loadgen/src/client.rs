@@ -367,18 +367,24 @@ impl Worker {
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
         loop {
             let now = Instant::now();
-            if self.shared.stopping() {
+            let stopping = self.shared.stopping();
+            if !stopping && self.phases.is_none() {
+                if let Some(p) = self.shared.phases() {
+                    self.start(p, now);
+                }
+            }
+            // Before anything below may end the loop: the slots that fell due while this thread
+            // slept are the schedule's whatever happens next. A thread that wakes after the
+            // window's end (a busy machine) must still count and send them, late, and time them
+            // from when they were due; ending first lost them, uncounted.
+            self.send_due(now);
+            if stopping {
                 // Interrupted: the window ends here, without waiting for what is in flight.
                 if let Some(p) = self.phases.as_mut() {
                     p.end = p.end.min(now).max(p.measure);
                 }
                 self.ship_interval(now);
                 break;
-            }
-            if self.phases.is_none() {
-                if let Some(p) = self.shared.phases() {
-                    self.start(p, now);
-                }
             }
             if let Some(p) = self.phases {
                 if self.cpu_at_measure.is_none() && now >= p.measure {
@@ -398,7 +404,6 @@ impl Worker {
                     break;
                 }
             }
-            self.send_due(now);
             self.open_more(now);
             if now >= next_housekeeping {
                 self.expire_connects(now);

@@ -55,16 +55,21 @@ fn open_loop_holds_its_rate() {
     let c = config(10, "64", Some(2000.0), 1.5);
     let r = run(&c, &target, RunOptions::default()).unwrap().result;
     let expected = 2000.0;
+    // Every slot of the schedule is answered (the server keeps up), however busy the machine:
+    // the rate is the schedule's, not the machine's.
+    assert_eq!((r.messages, r.backlog, r.unanswered), (r.scheduled, 0, 0), "{r:?}");
     assert!(
         (r.msgs_per_sec - expected).abs() < expected * 0.1,
         "{} msg/s instead of {expected}",
         r.msgs_per_sec
     );
     assert_eq!(r.mismatches, 0);
-    // Lightly loaded: the corrected latency stays near the service time.
-    assert!(r.latency_us.p50 < 5_000.0, "p50 {} µs", r.latency_us.p50);
-    // The client's own lateness is measured on (nearly) every message.
-    assert!(r.send_lag_us.count > r.messages / 2, "{:?}", r.send_lag_us);
+    // Both latencies are recorded for every message, and the correction only ever adds the
+    // time a message waited past its slot: it never reads below the service time.
+    assert_eq!((r.latency_us.count, r.service_us.count), (r.messages, r.messages));
+    assert!(r.latency_us.p50 >= r.service_us.p50, "{:?} {:?}", r.latency_us, r.service_us);
+    // The client's own lateness is measured where a message was due with room to go.
+    assert!((1..=r.messages).contains(&r.send_lag_us.count), "{:?}", r.send_lag_us);
 }
 
 /// A loopback server that runs `serve` on each connection, in a thread of its own.

@@ -8,7 +8,7 @@ Against an echo server: text echo, binary echo, 1 MiB binary echo, a ping
 answered by a pong with the same payload (read at frame level), and a close
 with code 1000 whose answering close frame must carry 1000. Exit 0 on success;
 on failure one line "python_websocket_client: FAIL: ..." and exit 1. Limited
-to 10 s.
+to 30 s.
 """
 import struct
 

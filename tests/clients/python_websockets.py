@@ -9,7 +9,7 @@ pong carries the same payload (websockets only acknowledges a ping when a pong
 with the same payload arrives), and a close with code 1000 whose answering
 close frame must carry 1000. The client offers permessage-deflate (the
 library's default), which the server may decline. Exit 0 on success; on failure
-one line "python_websockets: FAIL: ..." and exit 1. Limited to 10 s.
+one line "python_websockets: FAIL: ..." and exit 1. Limited to 30 s.
 """
 from driver import TIMEOUT, run
 

@@ -8,7 +8,7 @@
 // report must be self-contained), at least one <svg>, at least MIN_SERIES (default 1) plotted
 // lines (`path.series`, compare reports) or bars (`rect.bar`, sweep reports), each with a
 // non-empty size inside its chart, and a table. Exit 0 on success; on failure one line
-// "report_render: FAIL: ..." and exit 1. Limited to 20 s.
+// "report_render: FAIL: ..." and exit 1. Limited to 60 s (a bound for a loaded machine).
 'use strict';
 const path = require('path');
 const { chromium } = require(path.join(__dirname, '..', 'node', 'node_modules', 'playwright-core'));
@@ -26,7 +26,7 @@ async function fail(msg) {
   if (browser) await browser.close().catch(() => {});
   process.exit(1);
 }
-setTimeout(() => fail('timed out after 20 s'), 20000).unref();
+setTimeout(() => fail('timed out after 60 s'), 60000).unref();
 
 (async () => {
   try {

@@ -168,13 +168,14 @@ impl<H: Handler> EventLoop<H> {
         let now = Instant::now();
         let assembly_budget = (setup.config.assembly_budget() / setup.config.threads()).max(1);
         let wheel = TimerWheel::new(now, setup.config.timer_tick());
+        // Instants are stamped with the tick they fall in, so two stamps n ticks apart may be
+        // as little as n - 1 ticks of real time apart: one tick more than the duration covers
+        // keeps every timeout from firing before its configured time (late by a tick at most).
+        let span = |duration| wheel.ticks(duration) + 1;
         let ticks = Ticks {
-            handshake: wheel.ticks(setup.config.handshake_timeout()),
-            close: wheel.ticks(setup.config.close_timeout()),
-            idle: setup.config.idle_timeout().map(|idle| {
-                let idle = wheel.ticks(idle);
-                (idle / 2, idle)
-            }),
+            handshake: span(setup.config.handshake_timeout()),
+            close: span(setup.config.close_timeout()),
+            idle: setup.config.idle_timeout().map(|idle| (span(idle / 2), span(idle))),
         };
         EventLoop {
             poll: setup.poll,

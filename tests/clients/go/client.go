@@ -5,7 +5,7 @@
 // Checks: text echo ("hello websocket"), binary echo, 1 MiB binary echo, a
 // ping answered by a pong with the same payload, and a close with code 1000
 // answered by the server's close carrying 1000. Exits 0 on success; on failure
-// prints one line "go-client: FAIL: ..." and exits 1. Whole run limited to 10 s.
+// prints one line "go-client: FAIL: ..." and exits 1. Whole run limited to 30 s.
 //
 // Built offline by tests/setup.sh:
 //
@@ -22,7 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-const timeout = 10 * time.Second
+const timeout = 30 * time.Second
 
 func fail(format string, args ...interface{}) {
 	fmt.Fprintf(os.Stderr, "go-client: FAIL: "+format+"\n", args...)

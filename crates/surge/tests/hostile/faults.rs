@@ -119,7 +119,7 @@ fn peer_that_never_answers_our_close_is_dropped_at_the_close_timeout() {
     let close_at = close_at.expect("a Close");
     let waited = ended - close_at;
     assert!(
-        waited >= Duration::from_millis(700) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(700) && waited < Duration::from_secs(6),
         "TCP closed {waited:?} after our Close; the close timeout is 1 s"
     );
     drop(raw);

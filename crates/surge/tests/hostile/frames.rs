@@ -84,7 +84,8 @@ fn declared_length_2_pow_40_then_stall_gets_1009_without_allocating() {
     raw.send(&masked(b"and then nothing", 0));
     raw.expect_close(1009);
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(1), "1009 after {took:?}: not at once");
+    // A server that waited for the rest would answer only at a timeout, or never (5 s).
+    assert!(took < Duration::from_secs(3), "1009 after {took:?}: not at once");
     drop(raw);
     case.check_within("length 2^40, then a stall", TIGHT);
 }

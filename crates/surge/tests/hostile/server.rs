@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const STARTUP: Duration = Duration::from_secs(20);
 
 /// How long descriptors may take to come back after an attack ends.
-pub const FD_SETTLE: Duration = Duration::from_secs(2);
+pub const FD_SETTLE: Duration = Duration::from_secs(10);
 
 /// Lines of the server's log kept for failure messages.
 const LOG_LINES: usize = 40;
