@@ -105,6 +105,19 @@ mod tests {
         assert_eq!(c.threads, 2);
         assert_eq!(c.payload, PayloadKind::Text);
         assert!(Cli::try_parse_from(["surge-loadgen", "--text", "--binary"]).is_err());
+        let cli = Cli::try_parse_from([
+            "surge-loadgen",
+            "tcp://127.0.0.1:9",
+            "--connect-rate",
+            "500/s",
+            "--churn",
+            "20/s",
+        ])
+        .unwrap();
+        let (c, _) = cli.run.config().unwrap();
+        assert_eq!((c.connect_rate, c.churn), (Some(500.0), Some(20.0)));
+        let cli = Cli::try_parse_from(["surge-loadgen", "--ramp", "1k"]).unwrap();
+        assert_eq!(cli.run.config().unwrap().0.connect_rate, Some(1000.0), "the older name");
         let cli = Cli::try_parse_from(["surge-loadgen", "compare", "a.json", "b.json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Compare(_))));
         let cli = Cli::try_parse_from([

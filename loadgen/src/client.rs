@@ -76,6 +76,9 @@ pub struct ThreadPlan {
     pub seed: u64,
     /// WebSocket: the opening handshake's request (None: raw TCP echo).
     pub ws: Option<WsRequest>,
+    /// This thread's share of the churn: connections closed and reopened per second during
+    /// the measured window (None: none).
+    pub churn_rate: Option<f64>,
 }
 
 /// What a WebSocket client asks for in its opening handshake.
@@ -198,6 +201,14 @@ pub struct ThreadSummary {
     pub established: u64,
     /// Connections that came up and were lost before the end.
     pub lost: u64,
+    /// Connections closed by the churn (each then reopened in its place).
+    pub churned: u64,
+    /// Churn: reopened connections that failed to come up.
+    pub churn_failed: u64,
+    /// Churn: connect + handshake latencies of the reopened connections, ns.
+    pub churn_handshake: Histogram<u64>,
+    /// Connections open when the run ended (before the closing handshakes).
+    pub open_at_end: u64,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
     /// Messages scheduled in the measured window: due (open loop) or sent (closed loop).
@@ -260,9 +271,28 @@ struct Conn {
     matched: usize,
     /// Raw mode: those bytes differed from what was sent.
     bad: bool,
+    /// Chosen by the churn: sends nothing new, closes once its echoes are in, then is
+    /// reopened in its place.
+    retiring: bool,
+    /// Opened by the churn (its handshake is counted as one under churn).
+    reopened: bool,
     /// WebSocket: the protocol state and its reassembly buffer (empty until a message is
     /// split over reads).
     ws: Option<Box<WsConn>>,
+}
+
+impl Conn {
+    /// Whether open-loop slots that fall to this connection wait on it: it is open, or the
+    /// churn is replacing it (closing it, or opening its successor, which inherits them).
+    fn takes_slots(&self) -> bool {
+        match self.state {
+            State::Open => true,
+            State::Done => self.retiring,
+            State::Connecting | State::Handshaking | State::Closing => {
+                self.retiring || self.reopened
+            }
+        }
+    }
 }
 
 struct WsConn {
@@ -311,6 +341,16 @@ struct Worker {
     scheduled: u64,
     /// Open-loop slots in the window that fell to connections no longer open.
     orphaned: u64,
+    /// The churn's period (zero: no churn), when it next closes a connection, and where its
+    /// round-robin over the connections stands.
+    churn_period: Duration,
+    next_churn: Instant,
+    churn_cursor: usize,
+    /// Connections the churn closed that wait to be reopened.
+    to_reopen: Vec<usize>,
+    churned: u64,
+    churn_failed: u64,
+    churn_handshake: Histogram<u64>,
 }
 
 impl Worker {
@@ -324,6 +364,10 @@ impl Worker {
             Duration::from_secs_f64(1.0 / plan.ramp_rate)
         } else {
             Duration::ZERO
+        };
+        let churn_period = match plan.churn_rate {
+            Some(r) if r > 0.0 && r.is_finite() => Duration::from_secs_f64(1.0 / r),
+            _ => Duration::ZERO,
         };
         let now = Instant::now();
         Ok(Worker {
@@ -357,6 +401,13 @@ impl Worker {
             cpu_measured: Duration::ZERO,
             scheduled: 0,
             orphaned: 0,
+            churn_period,
+            next_churn: now,
+            churn_cursor: 0,
+            to_reopen: Vec::new(),
+            churned: 0,
+            churn_failed: 0,
+            churn_handshake: new_histogram(),
         })
     }
 
@@ -405,6 +456,7 @@ impl Worker {
                 }
             }
             self.open_more(now);
+            self.churn(now);
             if now >= next_housekeeping {
                 self.expire_connects(now);
                 next_housekeeping = now + HOUSEKEEPING;
@@ -435,6 +487,9 @@ impl Worker {
         match self.phases {
             Some(p) if now < p.end => {
                 at = at.min(p.end);
+                if !self.churn_period.is_zero() {
+                    at = at.min(self.next_churn.max(p.measure));
+                }
                 if let Some(c) = &self.clock {
                     at = at.min(c.next_due());
                 }
@@ -458,6 +513,7 @@ impl Worker {
     fn start(&mut self, p: Phases, now: Instant) {
         self.phases = Some(p);
         self.interval_start = p.measure;
+        self.next_churn = p.measure;
         self.clock = self.plan.rate.map(|r| OpenLoopClock::new(p.go, r, self.plan.connections));
         if self.clock.is_none() {
             for i in 0..self.conns.len() {
@@ -520,14 +576,21 @@ impl Worker {
     }
 
     fn open_one(&mut self, now: Instant) -> io::Result<()> {
+        let stream = self.connect(self.plan.first_conn + self.attempts)?;
+        let conn = self.register(stream, Token(self.conns.len()), now)?;
+        self.conns.push(conn);
+        Ok(())
+    }
+
+    /// Starts a non-blocking connect for connection number `global` (over all threads).
+    fn connect(&self, global: usize) -> io::Result<TcpStream> {
         let target = self.plan.target;
         let sock = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;
         if self.plan.source_ips > 0 {
-            let global = (self.plan.first_conn + self.attempts) as u32;
             let ip = Ipv4Addr::from(
-                u32::from(Ipv4Addr::new(127, 0, 0, 1)) + global % self.plan.source_ips,
+                u32::from(Ipv4Addr::new(127, 0, 0, 1)) + global as u32 % self.plan.source_ips,
             );
             platform::set_bind_address_no_port(&sock)?;
             sock.bind(&SocketAddr::new(IpAddr::V4(ip), 0).into())?;
@@ -537,14 +600,18 @@ impl Worker {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
         }
-        let mut stream = TcpStream::from_std(sock.into());
-        let token = Token(self.conns.len());
+        Ok(TcpStream::from_std(sock.into()))
+    }
+
+    /// Registers a connecting `stream` under `token`, as a new connection.
+    fn register(&mut self, mut stream: TcpStream, token: Token, now: Instant) -> io::Result<Conn> {
         self.poll.registry().register(
             &mut stream,
             token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        self.conns.push(Conn {
+        self.connecting += 1;
+        Ok(Conn {
             stream,
             state: State::Connecting,
             started: now,
@@ -553,19 +620,89 @@ impl Worker {
             flow: Flow::new(self.plan.in_flight),
             matched: 0,
             bad: false,
+            retiring: false,
+            reopened: false,
             ws: None,
-        });
-        self.connecting += 1;
-        Ok(())
+        })
     }
 
+    /// Churn: closes the next connection every period of the measured window (once its
+    /// echoes are in), and reopens those whose close completed.
+    fn churn(&mut self, now: Instant) {
+        for i in std::mem::take(&mut self.to_reopen) {
+            self.reopen(i, now);
+        }
+        let Some(p) = self.phases else { return };
+        if self.churn_period.is_zero() || now < p.measure {
+            return;
+        }
+        while self.next_churn <= now && self.next_churn < p.end {
+            self.next_churn += self.churn_period;
+            let n = self.conns.len();
+            let pick = (0..n)
+                .map(|k| (self.churn_cursor + k) % n)
+                .find(|&i| self.conns[i].state == State::Open && !self.conns[i].retiring);
+            let Some(i) = pick else { continue };
+            self.churn_cursor = (i + 1) % n;
+            self.conns[i].retiring = true;
+            self.retire_if_drained(i, now);
+        }
+    }
+
+    /// A retiring connection with nothing in flight is closed: WebSocket with a Close (1000),
+    /// raw TCP at once; it is reopened when the close completes.
+    fn retire_if_drained(&mut self, i: usize, now: Instant) {
+        let c = &mut self.conns[i];
+        if !c.retiring || c.state != State::Open || c.flow.in_flight() > 0 {
+            return;
+        }
+        self.churned += 1;
+        // From now on `started` times the close, for `expire_connects`.
+        c.started = now;
+        match c.ws.as_mut() {
+            Some(ws) => {
+                let _ = ws.proto.close(now, CloseCode::NORMAL, "", &mut c.out);
+                c.state = State::Closing;
+                self.flush(i);
+            }
+            None => {
+                c.state = State::Closing;
+                self.fail(i, ErrorKind::Io);
+            }
+        }
+    }
+
+    /// Opens a connection in slot `i`, in place of the one the churn closed; it inherits the
+    /// open-loop slots that fell due meanwhile.
+    fn reopen(&mut self, i: usize, now: Instant) {
+        let opened = self
+            .connect(self.plan.first_conn + i)
+            .and_then(|stream| self.register(stream, Token(i), now));
+        match opened {
+            Ok(mut conn) => {
+                std::mem::swap(&mut conn.flow, &mut self.conns[i].flow);
+                conn.reopened = true;
+                self.conns[i] = conn;
+            }
+            Err(e) => {
+                self.errors.add(ErrorKind::of_connect(&e));
+                self.churn_failed += 1;
+                // No successor: later slots of this connection are lost to it.
+                self.conns[i].retiring = false;
+            }
+        }
+    }
+
+    /// Fails connections that took longer than the connect timeout to come up, and ends the
+    /// churn's closes that the server took as long to complete (the slot is reopened).
     fn expire_connects(&mut self, now: Instant) {
-        if self.connecting == 0 {
+        if self.connecting == 0 && self.churn_period.is_zero() {
             return;
         }
         for i in 0..self.conns.len() {
             let c = &self.conns[i];
-            let waiting = matches!(c.state, State::Connecting | State::Handshaking);
+            let waiting = matches!(c.state, State::Connecting | State::Handshaking)
+                || (c.state == State::Closing && c.retiring);
             if waiting && now - c.started > self.plan.connect_timeout {
                 self.fail(i, ErrorKind::ConnectTimeout);
             }
@@ -577,8 +714,15 @@ impl Worker {
         let c = &mut self.conns[i];
         match c.state {
             State::Done => return,
-            State::Connecting | State::Handshaking => self.connecting -= 1,
+            State::Connecting | State::Handshaking => {
+                self.connecting -= 1;
+                self.churn_failed += u64::from(c.reopened);
+            }
             State::Open => self.lost += 1,
+            // The churn's close completed: the slot gets a new connection.
+            State::Closing if c.retiring && self.phases.is_some_and(|p| Instant::now() < p.end) => {
+                self.to_reopen.push(i)
+            }
             State::Closing => {}
         }
         if c.state != State::Closing {
@@ -652,7 +796,11 @@ impl Worker {
         self.connecting -= 1;
         self.established += 1;
         self.handshake.saturating_record(ns(now - c.started));
-        if self.phases.is_some() && self.clock.is_none() {
+        if c.reopened {
+            self.churn_handshake.saturating_record(ns(now - c.started));
+        }
+        // In open loop too: a reopened connection sends the slots that fell due meanwhile.
+        if self.phases.is_some() {
             self.fill(i, now);
         }
     }
@@ -665,7 +813,7 @@ impl Worker {
         while let Some((i, due)) = self.clock.as_mut().and_then(|c| c.pop_due(horizon)) {
             let measured = p.measures(due);
             self.scheduled += u64::from(measured);
-            match self.conns.get_mut(i).filter(|c| c.state == State::Open) {
+            match self.conns.get_mut(i).filter(|c| c.takes_slots()) {
                 Some(c) => {
                     // Due with room to send: any delay is the client's own (waking up late).
                     if measured && c.flow.backlog() == 0 && c.flow.has_room() {
@@ -689,7 +837,7 @@ impl Worker {
             return;
         }
         let c = &mut self.conns[i];
-        if c.state != State::Open {
+        if c.state != State::Open || c.retiring {
             return;
         }
         let mut queued = false;
@@ -758,8 +906,9 @@ impl Worker {
                 return;
             }
             // A short read drained the socket; new data raises a new edge (saves an EAGAIN
-            // read per message).
-            if n < READ_BUF {
+            // read per message). Not when closing: the server's FIN may have come with its
+            // Close and raises no edge of its own, so read on to the end of the stream.
+            if n < READ_BUF && self.conns[i].state != State::Closing {
                 break;
             }
         }
@@ -773,6 +922,7 @@ impl Worker {
         let now = Instant::now();
         self.fill(i, now);
         self.flush(i);
+        self.retire_if_drained(i, now);
     }
 
     /// Feeds `n` received bytes to connection `i`'s handshake; false if the connection ended.
@@ -911,6 +1061,7 @@ impl Worker {
             }
         }
         let now = Instant::now();
+        let open_at_end = self.conns.iter().filter(|c| c.state == State::Open).count() as u64;
         for i in 0..self.conns.len() {
             let c = &mut self.conns[i];
             if c.state != State::Open {
@@ -937,6 +1088,10 @@ impl Worker {
             close_codes: std::mem::take(&mut self.close_codes),
             established: self.established,
             lost: self.lost,
+            churned: self.churned,
+            churn_failed: self.churn_failed,
+            churn_handshake: std::mem::replace(&mut self.churn_handshake, new_histogram()),
+            open_at_end,
             mismatches: self.mismatches,
             scheduled: self.scheduled,
             backlog,

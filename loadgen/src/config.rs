@@ -16,6 +16,9 @@ pub enum ConfigError {
     /// A zero or negative open-loop rate.
     #[error("--rate must be positive")]
     NoRate,
+    /// A zero, negative or infinite `--churn`.
+    #[error("--churn must be a positive rate")]
+    NoChurn,
     /// `--duration 0`.
     #[error("--duration must be positive")]
     NoDuration,
@@ -97,6 +100,8 @@ pub struct RunConfig {
     pub connect_rate: Option<f64>,
     /// Longest wait for a connection and its handshake.
     pub connect_timeout: Duration,
+    /// Connections closed and reopened per second during the measured window (None: none).
+    pub churn: Option<f64>,
     /// Many agents: this agent's name, tagging its interval log and result.
     pub agent: Option<String>,
     /// Many agents: when the warm-up starts (the same instant on every agent); connections
@@ -123,6 +128,7 @@ impl RunConfig {
             pin: false,
             connect_rate: Some(10_000.0),
             connect_timeout: Duration::from_secs(5),
+            churn: None,
             agent: None,
             start_at: None,
         }
@@ -135,6 +141,9 @@ impl RunConfig {
         }
         if self.pacing.rate().is_some_and(|r| r <= 0.0 || !r.is_finite()) {
             return Err(ConfigError::NoRate);
+        }
+        if self.churn.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
+            return Err(ConfigError::NoChurn);
         }
         if self.duration.is_zero() {
             return Err(ConfigError::NoDuration);

@@ -56,6 +56,11 @@ pub struct RunArgs {
     /// possible). `--ramp` is the older name.
     #[arg(long, alias = "ramp", value_name = "N/s", default_value = "10k", value_parser = parse_rate)]
     pub connect_rate: f64,
+    /// Close and reopen N connections per second while measuring (round robin; each closes
+    /// once its echoes are in, with a Close in WebSocket mode), echo traffic going on; the
+    /// reopens' handshake latency and failures are reported.
+    #[arg(long, value_name = "N/s", value_parser = parse_rate)]
+    pub churn: Option<f64>,
     /// Longest wait for a connection (and its handshake).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
@@ -137,6 +142,7 @@ impl RunArgs {
             pin: self.pin,
             connect_rate: (self.connect_rate > 0.0).then_some(self.connect_rate),
             connect_timeout: self.connect_timeout,
+            churn: self.churn,
             agent: self.agent.clone(),
             start_at: match self.start_at {
                 Some(t) => Some(unix_time(t).ok_or(ConfigError::StartTime(t))?),

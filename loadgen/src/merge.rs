@@ -27,7 +27,7 @@ use hdrhistogram::Histogram;
 
 use crate::error::{Error, MergeError};
 use crate::report::{
-    self, write_hgrm, ConnStats, CpuStats, Encoded, OutputFile, RunResult, Sample,
+    self, write_hgrm, ChurnStats, ConnStats, CpuStats, Encoded, OutputFile, RunResult, Sample,
 };
 use crate::stats::{
     decode_histogram, encode_histogram, new_histogram, HistogramError, Percentiles,
@@ -269,6 +269,7 @@ pub fn merge_results(results: &[(PathBuf, RunResult)]) -> Result<RunResult, Erro
     (m.messages, m.mismatches, m.scheduled, m.backlog, m.unanswered) = (0, 0, 0, 0, 0);
     (m.msgs_per_sec, m.mb_per_sec, m.measured_s) = (0.0, 0.0, 0.0);
     m.send_lag_us = Percentiles::default();
+    m.churn = None;
     m.cpu = CpuStats::default();
     m.config.connections = 0;
     m.config.threads = 0;
@@ -291,6 +292,13 @@ pub fn merge_results(results: &[(PathBuf, RunResult)]) -> Result<RunResult, Erro
         m.unanswered += r.unanswered;
         m.send_lag_us = upper(&m.send_lag_us, &r.send_lag_us);
         m.connections.add(&r.connections);
+        if let Some(ch) = &r.churn {
+            let total = m.churn.get_or_insert_with(ChurnStats::default);
+            total.rate += ch.rate;
+            total.closed += ch.closed;
+            total.failed += ch.failed;
+            total.handshake_us = upper(&total.handshake_us, &ch.handshake_us);
+        }
         m.cpu.add(&r.cpu);
         for (k, n) in &r.errors {
             *m.errors.entry(k.clone()).or_default() += n;

@@ -50,6 +50,9 @@ pub struct ConfigRecord {
     pub ramp: Option<f64>,
     /// Connect (and handshake) timeout, seconds.
     pub connect_timeout_s: f64,
+    /// Connections closed and reopened per second while measuring (None: no churn).
+    #[serde(default)]
+    pub churn: Option<f64>,
     /// Many agents: the agent's name.
     #[serde(default)]
     pub agent: Option<String>,
@@ -75,6 +78,7 @@ impl From<&RunConfig> for ConfigRecord {
             pin: c.pin,
             ramp: c.connect_rate,
             connect_timeout_s: c.connect_timeout.as_secs_f64(),
+            churn: c.churn,
             agent: c.agent.clone(),
             start_at_unix_s: c.start_at.map(unix_seconds),
         }
@@ -155,6 +159,26 @@ pub struct ConnStats {
     pub established: u64,
     /// Came up and were lost before the end (closed by the server, reset, protocol error).
     pub lost: u64,
+    /// Closed by the churn (and reopened in their place, as new connections).
+    #[serde(default)]
+    pub churned: u64,
+    /// Open when the run ended. Every connection that came up was lost, churned or is here:
+    /// `established == lost + churned + open_at_end`.
+    #[serde(default)]
+    pub open_at_end: u64,
+}
+
+/// What the churn did (`--churn`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ChurnStats {
+    /// Asked for: connections closed and reopened per second.
+    pub rate: f64,
+    /// Connections the churn closed.
+    pub closed: u64,
+    /// Reopened connections that failed to come up (their errors are in `errors`).
+    pub failed: u64,
+    /// Connect + opening handshake latency of the reopened connections, µs.
+    pub handshake_us: Percentiles,
 }
 
 /// CPU used by the tool itself.
@@ -178,6 +202,8 @@ impl ConnStats {
         self.requested += other.requested;
         self.established += other.established;
         self.lost += other.lost;
+        self.churned += other.churned;
+        self.open_at_end += other.open_at_end;
     }
 }
 
@@ -249,6 +275,9 @@ pub struct RunResult {
     pub close_codes: BTreeMap<String, u64>,
     /// Connection counts.
     pub connections: ConnStats,
+    /// The churn, when there was one.
+    #[serde(default)]
+    pub churn: Option<ChurnStats>,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
     /// Messages scheduled in the measured window: due (open loop) or sent (closed loop). Each
@@ -376,11 +405,33 @@ pub fn summary(r: &RunResult) -> String {
     }
     row(&mut s, if c.mode == Mode::Raw { "connect" } else { "handshake" }, &r.handshake_us);
     let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "  connections   {} of {} up, {} lost",
-        r.connections.established, r.connections.requested, r.connections.lost
-    );
+    let conns = &r.connections;
+    if conns.churned > 0 {
+        let _ = writeln!(
+            s,
+            "  connections   {} up ({} asked for, the rest reopened by the churn), {} lost",
+            conns.established, conns.requested, conns.lost
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  connections   {} of {} up, {} lost",
+            conns.established, conns.requested, conns.lost
+        );
+    }
+    if let Some(ch) = &r.churn {
+        let _ = writeln!(
+            s,
+            "  churn         {} closed and reopened at {}/s ({} reopens failed); open at the end \
+             {}; reopen handshake p50 {} µs, p99 {} µs",
+            ch.closed,
+            thousands(ch.rate),
+            ch.failed,
+            r.connections.open_at_end,
+            us(ch.handshake_us.p50),
+            us(ch.handshake_us.p99)
+        );
+    }
     let errors: Vec<String> = r.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let _ = writeln!(
         s,

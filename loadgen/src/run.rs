@@ -25,7 +25,8 @@ use crate::error::{Error, HandshakeFailure};
 use crate::machine::{self, MachineInfo};
 use crate::platform;
 use crate::report::{
-    unix_seconds, ConfigRecord, ConnStats, CpuStats, Encoded, OutputFile, RunResult, Sample,
+    unix_seconds, ChurnStats, ConfigRecord, ConnStats, CpuStats, Encoded, OutputFile, RunResult,
+    Sample,
 };
 use crate::stats::{
     encode_histogram, new_histogram, CloseCodes, ErrorCounts, HistogramError, Percentiles, Recorder,
@@ -199,6 +200,7 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
             core: split.client_cores.get(t).copied(),
             seed: seed.wrapping_add(t as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             ws: ws.clone(),
+            churn_rate: config.churn.map(|r| r * share),
         };
         first += n;
         handles.push(client::spawn(plan, Arc::clone(&shared), tx.clone())?);
@@ -268,6 +270,8 @@ struct Collected {
     samples: Vec<Sample>,
     measured: Duration,
     handshake: Histogram<u64>,
+    churn_handshake: Histogram<u64>,
+    churn_failed: u64,
     send_lag: Histogram<u64>,
     errors: ErrorCounts,
     close_codes: CloseCodes,
@@ -388,10 +392,12 @@ fn collect(
         samples: Vec::new(),
         measured: Duration::ZERO,
         handshake: new_histogram(),
+        churn_handshake: new_histogram(),
+        churn_failed: 0,
         send_lag: new_histogram(),
         errors: ErrorCounts::default(),
         close_codes: CloseCodes::default(),
-        conns: ConnStats { requested: config.connections as u64, established: 0, lost: 0 },
+        conns: ConnStats { requested: config.connections as u64, ..ConnStats::default() },
         mismatches: 0,
         scheduled: 0,
         backlog: 0,
@@ -502,6 +508,10 @@ fn collect(
                 c.close_codes.merge(&s.close_codes);
                 c.conns.established += s.established;
                 c.conns.lost += s.lost;
+                c.conns.churned += s.churned;
+                c.conns.open_at_end += s.open_at_end;
+                c.churn_failed += s.churn_failed;
+                let _ = c.churn_handshake.add(&s.churn_handshake);
                 c.mismatches += s.mismatches;
                 c.scheduled += s.scheduled;
                 c.backlog += s.backlog;
@@ -559,6 +569,12 @@ fn build(
         errors: c.errors.nonzero().map(|(k, n)| (k.name().to_owned(), n)).collect(),
         close_codes: c.close_codes.iter().map(|(code, n)| (code.to_string(), n)).collect(),
         connections: c.conns,
+        churn: config.churn.map(|rate| ChurnStats {
+            rate,
+            closed: c.conns.churned,
+            failed: c.churn_failed,
+            handshake_us: Percentiles::of(&c.churn_handshake),
+        }),
         mismatches: c.mismatches,
         scheduled: c.scheduled,
         backlog: c.backlog,

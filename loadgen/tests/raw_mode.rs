@@ -171,3 +171,17 @@ fn unreachable_target_is_one_clear_error() {
     assert!(err.contains("cannot connect") && err.contains("refused"), "{err}");
     assert!(!err.contains('\n'));
 }
+
+/// Raw TCP churn against the floor: connections close once their echo is in and reopen in
+/// their place; every connection that came up is accounted for.
+#[test]
+fn churn_in_raw_mode_balances() {
+    let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
+    let c = RunConfig { churn: Some(50.0), ..config(10, "64", None, 1.0) };
+    let r = run(&c, &Target::Tcp { addr: server.addr() }, RunOptions::default()).unwrap().result;
+    let conns = r.connections;
+    assert_eq!(conns.established, conns.lost + conns.churned + conns.open_at_end, "{conns:?}");
+    assert!(conns.churned > 0 && r.churn.is_some_and(|c| c.closed == conns.churned));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.mismatches, 0);
+}

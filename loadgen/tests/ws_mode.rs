@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use surge_loadgen::config::{Mode, Pacing, RunConfig};
@@ -14,7 +15,11 @@ use surge_proto::close::CloseCode;
 use surge_proto::connection::{Connection, Event, Limits};
 use surge_proto::handshake::{write_rejection, HandshakeLimits, ServerHandshake, EMPTY_HEADER};
 
-/// Serves one connection: `/reject` gets a 403, `/close` is closed (1001) after 10 echoes.
+/// Handshakes `/accept-20` has accepted, over the whole test binary.
+static ACCEPTED_OF_20: AtomicUsize = AtomicUsize::new(0);
+
+/// Serves one connection: `/reject` gets a 403, `/close` is closed (1001) after 10 echoes,
+/// `/accept-20` accepts 20 handshakes and answers 503 to every later one.
 fn serve(mut s: TcpStream) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -26,8 +31,13 @@ fn serve(mut s: TcpStream) {
         let mut headers = [EMPTY_HEADER; 64];
         match hs.parse(&buf, &mut headers) {
             Ok(None) => {}
-            Ok(Some(req)) if req.path() == "/reject" => {
-                write_rejection(403, &[], &mut out).unwrap();
+            Ok(Some(req))
+                if req.path() == "/reject"
+                    || (req.path() == "/accept-20"
+                        && ACCEPTED_OF_20.fetch_add(1, Ordering::SeqCst) >= 20) =>
+            {
+                let status = if req.path() == "/reject" { 403 } else { 503 };
+                write_rejection(status, &[], &mut out).unwrap();
                 let _ = s.write_all(&out);
                 return;
             }
@@ -161,4 +171,54 @@ fn open_loop_counts_every_scheduled_message_with_many_in_flight() {
     assert_eq!(r.per_second.iter().map(|s| s.messages).sum::<u64>(), r.messages);
     assert_eq!(r.mismatches, 0);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
+}
+
+/// Every connection that came up was lost, closed by the churn, or open at the end.
+fn assert_books_balance(r: &surge_loadgen::report::RunResult) {
+    let c = r.connections;
+    assert_eq!(c.established, c.lost + c.churned + c.open_at_end, "{c:?}");
+}
+
+#[test]
+fn churn_against_the_embedded_server_balances_and_keeps_echoing() {
+    let c = RunConfig {
+        churn: Some(40.0),
+        duration: Duration::from_millis(1500),
+        server_threads: Some(1),
+        ..config(16, "32", PayloadKind::Binary)
+    };
+    let r = run(&c, &Target::Embedded, RunOptions::default()).unwrap().result;
+    let churn = r.churn.expect("churn stats");
+    assert!(churn.closed > 0, "{churn:?}");
+    assert_eq!(churn.closed, r.connections.churned);
+    assert_eq!(churn.failed, 0, "{:?}", r.errors);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_books_balance(&r);
+    // Every churned connection but those closed at the very end came back up.
+    assert_eq!(r.connections.open_at_end, 16, "{:?}", r.connections);
+    assert_eq!(churn.handshake_us.count, r.connections.established - 16);
+    assert_eq!(r.mismatches, 0);
+    assert!(r.messages > 100, "echo traffic went on: {}", r.messages);
+}
+
+/// A server that stops accepting handshakes: the reopens fail, are counted as failures under
+/// churn and as rejected handshakes, and the open-loop books still balance (the slots of a
+/// connection that never came back are never sent).
+#[test]
+fn churn_against_a_server_that_stops_accepting_counts_the_failed_reopens() {
+    let addr = server();
+    let c = RunConfig {
+        churn: Some(40.0),
+        pacing: Pacing::Open { rate: 800.0 },
+        duration: Duration::from_millis(1500),
+        ..config(8, "16", PayloadKind::Binary)
+    };
+    let r = run(&c, &target(addr, "/accept-20"), RunOptions::default()).unwrap().result;
+    let churn = r.churn.expect("churn stats");
+    assert!(churn.failed > 0, "{churn:?} {:?}", r.connections);
+    assert_eq!(r.errors.get("handshake_rejected"), Some(&churn.failed), "{:?}", r.errors);
+    assert_books_balance(&r);
+    assert_eq!(r.connections.open_at_end, 8 - churn.failed, "{:?}", r.connections);
+    assert_eq!(r.messages + r.backlog + r.unanswered, r.scheduled, "{r:?}");
+    assert_eq!(r.mismatches, 0);
 }
