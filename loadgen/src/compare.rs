@@ -330,6 +330,14 @@ pub fn caveats(sides: &[Side]) -> Vec<String> {
         if side.runs.iter().skip(1).any(|r| differences(first, r).is_some()) {
             notes.push(format!("side {} mixes runs of different configurations", i + 1));
         }
+        let limited = side.runs.iter().filter(|r| r.health.client_limited()).count();
+        if limited > 0 {
+            notes.push(format!(
+                "side {}: in {limited} run(s) the load generator itself was the limit (see their \
+                 self-health): a change there may be the client's, not the server's",
+                i + 1
+            ));
+        }
         let interrupted = side.runs.iter().filter(|r| r.interrupted).count();
         if interrupted > 0 {
             notes.push(format!("side {}: {interrupted} run(s) were interrupted", i + 1));

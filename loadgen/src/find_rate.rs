@@ -91,6 +91,14 @@ fn judge(rate: f64, result: RunResult, conditions: &[Threshold]) -> Result<Step,
     } else {
         None
     };
+    // A step the client could not carry says nothing about the server: say so.
+    let reason = reason.map(|why| {
+        if result.health.client_limited() {
+            format!("{why}; the load generator itself was the limit")
+        } else {
+            why
+        }
+    });
     Ok(Step { rate, held: reason.is_none(), reason, result })
 }
 

@@ -31,7 +31,7 @@
 //!
 //! Modules, bottom up: [`platform`] (checked system calls), [`units`], [`target`],
 //! [`workload`], [`stats`], [`config`], [`error`], [`machine`]; the engine: [`client`] (one
-//! thread's loop), [`run`] (the coordinator), [`report`], [`threshold`], [`failure`]; the commands, each with its own
+//! thread's loop), [`run`] (the coordinator), [`report`], [`health`], [`threshold`], [`failure`]; the commands, each with its own
 //! options: [`measure`] (with [`find_rate`]), [`merge`], [`compare`], [`sweep`], [`floor`], [`autobahn`]; and [`cli`] over them.
 
 pub mod autobahn;
@@ -44,6 +44,7 @@ pub mod error;
 pub mod failure;
 pub mod find_rate;
 pub mod floor;
+pub mod health;
 pub mod machine;
 pub mod measure;
 pub mod merge;

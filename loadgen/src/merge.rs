@@ -26,6 +26,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
 use crate::error::{Error, MergeError};
+use crate::health::Health;
 use crate::report::{
     self, write_hgrm, ChurnStats, ConnStats, CpuStats, Encoded, OutputFile, RunResult, Sample,
 };
@@ -270,6 +271,7 @@ pub fn merge_results(results: &[(PathBuf, RunResult)]) -> Result<RunResult, Erro
     (m.msgs_per_sec, m.mb_per_sec, m.measured_s) = (0.0, 0.0, 0.0);
     m.send_lag_us = Percentiles::default();
     m.churn = None;
+    m.health = Health::default();
     m.cpu = CpuStats::default();
     m.config.connections = 0;
     m.config.threads = 0;
@@ -292,6 +294,8 @@ pub fn merge_results(results: &[(PathBuf, RunResult)]) -> Result<RunResult, Erro
         m.unanswered += r.unanswered;
         m.send_lag_us = upper(&m.send_lag_us, &r.send_lag_us);
         m.connections.add(&r.connections);
+        m.health.busiest_thread_pct = m.health.busiest_thread_pct.max(r.health.busiest_thread_pct);
+        m.health.limits.extend(r.health.limits.iter().copied());
         if let Some(ch) = &r.churn {
             let total = m.churn.get_or_insert_with(ChurnStats::default);
             total.rate += ch.rate;

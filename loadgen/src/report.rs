@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Mode, RunConfig};
 use crate::error::Error;
+use crate::health::Health;
 use crate::machine::MachineInfo;
 use crate::stats::{Percentiles, SIGFIG};
 use crate::workload::{PayloadKind, SizeSpec};
@@ -267,7 +268,10 @@ pub struct RunResult {
     /// Open loop: how late the client itself sent messages it had room to send on time, µs
     /// (its own share of the corrected latency; empty in closed loop).
     pub send_lag_us: Percentiles,
-    /// One entry per measured interval: the noise compare works from.
+    /// Whether the load generator itself was the limit.
+    #[serde(default)]
+    pub health: Health,
+    /// One entry per measured interval.
     pub per_second: Vec<Sample>,
     /// Failures by kind.
     pub errors: BTreeMap<String, u64>,
@@ -464,6 +468,7 @@ pub fn summary(r: &RunResult) -> String {
             thousands(r.unanswered as f64)
         );
     }
+    s.push_str(&r.health.line());
     let busy =
         if r.measured_s > 0.0 { 100.0 * r.cpu.client_measured_s / r.measured_s } else { 0.0 };
     let _ = writeln!(

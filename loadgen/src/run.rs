@@ -22,6 +22,7 @@ use crate::client::{self, Report, Shared, ThreadPlan, WsRequest};
 use crate::config::{Mode, RunConfig};
 use crate::embedded::{self, EmbeddedServer};
 use crate::error::{Error, HandshakeFailure};
+use crate::health::Health;
 use crate::machine::{self, MachineInfo};
 use crate::platform;
 use crate::report::{
@@ -282,6 +283,8 @@ struct Collected {
     unanswered: u64,
     client_cpu: Duration,
     client_cpu_measured: Duration,
+    /// The busiest client thread's CPU time while measuring.
+    busiest_cpu_measured: Duration,
     interrupted: bool,
     wall: Duration,
     /// Where measurement began, from the start of the interval log.
@@ -404,6 +407,7 @@ fn collect(
         unanswered: 0,
         client_cpu: Duration::ZERO,
         client_cpu_measured: Duration::ZERO,
+        busiest_cpu_measured: Duration::ZERO,
         interrupted: false,
         wall: Duration::ZERO,
         hlog_offset: Duration::ZERO,
@@ -518,6 +522,7 @@ fn collect(
                 c.unanswered += s.unanswered;
                 c.client_cpu += s.cpu;
                 c.client_cpu_measured += s.cpu_measured;
+                c.busiest_cpu_measured = c.busiest_cpu_measured.max(s.cpu_measured);
             }
         }
     }
@@ -565,6 +570,11 @@ fn build(
         service_us: Percentiles::of(&c.total.service),
         handshake_us: Percentiles::of(&c.handshake),
         send_lag_us: Percentiles::of(&c.send_lag),
+        health: Health::judge(
+            c.busiest_cpu_measured.as_secs_f64(),
+            secs,
+            &Percentiles::of(&c.send_lag),
+        ),
         per_second: c.samples,
         errors: c.errors.nonzero().map(|(k, n)| (k.name().to_owned(), n)).collect(),
         close_codes: c.close_codes.iter().map(|(code, n)| (code.to_string(), n)).collect(),

@@ -65,6 +65,8 @@ fn measure(addr: std::net::SocketAddr, json: &std::path::Path, extra: &[&str]) {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("msg/s") && text.contains("p99.99"), "{text}");
+    // Every report says whether the load generator itself was the limit.
+    assert!(text.contains("self-health"), "{text}");
 }
 
 #[test]
