@@ -25,9 +25,10 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
+use surge_client::{ClientEndpoint, Opening};
 use surge_proto::close::CloseCode;
-use surge_proto::connection::{Connection, Event, Limits};
-use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
+use surge_proto::connection::{Event, Limits};
+use surge_proto::handshake::{ClientHandshakeError, ClientRequest};
 use surge_proto::message::Message;
 
 use crate::error::Error;
@@ -278,7 +279,7 @@ struct Conn {
     reopened: bool,
     /// WebSocket: the protocol state and its reassembly buffer (empty until a message is
     /// split over reads).
-    ws: Option<Box<WsConn>>,
+    ws: Option<Box<ClientEndpoint>>,
 }
 
 impl Conn {
@@ -293,13 +294,6 @@ impl Conn {
             }
         }
     }
-}
-
-struct WsConn {
-    proto: Connection,
-    assembly: Vec<u8>,
-    /// The handshake, and the response bytes received so far, while handshaking.
-    handshake: Option<(ClientHandshake, Vec<u8>)>,
 }
 
 struct Worker {
@@ -661,7 +655,7 @@ impl Worker {
         c.started = now;
         match c.ws.as_mut() {
             Some(ws) => {
-                let _ = ws.proto.close(now, CloseCode::NORMAL, "", &mut c.out);
+                let _ = ws.connection().close(now, CloseCode::NORMAL, "", &mut c.out);
                 c.state = State::Closing;
                 self.flush(i);
             }
@@ -767,18 +761,13 @@ impl Worker {
             return;
         };
         // Fresh key and masking seed per connection, from the operating system.
-        let mut nonce = [0u8; 16];
-        let _ = getrandom::fill(&mut nonce);
-        let seed = getrandom::u64()
-            .unwrap_or_else(|_| u64::from_le_bytes(nonce[..8].try_into().expect("8")));
+        let Ok(keys) = platform::random_keys() else {
+            return self.fail(i, ErrorKind::ConnectOther);
+        };
         let request = ClientRequest::new(&req.host, &req.path);
-        match ClientHandshake::start(&request, nonce, &mut c.out) {
-            Ok(hs) => {
-                c.ws = Some(Box::new(WsConn {
-                    proto: Connection::client(Limits::default(), seed),
-                    assembly: Vec::new(),
-                    handshake: Some((hs, Vec::new())),
-                }));
+        match ClientEndpoint::start(&request, keys, Limits::default(), &mut c.out) {
+            Ok(endpoint) => {
+                c.ws = Some(Box::new(endpoint));
                 c.state = State::Handshaking;
                 self.flush(i);
                 if readable {
@@ -853,7 +842,7 @@ impl Worker {
                             std::str::from_utf8(bytes).expect("text payloads are ASCII"),
                         ),
                     };
-                    if ws.proto.send(msg, &mut c.out).is_err() {
+                    if ws.connection().send(msg, &mut c.out).is_err() {
                         break;
                     }
                 }
@@ -914,9 +903,9 @@ impl Worker {
         }
         let c = &mut self.conns[i];
         // Frames the protocol owes (a pong, a Close reply) go out while output is not blocked.
-        if let Some(ws) = c.ws.as_mut().filter(|ws| ws.proto.wants_transmit()) {
+        if let Some(ws) = c.ws.as_mut().filter(|ws| ws.protocol().wants_transmit()) {
             if c.out_pos == c.out.len() {
-                ws.proto.poll_transmit(&mut c.out);
+                ws.connection().poll_transmit(&mut c.out);
             }
         }
         let now = Instant::now();
@@ -928,14 +917,10 @@ impl Worker {
     /// Feeds `n` received bytes to connection `i`'s handshake; false if the connection ended.
     fn consume_handshake(&mut self, i: usize, n: usize, now: Instant) -> bool {
         let c = &mut self.conns[i];
-        let Some((hs, buf)) = c.ws.as_mut().and_then(|ws| ws.handshake.as_mut()) else {
-            return false;
-        };
-        buf.extend_from_slice(&self.read_buf[..n]);
-        let mut headers = [EMPTY_HEADER; 64];
-        let head_len = match hs.parse_response(buf, &mut headers) {
-            Ok(None) => return true,
-            Ok(Some(response)) => response.head_len(),
+        let Some(ws) = c.ws.as_mut() else { return false };
+        let early = match ws.receive_handshake(&self.read_buf[..n]) {
+            Ok(Opening::Pending) => return true,
+            Ok(Opening::Open { early }) => early,
             Err(e) => {
                 let kind = match e {
                     ClientHandshakeError::UnexpectedStatus(_) => ErrorKind::HandshakeRejected,
@@ -946,11 +931,8 @@ impl Worker {
             }
         };
         // Bytes after the head are the server's first frames; they came in this read.
-        let rest = buf.len() - head_len;
-        self.read_buf[..rest].copy_from_slice(&buf[head_len..]);
-        if let Some(ws) = c.ws.as_mut() {
-            ws.handshake = None;
-        }
+        let rest = early.len();
+        self.read_buf[..rest].copy_from_slice(&early);
         self.opened(i, now);
         rest == 0 || self.consume_ws(i, rest, now)
     }
@@ -965,7 +947,7 @@ impl Worker {
         let mut pos = 0;
         let mut violation = false;
         loop {
-            let (used, event) = ws.proto.read(&mut self.read_buf[pos..n], &mut ws.assembly);
+            let (used, event, _) = ws.read(&mut self.read_buf[pos..n]);
             pos += used;
             let Some(event) = event else { break };
             match event {
@@ -1003,7 +985,7 @@ impl Worker {
         }
         if violation {
             // Best effort: send the Close the protocol queued, then drop the connection.
-            ws.proto.poll_transmit(&mut c.out);
+            ws.connection().poll_transmit(&mut c.out);
             let _ = c.stream.write(&c.out[c.out_pos..]);
             self.fail(i, ErrorKind::Protocol);
             return false;
@@ -1068,7 +1050,7 @@ impl Worker {
                 continue;
             }
             if let Some(ws) = c.ws.as_mut() {
-                let _ = ws.proto.close(now, CloseCode::NORMAL, "", &mut c.out);
+                let _ = ws.connection().close(now, CloseCode::NORMAL, "", &mut c.out);
                 c.state = State::Closing;
                 self.flush(i);
             }

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use surge_client::blocking::ConnectError;
 use surge_proto::handshake::ClientHandshakeError;
 
 use crate::config::ConfigError;
@@ -32,8 +33,11 @@ pub enum Error {
         /// The target as given.
         target: String,
         /// What went wrong.
-        failure: HandshakeFailure,
+        failure: ConnectError,
     },
+    /// The operating system's random source failed (handshake nonces, masking seeds).
+    #[error("random source: {0}")]
+    Random(getrandom::Error),
     /// The run ended without a single echo.
     #[error("no message was echoed ({established} of {requested} connections up)")]
     NothingEchoed {
@@ -102,23 +106,6 @@ pub enum Error {
         /// The failure.
         source: io::Error,
     },
-}
-
-/// How the probe's opening handshake failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HandshakeFailure {
-    /// The request could not be sent.
-    #[error("sending the request: {0}")]
-    Send(io::Error),
-    /// Reading the answer failed (or timed out).
-    #[error("no answer: {0}")]
-    NoAnswer(io::Error),
-    /// The server closed TCP before answering.
-    #[error("the connection closed before an answer")]
-    Eof,
-    /// The answer was not a valid 101 for our request (a 403, a bad accept key, ...).
-    #[error("{0}")]
-    Invalid(#[from] ClientHandshakeError),
 }
 
 impl Error {

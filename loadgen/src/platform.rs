@@ -131,6 +131,14 @@ pub fn kernel() -> io::Result<String> {
     Ok(format!("{} {} {}", field(&uts.sysname), field(&uts.release), field(&uts.machine)))
 }
 
+/// Fresh keys for a WebSocket client connection (handshake nonce, masking seed), from the
+/// operating system's random source.
+pub fn random_keys() -> Result<surge_client::Keys, getrandom::Error> {
+    let mut nonce = [0u8; 16];
+    getrandom::fill(&mut nonce)?;
+    Ok(surge_client::Keys { nonce, mask_seed: getrandom::u64()? })
+}
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigint(_: libc::c_int) {

@@ -12,16 +12,15 @@ use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use std::io::{Read as _, Write as _};
 
+use surge_client::blocking::{self, ConnectError};
 use surge_proto::close::CloseCode;
-use surge_proto::connection::{Connection, Limits};
-use surge_proto::handshake::{ClientHandshake, ClientRequest, EMPTY_HEADER};
+use surge_proto::handshake::ClientRequest;
 
 use crate::client::{self, Report, Shared, ThreadPlan, WsRequest};
 use crate::config::{Mode, RunConfig};
 use crate::embedded::{self, EmbeddedServer};
-use crate::error::{Error, HandshakeFailure};
+use crate::error::Error;
 use crate::health::Health;
 use crate::machine::{self, MachineInfo};
 use crate::platform;
@@ -229,39 +228,19 @@ fn probe(
     target: &str,
     timeout: Duration,
 ) -> Result<(), Error> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|source| Error::Connect { target: target.to_owned(), source })?;
-    let Some(req) = ws else { return Ok(()) };
-    let refused =
-        |failure: HandshakeFailure| Error::Handshake { target: target.to_owned(), failure };
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    let mut nonce = [0u8; 16];
-    let _ = getrandom::fill(&mut nonce);
-    let mut out = Vec::new();
-    let mut hs = ClientHandshake::start(&ClientRequest::new(&req.host, &req.path), nonce, &mut out)
-        .map_err(|e| refused(e.into()))?;
-    stream.write_all(&out).map_err(|e| refused(HandshakeFailure::Send(e)))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).map_err(|e| refused(HandshakeFailure::NoAnswer(e)))?;
-        if n == 0 {
-            return Err(refused(HandshakeFailure::Eof));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [EMPTY_HEADER; 64];
-        match hs.parse_response(&buf, &mut headers) {
-            Ok(None) => {}
-            Ok(Some(_)) => break,
-            Err(e) => return Err(refused(e.into())),
-        }
-    }
+    let connect_failed = |source| Error::Connect { target: target.to_owned(), source };
+    let Some(req) = ws else {
+        return TcpStream::connect_timeout(&addr, timeout).map(drop).map_err(connect_failed);
+    };
+    let keys = platform::random_keys().map_err(Error::Random)?;
+    let request = ClientRequest::new(&req.host, &req.path);
+    let mut client = match blocking::Client::connect(addr, &request, keys, timeout) {
+        Ok(client) => client,
+        Err(ConnectError::Connect(source)) => return Err(connect_failed(source)),
+        Err(failure) => return Err(Error::Handshake { target: target.to_owned(), failure }),
+    };
     // Leave politely: a Close, then the server ends TCP.
-    let mut conn = Connection::client(Limits::default(), getrandom::u64().unwrap_or(1));
-    out.clear();
-    let _ = conn.close(Instant::now(), CloseCode::NORMAL, "", &mut out);
-    let _ = stream.write_all(&out);
+    let _ = client.close(CloseCode::NORMAL, "");
     Ok(())
 }
 
