@@ -13,7 +13,7 @@ use crate::failure::Failure;
 use crate::find_rate::{self, SearchPlan};
 use crate::machine;
 use crate::platform;
-use crate::report::{self, write_hgrm, OutputFile};
+use crate::report::{self, write_hgrm, OutputArgs, OutputFile};
 use crate::run::{self, CoreSplit, RunOptions};
 use crate::target::Target;
 use crate::threshold::{self, Threshold};
@@ -73,15 +73,9 @@ pub struct RunArgs {
     /// Send binary messages (the default).
     #[arg(long)]
     pub binary: bool,
-    /// Write the result (configuration, machine, percentiles, per-second samples) as JSON.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Write the latency percentile distribution (HdrHistogram .hgrm format, values in µs).
-    #[arg(long, value_name = "FILE")]
-    pub hgrm: Option<PathBuf>,
-    /// Write per-second histograms (HdrHistogram interval log, values in ns).
-    #[arg(long, value_name = "FILE")]
-    pub hlog: Option<PathBuf>,
+    /// Result files.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Pass/fail condition on the result, repeatable: p99.9<5ms, max<=20ms, errors==0,
     /// mismatches==0, unanswered==0, msgs/s>=50k. A breach exits 1 with one line naming it.
     #[arg(long, value_name = "COND")]
@@ -217,29 +211,11 @@ fn wait_for_start_file(path: &Path) -> Result<SystemTime, Error> {
     }
 }
 
-/// The files a measurement writes, created before it starts.
-struct Outputs {
-    json: Option<OutputFile>,
-    hgrm: Option<OutputFile>,
-    hlog: Option<OutputFile>,
-}
-
-impl Outputs {
-    fn create(args: &RunArgs) -> Result<Self, Error> {
-        let create = |p: &Option<PathBuf>| p.as_deref().map(OutputFile::create).transpose();
-        Ok(Outputs {
-            json: create(&args.json)?,
-            hgrm: create(&args.hgrm)?,
-            hlog: create(&args.hlog)?,
-        })
-    }
-}
-
 /// Runs the measurement the command line describes and prints its summary; returns what
 /// failed (thresholds broken, no rate found), if anything.
 pub fn main(args: &RunArgs) -> Result<Option<Failure>, Error> {
     let (mut config, target) = args.config()?;
-    let outputs = Outputs::create(args)?;
+    let outputs = args.output.create()?;
     platform::install_interrupt_handler().map_err(Error::os("SIGINT handler"))?;
     if let Some(path) = &args.start_file {
         config.start_at = Some(wait_for_start_file(path)?);

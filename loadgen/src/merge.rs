@@ -28,7 +28,8 @@ use hdrhistogram::Histogram;
 use crate::error::{Error, MergeError};
 use crate::health::Health;
 use crate::report::{
-    self, write_hgrm, ChurnStats, ConnStats, CpuStats, Encoded, OutputFile, RunResult, Sample,
+    self, write_hgrm, ChurnStats, ConnStats, CpuStats, Encoded, OutputArgs, OutputFiles, RunResult,
+    Sample,
 };
 use crate::stats::{
     decode_histogram, encode_histogram, new_histogram, HistogramError, Percentiles,
@@ -42,15 +43,10 @@ pub struct MergeArgs {
     /// --hlog), any number.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Write the merged result as JSON (as one run's; compare and thresholds read it).
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Write the merged latency distribution (.hgrm, values in µs).
-    #[arg(long, value_name = "FILE")]
-    pub hgrm: Option<PathBuf>,
-    /// Write the merged interval log (needs .hlog inputs).
-    #[arg(long, value_name = "FILE")]
-    pub hlog: Option<PathBuf>,
+    /// The merged result's files (the JSON reads as one run's; the interval log needs .hlog
+    /// inputs).
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Pass/fail condition on the merged data, repeatable (as for a run).
     #[arg(long, value_name = "COND")]
     pub threshold: Vec<Threshold>,
@@ -349,8 +345,7 @@ pub fn main(args: &MergeArgs) -> Result<Option<Breaches>, Error> {
             _ => return Err(MergeError::UnknownKind(path.clone()).into()),
         }
     }
-    let create = |p: &Option<PathBuf>| p.as_deref().map(OutputFile::create).transpose();
-    let (json, hgrm, hlog) = (create(&args.json)?, create(&args.hgrm)?, create(&args.hlog)?);
+    let OutputFiles { json, hgrm, hlog } = args.output.create()?;
     let merged_log = if logs.is_empty() { None } else { Some(merge_logs(&logs)?) };
     let merged = if results.is_empty() { None } else { Some(merge_results(&results)?) };
     let latency = match (&merged, &merged_log) {

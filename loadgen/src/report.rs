@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -95,7 +95,7 @@ pub fn unix_seconds(t: std::time::SystemTime) -> f64 {
 /// the whole measurement; written when the results are in.
 #[derive(Debug)]
 pub struct OutputFile {
-    path: std::path::PathBuf,
+    path: PathBuf,
     file: std::fs::File,
 }
 
@@ -123,8 +123,45 @@ impl OutputFile {
     }
 
     /// The open file, for writers that stream into it (the interval log).
-    pub fn into_parts(self) -> (std::path::PathBuf, std::fs::File) {
+    pub fn into_parts(self) -> (PathBuf, std::fs::File) {
         (self.path, self.file)
+    }
+}
+
+/// The files a command writes its result into (`--json`, `--hgrm`, `--hlog`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OutputArgs {
+    /// Write the result (configuration, machine, percentiles, per-second samples) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the latency percentile distribution (HdrHistogram .hgrm format, values in µs).
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Write per-second histograms (HdrHistogram interval log, values in ns).
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+}
+
+/// The files of [`OutputArgs`], created.
+#[derive(Debug)]
+pub struct OutputFiles {
+    /// `--json`.
+    pub json: Option<OutputFile>,
+    /// `--hgrm`.
+    pub hgrm: Option<OutputFile>,
+    /// `--hlog`.
+    pub hlog: Option<OutputFile>,
+}
+
+impl OutputArgs {
+    /// Creates every file asked for, before anything is measured.
+    pub fn create(&self) -> Result<OutputFiles, Error> {
+        let create = |p: &Option<PathBuf>| p.as_deref().map(OutputFile::create).transpose();
+        Ok(OutputFiles {
+            json: create(&self.json)?,
+            hgrm: create(&self.hgrm)?,
+            hlog: create(&self.hlog)?,
+        })
     }
 }
 

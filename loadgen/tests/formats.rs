@@ -63,19 +63,24 @@ fn hgrm_has_the_percentile_distribution_layout() {
     assert_eq!(footer[2], "#[Buckets =           32, SubBuckets     =         2048]");
 }
 
+/// Four raw connections at `rate` msg/s for `duration_s` after `warmup_s`.
+fn open_loop(rate: f64, duration_s: f64, warmup_s: f64) -> RunConfig {
+    RunConfig {
+        connections: 4,
+        pacing: Pacing::Open { rate },
+        duration: Duration::from_secs_f64(duration_s),
+        warmup: Duration::from_secs_f64(warmup_s),
+        connect_rate: None,
+        connect_timeout: Duration::from_secs(2),
+        ..RunConfig::new("test", Mode::Raw)
+    }
+}
+
 #[test]
 fn hlog_round_trips_through_the_interval_log_reader_and_json_keeps_histograms() {
     let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
     let hlog = tmp("run.hlog");
-    let config = RunConfig {
-        connections: 4,
-        pacing: Pacing::Open { rate: 1000.0 },
-        duration: Duration::from_secs_f64(2.5),
-        warmup: Duration::from_secs_f64(0.2),
-        connect_rate: None,
-        connect_timeout: Duration::from_secs(2),
-        ..RunConfig::new("test", Mode::Raw)
-    };
+    let config = open_loop(1000.0, 2.5, 0.2);
     let hlog_file = OutputFile::create(&hlog).unwrap();
     let opts = RunOptions { hlog: Some(hlog_file), ..RunOptions::default() };
     let out = run(&config, &Target::Tcp { addr: server.addr() }, opts).unwrap();
@@ -145,15 +150,7 @@ fn java_histogram_log_processor_reads_the_hlog_and_agrees_with_the_hgrm() {
     }
     let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
     let hlog = tmp("java.hlog");
-    let config = RunConfig {
-        connections: 4,
-        pacing: Pacing::Open { rate: 2000.0 },
-        duration: Duration::from_secs_f64(2.0),
-        warmup: Duration::from_secs_f64(0.1),
-        connect_rate: None,
-        connect_timeout: Duration::from_secs(2),
-        ..RunConfig::new("test", Mode::Raw)
-    };
+    let config = open_loop(2000.0, 2.0, 0.1);
     let hlog_file = OutputFile::create(&hlog).unwrap();
     let opts = RunOptions { hlog: Some(hlog_file), ..RunOptions::default() };
     let out = run(&config, &Target::Tcp { addr: server.addr() }, opts).unwrap();
