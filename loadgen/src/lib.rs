@@ -11,7 +11,7 @@
 //!          probe the target, start the threads, say "go", merge their seconds,
 //!          write the interval log, build the RunResult (report) and summary
 //!              |  Shared (go time, phases, stop)        ^ Report over an mpsc channel:
-//!              v                                        | Ramped, Interval (1 s), Done
+//!              v                                        | Ramped, Interval (1 s), Done, Failed
 //!   +-------------------+  +-------------------+        |
 //!   | client thread 0   |  | client thread 1   |  ...  -+
 //!   | one mio loop over |  | one mio loop over |
