@@ -3,7 +3,7 @@
 //!
 //! Two signs: a client thread busy past [`BUSY_LIMIT`] of its core while measuring (it could
 //! not have gone faster, whatever the server did), and in open loop the client's own send lag
-//! (how late it sent messages it had room to send on time) past [`SEND_LAG_LIMIT`] at p99 (the
+//! (how late it sent messages it had room to send on time) past [`SEND_LAG_LIMIT_US`] at p99 (the
 //! corrected latency then includes the client's lateness, not only the server's).
 
 use serde::{Deserialize, Serialize};
