@@ -15,9 +15,10 @@ const MESSAGE: usize = 16;
 /// `BURST` tokens. A message takes a token and is echoed at once, or waits for the next one.
 /// Below the capacity it answers at once; above it a queue grows, second after second, and so
 /// does latency. Refilling by the clock (not counting sleeps) keeps the rate exact however late
-/// the sleeps wake on a busy machine.
+/// the sleeps wake on a busy machine, and the burst (50 ms of tokens) lets it catch up after
+/// a stall of its own threads instead of queueing behind it.
 fn throttled_server() -> SocketAddr {
-    const BURST: f64 = 10.0;
+    const BURST: f64 = CAPACITY * 0.05;
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     let addr = listener.local_addr().unwrap();
     let bucket = Arc::new(Mutex::new((BURST, Instant::now())));
@@ -57,7 +58,9 @@ fn finds_the_rate_a_throttled_server_holds_within_ten_percent() {
         .arg(format!("tcp://{addr}"))
         .args(["-c", "4", "--size", &MESSAGE.to_string(), "--in-flight", "64"])
         .args(["-d", "2s", "-w", "300ms", "--rate", "1000", "-q"])
-        .args(["--find-rate", "p99<100ms", "--json"])
+        // The median: over capacity by 5% it passes 50 ms within the window (the queue grows
+        // by 5% of the time elapsed), while a busy machine's stalls move p99, not p50.
+        .args(["--find-rate", "p50<50ms", "--json"])
         .arg(&json)
         .output()
         .unwrap();
@@ -72,5 +75,5 @@ fn finds_the_rate_a_throttled_server_holds_within_ten_percent() {
         "found {answer:.0} msg/s, the server holds {CAPACITY}:\n{text}"
     );
     assert_eq!(record["steps"].as_array().unwrap().len(), steps);
-    assert!(text.contains(&format!("highest rate holding p99<100ms: {answer:.0} msg/s")), "{text}");
+    assert!(text.contains(&format!("highest rate holding p50<50ms: {answer:.0} msg/s")), "{text}");
 }
