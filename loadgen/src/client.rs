@@ -234,13 +234,17 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("client-{}", plan.index))
         .spawn(move || {
-            if let Some(core) = plan.core {
-                core_affinity::set_for_current(core_affinity::CoreId { id: core });
-            }
             let failed = tx.clone();
+            let pinned = match plan.core {
+                Some(core) => platform::pin_current_thread(core).map_err(Error::os("pin to core")),
+                None => Ok(()),
+            };
             // Wake for open-loop slots on time: no 50 µs default timer slack.
-            let result = platform::set_timer_slack(Duration::from_nanos(1))
-                .map_err(Error::os("timer slack"))
+            let result = pinned
+                .and_then(|()| {
+                    platform::set_timer_slack(Duration::from_nanos(1))
+                        .map_err(Error::os("timer slack"))
+                })
                 .and_then(|()| Worker::new(plan, shared, tx))
                 .and_then(|mut w| w.run());
             if let Err(e) = result {

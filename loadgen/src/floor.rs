@@ -88,7 +88,12 @@ impl EchoServer {
                 .name(format!("floor-{i}"))
                 .spawn(move || {
                     if let Some(core) = core {
-                        core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                        // The floor serves unpinned rather than not at all; it says so.
+                        if let Err(e) = platform::pin_current_thread(core) {
+                            eprintln!(
+                                "surge-loadgen: floor thread {i}: cannot pin to core {core}: {e}"
+                            );
+                        }
                     }
                     serve(poll, listener, &stop);
                 })

@@ -85,6 +85,20 @@ pub fn set_timer_slack(slack: Duration) -> io::Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns) }).map(drop)
 }
 
+/// Pins the calling thread to `core`.
+pub fn pin_current_thread(core: usize) -> io::Result<()> {
+    if core >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: `cpu_set_t` is plain old data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `core` is below CPU_SETSIZE (checked), so CPU_SET stays inside `set`.
+    unsafe { libc::CPU_SET(core, &mut set) };
+    // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t of the size given.
+    check(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })
+        .map(drop)
+}
+
 /// Raises the soft descriptor limit to the hard one; returns the limit now in force.
 pub fn raise_fd_limit() -> io::Result<u64> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -203,5 +217,6 @@ mod tests {
         process_cpu_time().unwrap();
         assert!(!kernel().unwrap().is_empty());
         set_timer_slack(Duration::from_nanos(1)).unwrap();
+        assert!(pin_current_thread(libc::CPU_SETSIZE as usize).is_err());
     }
 }
