@@ -184,3 +184,47 @@ fn three_local_agents_started_together_merge_into_one_report() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .starts_with("surge-loadgen: threshold failed: p50<1ns"));
 }
+
+/// `--start-file`: the agent waits for the file, connects, and starts at the time written in
+/// it; a file that holds no time is one clear line.
+#[test]
+fn an_agent_waits_for_the_start_file_and_starts_at_its_time() {
+    let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
+    let start_file = tmp("start-at");
+    let _ = std::fs::remove_file(&start_file);
+    let json = tmp("start-file.json");
+    let child = bin()
+        .arg(format!("tcp://{}", server.addr()))
+        .args(["-c", "2", "-d", "500ms", "-w", "100ms", "-q", "--agent", "waiter"])
+        .arg("--start-file")
+        .arg(&start_file)
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Written the way a coordinator would: to a temporary name, then renamed into place.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let start_at = (now + 1.0).floor();
+    let partial = tmp("start-at.partial");
+    std::fs::write(&partial, format!("{start_at}\n")).unwrap();
+    std::fs::rename(&partial, &start_file).unwrap();
+    let out = wait(child);
+    assert!(out.status.success(), "{out:?}");
+    let r = RunResult::load(&json).unwrap();
+    assert_eq!(r.config.start_at_unix_s, Some(start_at));
+    // The window opens after the agreed start (plus the warm-up), never before it.
+    assert!(r.measure_start_unix_s.unwrap() >= start_at, "{:?}", r.measure_start_unix_s);
+
+    std::fs::write(&start_file, "soon\n").unwrap();
+    let out = bin()
+        .arg(format!("tcp://{}", server.addr()))
+        .args(["-c", "1", "-d", "1h", "-q", "--start-file"])
+        .arg(&start_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a Unix time") && err.contains("soon"), "{err}");
+}
