@@ -13,8 +13,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -22,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use surge::echo::EchoHandler;
 use surge::{Config, Server};
-use surge_proto::connection::{Connection, Event, Limits};
-use surge_proto::handshake::{ClientHandshake, ClientRequest, EMPTY_HEADER};
+use surge_client::blocking::{self, Received};
+use surge_client::Keys;
+use surge_proto::handshake::ClientRequest;
 use surge_proto::message::Message;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -78,66 +78,34 @@ const CONNECTIONS_PER_THREAD: usize = 8;
 const WINDOW: usize = 16;
 const WARM_UP: u64 = 200_000;
 const MEASURED: u64 = 1_000_000;
+/// Longest wait for a connection or an echo.
+const PATIENCE: Duration = Duration::from_secs(20);
 
-/// One client connection: a blocking socket and the client side of the protocol.
-struct Client {
-    stream: TcpStream,
-    ws: Connection,
-    buf: Vec<u8>,
-    assembly: Vec<u8>,
-    out: Vec<u8>,
-}
+/// One client connection: the workspace's blocking client.
+struct Client(blocking::Client);
 
 impl Client {
     fn connect(addr: SocketAddr, seed: u64) -> Client {
-        let mut stream = TcpStream::connect(addr).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        let mut out = Vec::new();
         let host = addr.to_string();
         let nonce = (u128::from(seed) * 0x9E37_79B9_7F4A_7C15).to_le_bytes();
-        let mut handshake =
-            ClientHandshake::start(&ClientRequest::new(&host, "/"), nonce, &mut out).unwrap();
-        stream.write_all(&out).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 1024];
-        loop {
-            let n = stream.read(&mut chunk).unwrap();
-            assert!(n > 0, "closed during the handshake");
-            buf.extend_from_slice(&chunk[..n]);
-            let mut headers = [EMPTY_HEADER; 16];
-            if let Some(response) = handshake.parse_response(&buf, &mut headers).unwrap() {
-                let head = response.head_len();
-                assert_eq!(head, buf.len(), "no frames before the first message");
-                break;
-            }
-        }
-        let ws = Connection::client(Limits::default(), seed);
-        Client { stream, ws, buf: vec![0; 64 * 1024], assembly: Vec::new(), out }
+        let keys = Keys { nonce, mask_seed: seed };
+        let request = ClientRequest::new(&host, "/");
+        Client(blocking::Client::connect(addr, &request, keys, PATIENCE).expect("connect"))
     }
 
     /// Sends a window of messages in one write and reads their echoes back.
     fn round(&mut self) {
-        self.out.clear();
-        for _ in 0..WINDOW {
-            self.ws.send(Message::Text("twenty bytes of text"), &mut self.out).unwrap();
-        }
-        self.stream.write_all(&self.out).unwrap();
-        let mut echoed = 0;
-        while echoed < WINDOW {
-            let n = self.stream.read(&mut self.buf).unwrap();
-            assert!(n > 0, "server closed");
-            let mut used = 0;
-            while used < n {
-                let (step, event) = self.ws.read(&mut self.buf[used..n], &mut self.assembly);
-                used += step;
-                match event {
-                    Some(Event::Message(Message::Text(text))) => {
-                        assert_eq!(text.len(), 20);
-                        echoed += 1;
-                    }
-                    Some(other) => panic!("unexpected {other:?}"),
-                    None => break,
+        self.0
+            .write_frames(|ws, out| {
+                for _ in 0..WINDOW {
+                    ws.send(Message::Text("twenty bytes of text"), out).unwrap();
                 }
+            })
+            .unwrap();
+        for _ in 0..WINDOW {
+            match self.0.recv_within(PATIENCE).unwrap() {
+                Some(Received::Text(text)) => assert_eq!(text.len(), 20),
+                other => panic!("unexpected {other:?}"),
             }
         }
     }

@@ -8,83 +8,50 @@
 //!    judges what the client sent, how it answered pings and how it closed.
 //! 3. `GET /updateReports?agent=AGENT`: the server writes its report (`index.json` per agent).
 //!
-//! Every byte of protocol work is surge-proto's: [`ClientHandshake`] for the opening
-//! handshake and [`Connection::client`] for frames, pongs and the close handshake, exactly as
-//! the load generator's clients use them. The I/O around it is a small blocking loop over a
-//! [`std::net::TcpStream`], one connection at a time, with a deadline per case so that a
-//! stuck case cannot hang the run.
+//! Every byte of protocol work is the shared client endpoint's ([`ClientEndpoint`], over
+//! surge-proto), exactly as the load generator's workers use it: its blocking opening
+//! handshake, then frames, pongs and the close handshake. The I/O around it is a small
+//! blocking loop over a [`std::net::TcpStream`], one connection at a time, with a deadline per
+//! case so that a stuck case cannot hang the run.
 
-use std::io::{self, Read as _, Write as _};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use surge_proto::connection::{Connection, Event, Limits};
+use clap::Args;
+use surge_client::blocking::{self, is_timeout, read_until, write_until, ConnectError};
+use surge_client::ClientEndpoint;
+use surge_proto::connection::{Event, Limits};
 use surge_proto::error::ProtocolError;
-use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
+use surge_proto::handshake::ClientRequest;
 use surge_proto::message::Message;
 
-use crate::cli::AutobahnArgs;
+pub use crate::error::AutobahnError;
 use crate::error::Error;
-use crate::run::Target;
+use crate::platform;
+use crate::target::Target;
+use crate::units::parse_duration;
+
+/// Options of `autobahn-client`.
+#[derive(Debug, Clone, Args)]
+pub struct AutobahnArgs {
+    /// The fuzzingserver: ws://HOST:PORT (the spec's "url").
+    pub url: String,
+    /// The agent name the report files the results under.
+    #[arg(long, default_value = "surge-loadgen")]
+    pub agent: String,
+    /// Longest time one case (one connection) may take; past it the case is abandoned.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub case_timeout: Duration,
+    /// Run only case number N (1-based, as the server counts; repeatable). Default: all.
+    #[arg(long, value_name = "N")]
+    pub case: Vec<u32>,
+}
 
 const READ_BUF: usize = 64 * 1024;
 /// After the close handshake, how long to wait for the server to end TCP (it closes first,
 /// RFC 6455 §7.1.1) before the client closes it.
 const TCP_CLOSE_WAIT: Duration = Duration::from_secs(2);
-
-/// Why the fuzzingserver protocol could not be carried out.
-#[derive(Debug, thiserror::Error)]
-pub enum AutobahnError {
-    /// The agent name would not survive a query string unescaped.
-    #[error("agent name {0:?}: use letters, digits, '.', '_' and '-' only")]
-    InvalidAgent(String),
-    /// The URL is not `ws://HOST:PORT` (no path: the client adds the fuzzingserver's).
-    #[error("{0:?}: give the fuzzingserver as ws://HOST:PORT")]
-    InvalidUrl(String),
-    /// No TCP connection to the fuzzingserver.
-    #[error("cannot connect to {target}: {source}")]
-    Connect {
-        /// The request target being opened.
-        target: String,
-        /// What connect(2) reported.
-        source: io::Error,
-    },
-    /// The socket failed before the opening handshake completed.
-    #[error("{target}: I/O error during the opening handshake: {source}")]
-    HandshakeIo {
-        /// The request target being opened.
-        target: String,
-        /// The failure.
-        source: io::Error,
-    },
-    /// The server refused or botched the opening handshake.
-    #[error("{target}: opening handshake: {source}")]
-    Handshake {
-        /// The request target being opened.
-        target: String,
-        /// What surge-proto found wrong.
-        source: ClientHandshakeError,
-    },
-    /// The server closed TCP before its handshake answer was complete.
-    #[error("{target}: the server closed the connection before answering the handshake")]
-    HandshakeEof {
-        /// The request target being opened.
-        target: String,
-    },
-    /// The operating system's random source failed (handshake nonce, masking seed).
-    #[error("random source: {0}")]
-    Random(getrandom::Error),
-    /// `/getCaseCount` did not answer a number.
-    #[error("/getCaseCount answered {0:?}, not a case count")]
-    CaseCount(Option<String>),
-    /// Cases did not finish within the per-case limit (their numbers).
-    #[error("{} case(s) hit the per-case time limit: {}", .0.len(), list(.0))]
-    CasesTimedOut(Vec<u32>),
-}
-
-fn list(cases: &[u32]) -> String {
-    cases.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
-}
 
 /// How one WebSocket connection ended.
 #[derive(Debug)]
@@ -135,12 +102,12 @@ pub struct Server {
 
 impl Server {
     /// The fuzzingserver at `url` (`ws://HOST:PORT`); each connection gets at most `limit`.
-    pub fn new(url: &str, limit: Duration) -> Result<Self, Error> {
+    pub fn new(url: &str, limit: Duration) -> Result<Self, AutobahnError> {
         match Target::parse(Some(url))? {
             Target::Ws { addr, host, path } if path == "/" && url.starts_with("ws://") => {
                 Ok(Server { addr, host, limit })
             }
-            _ => Err(AutobahnError::InvalidUrl(url.to_owned()).into()),
+            _ => Err(AutobahnError::InvalidUrl(url.to_owned())),
         }
     }
 
@@ -151,54 +118,33 @@ impl Server {
         let mut stream = TcpStream::connect_timeout(&self.addr, self.limit)
             .map_err(|source| AutobahnError::Connect { target: target.to_owned(), source })?;
         let _ = stream.set_nodelay(true);
-        let mut nonce = [0u8; 16];
-        getrandom::fill(&mut nonce).map_err(AutobahnError::Random)?;
-        let seed = getrandom::u64().map_err(AutobahnError::Random)?;
-
-        let mut out = Vec::new();
-        let mut handshake =
-            ClientHandshake::start(&ClientRequest::new(&self.host, target), nonce, &mut out)
-                .map_err(|source| AutobahnError::Handshake { target: target.to_owned(), source })?;
+        let keys = platform::random_keys().map_err(AutobahnError::Random)?;
         let timed_out = Session { ending: Ending::TimedOut, echoed: 0, first_text: None };
-        let hs_io = |source| AutobahnError::HandshakeIo { target: target.to_owned(), source };
-        match write_all(&mut stream, &out, deadline) {
-            Ok(()) => out.clear(),
-            Err(e) if is_timeout(&e) => return Ok(timed_out),
-            Err(e) => return Err(hs_io(e)),
-        }
-        let mut buf = vec![0u8; READ_BUF];
-        let mut head = Vec::new();
-        let head_len = loop {
-            let n = match read_some(&mut stream, &mut buf, deadline) {
-                Ok(n) => n,
-                Err(e) if is_timeout(&e) => return Ok(timed_out),
-                Err(e) => return Err(hs_io(e)),
-            };
-            if n == 0 {
-                return Err(AutobahnError::HandshakeEof { target: target.to_owned() });
-            }
-            head.extend_from_slice(&buf[..n]);
-            let mut headers = [EMPTY_HEADER; 64];
-            match handshake.parse_response(&head, &mut headers) {
-                Ok(Some(response)) => break response.head_len(),
-                Ok(None) => {}
-                Err(source) => {
+        let request = ClientRequest::new(&self.host, target);
+        let (endpoint, mut first) =
+            match blocking::open(&mut stream, &request, keys, Limits::default(), deadline) {
+                Ok(open) => open,
+                Err(e) if e.is_timeout() => return Ok(timed_out),
+                Err(ConnectError::Handshake(source)) => {
                     return Err(AutobahnError::Handshake { target: target.to_owned(), source })
                 }
-            }
-        };
-
+                Err(ConnectError::Eof) => {
+                    return Err(AutobahnError::HandshakeEof { target: target.to_owned() })
+                }
+                Err(ConnectError::Io(source) | ConnectError::Connect(source)) => {
+                    return Err(AutobahnError::HandshakeIo { target: target.to_owned(), source })
+                }
+            };
+        let mut buf = vec![0u8; READ_BUF];
         let mut ws = Ws {
-            conn: Connection::client(Limits::default(), seed),
-            assembly: Vec::new(),
-            out,
+            endpoint,
+            out: Vec::new(),
             echo,
             session: Session { ending: Ending::Dropped, echoed: 0, first_text: None },
             close_code: None,
             error: None,
         };
         // Bytes after the head are the server's first frames.
-        let mut first = head.split_off(head_len);
         ws.feed(&mut first);
         ws.session.ending = ws.serve(&mut stream, &mut buf, deadline);
         Ok(ws.session)
@@ -207,8 +153,7 @@ impl Server {
 
 /// One open WebSocket connection.
 struct Ws {
-    conn: Connection,
-    assembly: Vec<u8>,
+    endpoint: ClientEndpoint,
     out: Vec<u8>,
     echo: bool,
     session: Session,
@@ -222,14 +167,14 @@ impl Ws {
     /// the event that caused it, so that frames go out in the order their causes came in.
     fn feed(&mut self, mut input: &mut [u8]) {
         loop {
-            let (used, event) = self.conn.read(input, &mut self.assembly);
+            let (used, event, conn) = self.endpoint.read(input);
             let Some(event) = event else { break };
             match event {
                 Event::Message(msg) => {
                     if let (None, Message::Text(text)) = (&self.session.first_text, msg) {
                         self.session.first_text = Some(text.to_owned());
                     }
-                    if self.echo && self.conn.send(msg, &mut self.out).is_ok() {
+                    if self.echo && conn.send(msg, &mut self.out).is_ok() {
                         self.session.echoed += 1;
                     }
                 }
@@ -237,7 +182,7 @@ impl Ws {
                 Event::Close(frame) => self.close_code = Some(frame.code().map(|c| c.as_u16())),
                 Event::Error(e) => self.error = Some(e),
             }
-            self.conn.poll_transmit(&mut self.out);
+            conn.poll_transmit(&mut self.out);
             input = &mut input[used..];
         }
     }
@@ -247,15 +192,15 @@ impl Ws {
     fn serve(&mut self, stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> Ending {
         loop {
             if !self.out.is_empty() {
-                if let Err(e) = write_all(stream, &self.out, deadline) {
+                if let Err(e) = write_until(stream, &self.out, deadline) {
                     return self.ending_after(e);
                 }
                 self.out.clear();
             }
-            if self.conn.is_closed() {
+            if self.endpoint.protocol().is_closed() {
                 // The server ends TCP first; wait for its FIN (bounded), discarding input.
                 let wait = deadline.min(Instant::now() + TCP_CLOSE_WAIT);
-                while let Ok(n) = read_some(stream, buf, wait) {
+                while let Ok(n) = read_until(stream, buf, wait) {
                     if n == 0 {
                         break;
                     }
@@ -267,8 +212,9 @@ impl Ws {
                     (None, None) => Ending::TimedOut,
                 };
             }
-            let wake = self.conn.poll_timeout().map_or(deadline, |t| t.min(deadline));
-            match read_some(stream, buf, wake) {
+            let wake =
+                self.endpoint.protocol().poll_timeout().map_or(deadline, |t| t.min(deadline));
+            match read_until(stream, buf, wake) {
                 Ok(0) => return Ending::Dropped,
                 Ok(n) => self.feed(&mut buf[..n]),
                 Err(e) if is_timeout(&e) => {
@@ -276,7 +222,7 @@ impl Ws {
                     if now >= deadline {
                         return Ending::TimedOut;
                     }
-                    self.conn.handle_timeout(now);
+                    self.endpoint.connection().handle_timeout(now);
                 }
                 Err(e) => return self.ending_after(e),
             }
@@ -292,45 +238,6 @@ impl Ws {
             _ => Ending::Io(e),
         }
     }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
-}
-
-/// Time left until `deadline`, or a timeout error once it passed.
-fn left(deadline: Instant) -> io::Result<Duration> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        Err(io::ErrorKind::TimedOut.into())
-    } else {
-        Ok(left)
-    }
-}
-
-/// Reads once, waiting at most until `deadline`.
-fn read_some(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-    loop {
-        stream.set_read_timeout(Some(left(deadline)?))?;
-        match stream.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            result => return result,
-        }
-    }
-}
-
-/// Writes all of `data`, each write bounded by `deadline`.
-fn write_all(stream: &mut TcpStream, mut data: &[u8], deadline: Instant) -> io::Result<()> {
-    while !data.is_empty() {
-        stream.set_write_timeout(Some(left(deadline)?))?;
-        match stream.write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Checks that `agent` can go into a query string as it is.

@@ -14,7 +14,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -26,13 +25,14 @@ use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
+use surge_client::{ClientEndpoint, Opening};
 use surge_proto::close::CloseCode;
-use surge_proto::connection::{Connection, Event, Limits};
-use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
+use surge_proto::connection::{Event, Limits};
+use surge_proto::handshake::{ClientHandshakeError, ClientRequest};
 use surge_proto::message::Message;
 
 use crate::error::Error;
-use crate::machine;
+use crate::platform::{self, Timer};
 use crate::stats::{new_histogram, CloseCodes, ErrorCounts, ErrorKind, Recorder};
 use crate::workload::{Flow, InFlight, OpenLoopClock, PayloadKind, Payloads, SizeSpec};
 
@@ -77,6 +77,9 @@ pub struct ThreadPlan {
     pub seed: u64,
     /// WebSocket: the opening handshake's request (None: raw TCP echo).
     pub ws: Option<WsRequest>,
+    /// This thread's share of the churn: connections closed and reopened per second during
+    /// the measured window (None: none).
+    pub churn_rate: Option<f64>,
 }
 
 /// What a WebSocket client asks for in its opening handshake.
@@ -179,6 +182,9 @@ pub enum Report {
     },
     /// The thread finished.
     Done(Box<ThreadSummary>),
+    /// The thread could not go on (a timer, a poll or an accounting call failed): the run
+    /// fails with this error.
+    Failed(Box<Error>),
 }
 
 /// A thread's totals, sent when it ends.
@@ -196,6 +202,14 @@ pub struct ThreadSummary {
     pub established: u64,
     /// Connections that came up and were lost before the end.
     pub lost: u64,
+    /// Connections closed by the churn (each then reopened in its place).
+    pub churned: u64,
+    /// Churn: reopened connections that failed to come up.
+    pub churn_failed: u64,
+    /// Churn: connect + handshake latencies of the reopened connections, ns.
+    pub churn_handshake: Histogram<u64>,
+    /// Connections open when the run ended (before the closing handshakes).
+    pub open_at_end: u64,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
     /// Messages scheduled in the measured window: due (open loop) or sent (closed loop).
@@ -220,15 +234,21 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(format!("client-{}", plan.index))
         .spawn(move || {
-            if let Some(core) = plan.core {
-                core_affinity::set_for_current(core_affinity::CoreId { id: core });
-            }
+            let failed = tx.clone();
+            let pinned = match plan.core {
+                Some(core) => platform::pin_current_thread(core).map_err(Error::os("pin to core")),
+                None => Ok(()),
+            };
             // Wake for open-loop slots on time: no 50 µs default timer slack.
-            // SAFETY: PR_SET_TIMERSLACK takes one integer argument and touches no memory.
-            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-            match Worker::new(plan, shared, tx) {
-                Ok(mut w) => w.run(),
-                Err(e) => eprintln!("surge-loadgen: client thread: {e}"),
+            let result = pinned
+                .and_then(|()| {
+                    platform::set_timer_slack(Duration::from_nanos(1))
+                        .map_err(Error::os("timer slack"))
+                })
+                .and_then(|()| Worker::new(plan, shared, tx))
+                .and_then(|mut w| w.run());
+            if let Err(e) = result {
+                let _ = failed.send(Report::Failed(Box::new(e)));
             }
         })
         .map_err(|source| Error::Os { what: "client thread", source })
@@ -256,65 +276,27 @@ struct Conn {
     matched: usize,
     /// Raw mode: those bytes differed from what was sent.
     bad: bool,
+    /// Chosen by the churn: sends nothing new, closes once its echoes are in, then is
+    /// reopened in its place.
+    retiring: bool,
+    /// Opened by the churn (its handshake is counted as one under churn).
+    reopened: bool,
     /// WebSocket: the protocol state and its reassembly buffer (empty until a message is
     /// split over reads).
-    ws: Option<Box<WsConn>>,
+    ws: Option<Box<ClientEndpoint>>,
 }
 
-struct WsConn {
-    proto: Connection,
-    assembly: Vec<u8>,
-    /// The handshake, and the response bytes received so far, while handshaking.
-    handshake: Option<(ClientHandshake, Vec<u8>)>,
-}
-
-/// A `timerfd` with nanosecond resolution.
-struct Timer {
-    fd: OwnedFd,
-    armed: Option<Instant>,
-}
-
-impl Timer {
-    fn new() -> io::Result<Self> {
-        // SAFETY: plain syscall with valid flags.
-        let fd = unsafe {
-            libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC)
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+impl Conn {
+    /// Whether open-loop slots that fall to this connection wait on it: it is open, or the
+    /// churn is replacing it (closing it, or opening its successor, which inherits them).
+    fn takes_slots(&self) -> bool {
+        match self.state {
+            State::Open => true,
+            State::Done => self.retiring,
+            State::Connecting | State::Handshaking | State::Closing => {
+                self.retiring || self.reopened
+            }
         }
-        // SAFETY: `fd` was just created and is owned by nobody else.
-        Ok(Timer { fd: unsafe { OwnedFd::from_raw_fd(fd) }, armed: None })
-    }
-
-    fn raw(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// Fires at `at` (relative to `now`); re-arms only when the deadline changed.
-    fn arm(&mut self, at: Instant, now: Instant) {
-        if self.armed == Some(at) {
-            return;
-        }
-        self.armed = Some(at);
-        let rel = at.saturating_duration_since(now).max(Duration::from_nanos(1));
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec { tv_sec: 0, tv_nsec: 0 },
-            it_value: libc::timespec {
-                tv_sec: rel.as_secs() as libc::time_t,
-                tv_nsec: rel.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: valid timerfd and itimerspec; the old value is not asked for.
-        unsafe { libc::timerfd_settime(self.raw(), 0, &spec, std::ptr::null_mut()) };
-    }
-
-    /// Consumes the expiration so that the next one is a fresh edge.
-    fn clear(&mut self) {
-        let mut buf = [0u8; 8];
-        // SAFETY: reading 8 bytes into an 8-byte buffer from our own descriptor.
-        unsafe { libc::read(self.raw(), buf.as_mut_ptr().cast(), buf.len()) };
-        self.armed = None;
     }
 }
 
@@ -357,20 +339,33 @@ struct Worker {
     scheduled: u64,
     /// Open-loop slots in the window that fell to connections no longer open.
     orphaned: u64,
+    /// The churn's period (zero: no churn), when it next closes a connection, and where its
+    /// round-robin over the connections stands.
+    churn_period: Duration,
+    next_churn: Instant,
+    churn_cursor: usize,
+    /// Connections the churn closed that wait to be reopened.
+    to_reopen: Vec<usize>,
+    churned: u64,
+    churn_failed: u64,
+    churn_handshake: Histogram<u64>,
 }
 
 impl Worker {
     fn new(plan: ThreadPlan, shared: Arc<Shared>, tx: Sender<Report>) -> Result<Self, Error> {
-        let os = |what| move |source| Error::Os { what, source };
-        let poll = Poll::new().map_err(os("client poll"))?;
-        let timer = Timer::new().map_err(os("timerfd"))?;
+        let poll = Poll::new().map_err(Error::os("client poll"))?;
+        let timer = Timer::new().map_err(Error::os("timerfd"))?;
         poll.registry()
             .register(&mut SourceFd(&timer.raw()), TIMER, Interest::READABLE)
-            .map_err(os("timerfd register"))?;
+            .map_err(Error::os("timerfd register"))?;
         let ramp_period = if plan.ramp_rate.is_finite() && plan.ramp_rate > 0.0 {
             Duration::from_secs_f64(1.0 / plan.ramp_rate)
         } else {
             Duration::ZERO
+        };
+        let churn_period = match plan.churn_rate {
+            Some(r) if r > 0.0 && r.is_finite() => Duration::from_secs_f64(1.0 / r),
+            _ => Duration::ZERO,
         };
         let now = Instant::now();
         Ok(Worker {
@@ -404,10 +399,19 @@ impl Worker {
             cpu_measured: Duration::ZERO,
             scheduled: 0,
             orphaned: 0,
+            churn_period,
+            next_churn: now,
+            churn_cursor: 0,
+            to_reopen: Vec::new(),
+            churned: 0,
+            churn_failed: 0,
+            churn_handshake: new_histogram(),
         })
     }
 
-    fn run(&mut self) {
+    /// Serves the connections until the run ends; fails only when the thread cannot keep
+    /// time or poll.
+    fn run(&mut self) -> Result<(), Error> {
         let mut events = Events::with_capacity(1024);
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
         loop {
@@ -433,7 +437,7 @@ impl Worker {
             }
             if let Some(p) = self.phases {
                 if self.cpu_at_measure.is_none() && now >= p.measure {
-                    self.cpu_at_measure = Some(machine::thread_cpu_time());
+                    self.cpu_at_measure = Some(thread_cpu_time()?);
                 }
                 // Whole seconds inside the window; the last (maybe short) one is shipped when
                 // the drain after the window is over, with the echoes that came in the drain.
@@ -450,27 +454,27 @@ impl Worker {
                 }
             }
             self.open_more(now);
+            self.churn(now);
             if now >= next_housekeeping {
                 self.expire_connects(now);
                 next_housekeeping = now + HOUSEKEEPING;
             }
             self.report_ramp();
             let deadline = self.next_deadline(next_housekeeping, now);
-            self.timer.arm(deadline, now);
-            if let Err(e) = self.poll.poll(&mut events, Some(HOUSEKEEPING)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    eprintln!("surge-loadgen: client poll: {e}");
-                    break;
-                }
+            self.timer.arm(deadline, now).map_err(Error::os("timerfd arm"))?;
+            match self.poll.poll(&mut events, Some(HOUSEKEEPING)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Os { what: "client poll", source: e }),
             }
             for ev in events.iter() {
                 match ev.token() {
-                    TIMER => self.timer.clear(),
+                    TIMER => self.timer.clear().map_err(Error::os("timerfd read"))?,
                     Token(i) => self.on_event(i, ev.is_readable(), ev.is_writable()),
                 }
             }
         }
-        self.finish();
+        self.finish()
     }
 
     fn next_deadline(&self, housekeeping: Instant, now: Instant) -> Instant {
@@ -481,6 +485,9 @@ impl Worker {
         match self.phases {
             Some(p) if now < p.end => {
                 at = at.min(p.end);
+                if !self.churn_period.is_zero() {
+                    at = at.min(self.next_churn.max(p.measure));
+                }
                 if let Some(c) = &self.clock {
                     at = at.min(c.next_due());
                 }
@@ -504,6 +511,7 @@ impl Worker {
     fn start(&mut self, p: Phases, now: Instant) {
         self.phases = Some(p);
         self.interval_start = p.measure;
+        self.next_churn = p.measure;
         self.clock = self.plan.rate.map(|r| OpenLoopClock::new(p.go, r, self.plan.connections));
         if self.clock.is_none() {
             for i in 0..self.conns.len() {
@@ -566,16 +574,23 @@ impl Worker {
     }
 
     fn open_one(&mut self, now: Instant) -> io::Result<()> {
+        let stream = self.connect(self.plan.first_conn + self.attempts)?;
+        let conn = self.register(stream, Token(self.conns.len()), now)?;
+        self.conns.push(conn);
+        Ok(())
+    }
+
+    /// Starts a non-blocking connect for connection number `global` (over all threads).
+    fn connect(&self, global: usize) -> io::Result<TcpStream> {
         let target = self.plan.target;
         let sock = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
         sock.set_nonblocking(true)?;
         sock.set_tcp_nodelay(true)?;
         if self.plan.source_ips > 0 {
-            let global = (self.plan.first_conn + self.attempts) as u32;
             let ip = Ipv4Addr::from(
-                u32::from(Ipv4Addr::new(127, 0, 0, 1)) + global % self.plan.source_ips,
+                u32::from(Ipv4Addr::new(127, 0, 0, 1)) + global as u32 % self.plan.source_ips,
             );
-            set_bind_no_port(&sock);
+            platform::set_bind_address_no_port(&sock)?;
             sock.bind(&SocketAddr::new(IpAddr::V4(ip), 0).into())?;
         }
         match sock.connect(&target.into()) {
@@ -583,14 +598,18 @@ impl Worker {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
         }
-        let mut stream = TcpStream::from_std(sock.into());
-        let token = Token(self.conns.len());
+        Ok(TcpStream::from_std(sock.into()))
+    }
+
+    /// Registers a connecting `stream` under `token`, as a new connection.
+    fn register(&mut self, mut stream: TcpStream, token: Token, now: Instant) -> io::Result<Conn> {
         self.poll.registry().register(
             &mut stream,
             token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        self.conns.push(Conn {
+        self.connecting += 1;
+        Ok(Conn {
             stream,
             state: State::Connecting,
             started: now,
@@ -599,19 +618,89 @@ impl Worker {
             flow: Flow::new(self.plan.in_flight),
             matched: 0,
             bad: false,
+            retiring: false,
+            reopened: false,
             ws: None,
-        });
-        self.connecting += 1;
-        Ok(())
+        })
     }
 
+    /// Churn: closes the next connection every period of the measured window (once its
+    /// echoes are in), and reopens those whose close completed.
+    fn churn(&mut self, now: Instant) {
+        for i in std::mem::take(&mut self.to_reopen) {
+            self.reopen(i, now);
+        }
+        let Some(p) = self.phases else { return };
+        if self.churn_period.is_zero() || now < p.measure {
+            return;
+        }
+        while self.next_churn <= now && self.next_churn < p.end {
+            self.next_churn += self.churn_period;
+            let n = self.conns.len();
+            let pick = (0..n)
+                .map(|k| (self.churn_cursor + k) % n)
+                .find(|&i| self.conns[i].state == State::Open && !self.conns[i].retiring);
+            let Some(i) = pick else { continue };
+            self.churn_cursor = (i + 1) % n;
+            self.conns[i].retiring = true;
+            self.retire_if_drained(i, now);
+        }
+    }
+
+    /// A retiring connection with nothing in flight is closed: WebSocket with a Close (1000),
+    /// raw TCP at once; it is reopened when the close completes.
+    fn retire_if_drained(&mut self, i: usize, now: Instant) {
+        let c = &mut self.conns[i];
+        if !c.retiring || c.state != State::Open || c.flow.in_flight() > 0 {
+            return;
+        }
+        self.churned += 1;
+        // From now on `started` times the close, for `expire_connects`.
+        c.started = now;
+        match c.ws.as_mut() {
+            Some(ws) => {
+                let _ = ws.connection().close(now, CloseCode::NORMAL, "", &mut c.out);
+                c.state = State::Closing;
+                self.flush(i);
+            }
+            None => {
+                c.state = State::Closing;
+                self.fail(i, ErrorKind::Io);
+            }
+        }
+    }
+
+    /// Opens a connection in slot `i`, in place of the one the churn closed; it inherits the
+    /// open-loop slots that fell due meanwhile.
+    fn reopen(&mut self, i: usize, now: Instant) {
+        let opened = self
+            .connect(self.plan.first_conn + i)
+            .and_then(|stream| self.register(stream, Token(i), now));
+        match opened {
+            Ok(mut conn) => {
+                std::mem::swap(&mut conn.flow, &mut self.conns[i].flow);
+                conn.reopened = true;
+                self.conns[i] = conn;
+            }
+            Err(e) => {
+                self.errors.add(ErrorKind::of_connect(&e));
+                self.churn_failed += 1;
+                // No successor: later slots of this connection are lost to it.
+                self.conns[i].retiring = false;
+            }
+        }
+    }
+
+    /// Fails connections that took longer than the connect timeout to come up, and ends the
+    /// churn's closes that the server took as long to complete (the slot is reopened).
     fn expire_connects(&mut self, now: Instant) {
-        if self.connecting == 0 {
+        if self.connecting == 0 && self.churn_period.is_zero() {
             return;
         }
         for i in 0..self.conns.len() {
             let c = &self.conns[i];
-            let waiting = matches!(c.state, State::Connecting | State::Handshaking);
+            let waiting = matches!(c.state, State::Connecting | State::Handshaking)
+                || (c.state == State::Closing && c.retiring);
             if waiting && now - c.started > self.plan.connect_timeout {
                 self.fail(i, ErrorKind::ConnectTimeout);
             }
@@ -623,8 +712,15 @@ impl Worker {
         let c = &mut self.conns[i];
         match c.state {
             State::Done => return,
-            State::Connecting | State::Handshaking => self.connecting -= 1,
+            State::Connecting | State::Handshaking => {
+                self.connecting -= 1;
+                self.churn_failed += u64::from(c.reopened);
+            }
             State::Open => self.lost += 1,
+            // The churn's close completed: the slot gets a new connection.
+            State::Closing if c.retiring && self.phases.is_some_and(|p| Instant::now() < p.end) => {
+                self.to_reopen.push(i)
+            }
             State::Closing => {}
         }
         if c.state != State::Closing {
@@ -669,18 +765,13 @@ impl Worker {
             return;
         };
         // Fresh key and masking seed per connection, from the operating system.
-        let mut nonce = [0u8; 16];
-        let _ = getrandom::fill(&mut nonce);
-        let seed = getrandom::u64()
-            .unwrap_or_else(|_| u64::from_le_bytes(nonce[..8].try_into().expect("8")));
+        let Ok(keys) = platform::random_keys() else {
+            return self.fail(i, ErrorKind::ConnectOther);
+        };
         let request = ClientRequest::new(&req.host, &req.path);
-        match ClientHandshake::start(&request, nonce, &mut c.out) {
-            Ok(hs) => {
-                c.ws = Some(Box::new(WsConn {
-                    proto: Connection::client(Limits::default(), seed),
-                    assembly: Vec::new(),
-                    handshake: Some((hs, Vec::new())),
-                }));
+        match ClientEndpoint::start(&request, keys, Limits::default(), &mut c.out) {
+            Ok(endpoint) => {
+                c.ws = Some(Box::new(endpoint));
                 c.state = State::Handshaking;
                 self.flush(i);
                 if readable {
@@ -698,7 +789,11 @@ impl Worker {
         self.connecting -= 1;
         self.established += 1;
         self.handshake.saturating_record(ns(now - c.started));
-        if self.phases.is_some() && self.clock.is_none() {
+        if c.reopened {
+            self.churn_handshake.saturating_record(ns(now - c.started));
+        }
+        // In open loop too: a reopened connection sends the slots that fell due meanwhile.
+        if self.phases.is_some() {
             self.fill(i, now);
         }
     }
@@ -711,7 +806,7 @@ impl Worker {
         while let Some((i, due)) = self.clock.as_mut().and_then(|c| c.pop_due(horizon)) {
             let measured = p.measures(due);
             self.scheduled += u64::from(measured);
-            match self.conns.get_mut(i).filter(|c| c.state == State::Open) {
+            match self.conns.get_mut(i).filter(|c| c.takes_slots()) {
                 Some(c) => {
                     // Due with room to send: any delay is the client's own (waking up late).
                     if measured && c.flow.backlog() == 0 && c.flow.has_room() {
@@ -735,7 +830,7 @@ impl Worker {
             return;
         }
         let c = &mut self.conns[i];
-        if c.state != State::Open {
+        if c.state != State::Open || c.retiring {
             return;
         }
         let mut queued = false;
@@ -751,7 +846,7 @@ impl Worker {
                             std::str::from_utf8(bytes).expect("text payloads are ASCII"),
                         ),
                     };
-                    if ws.proto.send(msg, &mut c.out).is_err() {
+                    if ws.connection().send(msg, &mut c.out).is_err() {
                         break;
                     }
                 }
@@ -804,34 +899,32 @@ impl Worker {
                 return;
             }
             // A short read drained the socket; new data raises a new edge (saves an EAGAIN
-            // read per message).
-            if n < READ_BUF {
+            // read per message). Not when closing: the server's FIN may have come with its
+            // Close and raises no edge of its own, so read on to the end of the stream.
+            if n < READ_BUF && self.conns[i].state != State::Closing {
                 break;
             }
         }
         let c = &mut self.conns[i];
         // Frames the protocol owes (a pong, a Close reply) go out while output is not blocked.
-        if let Some(ws) = c.ws.as_mut().filter(|ws| ws.proto.wants_transmit()) {
+        if let Some(ws) = c.ws.as_mut().filter(|ws| ws.protocol().wants_transmit()) {
             if c.out_pos == c.out.len() {
-                ws.proto.poll_transmit(&mut c.out);
+                ws.connection().poll_transmit(&mut c.out);
             }
         }
         let now = Instant::now();
         self.fill(i, now);
         self.flush(i);
+        self.retire_if_drained(i, now);
     }
 
     /// Feeds `n` received bytes to connection `i`'s handshake; false if the connection ended.
     fn consume_handshake(&mut self, i: usize, n: usize, now: Instant) -> bool {
         let c = &mut self.conns[i];
-        let Some((hs, buf)) = c.ws.as_mut().and_then(|ws| ws.handshake.as_mut()) else {
-            return false;
-        };
-        buf.extend_from_slice(&self.read_buf[..n]);
-        let mut headers = [EMPTY_HEADER; 64];
-        let head_len = match hs.parse_response(buf, &mut headers) {
-            Ok(None) => return true,
-            Ok(Some(response)) => response.head_len(),
+        let Some(ws) = c.ws.as_mut() else { return false };
+        let early = match ws.receive_handshake(&self.read_buf[..n]) {
+            Ok(Opening::Pending) => return true,
+            Ok(Opening::Open { early }) => early,
             Err(e) => {
                 let kind = match e {
                     ClientHandshakeError::UnexpectedStatus(_) => ErrorKind::HandshakeRejected,
@@ -842,11 +935,8 @@ impl Worker {
             }
         };
         // Bytes after the head are the server's first frames; they came in this read.
-        let rest = buf.len() - head_len;
-        self.read_buf[..rest].copy_from_slice(&buf[head_len..]);
-        if let Some(ws) = c.ws.as_mut() {
-            ws.handshake = None;
-        }
+        let rest = early.len();
+        self.read_buf[..rest].copy_from_slice(&early);
         self.opened(i, now);
         rest == 0 || self.consume_ws(i, rest, now)
     }
@@ -861,7 +951,7 @@ impl Worker {
         let mut pos = 0;
         let mut violation = false;
         loop {
-            let (used, event) = ws.proto.read(&mut self.read_buf[pos..n], &mut ws.assembly);
+            let (used, event, _) = ws.read(&mut self.read_buf[pos..n]);
             pos += used;
             let Some(event) = event else { break };
             match event {
@@ -899,7 +989,7 @@ impl Worker {
         }
         if violation {
             // Best effort: send the Close the protocol queued, then drop the connection.
-            ws.proto.poll_transmit(&mut c.out);
+            ws.connection().poll_transmit(&mut c.out);
             let _ = c.stream.write(&c.out[c.out_pos..]);
             self.fail(i, ErrorKind::Protocol);
             return false;
@@ -941,9 +1031,9 @@ impl Worker {
 
     /// Ends the run: WebSocket connections get a Close (1000) and up to `CLOSE_WAIT` for the
     /// server to answer and end TCP; then every socket is reset (no TIME_WAIT left here).
-    fn finish(&mut self) {
+    fn finish(&mut self) -> Result<(), Error> {
         if let Some(at) = self.cpu_at_measure {
-            self.cpu_measured = machine::thread_cpu_time().saturating_sub(at);
+            self.cpu_measured = thread_cpu_time()?.saturating_sub(at);
         }
         // What the window scheduled and never saw answered, on every connection, lost ones too.
         let mut backlog = self.orphaned;
@@ -957,18 +1047,19 @@ impl Worker {
             }
         }
         let now = Instant::now();
+        let open_at_end = self.conns.iter().filter(|c| c.state == State::Open).count() as u64;
         for i in 0..self.conns.len() {
             let c = &mut self.conns[i];
             if c.state != State::Open {
                 continue;
             }
             if let Some(ws) = c.ws.as_mut() {
-                let _ = ws.proto.close(now, CloseCode::NORMAL, "", &mut c.out);
+                let _ = ws.connection().close(now, CloseCode::NORMAL, "", &mut c.out);
                 c.state = State::Closing;
                 self.flush(i);
             }
         }
-        self.drain_closes(now + CLOSE_WAIT);
+        self.drain_closes(now + CLOSE_WAIT)?;
         for c in &mut self.conns {
             if c.state != State::Done {
                 let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
@@ -983,31 +1074,36 @@ impl Worker {
             close_codes: std::mem::take(&mut self.close_codes),
             established: self.established,
             lost: self.lost,
+            churned: self.churned,
+            churn_failed: self.churn_failed,
+            churn_handshake: std::mem::replace(&mut self.churn_handshake, new_histogram()),
+            open_at_end,
             mismatches: self.mismatches,
             scheduled: self.scheduled,
             backlog,
             unanswered,
-            cpu: machine::thread_cpu_time(),
+            cpu: thread_cpu_time()?,
             cpu_measured: self.cpu_measured,
         };
         let _ = self.tx.send(Report::Done(Box::new(summary)));
+        Ok(())
     }
 
     /// Serves closing connections until the server ended them all or `deadline` passed.
-    fn drain_closes(&mut self, deadline: Instant) {
+    fn drain_closes(&mut self, deadline: Instant) -> Result<(), Error> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
             if now >= deadline || !self.conns.iter().any(|c| c.state == State::Closing) {
-                return;
+                return Ok(());
             }
             let wait = (deadline - now).min(HOUSEKEEPING);
             if self.poll.poll(&mut events, Some(wait)).is_err() {
-                return;
+                return Ok(());
             }
             for ev in events.iter() {
                 match ev.token() {
-                    TIMER => self.timer.clear(),
+                    TIMER => self.timer.clear().map_err(Error::os("timerfd read"))?,
                     Token(i) => self.on_event(i, ev.is_readable(), ev.is_writable()),
                 }
             }
@@ -1019,18 +1115,6 @@ fn ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
 }
 
-/// Lets the kernel pick the source port at connect time from the whole 4-tuple, so that many
-/// more than one ephemeral range of connections fit per source address.
-fn set_bind_no_port(sock: &Socket) {
-    let one: libc::c_int = 1;
-    // SAFETY: valid socket, option and a c_int-sized value.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+fn thread_cpu_time() -> Result<Duration, Error> {
+    platform::thread_cpu_time().map_err(Error::os("thread CPU time"))
 }

@@ -1,103 +1,139 @@
-//! `surge-loadgen compare`: results side by side, each change judged against the runs' own noise.
+//! `surge-loadgen compare`: results side by side, each change judged against the noise
+//! between runs.
 //!
-//! The noise comes from the per-second samples every result carries: a Welch t-test on the
-//! per-second values (throughput, p50, p90, p99, p99.9) of the baseline and of each other run
-//! says whether a change is beyond what the runs vary by themselves (two-sided, 5 %).
-//! Percentiles without per-second values (p99.99, max) are shown without a verdict.
+//! A *side* is one or more runs of the same configuration (`compare a1 a2 a3 vs b1 b2 b3`;
+//! without `vs`, every file is a side of one run). Each side shows the median of its runs, and
+//! a change against the first side is marked as beyond the noise only when the per-run values
+//! of the two sides (each run's whole-run msgs/s, p99, ...) do not overlap at all *and*
+//! Welch's t-test on them rejects "no change" at 5 % two-sided. The statistic is one value per
+//! run, not one per second, because what makes two runs on a shared machine differ is mostly
+//! drift *between* runs (other work, frequency, placement), which the seconds inside one run
+//! do not see: judged by the per-second spread, two identical runs back to back were "beyond
+//! noise" on most rows. With one run on either side nothing can be said about noise, and the
+//! report says so instead of marking. The runs of the two sides should alternate (a1 b1 a2 b2
+//! ...), so that drift over the sitting spreads over both sides instead of reading as change;
+//! the report notes sides that ran in separate sittings.
 
-use std::fmt::Write as _;
-use std::path::Path;
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
 
-use crate::cli::CompareArgs;
+use clap::Args;
+use hdrhistogram::Histogram;
+
 use crate::error::Error;
 use crate::plot::{self, escape, Series};
-use crate::report::{RunResult, Sample};
-use crate::stats::decode_histogram;
+use crate::report::{OutputFile, RunResult};
+use crate::stats::{decode_histogram, new_histogram};
 
-/// Samples shorter than this (a run's partial last interval) are left out of the noise.
-const MIN_SAMPLE_S: f64 = 0.5;
+/// What the marks of a change mean.
+const LEGEND: &str = "* beyond the noise between runs (the sides' runs do not overlap and Welch's t on one value per run rejects no change, 5 %); ~ within it; no mark: one run on a side, not judged";
+
+/// The word that separates the sides on the command line.
+pub const SIDE_SEPARATOR: &str = "vs";
+
+/// Options of `compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Result files from --json; the first side is the baseline. Separate sides of several
+    /// runs each with `vs` (a1.json a2.json a3.json vs b1.json b2.json b3.json); without
+    /// `vs`, each file is a side of its own.
+    #[arg(required = true, num_args = 2..)]
+    pub files: Vec<PathBuf>,
+    /// Also write a self-contained HTML report with a percentile-spectrum plot.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Exit 1 when a side is slower than the baseline by more than PCT (msgs/s lower or p99
+    /// higher), beyond the noise between runs where that can be judged (e.g. 5%).
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    pub fail_if_slower: Option<f64>,
+}
+
+/// A `--fail-if-slower` value that is not a percentage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: give a percentage such as 5%")]
+pub struct PercentError(String);
+
+fn parse_percent(s: &str) -> Result<f64, PercentError> {
+    let n: f64 = s.trim().trim_end_matches('%').parse().map_err(|_| PercentError(s.to_owned()))?;
+    if n.is_finite() && n >= 0.0 {
+        Ok(n)
+    } else {
+        Err(PercentError(s.to_owned()))
+    }
+}
+
+/// One or more runs of one configuration.
+#[derive(Debug, Clone)]
+pub struct Side {
+    /// A label: the first file's stem, with the number of runs.
+    pub label: String,
+    /// The runs.
+    pub runs: Vec<RunResult>,
+}
+
+impl Side {
+    fn values(&self, m: &Metric) -> Vec<f64> {
+        self.runs.iter().map(m.value).collect()
+    }
+
+    /// The side's latency histogram: all its runs' together.
+    fn latency(&self) -> Result<Histogram<u64>, Error> {
+        let mut h = new_histogram();
+        for r in &self.runs {
+            // Same bounds on both sides: adding cannot fail.
+            let _ = h.add(decode_histogram(&r.histograms.latency)?);
+        }
+        Ok(h)
+    }
+}
+
+/// Splits the command line's files into sides at each `vs`.
+pub fn sides_of(files: &[PathBuf]) -> Vec<Vec<PathBuf>> {
+    if files.iter().any(|f| f.as_os_str() == SIDE_SEPARATOR) {
+        files
+            .split(|f| f.as_os_str() == SIDE_SEPARATOR)
+            .filter(|g| !g.is_empty())
+            .map(<[PathBuf]>::to_vec)
+            .collect()
+    } else {
+        files.iter().map(|f| vec![f.clone()]).collect()
+    }
+}
 
 /// One compared quantity.
 struct Metric {
     name: &'static str,
     value: fn(&RunResult) -> f64,
-    per_second: Option<fn(&Sample) -> f64>,
     higher_is_better: bool,
 }
 
 const METRICS: &[Metric] = &[
-    Metric {
-        name: "msgs/s",
-        value: |r| r.msgs_per_sec,
-        per_second: Some(|s| s.msgs_per_sec),
-        higher_is_better: true,
-    },
-    Metric { name: "MB/s", value: |r| r.mb_per_sec, per_second: None, higher_is_better: true },
-    Metric {
-        name: "p50 µs",
-        value: |r| r.latency_us.p50,
-        per_second: Some(|s| s.p50_us),
-        higher_is_better: false,
-    },
-    Metric {
-        name: "p90 µs",
-        value: |r| r.latency_us.p90,
-        per_second: Some(|s| s.p90_us),
-        higher_is_better: false,
-    },
-    Metric {
-        name: "p99 µs",
-        value: |r| r.latency_us.p99,
-        per_second: Some(|s| s.p99_us),
-        higher_is_better: false,
-    },
-    Metric {
-        name: "p99.9 µs",
-        value: |r| r.latency_us.p99_9,
-        per_second: Some(|s| s.p99_9_us),
-        higher_is_better: false,
-    },
-    Metric {
-        name: "p99.99 µs",
-        value: |r| r.latency_us.p99_99,
-        per_second: None,
-        higher_is_better: false,
-    },
-    Metric {
-        name: "max µs",
-        value: |r| r.latency_us.max,
-        per_second: None,
-        higher_is_better: false,
-    },
-    Metric {
-        name: "handshake p99 µs",
-        value: |r| r.handshake_us.p99,
-        per_second: None,
-        higher_is_better: false,
-    },
-    Metric {
-        name: "client ns/msg",
-        value: |r| r.cpu.client_ns_per_msg,
-        per_second: None,
-        higher_is_better: false,
-    },
+    Metric { name: "msgs/s", value: |r| r.msgs_per_sec, higher_is_better: true },
+    Metric { name: "MB/s", value: |r| r.mb_per_sec, higher_is_better: true },
+    Metric { name: "p50 µs", value: |r| r.latency_us.p50, higher_is_better: false },
+    Metric { name: "p90 µs", value: |r| r.latency_us.p90, higher_is_better: false },
+    Metric { name: "p99 µs", value: |r| r.latency_us.p99, higher_is_better: false },
+    Metric { name: "p99.9 µs", value: |r| r.latency_us.p99_9, higher_is_better: false },
+    Metric { name: "p99.99 µs", value: |r| r.latency_us.p99_99, higher_is_better: false },
+    Metric { name: "max µs", value: |r| r.latency_us.max, higher_is_better: false },
+    Metric { name: "handshake p99 µs", value: |r| r.handshake_us.p99, higher_is_better: false },
+    Metric { name: "client ns/msg", value: |r| r.cpu.client_ns_per_msg, higher_is_better: false },
     Metric {
         name: "errors",
         value: |r| r.errors.values().sum::<u64>() as f64 + r.mismatches as f64,
-        per_second: None,
         higher_is_better: false,
     },
 ];
 
-/// Whether a change stands out from the runs' own variation.
+/// Whether a change stands out from the variation between runs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Verdict {
-    /// Beyond the noise (Welch's t).
+    /// Beyond the noise: the sides' runs do not overlap and Welch's t (given) is significant.
     Beyond(f64),
-    /// Within the noise (Welch's t).
+    /// Within the noise (Welch's t, given).
     Within(f64),
-    /// No per-second samples to judge by.
-    Unknown,
+    /// One run on a side: the noise between runs is unknown.
+    Unjudged,
 }
 
 /// Two-sided 5 % critical values of Student's t for 1..=30 degrees of freedom.
@@ -125,77 +161,209 @@ fn mean_var(x: &[f64]) -> (f64, f64) {
     (mean, var)
 }
 
-/// Welch's t-test of `b` against `a` (two-sided, 5 %); `Unknown` with fewer than two samples.
-pub fn welch(a: &[f64], b: &[f64]) -> Verdict {
+/// Welch's t-test of `b` against `a` (two-sided, 5 %), required on top of the two sets not
+/// overlapping; `Unjudged` with fewer than two values on a side.
+pub fn judge(a: &[f64], b: &[f64]) -> Verdict {
     if a.len() < 2 || b.len() < 2 {
-        return Verdict::Unknown;
+        return Verdict::Unjudged;
     }
     let (ma, va) = mean_var(a);
     let (mb, vb) = mean_var(b);
     let (sa, sb) = (va / a.len() as f64, vb / b.len() as f64);
     let se = (sa + sb).sqrt();
-    if se == 0.0 {
-        return if ma == mb { Verdict::Within(0.0) } else { Verdict::Beyond(f64::INFINITY) };
-    }
-    let t = (mb - ma) / se;
-    let df = (sa + sb).powi(2)
-        / (sa.powi(2) / (a.len() as f64 - 1.0) + sb.powi(2) / (b.len() as f64 - 1.0));
-    if t.abs() > t_critical(df) {
+    let t = if se == 0.0 {
+        if ma == mb {
+            0.0
+        } else {
+            f64::INFINITY.copysign(mb - ma)
+        }
+    } else {
+        (mb - ma) / se
+    };
+    let df = if se == 0.0 {
+        f64::INFINITY
+    } else {
+        (sa + sb).powi(2)
+            / (sa.powi(2) / (a.len() as f64 - 1.0) + sb.powi(2) / (b.len() as f64 - 1.0))
+    };
+    let (lo_a, hi_a) = min_max(a);
+    let (lo_b, hi_b) = min_max(b);
+    let apart = hi_a < lo_b || hi_b < lo_a;
+    if apart && t.abs() > t_critical(df) {
         Verdict::Beyond(t)
     } else {
         Verdict::Within(t)
     }
 }
 
-/// One row of the comparison: the metric's value in every run, and each run's change against
-/// the first.
+fn min_max(x: &[f64]) -> (f64, f64) {
+    x.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
+/// The median of `x` (not empty).
+fn median(x: &[f64]) -> f64 {
+    let mut v = x.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// One row of the comparison: the metric's median on every side, and each side's change
+/// against the first.
 #[derive(Debug, Clone)]
 pub struct Row {
     /// Metric name.
     pub name: &'static str,
     /// Whether larger is better.
     pub higher_is_better: bool,
-    /// Value per run.
+    /// Median per side.
     pub values: Vec<f64>,
     /// Change against the baseline, in percent (None for the baseline, or a zero baseline).
     pub changes: Vec<Option<f64>>,
-    /// Verdict per run (the baseline's is `Unknown`).
+    /// Verdict per side (the baseline's is `Unjudged`).
     pub verdicts: Vec<Verdict>,
 }
 
-/// Compares runs, the first as the baseline.
-pub fn compare(runs: &[RunResult]) -> Vec<Row> {
-    let samples = |r: &RunResult, f: fn(&Sample) -> f64| -> Vec<f64> {
-        r.per_second.iter().filter(|s| s.length_s >= MIN_SAMPLE_S).map(f).collect()
-    };
+/// Compares sides, the first as the baseline.
+pub fn compare(sides: &[Side]) -> Vec<Row> {
     METRICS
         .iter()
         .map(|m| {
-            let values: Vec<f64> = runs.iter().map(m.value).collect();
+            let per_run: Vec<Vec<f64>> = sides.iter().map(|s| s.values(m)).collect();
+            let values: Vec<f64> = per_run.iter().map(|v| median(v)).collect();
             let base = values[0];
             let changes = values
                 .iter()
                 .enumerate()
                 .map(|(i, v)| (i > 0 && base != 0.0).then(|| (v - base) / base * 100.0))
                 .collect();
-            let verdicts = runs
+            let verdicts = per_run
                 .iter()
                 .enumerate()
-                .map(|(i, r)| match m.per_second {
-                    Some(f) if i > 0 => welch(&samples(&runs[0], f), &samples(r, f)),
-                    _ => Verdict::Unknown,
-                })
+                .map(|(i, v)| if i == 0 { Verdict::Unjudged } else { judge(&per_run[0], v) })
                 .collect();
             Row { name: m.name, higher_is_better: m.higher_is_better, values, changes, verdicts }
         })
         .collect()
 }
 
-/// Differences in configuration or machine that make a comparison less fair.
-pub fn caveats(runs: &[RunResult]) -> Vec<String> {
-    let base = &runs[0];
+/// A side slower than the baseline by more than `--fail-if-slower`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Slowdown {
+    /// The side's label.
+    pub side: String,
+    /// The metric that got worse ("msgs/s" or "p99 µs").
+    pub metric: &'static str,
+    /// The change, percent.
+    pub change: f64,
+    /// The limit, percent.
+    pub limit: f64,
+    /// Whether the noise between runs could be judged (several runs on both sides).
+    pub judged: bool,
+}
+
+impl fmt::Display for Slowdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "slower: {} {} {:+.1}% against the baseline (limit {}%), {}",
+            self.side,
+            self.metric,
+            self.change,
+            self.limit,
+            if self.judged {
+                "beyond the noise between runs"
+            } else {
+                "noise not judged: one run per side"
+            }
+        )
+    }
+}
+
+/// The first side slower than the baseline by more than `limit` percent, in throughput or p99:
+/// beyond the noise between runs where that can be judged, by the change alone where not.
+pub fn slowdown(sides: &[Side], rows: &[Row], limit: f64) -> Option<Slowdown> {
+    let watched = ["msgs/s", "p99 µs"];
+    for (i, side) in sides.iter().enumerate().skip(1) {
+        for row in rows.iter().filter(|r| watched.contains(&r.name)) {
+            let Some(change) = row.changes[i] else { continue };
+            let worse = if row.higher_is_better { -change } else { change };
+            let verdict = row.verdicts[i];
+            if worse > limit && !matches!(verdict, Verdict::Within(_)) {
+                return Some(Slowdown {
+                    side: side.label.clone(),
+                    metric: row.name,
+                    change,
+                    limit,
+                    judged: verdict != Verdict::Unjudged,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// Differences in configuration or machine that make a comparison less fair: between each
+/// side and the baseline, and between the runs of one side.
+pub fn caveats(sides: &[Side]) -> Vec<String> {
+    let base = &sides[0].runs[0];
     let mut notes = Vec::new();
-    for (i, r) in runs.iter().enumerate().skip(1) {
+    for (i, side) in sides.iter().enumerate() {
+        let first = &side.runs[0];
+        if i > 0 {
+            if let Some(d) = differences(base, first) {
+                notes.push(format!("side {} differs from the baseline: {d}", i + 1));
+            }
+            if one_after_the_other(&sides[0], side) {
+                notes.push(format!(
+                    "side {} ran wholly before or after the baseline instead of alternating with \
+                     it: drift of the machine between the two sittings reads as change; \
+                     alternate the runs (a1 b1 a2 b2 a3 b3)",
+                    i + 1
+                ));
+            }
+        }
+        if side.runs.iter().skip(1).any(|r| differences(first, r).is_some()) {
+            notes.push(format!("side {} mixes runs of different configurations", i + 1));
+        }
+        let limited = side.runs.iter().filter(|r| r.health.client_limited()).count();
+        if limited > 0 {
+            notes.push(format!(
+                "side {}: in {limited} run(s) the load generator itself was the limit (see their \
+                 self-health): a change there may be the client's, not the server's",
+                i + 1
+            ));
+        }
+        let interrupted = side.runs.iter().filter(|r| r.interrupted).count();
+        if interrupted > 0 {
+            notes.push(format!("side {}: {interrupted} run(s) were interrupted", i + 1));
+        }
+    }
+    if sides.iter().any(|s| s.runs.len() < 2) {
+        notes.push(
+            "one run on a side: whether a change is beyond noise cannot be judged; repeat each \
+             side (compare a1.json a2.json a3.json vs b1.json b2.json b3.json)"
+                .to_owned(),
+        );
+    }
+    notes
+}
+
+/// Whether two sides of several runs each were measured in separate sittings (every run of
+/// one before every run of the other).
+fn one_after_the_other(a: &Side, b: &Side) -> bool {
+    let span = |s: &Side| min_max(&s.runs.iter().map(|r| r.started_unix_s).collect::<Vec<_>>());
+    let ((a_first, a_last), (b_first, b_last)) = (span(a), span(b));
+    a.runs.len() > 1 && b.runs.len() > 1 && (a_last < b_first || b_last < a_first)
+}
+
+/// What differs between two runs' configurations and machines, if anything.
+fn differences(base: &RunResult, r: &RunResult) -> Option<String> {
+    {
         let (a, b) = (&base.config, &r.config);
         let mut diffs = Vec::new();
         let mut check = |name: &str, x: String, y: String| {
@@ -204,7 +372,7 @@ pub fn caveats(runs: &[RunResult]) -> Vec<String> {
             }
         };
         check("target", a.target.clone(), b.target.clone());
-        check("mode", a.mode.clone(), b.mode.clone());
+        check("mode", format!("{:?}", a.mode), format!("{:?}", b.mode));
         check("connections", a.connections.to_string(), b.connections.to_string());
         check("size", a.size.to_string(), b.size.to_string());
         check("payload", format!("{:?}", a.payload), format!("{:?}", b.payload));
@@ -221,17 +389,8 @@ pub fn caveats(runs: &[RunResult]) -> Vec<String> {
         check("cpu", base.machine.cpu_model.clone(), r.machine.cpu_model.clone());
         check("cores", base.machine.cores.to_string(), r.machine.cores.to_string());
         check("kernel", base.machine.kernel.clone(), r.machine.kernel.clone());
-        if !diffs.is_empty() {
-            notes.push(format!("run {} differs from the baseline: {}", i + 1, diffs.join("; ")));
-        }
-        if r.interrupted {
-            notes.push(format!("run {} was interrupted", i + 1));
-        }
+        (!diffs.is_empty()).then(|| diffs.join("; "))
     }
-    if base.interrupted {
-        notes.push("the baseline was interrupted".to_owned());
-    }
-    notes
 }
 
 fn fmt_value(v: f64) -> String {
@@ -249,20 +408,22 @@ fn fmt_change(change: Option<f64>, verdict: Verdict) -> String {
     let mark = match verdict {
         Verdict::Beyond(_) => " *",
         Verdict::Within(_) => " ~",
-        Verdict::Unknown => "",
+        Verdict::Unjudged => "",
     };
     format!("{c:+.1}%{mark}")
 }
 
 /// The comparison as a terminal table.
-pub fn render_text(labels: &[String], runs: &[RunResult], rows: &[Row]) -> String {
+pub fn render_text(sides: &[Side], rows: &[Row]) -> String {
+    let labels: Vec<&str> = sides.iter().map(|s| s.label.as_str()).collect();
+    let runs: Vec<&RunResult> = sides.iter().map(|s| &s.runs[0]).collect();
     let mut s = String::new();
-    for (i, (label, r)) in labels.iter().zip(runs).enumerate() {
+    for (i, (label, r)) in labels.iter().zip(&runs).enumerate() {
         let _ = writeln!(
             s,
-            "[{}] {label}: surge {} {} | {} | {} conns, {} B, {} | {:.1} s",
+            "[{}] {label}: surge-loadgen {} {} | {} | {} conns, {} B, {} | {:.1} s",
             i + 1,
-            r.machine.surge_version,
+            r.machine.tool_version,
             r.machine.git_commit.chars().take(12).collect::<String>(),
             r.config.target,
             r.config.connections,
@@ -290,20 +451,16 @@ pub fn render_text(labels: &[String], runs: &[RunResult], rows: &[Row]) -> Strin
         }
         let _ = writeln!(s);
     }
-    let _ = writeln!(
-        s,
-        "\n* beyond the runs' own per-second noise (Welch t-test, 5 %); ~ within it; no mark: \
-         no per-second samples"
-    );
-    for note in caveats(runs) {
+    let _ = writeln!(s, "\n{LEGEND}");
+    for note in caveats(sides) {
         let _ = writeln!(s, "note: {note}");
     }
     s
 }
 
 /// Points of a percentile spectrum: x = log10(1 / (1 - q)) from 0 to 5 (99.999 %), y = log10 µs.
-fn spectrum(r: &RunResult) -> Result<Vec<(f64, f64)>, Error> {
-    let h = decode_histogram(&r.histograms.latency)?;
+fn spectrum(side: &Side) -> Result<Vec<(f64, f64)>, Error> {
+    let h = side.latency()?;
     if h.is_empty() {
         return Ok(Vec::new());
     }
@@ -318,19 +475,23 @@ fn spectrum(r: &RunResult) -> Result<Vec<(f64, f64)>, Error> {
 }
 
 /// The comparison as a self-contained HTML page with a percentile-spectrum plot of every run.
-pub fn render_html(labels: &[String], runs: &[RunResult], rows: &[Row]) -> Result<String, Error> {
+pub fn render_html(sides: &[Side], rows: &[Row]) -> Result<String, Error> {
+    let labels: Vec<&str> = sides.iter().map(|s| s.label.as_str()).collect();
+    let runs: Vec<&RunResult> = sides.iter().map(|s| &s.runs[0]).collect();
     let mut body = String::new();
-    body.push_str("<h2>Runs</h2><table><tr><th>#</th><th>file</th><th>surge</th><th>commit</th>");
+    body.push_str(
+        "<h2>Runs</h2><table><tr><th>#</th><th>file</th><th>surge-loadgen</th><th>commit</th>",
+    );
     body.push_str(
         "<th>target</th><th>connections</th><th>size</th><th>load</th><th>machine</th></tr>",
     );
-    for (i, (label, r)) in labels.iter().zip(runs).enumerate() {
+    for (i, (label, r)) in labels.iter().zip(&runs).enumerate() {
         let _ = write!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             i + 1,
             escape(label),
-            escape(&r.machine.surge_version),
+            escape(&r.machine.tool_version),
             escape(&r.machine.git_commit.chars().take(12).collect::<String>()),
             escape(&r.config.target),
             r.config.connections,
@@ -362,14 +523,19 @@ pub fn render_html(labels: &[String], runs: &[RunResult], rows: &[Row]) -> Resul
         }
         body.push_str("</tr>");
     }
-    body.push_str("</table><p class=\"note\">* beyond the runs' own per-second noise (Welch t-test, 5 %); ~ within it; no mark: no per-second samples. Green: better, red: worse.</p>");
-    for note in caveats(runs) {
+    let _ = write!(
+        body,
+        "</table><p class=\"note\">{}. Green: better, red: worse.</p>",
+        escape(LEGEND)
+    );
+    for note in caveats(sides) {
         let _ = write!(body, "<p class=\"note\">note: {}</p>", escape(&note));
     }
 
     let mut series = Vec::new();
-    for (i, (label, r)) in labels.iter().zip(runs).enumerate() {
-        series.push(Series { name: format!("[{}] {label}", i + 1), points: spectrum(r)? });
+    for (i, side) in sides.iter().enumerate() {
+        series
+            .push(Series { name: format!("[{}] {}", i + 1, side.label), points: spectrum(side)? });
     }
     let (lo, hi) = series
         .iter()
@@ -393,7 +559,7 @@ pub fn render_html(labels: &[String], runs: &[RunResult], rows: &[Row]) -> Resul
     ));
     let tput: Vec<Series> = labels
         .iter()
-        .zip(runs)
+        .zip(&runs)
         .enumerate()
         .map(|(i, (label, r))| Series {
             name: format!("[{}] {label}", i + 1),
@@ -420,17 +586,23 @@ fn label(path: &Path) -> String {
         .map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
 }
 
-/// Runs `compare`.
-pub fn main(args: &CompareArgs) -> Result<(), Error> {
-    let runs = args.files.iter().map(|p| RunResult::load(p)).collect::<Result<Vec<_>, _>>()?;
-    let labels: Vec<String> = args.files.iter().map(|p| label(p)).collect();
-    let rows = compare(&runs);
-    print!("{}", render_text(&labels, &runs, &rows));
-    if let Some(path) = &args.html {
-        let html = render_html(&labels, &runs, &rows)?;
-        std::fs::write(path, html).map_err(|e| Error::file(path, e))?;
+/// Runs `compare`: prints the table (and writes the HTML); returns the slowdown that
+/// `--fail-if-slower` fails on, if any.
+pub fn main(args: &CompareArgs) -> Result<Option<Slowdown>, Error> {
+    let mut sides = Vec::new();
+    for files in sides_of(&args.files) {
+        let runs = files.iter().map(|p| RunResult::load(p)).collect::<Result<Vec<_>, _>>()?;
+        let stem = label(&files[0]);
+        let label = if runs.len() > 1 { format!("{stem} ({} runs)", runs.len()) } else { stem };
+        sides.push(Side { label, runs });
     }
-    Ok(())
+    let html = args.html.as_deref().map(OutputFile::create).transpose()?;
+    let rows = compare(&sides);
+    print!("{}", render_text(&sides, &rows));
+    if let Some(file) = html {
+        file.write(render_html(&sides, &rows)?)?;
+    }
+    Ok(args.fail_if_slower.and_then(|limit| slowdown(&sides, &rows, limit)))
 }
 
 #[cfg(test)]
@@ -438,14 +610,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn welch_tells_noise_from_change() {
+    fn runs_tell_noise_from_change() {
         let a = [100.0, 102.0, 98.0, 101.0, 99.0];
         let same = [101.0, 99.0, 100.0, 98.0, 102.0];
         let up = [120.0, 122.0, 118.0, 121.0, 119.0];
-        assert!(matches!(welch(&a, &same), Verdict::Within(_)));
-        assert!(matches!(welch(&a, &up), Verdict::Beyond(t) if t > 0.0));
-        assert_eq!(welch(&a, &[1.0]), Verdict::Unknown);
-        assert!(matches!(welch(&[1.0, 1.0], &[2.0, 2.0]), Verdict::Beyond(_)));
+        assert!(matches!(judge(&a, &same), Verdict::Within(_)));
+        assert!(matches!(judge(&a, &up), Verdict::Beyond(t) if t > 0.0));
+        assert_eq!(judge(&a, &[1.0]), Verdict::Unjudged);
+        assert!(matches!(judge(&[1.0, 1.0], &[2.0, 2.0]), Verdict::Beyond(_)));
+        // Significant by t alone, but one run of the new side lies among the old ones.
+        assert!(matches!(
+            judge(&[100.0, 101.0, 102.0], &[101.5, 110.0, 111.0]),
+            Verdict::Within(_)
+        ));
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn sides_split_at_vs() {
+        let files: Vec<PathBuf> =
+            ["a1", "a2", "vs", "b1", "b2"].iter().map(PathBuf::from).collect();
+        assert_eq!(sides_of(&files).iter().map(Vec::len).collect::<Vec<_>>(), [2, 2]);
+        assert_eq!(sides_of(&files[..2]).len(), 2, "without vs each file is a side");
+        assert_eq!(parse_percent("5%").unwrap(), 5.0);
+        assert!(parse_percent("fast").is_err());
     }
 
     #[test]

@@ -16,7 +16,24 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use clap::Args;
+
 use crate::error::Error;
+use crate::platform;
+
+/// Options of `floor`.
+#[derive(Debug, Clone, Args)]
+pub struct FloorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9002")]
+    pub listen: SocketAddr,
+    /// Threads.
+    #[arg(short, long, default_value_t = 1)]
+    pub threads: usize,
+    /// Pin thread i to core i.
+    #[arg(long)]
+    pub pin: bool,
+}
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
@@ -71,7 +88,12 @@ impl EchoServer {
                 .name(format!("floor-{i}"))
                 .spawn(move || {
                     if let Some(core) = core {
-                        core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                        // The floor serves unpinned rather than not at all; it says so.
+                        if let Err(e) = platform::pin_current_thread(core) {
+                            eprintln!(
+                                "surge-loadgen: floor thread {i}: cannot pin to core {core}: {e}"
+                            );
+                        }
                     }
                     serve(poll, listener, &stop);
                 })
@@ -211,4 +233,22 @@ fn serve(mut poll: Poll, listener: TcpListener, stop: &AtomicBool) {
             }
         }
     }
+}
+
+/// `surge-loadgen floor`: serves until Ctrl-C.
+pub fn main(args: &FloorArgs) -> Result<(), Error> {
+    let cores: Vec<usize> = if args.pin { (0..args.threads).collect() } else { Vec::new() };
+    platform::raise_fd_limit().map_err(Error::os("descriptor limit"))?;
+    let server = EchoServer::start(args.listen, args.threads, &cores)?;
+    eprintln!(
+        "TCP echo floor on tcp://{} ({} threads); Ctrl-C stops it",
+        server.addr(),
+        args.threads
+    );
+    platform::install_interrupt_handler().map_err(Error::os("SIGINT handler"))?;
+    while !platform::interrupted() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.shutdown();
+    Ok(())
 }

@@ -1,13 +1,12 @@
-//! The machine a run happened on, the process's descriptor limit, and CPU-time accounting.
-
-use std::time::Duration;
+//! The machine a run happened on, and the descriptor budget of a run.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::platform;
 
-/// Surge's version, from the workspace's package version.
-pub const SURGE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// This tool's version (the workspace's package version; the server's is not known to it).
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit this binary was built from ("unknown" when built without git).
 pub const GIT_COMMIT: &str = env!("SURGE_GIT_COMMIT");
 
@@ -24,8 +23,10 @@ pub struct MachineInfo {
     pub cores: usize,
     /// Kernel name, release and machine, as `uname` reports them.
     pub kernel: String,
-    /// Surge's version.
-    pub surge_version: String,
+    /// The load generator's own version (format 1 called it `surge_version`, though it never
+    /// was the server's).
+    #[serde(alias = "surge_version")]
+    pub tool_version: String,
     /// The git commit the tool was built from.
     pub git_commit: String,
 }
@@ -36,8 +37,8 @@ impl MachineInfo {
         MachineInfo {
             cpu_model: cpu_model().unwrap_or_else(|| "unknown".to_owned()),
             cores: available_cores(),
-            kernel: kernel(),
-            surge_version: SURGE_VERSION.to_owned(),
+            kernel: platform::kernel().unwrap_or_else(|_| "unknown".to_owned()),
+            tool_version: TOOL_VERSION.to_owned(),
             git_commit: GIT_COMMIT.to_owned(),
         }
     }
@@ -58,37 +59,6 @@ fn cpu_model() -> Option<String> {
         .map(|(_, v)| v.trim().to_owned())
 }
 
-fn kernel() -> String {
-    // SAFETY: `utsname` is plain old data; an all-zero value is valid, and uname fills it.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `uts` is a valid, writable utsname.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return "unknown".to_owned();
-    }
-    let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    format!("{} {} {}", field(&uts.sysname), field(&uts.release), field(&uts.machine))
-}
-
-/// Raises the soft descriptor limit to the hard one; returns the limit now in force.
-pub fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `lim` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-        // SAFETY: `raised` is a valid rlimit that asks for no more than the hard limit.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return lim.rlim_max;
-        }
-    }
-    lim.rlim_cur
-}
-
 /// Checks that `connections` sockets (plus `FD_RESERVE`) fit under the descriptor `limit`.
 pub fn check_fd_budget(connections: u64, limit: u64) -> Result<(), Error> {
     if connections.saturating_add(FD_RESERVE) > limit {
@@ -101,27 +71,6 @@ pub fn check_fd_budget(connections: u64, limit: u64) -> Result<(), Error> {
     Ok(())
 }
 
-fn rusage(who: libc::c_int) -> Duration {
-    // SAFETY: `rusage` is plain old data; an all-zero value is valid.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is a valid, writable rusage and `who` a valid selector.
-    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// CPU time (user + system) the calling thread has used.
-pub fn thread_cpu_time() -> Duration {
-    rusage(libc::RUSAGE_THREAD)
-}
-
-/// CPU time (user + system) the whole process has used.
-pub fn process_cpu_time() -> Duration {
-    rusage(libc::RUSAGE_SELF)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +80,7 @@ mod tests {
         let m = MachineInfo::current();
         assert!(m.cores >= 1);
         assert!(!m.kernel.is_empty());
-        assert_eq!(m.surge_version, SURGE_VERSION);
+        assert_eq!(m.tool_version, TOOL_VERSION);
         assert!(!m.git_commit.is_empty());
     }
 

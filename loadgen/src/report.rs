@@ -1,24 +1,172 @@
 //! What a run reports: the JSON result, the terminal summary and the `.hgrm` percentile
-//! distribution (the interval log is written as the run goes, see [`crate::run`]).
+//! distribution (the interval log is written as the run goes, by the `run` module).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Mode, RunConfig};
 use crate::error::Error;
+use crate::health::Health;
 use crate::machine::MachineInfo;
-use crate::run::RunConfig;
 use crate::stats::{Percentiles, SIGFIG};
+use crate::workload::{PayloadKind, SizeSpec};
 
 /// Version of the JSON layout.
 pub const FORMAT: u32 = 1;
 
-/// One measured interval (normally a second).
+/// A run's configuration as the JSON file records it (seconds as numbers; the field names of
+/// format 1, so that older files still load).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigRecord {
+    /// The target as given ("embedded" when none).
+    pub target: String,
+    /// "raw" (TCP echo) or "ws".
+    pub mode: Mode,
+    /// Connections.
+    pub connections: usize,
+    /// Message sizes.
+    pub size: SizeSpec,
+    /// Message type.
+    pub payload: PayloadKind,
+    /// Messages outstanding per connection (the cap, in open loop).
+    pub in_flight: usize,
+    /// Open-loop total rate, messages per second (None: closed loop).
+    pub rate: Option<f64>,
+    /// Measured seconds.
+    pub duration_s: f64,
+    /// Warm-up seconds (not measured).
+    pub warmup_s: f64,
+    /// Client threads.
+    pub threads: usize,
+    /// Embedded server threads (None: external target).
+    pub server_threads: Option<usize>,
+    /// Whether threads were pinned to cores.
+    pub pin: bool,
+    /// Connections opened per second while ramping up (None: as fast as possible).
+    pub ramp: Option<f64>,
+    /// Connect (and handshake) timeout, seconds.
+    pub connect_timeout_s: f64,
+    /// Connections closed and reopened per second while measuring (None: no churn).
+    #[serde(default)]
+    pub churn: Option<f64>,
+    /// Many agents: the agent's name.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Many agents: the agreed start of the warm-up, seconds since the Unix epoch.
+    #[serde(default)]
+    pub start_at_unix_s: Option<f64>,
+}
+
+impl From<&RunConfig> for ConfigRecord {
+    fn from(c: &RunConfig) -> Self {
+        ConfigRecord {
+            target: c.target.clone(),
+            mode: c.mode,
+            connections: c.connections,
+            size: c.size.clone(),
+            payload: c.payload,
+            in_flight: c.in_flight,
+            rate: c.pacing.rate(),
+            duration_s: c.duration.as_secs_f64(),
+            warmup_s: c.warmup.as_secs_f64(),
+            threads: c.threads,
+            server_threads: c.server_threads,
+            pin: c.pin,
+            ramp: c.connect_rate,
+            connect_timeout_s: c.connect_timeout.as_secs_f64(),
+            churn: c.churn,
+            agent: c.agent.clone(),
+            start_at_unix_s: c.start_at.map(unix_seconds),
+        }
+    }
+}
+
+/// Seconds since the Unix epoch (0 for times before it).
+pub fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// An output file, created before the run so that a bad path fails at once rather than after
+/// the whole measurement; written when the results are in.
+#[derive(Debug)]
+pub struct OutputFile {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl OutputFile {
+    /// Creates (or truncates) `path`.
+    pub fn create(path: &Path) -> Result<Self, Error> {
+        let file = std::fs::File::create(path).map_err(|e| Error::file(path, e))?;
+        Ok(OutputFile { path: path.to_owned(), file })
+    }
+
+    /// Writes `contents` and closes the file.
+    pub fn write(self, contents: impl AsRef<[u8]>) -> Result<(), Error> {
+        self.with(|f| f.write_all(contents.as_ref()))
+    }
+
+    /// Writes through `f` (buffered) and closes the file.
+    pub fn with(self, f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), Error> {
+        let mut out = io::BufWriter::new(self.file);
+        f(&mut out).and_then(|()| out.flush()).map_err(|e| Error::file(&self.path, e))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file, for writers that stream into it (the interval log).
+    pub fn into_parts(self) -> (PathBuf, std::fs::File) {
+        (self.path, self.file)
+    }
+}
+
+/// The files a command writes its result into (`--json`, `--hgrm`, `--hlog`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OutputArgs {
+    /// Write the result (configuration, machine, percentiles, per-second samples) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write the latency percentile distribution (HdrHistogram .hgrm format, values in µs).
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Write per-second histograms (HdrHistogram interval log, values in ns).
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+}
+
+/// The files of [`OutputArgs`], created.
+#[derive(Debug)]
+pub struct OutputFiles {
+    /// `--json`.
+    pub json: Option<OutputFile>,
+    /// `--hgrm`.
+    pub hgrm: Option<OutputFile>,
+    /// `--hlog`.
+    pub hlog: Option<OutputFile>,
+}
+
+impl OutputArgs {
+    /// Creates every file asked for, before anything is measured.
+    pub fn create(&self) -> Result<OutputFiles, Error> {
+        let create = |p: &Option<PathBuf>| p.as_deref().map(OutputFile::create).transpose();
+        Ok(OutputFiles {
+            json: create(&self.json)?,
+            hgrm: create(&self.hgrm)?,
+            hlog: create(&self.hlog)?,
+        })
+    }
+}
+
+/// One measured interval (normally a second).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Sample {
     /// Start, seconds from the start of measurement.
     pub t_s: f64,
@@ -41,7 +189,7 @@ pub struct Sample {
 }
 
 /// Connection counts.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct ConnStats {
     /// Asked for.
     pub requested: u64,
@@ -49,10 +197,30 @@ pub struct ConnStats {
     pub established: u64,
     /// Came up and were lost before the end (closed by the server, reset, protocol error).
     pub lost: u64,
+    /// Closed by the churn (and reopened in their place, as new connections).
+    #[serde(default)]
+    pub churned: u64,
+    /// Open when the run ended. Every connection that came up was lost, churned or is here:
+    /// `established == lost + churned + open_at_end`.
+    #[serde(default)]
+    pub open_at_end: u64,
+}
+
+/// What the churn did (`--churn`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct ChurnStats {
+    /// Asked for: connections closed and reopened per second.
+    pub rate: f64,
+    /// Connections the churn closed.
+    pub closed: u64,
+    /// Reopened connections that failed to come up (their errors are in `errors`).
+    pub failed: u64,
+    /// Connect + opening handshake latency of the reopened connections, µs.
+    pub handshake_us: Percentiles,
 }
 
 /// CPU used by the tool itself.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct CpuStats {
     /// Client threads' CPU time (user + system), seconds, whole run.
     pub client_s: f64,
@@ -64,6 +232,28 @@ pub struct CpuStats {
     pub client_measured_s: f64,
     /// Client CPU nanoseconds per measured message (measurement time only).
     pub client_ns_per_msg: f64,
+}
+
+impl ConnStats {
+    /// Adds another agent's counts.
+    pub fn add(&mut self, other: &ConnStats) {
+        self.requested += other.requested;
+        self.established += other.established;
+        self.lost += other.lost;
+        self.churned += other.churned;
+        self.open_at_end += other.open_at_end;
+    }
+}
+
+impl CpuStats {
+    /// Adds another agent's CPU time (wall time: the longer); the per-message figure is left
+    /// for the caller to recompute.
+    pub fn add(&mut self, other: &CpuStats) {
+        self.client_s += other.client_s;
+        self.process_s += other.process_s;
+        self.wall_s = self.wall_s.max(other.wall_s);
+        self.client_measured_s += other.client_measured_s;
+    }
 }
 
 /// Full histograms, base64 of HdrHistogram's compressed V2 encoding, values in ns.
@@ -86,8 +276,12 @@ pub struct RunResult {
     pub format: u32,
     /// When the run started, seconds since the Unix epoch.
     pub started_unix_s: f64,
+    /// When the measured window began, seconds since the Unix epoch by this machine's clock
+    /// (what `merge` aligns agents on; absent in files from before it).
+    #[serde(default)]
+    pub measure_start_unix_s: Option<f64>,
     /// How it was run.
-    pub config: RunConfig,
+    pub config: ConfigRecord,
     /// Where it ran.
     pub machine: MachineInfo,
     /// The embedded server and core split, if any.
@@ -111,7 +305,10 @@ pub struct RunResult {
     /// Open loop: how late the client itself sent messages it had room to send on time, µs
     /// (its own share of the corrected latency; empty in closed loop).
     pub send_lag_us: Percentiles,
-    /// One entry per measured interval: the noise compare works from.
+    /// Whether the load generator itself was the limit.
+    #[serde(default)]
+    pub health: Health,
+    /// One entry per measured interval.
     pub per_second: Vec<Sample>,
     /// Failures by kind.
     pub errors: BTreeMap<String, u64>,
@@ -119,6 +316,9 @@ pub struct RunResult {
     pub close_codes: BTreeMap<String, u64>,
     /// Connection counts.
     pub connections: ConnStats,
+    /// The churn, when there was one.
+    #[serde(default)]
+    pub churn: Option<ChurnStats>,
     /// Echoes that differed from what was sent.
     pub mismatches: u64,
     /// Messages scheduled in the measured window: due (open loop) or sent (closed loop). Each
@@ -136,10 +336,14 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// The JSON text of the result.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("serializable") + "\n"
+    }
+
     /// Writes the JSON file.
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let text = serde_json::to_string_pretty(self).expect("serializable");
-        std::fs::write(path, text + "\n").map_err(|e| Error::file(path, e))
+        OutputFile::create(path)?.write(self.to_json())
     }
 
     /// Reads a JSON file.
@@ -151,7 +355,7 @@ impl RunResult {
     /// A short label for tables and plots: the file stem or the commit.
     pub fn label(&self) -> String {
         let commit: String = self.machine.git_commit.chars().take(8).collect();
-        format!("{} {}", self.machine.surge_version, commit)
+        format!("{} {}", self.machine.tool_version, commit)
     }
 }
 
@@ -180,7 +384,7 @@ pub fn summary(r: &RunResult) -> String {
     let c = &r.config;
     let mut s = String::new();
     let commit: String = r.machine.git_commit.chars().take(12).collect();
-    let _ = writeln!(s, "surge-loadgen {} ({commit}) -> {}", r.machine.surge_version, c.target);
+    let _ = writeln!(s, "surge-loadgen {} ({commit}) -> {}", r.machine.tool_version, c.target);
     if let Some(e) = &r.embedded {
         let _ = writeln!(s, "  embedded {e}");
     }
@@ -190,7 +394,7 @@ pub fn summary(r: &RunResult) -> String {
         }
         None => format!("closed loop, {} in flight", c.in_flight),
     };
-    let kind = if c.mode == "raw" {
+    let kind = if c.mode == Mode::Raw {
         "raw TCP".to_owned()
     } else {
         format!("{:?}", c.payload).to_lowercase()
@@ -240,13 +444,35 @@ pub fn summary(r: &RunResult) -> String {
         row(&mut s, "service time", &r.service_us);
         row(&mut s, "client lag", &r.send_lag_us);
     }
-    row(&mut s, if c.mode == "raw" { "connect" } else { "handshake" }, &r.handshake_us);
+    row(&mut s, if c.mode == Mode::Raw { "connect" } else { "handshake" }, &r.handshake_us);
     let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "  connections   {} of {} up, {} lost",
-        r.connections.established, r.connections.requested, r.connections.lost
-    );
+    let conns = &r.connections;
+    if conns.churned > 0 {
+        let _ = writeln!(
+            s,
+            "  connections   {} up ({} asked for, the rest reopened by the churn), {} lost",
+            conns.established, conns.requested, conns.lost
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  connections   {} of {} up, {} lost",
+            conns.established, conns.requested, conns.lost
+        );
+    }
+    if let Some(ch) = &r.churn {
+        let _ = writeln!(
+            s,
+            "  churn         {} closed and reopened at {}/s ({} reopens failed); open at the end \
+             {}; reopen handshake p50 {} µs, p99 {} µs",
+            ch.closed,
+            thousands(ch.rate),
+            ch.failed,
+            r.connections.open_at_end,
+            us(ch.handshake_us.p50),
+            us(ch.handshake_us.p99)
+        );
+    }
     let errors: Vec<String> = r.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let _ = writeln!(
         s,
@@ -254,7 +480,7 @@ pub fn summary(r: &RunResult) -> String {
         if errors.is_empty() { "none".to_owned() } else { errors.join(", ") }
     );
     let _ = writeln!(s, "  mismatches    {}", r.mismatches);
-    if c.mode != "raw" {
+    if c.mode != Mode::Raw {
         let codes: Vec<String> = r.close_codes.iter().map(|(k, n)| format!("{k} x{n}")).collect();
         let _ = writeln!(
             s,
@@ -279,6 +505,7 @@ pub fn summary(r: &RunResult) -> String {
             thousands(r.unanswered as f64)
         );
     }
+    s.push_str(&r.health.line());
     let busy =
         if r.measured_s > 0.0 { 100.0 * r.cpu.client_measured_s / r.measured_s } else { 0.0 };
     let _ = writeln!(
@@ -336,7 +563,11 @@ pub fn percentile_rows(h: &Histogram<u64>) -> Vec<(u64, f64, u64)> {
 /// Writes `h` (values in ns) in HdrHistogram's percentile-distribution (`.hgrm`) format, values
 /// divided by `unit_ratio` (1000: microseconds), as Java's `outputPercentileDistribution` prints
 /// it with 5 ticks per half distance.
-pub fn write_hgrm<W: Write>(h: &Histogram<u64>, unit_ratio: f64, out: &mut W) -> io::Result<()> {
+pub fn write_hgrm<W: Write + ?Sized>(
+    h: &Histogram<u64>,
+    unit_ratio: f64,
+    out: &mut W,
+) -> io::Result<()> {
     let p = usize::from(SIGFIG);
     writeln!(
         out,

@@ -3,149 +3,44 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
-use std::io::{Read as _, Write as _};
-
+use surge_client::blocking::{self, ConnectError};
 use surge_proto::close::CloseCode;
-use surge_proto::connection::{Connection, Limits};
-use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
+use surge_proto::handshake::ClientRequest;
 
 use crate::client::{self, Report, Shared, ThreadPlan, WsRequest};
+use crate::config::{Mode, RunConfig};
 use crate::embedded::{self, EmbeddedServer};
 use crate::error::Error;
+use crate::health::Health;
 use crate::machine::{self, MachineInfo};
-use crate::report::{ConnStats, CpuStats, Encoded, RunResult, Sample};
-use crate::stats::{
-    encode_histogram, new_histogram, CloseCodes, ErrorCounts, Percentiles, Recorder,
+use crate::platform;
+use crate::report::{
+    unix_seconds, ChurnStats, ConfigRecord, ConnStats, CpuStats, Encoded, OutputFile, RunResult,
+    Sample,
 };
-use crate::workload::{PayloadKind, SizeSpec};
+use crate::stats::{
+    encode_histogram, new_histogram, CloseCodes, ErrorCounts, HistogramError, Percentiles, Recorder,
+};
+use crate::target::Target;
 
 /// Connections per source address before spreading over 127.0.0.x (under one ephemeral range).
 const CONNS_PER_SOURCE: usize = 16_000;
 
-/// Where the load goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// An echo server started in this process.
-    Embedded,
-    /// A raw TCP echo server (`tcp://HOST:PORT`, or any target with `--raw`).
-    Tcp {
-        /// Resolved address.
-        addr: SocketAddr,
-    },
-    /// A WebSocket echo server (`ws://HOST:PORT/PATH`, or `HOST:PORT`).
-    Ws {
-        /// Resolved address.
-        addr: SocketAddr,
-        /// The `Host` header: the target's authority as given.
-        host: String,
-        /// Request target: path and query.
-        path: String,
-    },
-}
-
-impl Target {
-    /// Parses `ws://HOST[:PORT][/PATH]`, `HOST:PORT[/PATH]` (WebSocket) or `tcp://HOST:PORT`;
-    /// `None` means embedded.
-    pub fn parse(s: Option<&str>) -> Result<Self, Error> {
-        let Some(s) = s else { return Ok(Target::Embedded) };
-        if let Some(rest) = s.strip_prefix("tcp://") {
-            let hostport = rest.split('/').next().unwrap_or(rest);
-            return Ok(Target::Tcp { addr: resolve(hostport, s)? });
-        }
-        if s.starts_with("wss://") {
-            return Err(Error::Usage(format!("{s}: wss:// (TLS) is not supported; use ws://")));
-        }
-        let rest = s.strip_prefix("ws://").unwrap_or(s);
-        if rest.contains("://") {
-            return Err(Error::Usage(format!(
-                "unsupported target {s:?}: give ws://HOST:PORT/PATH or tcp://HOST:PORT"
-            )));
-        }
-        let split = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (host, path) = rest.split_at(split);
-        let path = match path {
-            "" => "/".to_owned(),
-            p if p.starts_with('?') => format!("/{p}"),
-            p => p.to_owned(),
-        };
-        let has_port = host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-        let hostport = if has_port { host.to_owned() } else { format!("{host}:80") };
-        Ok(Target::Ws { addr: resolve(&hostport, s)?, host: host.to_owned(), path })
-    }
-
-    /// The same server spoken to as a raw TCP echo server.
-    pub fn into_raw(self) -> Self {
-        match self {
-            Target::Ws { addr, .. } => Target::Tcp { addr },
-            t => t,
-        }
-    }
-}
-
-fn resolve(hostport: &str, original: &str) -> Result<SocketAddr, Error> {
-    let addrs: Vec<SocketAddr> = hostport
-        .to_socket_addrs()
-        .map_err(|e| Error::Usage(format!("cannot resolve {original:?}: {e}")))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| Error::Usage(format!("{original:?} resolves to no address")))
-}
-
-/// A run's configuration, as recorded in the JSON.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct RunConfig {
-    /// The target as given ("embedded" when none).
-    pub target: String,
-    /// "raw" (TCP echo) or "ws".
-    pub mode: String,
-    /// Connections.
-    pub connections: usize,
-    /// Message sizes.
-    pub size: SizeSpec,
-    /// Message type.
-    pub payload: PayloadKind,
-    /// Messages outstanding per connection (the cap, in open loop).
-    pub in_flight: usize,
-    /// Open-loop total rate, messages per second (None: closed loop).
-    pub rate: Option<f64>,
-    /// Measured seconds.
-    pub duration_s: f64,
-    /// Warm-up seconds (not measured).
-    pub warmup_s: f64,
-    /// Client threads.
-    pub threads: usize,
-    /// Embedded server threads (None: external target).
-    pub server_threads: Option<usize>,
-    /// Whether threads were pinned to cores.
-    pub pin: bool,
-    /// Connection ramp-up rate per second (None: as fast as possible).
-    pub ramp: Option<f64>,
-    /// Connect (and handshake) timeout, seconds.
-    pub connect_timeout_s: f64,
-}
-
 /// Options of a run that do not change what is measured.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct RunOptions {
-    /// Write the interval log here.
-    pub hlog: Option<PathBuf>,
+    /// Write the interval log into this file (created before the run).
+    pub hlog: Option<OutputFile>,
     /// Show a progress bar (if stderr is a terminal and the run is long enough).
     pub progress: bool,
     /// Print the core split and the like on stderr.
@@ -161,27 +56,6 @@ pub struct RunOutcome {
     pub latency: Histogram<u64>,
     /// Service time, ns.
     pub service: Histogram<u64>,
-}
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-    // SAFETY: signal(2) is async-signal-safe; a second Ctrl-C then ends the process.
-    unsafe { libc::signal(libc::SIGINT, libc::SIG_DFL) };
-}
-
-/// Whether Ctrl-C was pressed.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-/// Makes the first Ctrl-C end the run early (with a summary of what was measured) and a second
-/// one end the process.
-pub fn install_interrupt_handler() {
-    let handler: extern "C" fn(libc::c_int) = on_sigint;
-    // SAFETY: the handler only stores to an atomic and calls signal(2).
-    unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
 }
 
 /// How cores are split between an embedded server and the clients.
@@ -249,8 +123,9 @@ impl CoreSplit {
 }
 
 /// Runs one measurement.
-pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<RunOutcome, Error> {
-    let raw = config.mode == "raw";
+pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunOutcome, Error> {
+    config.validate()?;
+    let raw = config.mode == Mode::Raw;
     let embedded = *target == Target::Embedded;
     let split = CoreSplit::new(
         machine::available_cores(),
@@ -260,7 +135,7 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
         embedded,
     );
     // The embedded server holds a descriptor per connection too.
-    let limit = machine::raise_fd_limit();
+    let limit = platform::raise_fd_limit().map_err(Error::os("descriptor limit"))?;
     let per_conn = if embedded { 2 } else { 1 };
     if let Err(Error::FdLimit { needed, limit, max_connections }) =
         machine::check_fd_budget(config.connections as u64 * per_conn, limit)
@@ -291,15 +166,11 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
             None => eprintln!("{}", split.describe("")),
         }
     }
-    let connect_timeout = Duration::from_secs_f64(config.connect_timeout_s);
+    let connect_timeout = config.connect_timeout;
     probe(addr, ws.as_ref(), &config.target, connect_timeout)?;
 
-    let started_unix_s =
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    let shared = Arc::new(Shared::new(
-        Duration::from_secs_f64(config.warmup_s),
-        Duration::from_secs_f64(config.duration_s),
-    ));
+    let started_unix_s = unix_seconds(SystemTime::now());
+    let shared = Arc::new(Shared::new(config.warmup, config.duration));
     let (tx, rx) = mpsc::channel();
     let threads = split.client_threads.min(config.connections.max(1));
     let source_ips = match addr {
@@ -320,8 +191,8 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
             connections: n,
             first_conn: first,
             source_ips,
-            ramp_rate: config.ramp.map_or(f64::INFINITY, |r| r * share),
-            rate: config.rate.map(|r| r * share),
+            ramp_rate: config.connect_rate.map_or(f64::INFINITY, |r| r * share),
+            rate: config.pacing.rate().map(|r| r * share),
             in_flight: config.in_flight,
             sizes: config.size.clone(),
             kind: config.payload,
@@ -329,26 +200,23 @@ pub fn run(config: &RunConfig, target: &Target, opts: &RunOptions) -> Result<Run
             core: split.client_cores.get(t).copied(),
             seed: seed.wrapping_add(t as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             ws: ws.clone(),
+            churn_rate: config.churn.map(|r| r * share),
         };
         first += n;
         handles.push(client::spawn(plan, Arc::clone(&shared), tx.clone())?);
     }
     drop(tx);
 
-    let hlog = match &opts.hlog {
-        Some(path) => Some(
-            std::fs::File::create(path)
-                .map(std::io::BufWriter::new)
-                .map_err(|e| Error::file(path, e))?,
-        ),
-        None => None,
-    };
-    let collected = collect(rx, &shared, threads, config, opts, hlog)?;
+    let collected = collect(rx, &shared, threads, config, opts.progress, opts.hlog);
+    if collected.is_err() {
+        shared.stop();
+    }
     for h in handles {
         let _ = h.join();
     }
+    let collected = collected?;
     drop(server);
-    let process_cpu = machine::process_cpu_time();
+    let process_cpu = platform::process_cpu_time().map_err(Error::os("process CPU time"))?;
     build(config, collected, started_unix_s, embedded_desc, process_cpu)
 }
 
@@ -360,42 +228,19 @@ fn probe(
     target: &str,
     timeout: Duration,
 ) -> Result<(), Error> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|source| Error::Connect { target: target.to_owned(), source })?;
-    let Some(req) = ws else { return Ok(()) };
-    let refused = |reason: String| Error::Handshake { target: target.to_owned(), reason };
-    let _ = stream.set_read_timeout(Some(timeout));
-    let _ = stream.set_write_timeout(Some(timeout));
-    let mut nonce = [0u8; 16];
-    let _ = getrandom::fill(&mut nonce);
-    let mut out = Vec::new();
-    let mut hs = ClientHandshake::start(&ClientRequest::new(&req.host, &req.path), nonce, &mut out)
-        .map_err(|e| Error::Usage(format!("bad target {target:?}: {e}")))?;
-    stream.write_all(&out).map_err(|e| refused(format!("sending the request: {e}")))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).map_err(|e| refused(format!("no answer: {e}")))?;
-        if n == 0 {
-            return Err(refused("the connection closed before an answer".into()));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [EMPTY_HEADER; 64];
-        match hs.parse_response(&buf, &mut headers) {
-            Ok(None) => {}
-            Ok(Some(_)) => break,
-            Err(ClientHandshakeError::UnexpectedStatus(_)) => {
-                let line = buf.split(|&b| b == b'\r').next().unwrap_or_default();
-                return Err(refused(format!("it answered {:?}", String::from_utf8_lossy(line))));
-            }
-            Err(e) => return Err(refused(e.to_string())),
-        }
-    }
+    let connect_failed = |source| Error::Connect { target: target.to_owned(), source };
+    let Some(req) = ws else {
+        return TcpStream::connect_timeout(&addr, timeout).map(drop).map_err(connect_failed);
+    };
+    let keys = platform::random_keys().map_err(Error::Random)?;
+    let request = ClientRequest::new(&req.host, &req.path);
+    let mut client = match blocking::Client::connect(addr, &request, keys, timeout) {
+        Ok(client) => client,
+        Err(ConnectError::Connect(source)) => return Err(connect_failed(source)),
+        Err(failure) => return Err(Error::Handshake { target: target.to_owned(), failure }),
+    };
     // Leave politely: a Close, then the server ends TCP.
-    let mut conn = Connection::client(Limits::default(), getrandom::u64().unwrap_or(1));
-    out.clear();
-    let _ = conn.close(Instant::now(), CloseCode::NORMAL, "", &mut out);
-    let _ = stream.write_all(&out);
+    let _ = client.close(CloseCode::NORMAL, "");
     Ok(())
 }
 
@@ -405,6 +250,8 @@ struct Collected {
     samples: Vec<Sample>,
     measured: Duration,
     handshake: Histogram<u64>,
+    churn_handshake: Histogram<u64>,
+    churn_failed: u64,
     send_lag: Histogram<u64>,
     errors: ErrorCounts,
     close_codes: CloseCodes,
@@ -415,10 +262,32 @@ struct Collected {
     unanswered: u64,
     client_cpu: Duration,
     client_cpu_measured: Duration,
+    /// The busiest client thread's CPU time while measuring.
+    busiest_cpu_measured: Duration,
     interrupted: bool,
     wall: Duration,
     /// Where measurement began, from the start of the interval log.
     hlog_offset: Duration,
+    /// Where measurement began, by the wall clock.
+    measure_start: Option<SystemTime>,
+}
+
+/// The interval log's tags: untagged latency and `service` for one agent on its own;
+/// `NAME` and `NAME.service` for agent NAME, so that logs of many agents stay apart.
+struct IntervalTags {
+    latency: Option<String>,
+    service: String,
+}
+
+impl IntervalTags {
+    fn new(agent: Option<&str>) -> Self {
+        match agent {
+            None => IntervalTags { latency: None, service: "service".to_owned() },
+            Some(a) => {
+                IntervalTags { latency: Some(a.to_owned()), service: format!("{a}.service") }
+            }
+        }
+    }
 }
 
 struct Pending {
@@ -432,12 +301,14 @@ fn collect(
     shared: &Shared,
     threads: usize,
     config: &RunConfig,
-    opts: &RunOptions,
-    hlog_file: Option<std::io::BufWriter<std::fs::File>>,
+    progress: bool,
+    hlog: Option<OutputFile>,
 ) -> Result<Collected, Error> {
-    let hlog_path = opts.hlog.clone().unwrap_or_default();
+    let (hlog_path, mut hlog_file) = match hlog.map(OutputFile::into_parts) {
+        Some((path, file)) => (path, Some(std::io::BufWriter::new(file))),
+        None => Default::default(),
+    };
     let hlog_err = |e: std::io::Error| Error::file(&hlog_path, e);
-    let mut hlog_file = hlog_file;
     let mut serializer = V2DeflateSerializer::new();
     let start_wall = SystemTime::now();
     let begin = Instant::now();
@@ -448,15 +319,22 @@ fn collect(
             writeln!(
                 f,
                 "#[surge-loadgen {} {}: {}]",
-                machine::SURGE_VERSION,
+                machine::TOOL_VERSION,
                 machine::GIT_COMMIT,
                 config.target
             )
             .map_err(hlog_err)?;
-            writeln!(
-                f,
-                "#[Untagged: latency from scheduled send, ns; Tag=service: service time, ns]"
-            )
+            match &config.agent {
+                None => writeln!(
+                    f,
+                    "#[Untagged: latency from scheduled send, ns; Tag=service: service time, ns]"
+                ),
+                Some(agent) => writeln!(
+                    f,
+                    "#[Agent: {agent}; Tag={agent}: latency from scheduled send, ns; \
+                     Tag={agent}.service: service time, ns]"
+                ),
+            }
             .map_err(hlog_err)?;
             let w = IntervalLogWriterBuilder::new()
                 .with_start_time(start_wall)
@@ -469,9 +347,10 @@ fn collect(
         None => None,
     };
 
-    let show_bar = opts.progress && std::io::stderr().is_terminal() && config.duration_s >= 2.0;
+    let show_bar =
+        progress && std::io::stderr().is_terminal() && config.duration >= Duration::from_secs(2);
     let bar = if show_bar {
-        let bar = ProgressBar::new((config.duration_s * 1000.0) as u64);
+        let bar = ProgressBar::new(config.duration.as_millis() as u64);
         bar.set_style(
             ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
                 .expect("valid template"),
@@ -483,7 +362,10 @@ fn collect(
         None
     };
 
+    let tags = IntervalTags::new(config.agent.as_deref());
     let mut ramped = 0;
+    // Many agents: all connections are up, waiting for the agreed start.
+    let mut go_at: Option<Instant> = None;
     let mut established = 0;
     let mut pending: BTreeMap<u32, Pending> = BTreeMap::new();
     let mut next_index = 0u32;
@@ -492,19 +374,23 @@ fn collect(
         samples: Vec::new(),
         measured: Duration::ZERO,
         handshake: new_histogram(),
+        churn_handshake: new_histogram(),
+        churn_failed: 0,
         send_lag: new_histogram(),
         errors: ErrorCounts::default(),
         close_codes: CloseCodes::default(),
-        conns: ConnStats { requested: config.connections as u64, established: 0, lost: 0 },
+        conns: ConnStats { requested: config.connections as u64, ..ConnStats::default() },
         mismatches: 0,
         scheduled: 0,
         backlog: 0,
         unanswered: 0,
         client_cpu: Duration::ZERO,
         client_cpu_measured: Duration::ZERO,
+        busiest_cpu_measured: Duration::ZERO,
         interrupted: false,
         wall: Duration::ZERO,
         hlog_offset: Duration::ZERO,
+        measure_start: None,
     };
     let mut done = 0;
     let mut finalize = |p: Pending, index: u32, c: &mut Collected| -> Result<(), Error> {
@@ -523,10 +409,10 @@ fn collect(
         });
         if let Some(w) = hlog.as_mut() {
             let start = c.hlog_offset + c.measured;
-            w.write_histogram(lat, start, p.length, None)
-                .map_err(|e| Error::Histogram(e.to_string()))?;
-            w.write_histogram(&p.recorder.service, start, p.length, Tag::new("service"))
-                .map_err(|e| Error::Histogram(e.to_string()))?;
+            w.write_histogram(lat, start, p.length, tags.latency.as_deref().and_then(Tag::new))
+                .map_err(HistogramError::from)?;
+            w.write_histogram(&p.recorder.service, start, p.length, Tag::new(&tags.service))
+                .map_err(HistogramError::from)?;
         }
         c.measured += p.length;
         c.total.merge(&p.recorder);
@@ -543,11 +429,21 @@ fn collect(
         Ok(())
     };
     while done < threads {
-        if INTERRUPTED.load(Ordering::SeqCst) && !c.interrupted {
+        if platform::interrupted() && !c.interrupted {
             c.interrupted = true;
             shared.stop();
         }
-        let msg = match rx.recv_timeout(Duration::from_millis(100)) {
+        if go_at.is_some_and(|at| Instant::now() >= at) {
+            go_at = None;
+            let phases = shared.go();
+            // Interval timestamps in the hlog count from the start of the log.
+            c.hlog_offset = phases.measure.saturating_duration_since(begin);
+            c.measure_start = Some(start_wall + c.hlog_offset);
+        }
+        let poll = go_at.map_or(Duration::from_millis(100), |at| {
+            at.saturating_duration_since(Instant::now()).min(Duration::from_millis(100))
+        });
+        let msg = match rx.recv_timeout(poll) {
             Ok(m) => m,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -560,9 +456,11 @@ fn collect(
                     if established == 0 {
                         shared.stop();
                     } else {
-                        let phases = shared.go();
-                        // Interval timestamps in the hlog count from the start of the log.
-                        c.hlog_offset = phases.measure.saturating_duration_since(begin);
+                        let now = Instant::now();
+                        let wait = config.start_at.map_or(Duration::ZERO, |at| {
+                            at.duration_since(SystemTime::now()).unwrap_or_default()
+                        });
+                        go_at = Some(now + wait);
                         if let Some(bar) = &bar {
                             bar.set_message(format!("{established} connections up, warming up"));
                         }
@@ -584,6 +482,7 @@ fn collect(
                     next_index += 1;
                 }
             }
+            Report::Failed(e) => return Err(*e),
             Report::Done(s) => {
                 done += 1;
                 let _ = c.handshake.add(&s.handshake);
@@ -592,12 +491,17 @@ fn collect(
                 c.close_codes.merge(&s.close_codes);
                 c.conns.established += s.established;
                 c.conns.lost += s.lost;
+                c.conns.churned += s.churned;
+                c.conns.open_at_end += s.open_at_end;
+                c.churn_failed += s.churn_failed;
+                let _ = c.churn_handshake.add(&s.churn_handshake);
                 c.mismatches += s.mismatches;
                 c.scheduled += s.scheduled;
                 c.backlog += s.backlog;
                 c.unanswered += s.unanswered;
                 c.client_cpu += s.cpu;
                 c.client_cpu_measured += s.cpu_measured;
+                c.busiest_cpu_measured = c.busiest_cpu_measured.max(s.cpu_measured);
             }
         }
     }
@@ -632,7 +536,8 @@ fn build(
         tool: "surge-loadgen".to_owned(),
         format: crate::report::FORMAT,
         started_unix_s,
-        config: config.clone(),
+        measure_start_unix_s: c.measure_start.map(unix_seconds),
+        config: ConfigRecord::from(config),
         machine: MachineInfo::current(),
         embedded,
         interrupted: c.interrupted,
@@ -644,10 +549,21 @@ fn build(
         service_us: Percentiles::of(&c.total.service),
         handshake_us: Percentiles::of(&c.handshake),
         send_lag_us: Percentiles::of(&c.send_lag),
+        health: Health::judge(
+            c.busiest_cpu_measured.as_secs_f64(),
+            secs,
+            &Percentiles::of(&c.send_lag),
+        ),
         per_second: c.samples,
         errors: c.errors.nonzero().map(|(k, n)| (k.name().to_owned(), n)).collect(),
         close_codes: c.close_codes.iter().map(|(code, n)| (code.to_string(), n)).collect(),
         connections: c.conns,
+        churn: config.churn.map(|rate| ChurnStats {
+            rate,
+            closed: c.conns.churned,
+            failed: c.churn_failed,
+            handshake_us: Percentiles::of(&c.churn_handshake),
+        }),
         mismatches: c.mismatches,
         scheduled: c.scheduled,
         backlog: c.backlog,
@@ -687,26 +603,5 @@ mod tests {
         assert!(s.client_cores.is_empty());
         let s = CoreSplit::new(4, None, Some(3), false, false);
         assert_eq!((s.server_threads, s.client_threads), (0, 3));
-    }
-
-    #[test]
-    fn targets_parse() {
-        assert_eq!(Target::parse(None).unwrap(), Target::Embedded);
-        let t = Target::parse(Some("tcp://127.0.0.1:9")).unwrap();
-        assert_eq!(t, Target::Tcp { addr: "127.0.0.1:9".parse().unwrap() });
-        assert!(Target::parse(Some("http://x:1")).is_err());
-        assert!(Target::parse(Some("wss://x:1")).is_err());
-        let addr = "127.0.0.1:9001".parse().unwrap();
-        let ws = |host: &str, path: &str| Target::Ws { addr, host: host.into(), path: path.into() };
-        assert_eq!(Target::parse(Some("ws://127.0.0.1:9001")).unwrap(), ws("127.0.0.1:9001", "/"));
-        assert_eq!(
-            Target::parse(Some("127.0.0.1:9001/e?x=1")).unwrap(),
-            ws("127.0.0.1:9001", "/e?x=1")
-        );
-        assert_eq!(
-            Target::parse(Some("ws://127.0.0.1:9001?a")).unwrap(),
-            ws("127.0.0.1:9001", "/?a")
-        );
-        assert_eq!(ws("h", "/").into_raw(), Target::Tcp { addr });
     }
 }

@@ -10,11 +10,29 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
+use hdrhistogram::serialization::interval_log::IntervalLogWriterError;
+use hdrhistogram::serialization::{
+    DeserializeError, Deserializer, Serializer as _, V2DeflateSerializeError, V2DeflateSerializer,
+};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+/// A histogram that could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum HistogramError {
+    /// HdrHistogram's compressed encoder failed.
+    #[error("histogram encoding: {0}")]
+    Encode(#[from] V2DeflateSerializeError),
+    /// The bytes are not an HdrHistogram encoding.
+    #[error("histogram decoding: {0}")]
+    Decode(#[from] DeserializeError),
+    /// The text is not base64.
+    #[error("histogram: not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+    /// An interval log could not be written.
+    #[error("interval log: {0}")]
+    IntervalLog(#[from] IntervalLogWriterError<V2DeflateSerializeError>),
+}
 
 /// Highest latency a histogram tracks (larger ones are clamped to it): one hour, in ns.
 pub const MAX_TRACKABLE_NS: u64 = 3_600_000_000_000;
@@ -120,20 +138,16 @@ impl Percentiles {
 }
 
 /// Encodes a histogram as base64 of HdrHistogram's compressed V2 format (as in `.hlog` files).
-pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, Error> {
+pub fn encode_histogram(h: &Histogram<u64>) -> Result<String, HistogramError> {
     let mut bytes = Vec::new();
-    V2DeflateSerializer::new()
-        .serialize(h, &mut bytes)
-        .map_err(|e| Error::Histogram(format!("{e:?}")))?;
+    V2DeflateSerializer::new().serialize(h, &mut bytes)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// Decodes what [`encode_histogram`] produced.
-pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, Error> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|e| Error::Histogram(e.to_string()))?;
-    Deserializer::new().deserialize(&mut &bytes[..]).map_err(|e| Error::Histogram(format!("{e:?}")))
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, HistogramError> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim())?;
+    Ok(Deserializer::new().deserialize(&mut &bytes[..])?)
 }
 
 /// The kinds of failure a run counts (rather than stopping on).

@@ -3,13 +3,72 @@
 
 use std::fmt::Write as _;
 
-use crate::cli::SweepArgs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::config::{Mode, RunConfig};
 use crate::error::Error;
 use crate::machine;
+use crate::platform;
 use crate::plot;
-use crate::report::RunResult;
-use crate::run::{self, RunConfig, RunOptions, Target};
-use crate::workload::PayloadKind;
+use crate::report::{OutputFile, RunResult};
+use crate::run::{self, RunOptions};
+use crate::target::Target;
+use crate::units::parse_duration;
+use crate::workload::SizeSpec;
+
+/// Options of `sweep`.
+#[derive(Debug, Clone, Args)]
+pub struct SweepArgs {
+    /// Server thread counts to try (default: 1 up to the cores).
+    #[arg(long, value_delimiter = ',')]
+    pub server_threads: Vec<usize>,
+    /// Client thread counts to try (default: 1 up to the cores).
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// Pinning settings to try (default: off,on).
+    #[arg(long, value_delimiter = ',', value_parser = parse_on_off)]
+    pub pin: Vec<bool>,
+    /// Connections.
+    #[arg(short, long, default_value_t = 64)]
+    pub connections: usize,
+    /// Message size.
+    #[arg(short, long, default_value = "64")]
+    pub size: SizeSpec,
+    /// Messages outstanding per connection.
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: u32,
+    /// Measured time per point.
+    #[arg(short, long, default_value = "3s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up per point.
+    #[arg(short, long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Sweep the raw TCP echo floor instead of Surge.
+    #[arg(long)]
+    pub raw: bool,
+    /// Write every point's result as a JSON array.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write a self-contained HTML report plotting msgs/s and p99 per point.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+fn parse_on_off(s: &str) -> Result<bool, OnOffError> {
+    match s {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(OnOffError(s.to_owned())),
+    }
+}
+
+/// A `--pin` setting that is neither on nor off.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: use on or off")]
+pub struct OnOffError(String);
 
 /// One measured setting.
 #[derive(Debug, Clone)]
@@ -118,48 +177,46 @@ pub fn render_html(points: &[Point]) -> String {
 /// Runs `sweep`.
 pub fn main(args: &SweepArgs) -> Result<(), Error> {
     let cores = machine::available_cores();
-    run::install_interrupt_handler();
+    let json = args.json.as_deref().map(OutputFile::create).transpose()?;
+    let html = args.html.as_deref().map(OutputFile::create).transpose()?;
+    platform::install_interrupt_handler().map_err(Error::os("SIGINT handler"))?;
     let mut points = Vec::new();
     let all = settings(args, cores);
     for (i, (s, c, pin)) in all.iter().copied().enumerate() {
-        if run::interrupted() {
+        if platform::interrupted() {
             break;
         }
         let config = RunConfig {
-            target: "embedded".into(),
-            mode: if args.raw { "raw".into() } else { "ws".into() },
             connections: args.connections,
             size: args.size.clone(),
-            payload: PayloadKind::Binary,
             in_flight: args.in_flight.max(1) as usize,
-            rate: None,
-            duration_s: args.duration.as_secs_f64(),
-            warmup_s: args.warmup.as_secs_f64(),
+            duration: args.duration,
+            warmup: args.warmup,
             threads: c.min(args.connections.max(1)),
             server_threads: Some(s),
             pin,
-            ramp: None,
-            connect_timeout_s: 5.0,
+            connect_rate: None,
+            ..RunConfig::new("embedded", if args.raw { Mode::Raw } else { Mode::Ws })
         };
+        config.validate()?;
         eprint!(
             "[{}/{}] server {s}, client {c}, pin {}: ",
             i + 1,
             all.len(),
             if pin { "on" } else { "off" }
         );
-        let outcome = run::run(&config, &Target::Embedded, &RunOptions::default())?;
+        let outcome = run::run(&config, &Target::Embedded, RunOptions::default())?;
         let r = outcome.result;
         eprintln!("{:.0} msgs/s, p99 {:.1} µs", r.msgs_per_sec, r.latency_us.p99);
         points.push(Point { server_threads: s, client_threads: c, pin, result: r });
     }
     print!("{}", render_text(&points));
-    if let Some(path) = &args.json {
+    if let Some(file) = json {
         let results: Vec<&RunResult> = points.iter().map(|p| &p.result).collect();
-        let text = serde_json::to_string_pretty(&results).expect("serializable");
-        std::fs::write(path, text + "\n").map_err(|e| Error::file(path, e))?;
+        file.write(serde_json::to_string_pretty(&results).expect("serializable") + "\n")?;
     }
-    if let Some(path) = &args.html {
-        std::fs::write(path, render_html(&points)).map_err(|e| Error::file(path, e))?;
+    if let Some(file) = html {
+        file.write(render_html(&points))?;
     }
     Ok(())
 }

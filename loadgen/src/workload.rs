@@ -52,7 +52,21 @@ impl SizeSpec {
     }
 }
 
-fn parse_size(s: &str) -> Result<usize, String> {
+/// A message size the command line could not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// Not a number of bytes, KiB (`k`) or MiB (`m`).
+    #[error("bad size {0:?}")]
+    Unreadable(String),
+    /// Over [`MAX_SIZE`].
+    #[error("size {0:?} is over the 16 MiB limit")]
+    TooLarge(String),
+    /// A range whose low end is above its high end.
+    #[error("empty size range {0:?}")]
+    EmptyRange(String),
+}
+
+fn parse_size(s: &str) -> Result<usize, SizeError> {
     let s = s.trim();
     let lower = s.to_ascii_lowercase();
     let (digits, mult) = if let Some(d) = lower.strip_suffix("kib").or(lower.strip_suffix('k')) {
@@ -62,23 +76,22 @@ fn parse_size(s: &str) -> Result<usize, String> {
     } else {
         (lower.as_str(), 1)
     };
-    let n: usize = digits.trim().parse().map_err(|_| format!("bad size {s:?}"))?;
-    let n = n.checked_mul(mult).ok_or_else(|| format!("size {s:?} too large"))?;
-    if n > MAX_SIZE {
-        return Err(format!("size {s:?} is over the 16 MiB limit"));
+    let n: usize = digits.trim().parse().map_err(|_| SizeError::Unreadable(s.to_owned()))?;
+    match n.checked_mul(mult) {
+        Some(n) if n <= MAX_SIZE => Ok(n),
+        _ => Err(SizeError::TooLarge(s.to_owned())),
     }
-    Ok(n)
 }
 
 impl FromStr for SizeSpec {
-    type Err = String;
+    type Err = SizeError;
 
     /// `64`, `1k`, `16,64,1024` (a list) or `64..4096` (a range).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some((lo, hi)) = s.split_once("..") {
             let (lo, hi) = (parse_size(lo)?, parse_size(hi.trim_start_matches('='))?);
             if lo > hi {
-                return Err(format!("empty size range {s:?}"));
+                return Err(SizeError::EmptyRange(s.to_owned()));
             }
             Ok(if lo == hi { SizeSpec::Fixed(lo) } else { SizeSpec::Range(lo, hi) })
         } else if s.contains(',') {
@@ -110,8 +123,8 @@ impl From<SizeSpec> for String {
 }
 
 impl TryFrom<String> for SizeSpec {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = SizeError;
+    fn try_from(s: String) -> Result<Self, SizeError> {
         s.parse()
     }
 }

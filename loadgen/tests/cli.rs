@@ -65,6 +65,8 @@ fn measure(addr: std::net::SocketAddr, json: &std::path::Path, extra: &[&str]) {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("msg/s") && text.contains("p99.99"), "{text}");
+    // Every report says whether the load generator itself was the limit.
+    assert!(text.contains("self-health"), "{text}");
 }
 
 #[test]
@@ -78,9 +80,21 @@ fn compare_two_runs_in_text_and_html() {
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     let row = text.lines().find(|l| l.starts_with("msgs/s")).expect("a msgs/s row");
-    // Twice the rate, steady per-second samples: a change well beyond the noise.
-    assert!(row.contains("+100.0% *") || row.contains("+99.9% *"), "{row}");
-    assert!(text.contains("p99.99 µs") && text.contains("note: run 2 differs"), "{text}");
+    // Twice the rate, but one run per side: the change is shown, its significance is not
+    // claimed.
+    assert!(row.contains("+100.0%") || row.contains("+99.9%"), "{row}");
+    assert!(!row.contains('*') && !row.contains('~'), "{row}");
+    assert!(text.contains("cannot be judged"), "{text}");
+    assert!(text.contains("p99.99 µs") && text.contains("note: side 2 differs"), "{text}");
+    // Half the throughput of the baseline is slower by more than 5%: exit 1, one line.
+    let slower = bin().args(["compare", "--fail-if-slower", "5%"]).args([&b, &a]).output().unwrap();
+    assert_eq!(slower.status.code(), Some(1), "{slower:?}");
+    let err = String::from_utf8_lossy(&slower.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("surge-loadgen: slower:") && err.contains("msgs/s -50"), "{err}");
+    assert!(err.contains("noise not judged"), "{err}");
+    let same = bin().args(["compare", "--fail-if-slower", "5%"]).args([&a, &a]).output().unwrap();
+    assert!(same.status.success(), "{same:?}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>"));
     assert_eq!(page.matches(r#"class="series""#).count(), 4, "2 spectra + 2 throughput lines");
@@ -88,6 +102,78 @@ fn compare_two_runs_in_text_and_html() {
     assert!(!page.contains("<script") && !page.contains("<link"), "self-contained");
     let bad = bin().arg("compare").args([&a, &html]).output().unwrap();
     assert!(one_error_line(&bad).contains("not a surge-loadgen result"));
+}
+
+/// Six runs of one configuration recorded back to back on a shared 2-core machine, whose
+/// throughput drifted by a third between the first three and the last three: alternated
+/// into two sides, no row may be flagged as beyond noise, and `--fail-if-slower` passes.
+#[test]
+fn identical_configurations_are_not_flagged() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/compare");
+    let run = |i: u32| data.join(format!("same-config-{i}.json"));
+    let out = bin()
+        .args(["compare", "--fail-if-slower", "5%"])
+        .args([run(1), run(3), run(5)])
+        .arg("vs")
+        .args([run(2), run(4), run(6)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let table: Vec<&str> = text.lines().skip(4).take_while(|l| !l.is_empty()).collect();
+    assert_eq!(table.len(), 11, "{text}");
+    assert!(table.iter().all(|row| !row.contains(" *")), "{text}");
+    assert!(!text.contains("cannot be judged") && !text.contains("separate"), "{text}");
+    // The same six runs split by sitting: the report says why that misleads.
+    let out = bin()
+        .arg("compare")
+        .args([run(1), run(2), run(3)])
+        .arg("vs")
+        .args([run(4), run(5), run(6)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("instead of alternating"), "{text}");
+}
+
+#[test]
+fn a_breached_threshold_exits_1_naming_it() {
+    let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
+    let target = format!("tcp://{}", server.addr());
+    let common = ["-c", "2", "-d", "500ms", "-w", "100ms", "-q"];
+    let out = bin()
+        .arg(&target)
+        .args(common)
+        .args(["--threshold", "p99.9<1ns", "--threshold", "mismatches==0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.starts_with("surge-loadgen:")).expect("a line");
+    assert!(line.starts_with("surge-loadgen: threshold failed: p99.9<1ns (was "), "{line}");
+    assert!(!line.contains("mismatches"), "only what failed: {line}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("mismatches==0 held"), "{text}");
+    let out = bin().arg(&target).args(common).args(["--threshold", "errors==0"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bad = bin().arg(&target).args(["--threshold", "p99<soon"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("p99<soon"), "{bad:?}");
+}
+
+/// A result file that cannot be written fails before the run, not after it.
+#[test]
+fn a_bad_output_path_fails_before_measuring() {
+    let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
+    for flag in ["--json", "--hgrm", "--hlog"] {
+        let out = bin()
+            .arg(format!("tcp://{}", server.addr()))
+            .args(["-c", "1", "-d", "1h", "-q", flag, "/nonexistent-dir/result"])
+            .output()
+            .unwrap();
+        assert!(one_error_line(&out).contains("/nonexistent-dir/result"), "{flag}");
+        assert!(String::from_utf8_lossy(&out.stdout).is_empty(), "{flag}: nothing measured");
+    }
 }
 
 /// A TCP echo server that counts the bytes it echoed, so that a test can wait for traffic

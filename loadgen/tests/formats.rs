@@ -1,15 +1,17 @@
 //! The `.hgrm` and `.hlog` outputs, read back the way HdrHistogram's own tools read them.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
+use surge_loadgen::config::{Mode, Pacing, RunConfig};
 use surge_loadgen::floor::EchoServer;
-use surge_loadgen::report::{write_hgrm, RunResult};
-use surge_loadgen::run::{run, RunConfig, RunOptions, Target};
+use surge_loadgen::report::{write_hgrm, OutputFile, RunResult};
+use surge_loadgen::run::{run, RunOptions};
 use surge_loadgen::stats::{decode_histogram, new_histogram};
-use surge_loadgen::workload::PayloadKind;
+use surge_loadgen::target::Target;
 
 fn tmp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("surge-loadgen-formats-{}", std::process::id()));
@@ -61,28 +63,27 @@ fn hgrm_has_the_percentile_distribution_layout() {
     assert_eq!(footer[2], "#[Buckets =           32, SubBuckets     =         2048]");
 }
 
+/// Four raw connections at `rate` msg/s for `duration_s` after `warmup_s`.
+fn open_loop(rate: f64, duration_s: f64, warmup_s: f64) -> RunConfig {
+    RunConfig {
+        connections: 4,
+        pacing: Pacing::Open { rate },
+        duration: Duration::from_secs_f64(duration_s),
+        warmup: Duration::from_secs_f64(warmup_s),
+        connect_rate: None,
+        connect_timeout: Duration::from_secs(2),
+        ..RunConfig::new("test", Mode::Raw)
+    }
+}
+
 #[test]
 fn hlog_round_trips_through_the_interval_log_reader_and_json_keeps_histograms() {
     let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
     let hlog = tmp("run.hlog");
-    let config = RunConfig {
-        target: "test".into(),
-        mode: "raw".into(),
-        connections: 4,
-        size: "64".parse().unwrap(),
-        payload: PayloadKind::Binary,
-        in_flight: 1,
-        rate: Some(1000.0),
-        duration_s: 2.5,
-        warmup_s: 0.2,
-        threads: 1,
-        server_threads: None,
-        pin: false,
-        ramp: None,
-        connect_timeout_s: 2.0,
-    };
-    let opts = RunOptions { hlog: Some(hlog.clone()), ..RunOptions::default() };
-    let out = run(&config, &Target::Tcp { addr: server.addr() }, &opts).unwrap();
+    let config = open_loop(1000.0, 2.5, 0.2);
+    let hlog_file = OutputFile::create(&hlog).unwrap();
+    let opts = RunOptions { hlog: Some(hlog_file), ..RunOptions::default() };
+    let out = run(&config, &Target::Tcp { addr: server.addr() }, opts).unwrap();
     let text = std::fs::read(&hlog).unwrap();
     let mut latency: Histogram<u64> = new_histogram();
     let mut service: Histogram<u64> = new_histogram();
@@ -149,24 +150,10 @@ fn java_histogram_log_processor_reads_the_hlog_and_agrees_with_the_hgrm() {
     }
     let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
     let hlog = tmp("java.hlog");
-    let config = RunConfig {
-        target: "test".into(),
-        mode: "raw".into(),
-        connections: 4,
-        size: "64".parse().unwrap(),
-        payload: PayloadKind::Binary,
-        in_flight: 1,
-        rate: Some(2000.0),
-        duration_s: 2.0,
-        warmup_s: 0.1,
-        threads: 1,
-        server_threads: None,
-        pin: false,
-        ramp: None,
-        connect_timeout_s: 2.0,
-    };
-    let opts = RunOptions { hlog: Some(hlog.clone()), ..RunOptions::default() };
-    let out = run(&config, &Target::Tcp { addr: server.addr() }, &opts).unwrap();
+    let config = open_loop(2000.0, 2.0, 0.1);
+    let hlog_file = OutputFile::create(&hlog).unwrap();
+    let opts = RunOptions { hlog: Some(hlog_file), ..RunOptions::default() };
+    let out = run(&config, &Target::Tcp { addr: server.addr() }, opts).unwrap();
     let prefix = tmp("java-out");
     let status = std::process::Command::new("java")
         .args(["-cp", jar, "org.HdrHistogram.HistogramLogProcessor", "-i"])

@@ -3,26 +3,24 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 
+use std::time::Duration;
 use surge_loadgen::floor::EchoServer;
-use surge_loadgen::run::{run, RunConfig, RunOptions, Target};
-use surge_loadgen::workload::{PayloadKind, SizeSpec};
+
+use surge_loadgen::config::{Mode, Pacing, RunConfig};
+use surge_loadgen::run::{run, RunOptions};
+use surge_loadgen::target::Target;
+use surge_loadgen::workload::SizeSpec;
 
 fn config(connections: usize, size: &str, rate: Option<f64>, duration_s: f64) -> RunConfig {
     RunConfig {
-        target: "test".into(),
-        mode: "raw".into(),
         connections,
         size: size.parse().unwrap(),
-        payload: PayloadKind::Binary,
-        in_flight: 1,
-        rate,
-        duration_s,
-        warmup_s: 0.2,
-        threads: 1,
-        server_threads: None,
-        pin: false,
-        ramp: None,
-        connect_timeout_s: 2.0,
+        pacing: rate.map_or(Pacing::Closed, |rate| Pacing::Open { rate }),
+        duration: Duration::from_secs_f64(duration_s),
+        warmup: Duration::from_millis(200),
+        connect_rate: None,
+        connect_timeout: Duration::from_secs(2),
+        ..RunConfig::new("test", Mode::Raw)
     }
 }
 
@@ -32,7 +30,7 @@ fn closed_loop_echoes_and_checks_every_message() {
     let target = Target::Tcp { addr: server.addr() };
     let mut c = config(20, "16,64,1000", None, 1.0);
     c.in_flight = 4;
-    let out = run(&c, &target, &RunOptions::default()).unwrap();
+    let out = run(&c, &target, RunOptions::default()).unwrap();
     let r = &out.result;
     assert!(r.messages > 1000, "{} messages", r.messages);
     assert_eq!(r.mismatches, 0);
@@ -55,7 +53,7 @@ fn open_loop_holds_its_rate() {
     let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
     let target = Target::Tcp { addr: server.addr() };
     let c = config(10, "64", Some(2000.0), 1.5);
-    let r = run(&c, &target, &RunOptions::default()).unwrap().result;
+    let r = run(&c, &target, RunOptions::default()).unwrap().result;
     let expected = 2000.0;
     // Every slot of the schedule is answered (the server keeps up), however busy the machine:
     // the rate is the schedule's, not the machine's.
@@ -135,7 +133,7 @@ fn open_loop_accounts_for_what_a_stalled_server_never_answered() {
     let target = Target::Tcp { addr: stalling_server(200 * 64) };
     let mut c = config(conns, "64", Some(2000.0), 1.0);
     c.in_flight = cap;
-    let r = run(&c, &target, &RunOptions::default()).unwrap().result;
+    let r = run(&c, &target, RunOptions::default()).unwrap().result;
     assert!(r.scheduled.abs_diff(2000) <= 1, "{} scheduled", r.scheduled);
     assert_eq!(r.messages + r.backlog + r.unanswered, r.scheduled, "{r:?}");
     // Each connection's pipeline was full when the server stopped, with messages of the window.
@@ -148,7 +146,7 @@ fn open_loop_accounts_for_what_a_stalled_server_never_answered() {
 #[test]
 fn corrupted_echoes_are_counted() {
     let target = Target::Tcp { addr: bad_server(true, usize::MAX) };
-    let r = run(&config(2, "32", None, 0.5), &target, &RunOptions::default()).unwrap().result;
+    let r = run(&config(2, "32", None, 0.5), &target, RunOptions::default()).unwrap().result;
     assert!(r.messages > 0);
     // Every echo is wrong (warm-up included in the mismatch count).
     assert!(r.mismatches >= r.messages, "{} of {}", r.mismatches, r.messages);
@@ -157,7 +155,7 @@ fn corrupted_echoes_are_counted() {
 #[test]
 fn connections_the_server_closes_are_counted_not_fatal() {
     let target = Target::Tcp { addr: bad_server(false, 64) };
-    let r = run(&config(4, "32", None, 0.5), &target, &RunOptions::default()).unwrap().result;
+    let r = run(&config(4, "32", None, 0.5), &target, RunOptions::default()).unwrap().result;
     assert_eq!(r.connections.established, 4);
     assert_eq!(r.connections.lost, 4);
     assert_eq!(r.errors.get("closed_by_server"), Some(&4));
@@ -167,9 +165,23 @@ fn connections_the_server_closes_are_counted_not_fatal() {
 fn unreachable_target_is_one_clear_error() {
     // Bind then drop: nothing listens on this port.
     let addr = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
-    let err = run(&config(1, "8", None, 0.5), &Target::Tcp { addr }, &RunOptions::default())
+    let err = run(&config(1, "8", None, 0.5), &Target::Tcp { addr }, RunOptions::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("cannot connect") && err.contains("refused"), "{err}");
     assert!(!err.contains('\n'));
+}
+
+/// Raw TCP churn against the floor: connections close once their echo is in and reopen in
+/// their place; every connection that came up is accounted for.
+#[test]
+fn churn_in_raw_mode_balances() {
+    let server = EchoServer::start((Ipv4Addr::LOCALHOST, 0).into(), 1, &[]).unwrap();
+    let c = RunConfig { churn: Some(50.0), ..config(10, "64", None, 1.0) };
+    let r = run(&c, &Target::Tcp { addr: server.addr() }, RunOptions::default()).unwrap().result;
+    let conns = r.connections;
+    assert_eq!(conns.established, conns.lost + conns.churned + conns.open_at_end, "{conns:?}");
+    assert!(conns.churned > 0 && r.churn.is_some_and(|c| c.closed == conns.churned));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.mismatches, 0);
 }

@@ -4,13 +4,22 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Instant;
 
-use surge_loadgen::run::{run, RunConfig, RunOptions, Target};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use surge_loadgen::config::{Mode, Pacing, RunConfig};
+use surge_loadgen::run::{run, RunOptions};
+use surge_loadgen::target::Target;
 use surge_loadgen::workload::PayloadKind;
 use surge_proto::close::CloseCode;
 use surge_proto::connection::{Connection, Event, Limits};
 use surge_proto::handshake::{write_rejection, HandshakeLimits, ServerHandshake, EMPTY_HEADER};
 
-/// Serves one connection: `/reject` gets a 403, `/close` is closed (1001) after 10 echoes.
+/// Handshakes `/accept-20` has accepted, over the whole test binary.
+static ACCEPTED_OF_20: AtomicUsize = AtomicUsize::new(0);
+
+/// Serves one connection: `/reject` gets a 403, `/close` is closed (1001) after 10 echoes,
+/// `/accept-20` accepts 20 handshakes and answers 503 to every later one.
 fn serve(mut s: TcpStream) {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -22,8 +31,13 @@ fn serve(mut s: TcpStream) {
         let mut headers = [EMPTY_HEADER; 64];
         match hs.parse(&buf, &mut headers) {
             Ok(None) => {}
-            Ok(Some(req)) if req.path() == "/reject" => {
-                write_rejection(403, &[], &mut out).unwrap();
+            Ok(Some(req))
+                if req.path() == "/reject"
+                    || (req.path() == "/accept-20"
+                        && ACCEPTED_OF_20.fetch_add(1, Ordering::SeqCst) >= 20) =>
+            {
+                let status = if req.path() == "/reject" { 403 } else { 503 };
+                write_rejection(status, &[], &mut out).unwrap();
                 let _ = s.write_all(&out);
                 return;
             }
@@ -85,20 +99,15 @@ fn server() -> SocketAddr {
 
 fn config(connections: usize, size: &str, payload: PayloadKind) -> RunConfig {
     RunConfig {
-        target: "test".into(),
-        mode: "ws".into(),
         connections,
         size: size.parse().unwrap(),
         payload,
         in_flight: 2,
-        rate: None,
-        duration_s: 1.0,
-        warmup_s: 0.2,
-        threads: 1,
-        server_threads: None,
-        pin: false,
-        ramp: None,
-        connect_timeout_s: 2.0,
+        duration: Duration::from_secs(1),
+        warmup: Duration::from_millis(200),
+        connect_rate: None,
+        connect_timeout: Duration::from_secs(2),
+        ..RunConfig::new("test", Mode::Ws)
     }
 }
 
@@ -110,7 +119,7 @@ fn target(addr: SocketAddr, path: &str) -> Target {
 fn echoes_text_and_binary_and_closes_cleanly() {
     let addr = server();
     for (kind, size) in [(PayloadKind::Text, "0..200"), (PayloadKind::Binary, "1,100000")] {
-        let r = run(&config(8, size, kind), &target(addr, "/echo"), &RunOptions::default())
+        let r = run(&config(8, size, kind), &target(addr, "/echo"), RunOptions::default())
             .unwrap()
             .result;
         assert!(r.messages > 100, "{kind:?}: {} messages", r.messages);
@@ -127,7 +136,7 @@ fn echoes_text_and_binary_and_closes_cleanly() {
 fn refused_handshake_is_one_clear_error() {
     let addr = server();
     let err =
-        run(&config(2, "8", PayloadKind::Binary), &target(addr, "/reject"), &RunOptions::default())
+        run(&config(2, "8", PayloadKind::Binary), &target(addr, "/reject"), RunOptions::default())
             .unwrap_err()
             .to_string();
     assert!(err.contains("refused the WebSocket handshake") && err.contains("403"), "{err}");
@@ -137,7 +146,7 @@ fn refused_handshake_is_one_clear_error() {
 fn connections_the_server_closes_are_counted_with_their_code() {
     let addr = server();
     let r =
-        run(&config(3, "16", PayloadKind::Binary), &target(addr, "/close"), &RunOptions::default())
+        run(&config(3, "16", PayloadKind::Binary), &target(addr, "/close"), RunOptions::default())
             .unwrap()
             .result;
     assert_eq!(r.connections.lost, 3);
@@ -154,12 +163,62 @@ fn open_loop_counts_every_scheduled_message_with_many_in_flight() {
     let addr = server();
     let mut c = config(20, "20", PayloadKind::Binary);
     c.in_flight = 16;
-    c.rate = Some(4000.0);
-    let r = run(&c, &target(addr, "/echo"), &RunOptions::default()).unwrap().result;
+    c.pacing = Pacing::Open { rate: 4000.0 };
+    let r = run(&c, &target(addr, "/echo"), RunOptions::default()).unwrap().result;
     // 4,000 slots fall in the one-second window, give or take the one on its edge.
     assert!(r.scheduled.abs_diff(4000) <= 1, "{} scheduled", r.scheduled);
     assert_eq!((r.messages, r.backlog, r.unanswered), (r.scheduled, 0, 0));
     assert_eq!(r.per_second.iter().map(|s| s.messages).sum::<u64>(), r.messages);
     assert_eq!(r.mismatches, 0);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
+}
+
+/// Every connection that came up was lost, closed by the churn, or open at the end.
+fn assert_books_balance(r: &surge_loadgen::report::RunResult) {
+    let c = r.connections;
+    assert_eq!(c.established, c.lost + c.churned + c.open_at_end, "{c:?}");
+}
+
+#[test]
+fn churn_against_the_embedded_server_balances_and_keeps_echoing() {
+    let c = RunConfig {
+        churn: Some(40.0),
+        duration: Duration::from_millis(1500),
+        server_threads: Some(1),
+        ..config(16, "32", PayloadKind::Binary)
+    };
+    let r = run(&c, &Target::Embedded, RunOptions::default()).unwrap().result;
+    let churn = r.churn.expect("churn stats");
+    assert!(churn.closed > 0, "{churn:?}");
+    assert_eq!(churn.closed, r.connections.churned);
+    assert_eq!(churn.failed, 0, "{:?}", r.errors);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_books_balance(&r);
+    // Every churned connection but those closed at the very end came back up.
+    assert_eq!(r.connections.open_at_end, 16, "{:?}", r.connections);
+    assert_eq!(churn.handshake_us.count, r.connections.established - 16);
+    assert_eq!(r.mismatches, 0);
+    assert!(r.messages > 100, "echo traffic went on: {}", r.messages);
+}
+
+/// A server that stops accepting handshakes: the reopens fail, are counted as failures under
+/// churn and as rejected handshakes, and the open-loop books still balance (the slots of a
+/// connection that never came back are never sent).
+#[test]
+fn churn_against_a_server_that_stops_accepting_counts_the_failed_reopens() {
+    let addr = server();
+    let c = RunConfig {
+        churn: Some(40.0),
+        pacing: Pacing::Open { rate: 800.0 },
+        duration: Duration::from_millis(1500),
+        ..config(8, "16", PayloadKind::Binary)
+    };
+    let r = run(&c, &target(addr, "/accept-20"), RunOptions::default()).unwrap().result;
+    let churn = r.churn.expect("churn stats");
+    assert!(churn.failed > 0, "{churn:?} {:?}", r.connections);
+    assert_eq!(r.errors.get("handshake_rejected"), Some(&churn.failed), "{:?}", r.errors);
+    assert_books_balance(&r);
+    assert_eq!(r.connections.open_at_end, 8 - churn.failed, "{:?}", r.connections);
+    assert_eq!(r.messages + r.backlog + r.unanswered, r.scheduled, "{r:?}");
+    assert_eq!(r.mismatches, 0);
 }
