@@ -99,8 +99,16 @@ fn rfc_7_2_3_6_empty_message() {
     compressor(true).compress(b"", &mut out).unwrap();
     assert_eq!(out, [0x00]);
     assert_eq!(inflate(&mut Decompressor::new(15).unwrap(), &out).unwrap(), b"");
-    // An empty payload is also an empty message.
-    assert_eq!(inflate(&mut Decompressor::new(15).unwrap(), &[]).unwrap(), b"");
+    // An empty payload is also an empty message, and leaves the stream where it was.
+    let mut d = Decompressor::new(15).unwrap();
+    assert_eq!(inflate(&mut d, &[]).unwrap(), b"");
+    let mut out = Vec::new();
+    d.decompress(&[], false, &mut out, CAP).unwrap();
+    d.decompress(&[], true, &mut out, CAP).unwrap();
+    assert_eq!(out, b"");
+    assert_eq!(inflate(&mut d, &HELLO).unwrap(), b"Hello");
+    assert_eq!(inflate(&mut d, &[]).unwrap(), b"");
+    assert_eq!(inflate(&mut d, &[0xf2, 0x00, 0x11, 0x00, 0x00]).unwrap(), b"Hello");
 }
 
 // ---------------------------------------------------------------- corrupt, truncated, bombs

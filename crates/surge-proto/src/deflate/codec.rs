@@ -226,6 +226,8 @@ pub struct Decompressor {
     in_message: bool,
     /// A final block ended the stream within the current message.
     ended: bool,
+    /// Some payload byte of the current message has been fed to the inflater.
+    fed: bool,
 }
 
 impl core::fmt::Debug for Decompressor {
@@ -251,6 +253,7 @@ impl Decompressor {
             needs_reset: false,
             in_message: false,
             ended: false,
+            fed: false,
         })
     }
 
@@ -264,6 +267,7 @@ impl Decompressor {
             needs_reset: false,
             in_message: false,
             ended: false,
+            fed: false,
         }
     }
 
@@ -319,6 +323,7 @@ impl Decompressor {
             }
             self.in_message = true;
             self.ended = false;
+            self.fed = false;
         }
         let result = self.inflate_fragment(fragment, fin, out, max_len);
         if result.is_err() {
@@ -341,11 +346,14 @@ impl Decompressor {
             // The stream ended with a final block in an earlier fragment of this message.
             return if fragment.is_empty() { Ok(()) } else { Err(DecompressError::Corrupt) };
         }
+        self.fed |= !fragment.is_empty();
         let ended = self.inflate(fragment, Until::Sync, out, max_len)?;
         if ended.is_some_and(|left| left > 0) {
             return Err(DecompressError::Corrupt);
         }
-        if ended.is_some() || !fin {
+        // An empty payload is an empty message: appending the tail to nothing would open a
+        // stored block and leave the inflater inside its header.
+        if ended.is_some() || !fin || !self.fed {
             return Ok(());
         }
         // The tail must close exactly one empty stored block: stop at the first block
@@ -415,6 +423,7 @@ impl Decompressor {
         self.needs_reset = false;
         self.in_message = false;
         self.ended = false;
+        self.fed = false;
     }
 }
 
