@@ -80,11 +80,14 @@ fn rfc_7_2_3_3_uncompressed_block() {
 #[test]
 fn rfc_7_2_3_4_bfinal_block() {
     let payload = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
-    let mut d = Decompressor::new(15).unwrap();
-    assert_eq!(inflate(&mut d, &payload).unwrap(), b"Hello");
-    // The stream ended: the next message starts a new one.
-    assert_eq!(inflate(&mut d, &HELLO).unwrap(), b"Hello");
-    assert_eq!(inflate(&mut d, &payload).unwrap(), b"Hello");
+    for bits in [9, 12, 15] {
+        let mut d = Decompressor::new(bits).unwrap();
+        assert_eq!(inflate(&mut d, &payload).unwrap(), b"Hello");
+        // The stream ended: the next message starts a new one.
+        assert_eq!(inflate(&mut d, &HELLO).unwrap(), b"Hello");
+        assert_eq!(inflate(&mut d, &[0xf2, 0x00, 0x11, 0x00, 0x00]).unwrap(), b"Hello");
+        assert_eq!(inflate(&mut d, &payload).unwrap(), b"Hello");
+    }
 }
 
 #[test]
