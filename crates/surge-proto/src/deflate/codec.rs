@@ -139,6 +139,13 @@ impl Compressor {
     ///
     /// Allocates only when `out` lacks the capacity.
     pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
+        if message.is_empty() {
+            // The header of an empty stored block, which the tail completes (§7.2.3.6). Not
+            // asked of zlib: a second sync flush with no new input makes no output at all.
+            // The window is untouched, so context takeover carries on unchanged.
+            out.push(0x00);
+            return Ok(());
+        }
         let start = out.len();
         let result = self.compress_into(message, out);
         if result.is_err() {
