@@ -20,6 +20,37 @@
 //! continuation or control frame, or without the extension, is 1002; a text message is
 //! validated as UTF-8 after inflation (1007).
 //!
+//! # Plugging into the extension seam
+//!
+//! What the connection and the engine do around these types:
+//!
+//! - **Handshake.** Server: `ServerPolicy::negotiate` over the request's
+//!   `Sec-WebSocket-Extensions` values (or [`ServerPolicy::accept`] on each
+//!   `Element::new(offer.name, offer.params)` from `UpgradeRequest::extensions()`); answer
+//!   `Sec-WebSocket-Extensions: {params}` (the `Display` of [`Params`]). Client: send
+//!   `ClientOffer`'s `Display`, and give the response's values to
+//!   [`ClientOffer::check_response`] (an error fails the handshake).
+//! - **RSV1.** Allowed (`0b100`) only when negotiated and only on the first frame of a data
+//!   message; on a continuation or control frame, or without the extension: 1002. A message
+//!   without RSV1 is not compressed and passes as it is.
+//! - **Receive.** Each unmasked payload piece of an RSV1 message goes to
+//!   [`Decompressor::decompress`]`(piece, last, assembly, max_len)`, which appends to the
+//!   assembly buffer and keeps its length and capacity within `max_len` (+1): `TooLarge` is
+//!   1009, `Corrupt` 1002; a text message is then validated as UTF-8 (1007). When the peer
+//!   has no context takeover (`params.sent_by(peer).no_context_takeover`, which the default
+//!   policy always asks of clients), one [`Decompressor::shared`] per loop serves every
+//!   connection through [`Decompressor::decompress_message`], which needs the whole
+//!   compressed message: a message in one frame inflates straight from the read buffer; a
+//!   fragmented one either waits, compressed, in a per-connection buffer (bounded by the
+//!   frame limits) or uses a per-connection `Decompressor::new(bits)` for that message.
+//! - **Send.** Below a threshold a message goes out uncompressed (no RSV1). Otherwise
+//!   [`Compressor::compress`] appends the payload and the first frame carries RSV1; a
+//!   `CompressError` is a bug (1011). Without context takeover a compressor resets after each
+//!   message, so one per loop serves every connection, and its output depends only on its
+//!   [`CompressorConfig`] (`Eq + Hash`, after [`CompressorConfig::for_direction`]): a
+//!   broadcast is compressed once per distinct config and the frame shared. A connection with
+//!   context takeover compresses with its own `Compressor`.
+//!
 //! # The backend, measured
 //!
 //! zlib-rs 0.6 (the Rust port of zlib-ng) against C zlib 1.2.13 (the system's, through
