@@ -81,31 +81,37 @@
 //! table is fixed at 2^16 entries, 128 KiB, whatever the memLevel) against 9 KiB for C zlib;
 //! its decompressor always allocates a 32 KiB window, whatever the window bits.
 //!
-//! Speed (level 6, window 15, memLevel 8, no context takeover; ns per message, one run on a
-//! 2-core machine shared with other builds, so absolute figures are high and noisy, the two
-//! columns of a row were measured minutes apart in the same process):
+//! Speed (level 6, window 15, memLevel 8, no context takeover; time per message, three runs
+//! on a 2-core machine shared with other builds at a load of 6 to 9, so absolute figures are
+//! high and noisy; both columns of a run come from the same process minutes apart):
 //!
 //! ```text
-//!                        zlib-rs      C zlib
-//! compress 137 B JSON    16.6 us      10.2 us     (115 B out: 1.19x)
-//! inflate  137 B JSON     4.3 us       5.0 us
-//! compress 16 KiB text    495 us       513 us     (3233 B out: 5.07x)
-//! inflate  16 KiB text   31.9 us      43.7 us     (490 vs 358 MiB/s)
+//!                          zlib-rs                  C zlib
+//! compress 137 B JSON    20.8 / 16.6 / 13.6 us    13.3 / 10.2 / 8.8 us   (115 B out: 1.19x)
+//! inflate  137 B JSON     4.4 /  4.3 /  3.3 us     5.0 /  5.0 / 3.4 us
+//! compress 16 KiB text    500 /  495 /  335 us     470 /  513 / 324 us   (3233 B out: 5.07x)
+//! inflate  16 KiB text   29.2 / 31.9 / 21.7 us    42.5 / 43.7 / 28.3 us
 //! ```
 //!
-//! **The default is zlib-rs.** The default policy ([`negotiate::ServerPolicy::default`]) has
-//! no context takeover in either direction, so one compressor and one decompressor per event
-//! loop serve every connection: the state is paid per loop (418 KiB at window 15, memLevel
-//! 8), not per connection, and what is left to choose on is speed. There zlib-rs inflates
-//! 15-35% faster and compresses 16 KiB as fast; it compresses a small fresh message slower
-//! (1.0x to 1.9x C zlib's time across three runs on this loaded machine: a figure to measure
-//! again on a quiet one). It is pure Rust through a safe API, so this crate keeps no
-//! `unsafe`, and it needs no C toolchain or system library.
+//! So C zlib compresses a small message from a fresh window about 1.6x faster (likely in
+//! part the reset: zlib-rs clears its fixed 128 KiB hash table, C zlib 64 KiB at memLevel 8;
+//! not profiled), zlib-rs inflates 4-16% faster at 137 B and 1.3-1.45x faster at 16 KiB,
+//! and 16 KiB compression is a tie. For a 137 B echo (inflate + compress) C zlib cost about
+//! 12 us to zlib-rs's 17 in the last run.
 //!
-//! **Where C zlib wins, and what that would take.** Per-connection streams (context
-//! takeover) at 100,000 connections: at window 12 zlib-rs costs 151 KiB + 46 KiB per
-//! connection whatever the memLevel, while C zlib at memLevel 4 costs 30 KiB + 11 KiB, under
-//! a 64 KiB budget. Calling C zlib with a chosen memLevel needs libz-sys and `unsafe` (flate2,
+//! **The default is zlib-rs, for what it can be called through, not for its figures.** It is
+//! the only backend here that this crate can drive without `unsafe` and still set the
+//! memory level and stop at a block boundary (`Z_BLOCK`, which the truncation check needs):
+//! flate2, the safe wrapper of C zlib, fixes memLevel at 8 and has no `Z_BLOCK`. It needs
+//! no C toolchain or system library. And the default policy
+//! ([`negotiate::ServerPolicy::default`]) has no context takeover in either direction, so
+//! one compressor and one decompressor per event loop serve every connection: its state is
+//! paid per loop (418 KiB at window 15, memLevel 8), not per connection.
+//!
+//! **Where C zlib wins, and what that would take.** Small-message CPU (above), and
+//! per-connection streams (context takeover) at 100,000 connections: at window 12 zlib-rs
+//! costs 151 KiB + 46 KiB per connection whatever the memLevel, while C zlib at memLevel 4
+//! costs 30 KiB + 11 KiB, under a 64 KiB budget. Calling C zlib with a chosen memLevel needs libz-sys and `unsafe` (flate2,
 //! the safe wrapper, fixes memLevel at 8, 150 KiB at window 12): a second `backend.rs`, behind
 //! a cargo feature. The bench's `c_zlib` module is that code, with its SAFETY comments.
 
