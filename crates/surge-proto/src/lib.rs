@@ -53,12 +53,14 @@
 #![deny(unsafe_code)]
 
 pub mod close;
+mod close_code;
 pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+mod opcode;
 pub mod utf8;
 
 /// Which side of a WebSocket connection this endpoint plays.
