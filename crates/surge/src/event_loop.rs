@@ -8,27 +8,28 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Token};
 use surge_proto::close::CloseCode;
 use surge_proto::handshake::ServerHandshake;
-use surge_proto::message::Message;
 
 use crate::buffer_pool::BufferPool;
 use crate::config::Config;
-use crate::conn::{flag, Conn, ConnCore, ConnEntry, Protocol};
-use crate::handle::{Command, ConnectionId, ServerHandle, ShutdownReport};
-use crate::handler::{Handler, SendResult};
-use crate::inbound::{handler_panicked, notify_close, read_socket, transmit, ReadEnd};
-use crate::outbox::{Flushed, SharedFrame};
+use crate::conn::{flag, ConnCore, ConnEntry, ConnIo, Phase, SendResult};
+use crate::context::{LoopCtx, Shutdown, Ticks};
+use crate::handle::{Command, ServerHandle, ShutdownReport};
+use crate::handler::Handler;
+use crate::key::ConnKey;
+use crate::outbox::{Flushed, Outboxes, SharedFrame};
 use crate::slab::Slab;
 use crate::timer::{TimerEntry, TimerWheel};
-use crate::upgrade::refuse;
+use crate::transport::{Stream, Transport};
+use crate::turn::{ReadEnd, Turn};
+use crate::upgrade;
 
 /// The waker's token.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -36,8 +37,6 @@ pub(crate) const WAKER: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = usize::MAX - 1;
 /// Listeners a loop may have (tokens reserved for them).
 const MAX_LISTENERS: usize = 1 << 16;
-/// Full reads of one socket per readiness event before others get a turn.
-pub(crate) const MAX_READS_PER_EVENT: usize = 16;
 /// Connections accepted per listener event before others get a turn.
 const MAX_ACCEPTS_PER_EVENT: usize = 256;
 /// Flush passes per turn (a flush can run `on_drain`, which can queue more).
@@ -46,80 +45,12 @@ const FLUSH_PASSES: usize = 4;
 // Tokens carry a connection's generation in their upper half.
 const _: () = assert!(usize::BITS >= 64, "surge needs a 64-bit target");
 
-fn token(slot: u32, generation: u32) -> Token {
-    Token((generation as usize) << 32 | slot as usize)
+fn token(key: ConnKey) -> Token {
+    Token(key.to_u64() as usize)
 }
 
-fn slot_of(token: Token) -> (u32, u32) {
-    (token.0 as u32, (token.0 >> 32) as u32)
-}
-
-/// Timeouts of this loop in ticks.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ticks {
-    pub(crate) handshake: u64,
-    pub(crate) close: u64,
-    /// Silence before the idle ping, and before the idle close; `None` when disabled.
-    pub(crate) idle: Option<(u64, u64)>,
-}
-
-/// A graceful shutdown in progress.
-#[derive(Debug)]
-pub(crate) struct Shutdown {
-    deadline: Instant,
-    deadline_tick: u64,
-    report: ShutdownReport,
-}
-
-/// The loop's state that connections and handlers reach through [`Conn`].
-#[derive(Debug)]
-pub(crate) struct LoopCtx {
-    pub(crate) index: u16,
-    pub(crate) config: Arc<Config>,
-    pub(crate) handle: ServerHandle,
-    pub(crate) pool: BufferPool,
-    pub(crate) wheel: TimerWheel,
-    /// Connections with output to flush at the end of this turn.
-    pub(crate) dirty: Vec<(u32, u32)>,
-    /// Connections to read again next turn (fairness, or resumed after backpressure).
-    pub(crate) again: Vec<(u32, u32)>,
-    /// Capacity of the assembly buffers connections of this loop hold.
-    pub(crate) assembly_bytes: usize,
-    /// This loop's share of the assembly budget.
-    pub(crate) assembly_budget: usize,
-    /// The clock, read once per turn.
-    pub(crate) now: Instant,
-    pub(crate) tick: u64,
-    pub(crate) ticks: Ticks,
-    pub(crate) shutdown: Option<Shutdown>,
-    /// Where handshake answers are encoded before being written at once.
-    pub(crate) reply: Vec<u8>,
-    /// The message being delivered is the last of the input read: a large reply to it may be
-    /// written at once (see `conn::WRITE_THROUGH_MIN`).
-    pub(crate) write_through: bool,
-}
-
-impl LoopCtx {
-    /// The tick by which a connection starting its close handshake now must be gone.
-    pub(crate) fn close_deadline(&self) -> u64 {
-        let at = self.tick + self.ticks.close;
-        match &self.shutdown {
-            Some(shutdown) => at.min(shutdown.deadline_tick),
-            None => at,
-        }
-    }
-
-    /// Makes sure `core` has a timer entry due no later than `at`.
-    pub(crate) fn arm(&mut self, core: &mut ConnCore, id: ConnectionId, at: u64) {
-        if core.timer_at == 0 || at < core.timer_at {
-            core.timer_at =
-                self.wheel.insert(TimerEntry { at, slot: id.slot, generation: id.generation });
-        }
-    }
-
-    fn id(&self, slot: u32, generation: u32) -> ConnectionId {
-        ConnectionId { loop_index: self.index, slot, generation }
-    }
+fn key_of(token: Token) -> ConnKey {
+    ConnKey::from_u64(token.0 as u64)
 }
 
 /// What a loop is given at start.
@@ -149,7 +80,7 @@ pub(crate) struct EventLoop<H: Handler> {
     ctx: LoopCtx,
     /// Scratch lists, kept for their capacity.
     expired: Vec<TimerEntry>,
-    scratch: Vec<(u32, u32)>,
+    scratch: Vec<ConnKey>,
     /// Whether this loop accepts for all (no `SO_REUSEPORT`), and its round-robin position.
     deal: bool,
     next_loop: usize,
@@ -188,6 +119,7 @@ impl<H: Handler> EventLoop<H> {
             ctx: LoopCtx {
                 index: setup.index,
                 pool: BufferPool::new(setup.config.pool_budget()),
+                outboxes: Outboxes::default(),
                 config: setup.config,
                 handle: setup.handle,
                 wheel,
@@ -200,7 +132,6 @@ impl<H: Handler> EventLoop<H> {
                 ticks,
                 shutdown: None,
                 reply: Vec::with_capacity(512),
-                write_through: false,
             },
             expired: Vec::new(),
             scratch: Vec::new(),
@@ -246,13 +177,13 @@ impl<H: Handler> EventLoop<H> {
                     WAKER => self.drain_commands(),
                     Token(t) if t > LISTENER_BASE - MAX_LISTENERS => self.accept(LISTENER_BASE - t),
                     t => {
-                        let (slot, generation) = slot_of(t);
+                        let key = key_of(t);
                         let peer_done = event.is_read_closed() || event.is_error();
                         if event.is_readable() || peer_done {
-                            self.on_readable(slot, generation, peer_done);
+                            self.on_readable(key, peer_done);
                         }
                         if event.is_writable() {
-                            self.on_writable(slot, generation);
+                            self.on_writable(key);
                         }
                     }
                 }
@@ -346,36 +277,27 @@ impl<H: Handler> EventLoop<H> {
             // Best effort: a socket that refuses still works.
             let _ = stream.set_nodelay(true);
         }
+        let deadline = self.ctx.tick + self.ctx.ticks.handshake;
         let core = ConnCore {
-            socket: stream,
-            out: None,
-            held: None,
-            last_active: self.ctx.tick,
-            timer_at: 0,
-            deadline: self.ctx.tick + self.ctx.ticks.handshake,
-            flags: 0,
-            proto: Protocol::Handshake {
+            io: ConnIo::new(Stream::Tcp(stream), self.ctx.tick, deadline),
+            phase: Phase::Handshake {
                 parser: ServerHandshake::new(*self.ctx.config.handshake_limits()),
                 peer,
             },
         };
-        let Some((slot, generation)) = self.conns.insert(ConnEntry { core, state: None }) else {
-            return;
-        };
-        let id = self.ctx.id(slot, generation);
-        let Some(entry) = self.conns.get_mut(slot, generation) else { return };
+        let Some(key) = self.conns.insert(ConnEntry { core, app: None }) else { return };
+        let Some(entry) = self.conns.get_mut(key) else { return };
         let registered = self.poll.registry().register(
-            &mut entry.core.socket,
-            token(slot, generation),
+            &mut entry.core.io.stream,
+            token(key),
             Interest::READABLE,
         );
         if let Err(error) = registered {
             tracing::warn!(%error, "cannot register a connection");
-            self.conns.remove(slot, generation);
+            self.conns.remove(key);
             return;
         }
-        let deadline = entry.core.deadline;
-        self.ctx.arm(&mut entry.core, id, deadline);
+        self.ctx.arm(&mut entry.core.io.timer_at, key, deadline);
     }
 
     // ---- reading ---------------------------------------------------------------------
@@ -386,29 +308,27 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut list = std::mem::take(&mut self.scratch);
         std::mem::swap(&mut list, &mut self.ctx.again);
-        for &(slot, generation) in &list {
+        for &key in &list {
             // No fresh readiness edge comes for these: read until the kernel has nothing.
-            self.on_readable(slot, generation, true);
+            self.on_readable(key, true);
         }
         list.clear();
         self.scratch = list;
     }
 
-    fn on_readable(&mut self, slot: u32, generation: u32, until_would_block: bool) {
+    fn on_readable(&mut self, key: ConnKey, until_would_block: bool) {
         let EventLoop { conns, read_buf, spare, handler, ctx, .. } = self;
-        let Some(entry) = conns.get_mut(slot, generation) else { return };
-        let id = ctx.id(slot, generation);
-        if let ReadEnd::Lost =
-            read_socket(entry, handler, ctx, read_buf, spare, id, until_would_block)
-        {
-            self.remove(slot, generation);
+        let Some(entry) = conns.get_mut(key) else { return };
+        let mut turn = Turn { handler, ctx, spare };
+        if let ReadEnd::Lost = turn.read(entry, key, read_buf, until_would_block) {
+            self.remove(key);
         }
     }
 
-    fn on_writable(&mut self, slot: u32, generation: u32) {
-        let Some(entry) = self.conns.get_mut(slot, generation) else { return };
-        if entry.core.has(flag::WRITE_BLOCKED) {
-            self.flush_one(slot, generation);
+    fn on_writable(&mut self, key: ConnKey) {
+        let Some(entry) = self.conns.get_mut(key) else { return };
+        if entry.core.io.has(flag::WRITE_BLOCKED) {
+            self.flush_one(key);
         }
     }
 
@@ -421,11 +341,11 @@ impl<H: Handler> EventLoop<H> {
             }
             let mut list = std::mem::take(&mut self.scratch);
             std::mem::swap(&mut list, &mut self.ctx.dirty);
-            for &(slot, generation) in &list {
-                let Some(entry) = self.conns.get_mut(slot, generation) else { continue };
-                entry.core.clear(flag::DIRTY);
-                if !entry.core.has(flag::WRITE_BLOCKED) {
-                    self.flush_one(slot, generation);
+            for &key in &list {
+                let Some(entry) = self.conns.get_mut(key) else { continue };
+                entry.core.io.clear(flag::DIRTY);
+                if !entry.core.io.has(flag::WRITE_BLOCKED) {
+                    self.flush_one(key);
                 }
             }
             list.clear();
@@ -434,78 +354,78 @@ impl<H: Handler> EventLoop<H> {
     }
 
     /// Writes a connection's output once, then settles what follows from it: WRITABLE
-    /// interest, owed control frames, drain notifications, closing the socket.
-    fn flush_one(&mut self, slot: u32, generation: u32) {
-        let EventLoop { conns, handler, ctx, poll, .. } = self;
-        let Some(entry) = conns.get_mut(slot, generation) else { return };
-        let id = ctx.id(slot, generation);
-        let core = &mut entry.core;
-        if let Some(out) = core.out.as_mut() {
-            match out.write_to(&mut core.socket, &mut ctx.pool) {
+    /// interest, owed control frames, drain notifications, closing the stream.
+    fn flush_one(&mut self, key: ConnKey) {
+        let EventLoop { conns, handler, ctx, poll, spare, .. } = self;
+        let Some(entry) = conns.get_mut(key) else { return };
+        let io = &mut entry.core.io;
+        if let Some(out) = io.out.as_mut() {
+            let flushed = match out.write_to(&mut io.stream, &mut ctx.pool) {
+                // Bytes the transport holds itself (TLS records) wait for WRITABLE too.
+                Ok(Flushed::All) if io.stream.wants_write() => Ok(Flushed::Partial),
+                other => other,
+            };
+            match flushed {
                 Ok(Flushed::All) => {
-                    if let Some(out) = core.out.take() {
-                        ctx.pool.give_outbox(out);
+                    if let Some(out) = io.out.take() {
+                        ctx.outboxes.give(out, &mut ctx.pool);
                     }
-                    if core.has(flag::WRITE_BLOCKED) {
-                        core.clear(flag::WRITE_BLOCKED);
-                        let tok = token(slot, generation);
-                        if reregister(poll.registry(), core, tok, Interest::READABLE).is_err() {
-                            self.remove(slot, generation);
+                    if io.has(flag::WRITE_BLOCKED) {
+                        io.clear(flag::WRITE_BLOCKED);
+                        let registry = poll.registry();
+                        if registry
+                            .reregister(&mut io.stream, token(key), Interest::READABLE)
+                            .is_err()
+                        {
+                            self.remove(key);
                             return;
                         }
                     }
                 }
                 Ok(Flushed::Partial) => {
-                    if !core.has(flag::WRITE_BLOCKED) {
-                        core.set(flag::WRITE_BLOCKED);
+                    if !io.has(flag::WRITE_BLOCKED) {
+                        io.set(flag::WRITE_BLOCKED);
                         let interest = Interest::READABLE | Interest::WRITABLE;
-                        let tok = token(slot, generation);
-                        if reregister(poll.registry(), core, tok, interest).is_err() {
-                            self.remove(slot, generation);
+                        if poll.registry().reregister(&mut io.stream, token(key), interest).is_err()
+                        {
+                            self.remove(key);
                             return;
                         }
                     }
                 }
                 Err(error) => {
-                    tracing::debug!(%id, %error, "write failed");
-                    self.remove(slot, generation);
+                    tracing::debug!(id = %ctx.id(key), %error, "write failed");
+                    self.remove(key);
                     return;
                 }
             }
         }
-        if core.has(flag::WRITE_BLOCKED) {
+        if entry.core.io.has(flag::WRITE_BLOCKED) {
             return;
         }
-        transmit(core, ctx, id);
-        if core.buffered() <= ctx.config.low_watermark() {
-            if core.has(flag::READ_PAUSED) {
-                core.clear(flag::READ_PAUSED);
-                ctx.again.push((slot, generation));
+        entry.core.transmit(ctx, key);
+        if entry.core.io.buffered() <= ctx.config.low_watermark() {
+            if entry.core.io.has(flag::READ_PAUSED) {
+                entry.core.io.clear(flag::READ_PAUSED);
+                ctx.again.push(key);
             }
-            if core.has(flag::BACKPRESSURED) {
-                core.clear(flag::BACKPRESSURED);
-                if let Some(state) = entry.state.as_mut() {
-                    let mut conn = Conn { core: &mut entry.core, ctx: &mut *ctx, id };
-                    let result =
-                        catch_unwind(AssertUnwindSafe(|| handler.on_drain(&mut conn, state)));
-                    if let Err(panic) = result {
-                        handler_panicked(&mut entry.core, ctx, id, "on_drain", &*panic);
-                    }
-                }
-            }
+            Turn { handler, ctx, spare }.drain(entry, key);
         }
         let core = &mut entry.core;
-        if core.out.is_some() {
+        if core.io.out.is_some() {
             return;
         }
-        match &core.proto {
-            Protocol::Ws(ws) if ws.is_closed() => self.remove(slot, generation),
-            Protocol::Refused if !core.has(flag::WRITE_SHUT) => {
+        if core.phase.ws().is_some_and(|ws| ws.is_closed()) {
+            self.remove(key);
+            return;
+        }
+        match &mut core.phase {
+            Phase::Refused { write_shut } if !*write_shut => {
                 // Lingering close: stop sending and wait for the client's end of stream (or
                 // the deadline), so unread request bytes do not turn our FIN into a reset
                 // that could destroy the answer.
-                let _ = core.socket.shutdown(std::net::Shutdown::Write);
-                core.set(flag::WRITE_SHUT);
+                let _ = core.io.stream.shutdown_write();
+                *write_shut = true;
             }
             _ => {}
         }
@@ -532,48 +452,46 @@ impl<H: Handler> EventLoop<H> {
 
     fn on_timer(&mut self, timer: TimerEntry) {
         let EventLoop { conns, ctx, .. } = self;
-        let Some(entry) = conns.get_mut(timer.slot, timer.generation) else { return };
-        if entry.core.timer_at != timer.at {
+        let key = timer.key;
+        let Some(entry) = conns.get_mut(key) else { return };
+        let core = &mut entry.core;
+        if core.io.timer_at != timer.at {
             return; // superseded by an earlier entry
         }
-        entry.core.timer_at = 0;
-        let id = ctx.id(timer.slot, timer.generation);
+        core.io.timer_at = 0;
         let tick = ctx.tick;
-        let core = &mut entry.core;
-        if core.deadline != 0 && tick >= core.deadline {
-            if matches!(core.proto, Protocol::Handshake { .. }) {
-                tracing::debug!(%id, "handshake timed out");
+        if core.io.deadline != 0 && tick >= core.io.deadline {
+            if matches!(core.phase, Phase::Handshake { .. }) {
+                tracing::debug!(id = %ctx.id(key), "handshake timed out");
             } else {
-                tracing::debug!(%id, "close handshake timed out");
+                tracing::debug!(id = %ctx.id(key), "close handshake timed out");
             }
-            self.remove(timer.slot, timer.generation);
+            self.remove(key);
             return;
         }
-        let mut next = core.deadline;
-        if let (Some((ping, idle)), Some(_)) = (ctx.ticks.idle, entry.state.as_ref()) {
-            let silent = tick.saturating_sub(core.last_active);
+        let mut next = core.io.deadline;
+        if let (Some((ping, idle)), true) = (ctx.ticks.idle, core.phase.is_open()) {
+            let silent = tick.saturating_sub(core.io.last_active);
             if silent >= idle {
-                tracing::debug!(%id, "idle timeout");
+                tracing::debug!(id = %ctx.id(key), "idle timeout");
                 // Cannot fail while the application holds the connection open.
-                let _ = core.start_close(ctx, id, CloseCode::GOING_AWAY, "idle timeout");
-                next = core.deadline;
+                let _ = core.start_close(ctx, key, CloseCode::GOING_AWAY, "idle timeout");
+                next = core.io.deadline;
             } else {
-                if silent >= ping && !core.has(flag::PINGED) {
-                    if let Protocol::Ws(ws) = &mut core.proto {
-                        let out = core.out.get_or_insert_with(|| ctx.pool.take_outbox());
-                        if out.append(&mut ctx.pool, |buf| ws.ping(&[], buf)).is_ok() {
-                            core.set(flag::PINGED);
-                            core.mark_dirty(ctx, id);
+                if silent >= ping && !core.io.has(flag::PINGED) {
+                    if let Phase::Open(ws) = &mut core.phase {
+                        if core.io.queue(ctx, key, |buf| ws.ping(&[], buf)).is_ok() {
+                            core.io.set(flag::PINGED);
                         }
                     }
                 }
-                let wait = if core.has(flag::PINGED) { idle } else { ping };
-                let idle_at = core.last_active + wait;
+                let wait = if core.io.has(flag::PINGED) { idle } else { ping };
+                let idle_at = core.io.last_active + wait;
                 next = if next == 0 { idle_at } else { next.min(idle_at) };
             }
         }
         if next != 0 {
-            ctx.arm(core, id, next);
+            ctx.arm(&mut core.io.timer_at, key, next);
         }
     }
 
@@ -583,14 +501,22 @@ impl<H: Handler> EventLoop<H> {
         self.ctx.handle.shared.loops[usize::from(self.ctx.index)].rearm();
         while let Ok(command) = self.commands.try_recv() {
             match command {
-                Command::Send { id, msg } => self.deliver(id, msg.as_message()),
+                Command::Send { id, msg } => {
+                    let EventLoop { conns, handler, ctx, spare, .. } = self;
+                    match conns.get_mut(id.key) {
+                        Some(entry) if id.loop_index == ctx.index && entry.core.phase.is_open() => {
+                            Turn { handler, ctx, spare }.deliver(entry, id.key, msg.as_message())
+                        }
+                        _ => self.stale += 1,
+                    }
+                }
                 Command::Broadcast(frame) => self.broadcast(&frame),
                 Command::Close { id, frame } => {
                     let EventLoop { conns, ctx, .. } = self;
-                    match conns.get_mut(id.slot, id.generation) {
-                        Some(entry) if entry.state.is_some() && id.loop_index == ctx.index => {
+                    match conns.get_mut(id.key) {
+                        Some(entry) if id.loop_index == ctx.index && entry.core.phase.is_open() => {
                             let code = frame.code().unwrap_or(CloseCode::NORMAL);
-                            let _ = entry.core.start_close(ctx, id, code, frame.reason());
+                            let _ = entry.core.start_close(ctx, id.key, code, frame.reason());
                         }
                         _ => self.stale += 1,
                     }
@@ -601,44 +527,15 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// Delivers one message from another thread, handing it to the handler if refused.
-    fn deliver(&mut self, id: ConnectionId, msg: Message<'_>) {
-        let EventLoop { conns, handler, ctx, .. } = self;
-        let entry = match conns.get_mut(id.slot, id.generation) {
-            Some(entry) if id.loop_index == ctx.index => entry,
-            _ => {
-                self.stale += 1;
-                return;
-            }
-        };
-        let Some(state) = entry.state.as_mut() else {
-            self.stale += 1;
-            return;
-        };
-        if entry.core.send(ctx, id, msg) == SendResult::Backpressure {
-            let mut conn = Conn { core: &mut entry.core, ctx: &mut *ctx, id };
-            let result =
-                catch_unwind(AssertUnwindSafe(|| handler.on_refused(&mut conn, state, msg)));
-            if let Err(panic) = result {
-                handler_panicked(&mut entry.core, ctx, id, "on_refused", &*panic);
-            }
-        }
-    }
-
     fn broadcast(&mut self, frame: &SharedFrame) {
-        let EventLoop { conns, handler, ctx, .. } = self;
-        for (slot, generation, entry) in conns.iter_mut() {
-            let Some(state) = entry.state.as_mut() else { continue };
-            let id = ctx.id(slot, generation);
-            if entry.core.send_shared(ctx, id, frame) != SendResult::Backpressure {
+        let EventLoop { conns, handler, ctx, spare, .. } = self;
+        let mut turn = Turn { handler, ctx, spare };
+        for (key, entry) in conns.iter_mut() {
+            if !entry.core.phase.is_open() {
                 continue;
             }
-            let mut conn = Conn { core: &mut entry.core, ctx: &mut *ctx, id };
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                handler.on_refused(&mut conn, state, frame.message())
-            }));
-            if let Err(panic) = result {
-                handler_panicked(&mut entry.core, ctx, id, "on_refused", &*panic);
+            if entry.core.send_shared(turn.ctx, key, frame) == SendResult::Backpressure {
+                turn.refused(entry, key, frame.message());
             }
         }
     }
@@ -658,20 +555,19 @@ impl<H: Handler> EventLoop<H> {
         }
         let mut keys = std::mem::take(&mut self.scratch);
         self.conns.keys_into(&mut keys);
-        for &(slot, generation) in &keys {
+        for &key in &keys {
             let EventLoop { conns, ctx, .. } = self;
-            let Some(entry) = conns.get_mut(slot, generation) else { continue };
-            let id = ctx.id(slot, generation);
+            let Some(entry) = conns.get_mut(key) else { continue };
             let core = &mut entry.core;
-            match core.proto {
-                Protocol::Handshake { .. } => refuse(core, ctx, id, 503),
-                Protocol::Ws(_) if entry.state.is_some() => {
+            match core.phase {
+                Phase::Handshake { .. } => upgrade::refuse(core, ctx, key, 503),
+                Phase::Open(_) => {
                     // Fails only when our Close is already out; the deadline still tightens.
                     let _ =
-                        core.start_close(ctx, id, CloseCode::GOING_AWAY, "server shutting down");
-                    core.arm_close_deadline(ctx, id);
+                        core.start_close(ctx, key, CloseCode::GOING_AWAY, "server shutting down");
+                    core.io.arm_close_deadline(ctx, key);
                 }
-                _ => core.arm_close_deadline(ctx, id),
+                _ => core.io.arm_close_deadline(ctx, key),
             }
         }
         keys.clear();
@@ -681,8 +577,8 @@ impl<H: Handler> EventLoop<H> {
     fn drop_all(&mut self) {
         let mut keys = std::mem::take(&mut self.scratch);
         self.conns.keys_into(&mut keys);
-        for &(slot, generation) in &keys {
-            self.remove(slot, generation);
+        for &key in &keys {
+            self.remove(key);
         }
         keys.clear();
         self.scratch = keys;
@@ -690,37 +586,29 @@ impl<H: Handler> EventLoop<H> {
 
     // ---- the end of a connection -------------------------------------------------------
 
-    /// Closes the socket and returns the buffers; tells the application if it still held
+    /// Closes the stream and returns the buffers; tells the application if it still held
     /// the connection open (1006: no close handshake).
-    fn remove(&mut self, slot: u32, generation: u32) {
-        let Some(entry) = self.conns.remove(slot, generation) else { return };
-        let ConnEntry { mut core, mut state } = entry;
-        let id = self.ctx.id(slot, generation);
-        notify_close(
-            &mut self.handler,
-            &mut core,
-            &mut state,
-            &mut self.ctx,
-            id,
-            CloseCode::ABNORMAL,
-            "",
-        );
-        if let (Some(shutdown), Protocol::Ws(ws)) = (&mut self.ctx.shutdown, &core.proto) {
+    fn remove(&mut self, key: ConnKey) {
+        let Some(mut entry) = self.conns.remove(key) else { return };
+        let EventLoop { handler, ctx, spare, .. } = self;
+        Turn { handler, ctx, spare }.notify_close(&mut entry, key, CloseCode::ABNORMAL, "");
+        let ConnEntry { core, .. } = entry;
+        if let (Some(shutdown), Some(ws)) = (&mut self.ctx.shutdown, core.phase.ws()) {
             if ws.is_closed() && ws.close_received() {
                 shutdown.report.closed_cleanly += 1;
             } else {
                 shutdown.report.forced += 1;
             }
         }
-        let pool = &mut self.ctx.pool;
-        if let Some(out) = core.out.take() {
-            pool.give_outbox(out);
+        let ConnIo { out, held, .. } = core.io;
+        if let Some(out) = out {
+            self.ctx.outboxes.give(out, &mut self.ctx.pool);
         }
-        if let Some(held) = core.held.take() {
+        if let Some(held) = held {
             self.ctx.assembly_bytes -= held.assembly.capacity();
             self.ctx.pool.give_held(held);
         }
-        // Dropping the socket closes it, which also takes it out of the poll set.
+        // Dropping the stream closes it, which also takes it out of the poll set.
     }
 }
 
@@ -734,15 +622,6 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
     )
 }
 
-fn reregister(
-    registry: &Registry,
-    core: &mut ConnCore,
-    tok: Token,
-    interest: Interest,
-) -> io::Result<()> {
-    registry.reregister(&mut core.socket, tok, interest)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -751,8 +630,9 @@ mod tests {
     fn tokens_round_trip_and_stay_clear_of_reserved_ones() {
         for (slot, generation) in [(0, 0), (1, 2), (u32::MAX - MAX_LISTENERS as u32 - 2, u32::MAX)]
         {
-            let tok = token(slot, generation);
-            assert_eq!(slot_of(tok), (slot, generation));
+            let key = ConnKey { slot, generation };
+            let tok = token(key);
+            assert_eq!(key_of(tok), key);
             assert!(tok.0 <= LISTENER_BASE - MAX_LISTENERS);
         }
     }

@@ -61,7 +61,8 @@ pub trait Handler {
     fn on_message(&mut self, conn: &mut Conn<'_>, state: &mut Self::State, msg: Message<'_>);
 
     /// Output that had reached the backpressure limit has fallen under the low watermark:
-    /// sends are accepted again. Called once after each [`SendResult::Backpressure`].
+    /// sends are accepted again. Called once after each
+    /// [`SendResult::Backpressure`](crate::SendResult::Backpressure).
     fn on_drain(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) {
         let _ = (conn, state);
     }
@@ -104,18 +105,4 @@ impl<S> Upgrade<S> {
     pub fn accept(state: S) -> Self {
         Upgrade::Accept { protocol: None, state }
     }
-}
-
-/// The outcome of a send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use = "a send may be refused: Backpressure hands the message back"]
-pub enum SendResult {
-    /// Queued; it goes out at the end of this loop turn (or as the socket drains).
-    Sent,
-    /// Not queued: the connection's unsent output has reached the backpressure limit. The
-    /// message is the caller's again; [`Handler::on_drain`] runs when sending makes sense.
-    Backpressure,
-    /// Not queued: the connection is closing (a Close was sent or is queued), or was just
-    /// closed with 1008 under [`BackpressurePolicy::Close1008`](crate::BackpressurePolicy).
-    Closed,
 }

@@ -54,27 +54,31 @@
 #![forbid(unsafe_code)]
 
 mod acceptor;
+mod admission;
 mod buffer_pool;
 pub mod config;
 mod conn;
+mod context;
 pub mod echo;
 pub mod error;
 mod event_loop;
 mod handle;
 mod handler;
-mod inbound;
+mod key;
 mod outbox;
 mod request;
 mod server;
 mod slab;
 mod timer;
+mod transport;
+mod turn;
 mod upgrade;
 
 pub use config::{BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning};
-pub use conn::Conn;
+pub use conn::{Conn, SendResult};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};
-pub use handler::{Handler, SendResult, Upgrade};
+pub use handler::{Handler, Upgrade};
 pub use request::Request;
 pub use server::Server;
 /// The protocol crate, re-exported so that embedders name one dependency.

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use mio::{Poll, Waker};
 
 use crate::acceptor;
+use crate::admission::Admissions;
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::event_loop::{EventLoop, LoopSetup, WAKER};
@@ -68,7 +69,7 @@ impl Server {
         let handle = ServerHandle {
             shared: Arc::new(Shared {
                 loops: remotes,
-                open: AtomicUsize::new(0),
+                admissions: Admissions::new(config.max_connections()),
                 shutting_down: AtomicBool::new(false),
                 reports: Mutex::new(Some(report_rx)),
             }),

@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::key::ConnKey;
+
 /// Slots in the wheel (a power of two).
 const SLOTS: usize = 1024;
 
@@ -16,10 +18,8 @@ const SLOTS: usize = 1024;
 pub(crate) struct TimerEntry {
     /// The tick it is due at.
     pub(crate) at: u64,
-    /// The connection's slab slot.
-    pub(crate) slot: u32,
-    /// The connection's generation.
-    pub(crate) generation: u32,
+    /// The connection.
+    pub(crate) key: ConnKey,
 }
 
 /// The per-loop wheel.
@@ -110,7 +110,7 @@ mod tests {
     use super::*;
 
     fn entry(at: u64, slot: u32) -> TimerEntry {
-        TimerEntry { at, slot, generation: 0 }
+        TimerEntry { at, key: ConnKey { slot, generation: 0 } }
     }
 
     #[test]
