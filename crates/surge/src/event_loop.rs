@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
 use surge_proto::close::CloseCode;
 use surge_proto::handshake::ServerHandshake;
 
+use crate::backend::{Backend, Ready};
 use crate::buffer_pool::BufferPool;
 use crate::config::Config;
 use crate::conn::{flag, ConnCore, ConnEntry, ConnIo, Phase, SendResult};
@@ -31,33 +30,14 @@ use crate::transport::{Stream, Transport};
 use crate::turn::{ReadEnd, Turn};
 use crate::upgrade;
 
-/// The waker's token.
-pub(crate) const WAKER: Token = Token(usize::MAX);
-/// Listener `i` has token `LISTENER_BASE - i`; connection tokens are far below.
-const LISTENER_BASE: usize = usize::MAX - 1;
-/// Listeners a loop may have (tokens reserved for them).
-const MAX_LISTENERS: usize = 1 << 16;
 /// Connections accepted per listener event before others get a turn.
 const MAX_ACCEPTS_PER_EVENT: usize = 256;
 /// Flush passes per turn (a flush can run `on_drain`, which can queue more).
 const FLUSH_PASSES: usize = 4;
 
-// Tokens carry a connection's generation in their upper half.
-const _: () = assert!(usize::BITS >= 64, "surge needs a 64-bit target");
-
-fn token(key: ConnKey) -> Token {
-    Token(key.to_u64() as usize)
-}
-
-fn key_of(token: Token) -> ConnKey {
-    ConnKey::from_u64(token.0 as u64)
-}
-
 /// What a loop is given at start.
 pub(crate) struct LoopSetup {
     pub(crate) index: u16,
-    pub(crate) poll: Poll,
-    pub(crate) listeners: Vec<TcpListener>,
     /// This loop accepts for all and deals sockets round-robin.
     pub(crate) deal: bool,
     pub(crate) commands: Receiver<Command>,
@@ -67,9 +47,10 @@ pub(crate) struct LoopSetup {
 }
 
 /// One event loop.
-pub(crate) struct EventLoop<H: Handler> {
-    poll: Poll,
-    listeners: Vec<TcpListener>,
+pub(crate) struct EventLoop<H: Handler, B: Backend> {
+    backend: B,
+    /// What the backend reported in this turn's wait.
+    ready: Vec<Ready>,
     commands: Receiver<Command>,
     reports: Sender<ShutdownReport>,
     conns: Slab<ConnEntry<H::State>>,
@@ -94,9 +75,9 @@ pub(crate) struct EventLoop<H: Handler> {
     stale: u64,
 }
 
-impl<H: Handler> EventLoop<H> {
-    pub(crate) fn new(setup: LoopSetup, handler: H) -> Self {
-        let now = Instant::now();
+impl<H: Handler, B: Backend> EventLoop<H, B> {
+    pub(crate) fn new(setup: LoopSetup, backend: B, handler: H) -> Self {
+        let now = backend.now();
         let assembly_budget = (setup.config.assembly_budget() / setup.config.threads()).max(1);
         let wheel = TimerWheel::new(now, setup.config.timer_tick());
         let ticks = Ticks {
@@ -108,8 +89,8 @@ impl<H: Handler> EventLoop<H> {
             }),
         };
         EventLoop {
-            poll: setup.poll,
-            listeners: setup.listeners,
+            backend,
+            ready: Vec::new(),
             commands: setup.commands,
             reports: setup.reports,
             conns: Slab::new(),
@@ -144,63 +125,22 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    /// Registers the listeners; fails when the poller refuses them.
-    pub(crate) fn register_listeners(&mut self) -> io::Result<()> {
-        assert!(self.listeners.len() <= MAX_LISTENERS, "listeners past the token space");
-        for (i, listener) in self.listeners.iter_mut().enumerate() {
-            self.poll.registry().register(
-                listener,
-                Token(LISTENER_BASE - i),
-                Interest::READABLE,
-            )?;
-        }
-        Ok(())
-    }
-
     /// Runs until a shutdown completes, then sends this loop's report.
     pub(crate) fn run(mut self) {
-        let mut events = Events::with_capacity(1024);
-        loop {
+        while !self.finished() {
             let timeout = self.poll_timeout();
-            if let Err(error) = self.poll.poll(&mut events, timeout) {
+            let mut ready = std::mem::take(&mut self.ready);
+            if let Err(error) = self.backend.wait(timeout, &mut ready) {
                 if error.kind() == io::ErrorKind::Interrupted {
+                    self.ready = ready;
                     continue;
                 }
-                tracing::error!(loop_index = self.ctx.index, %error, "poll failed; loop stops");
+                tracing::error!(loop_index = self.ctx.index, %error, "wait failed; loop stops");
                 break;
             }
-            self.ctx.now = Instant::now();
-            self.ctx.tick = self.ctx.wheel.tick_of(self.ctx.now);
-
-            for event in events.iter() {
-                match event.token() {
-                    WAKER => self.drain_commands(),
-                    Token(t) if t > LISTENER_BASE - MAX_LISTENERS => self.accept(LISTENER_BASE - t),
-                    t => {
-                        let key = key_of(t);
-                        let peer_done = event.is_read_closed() || event.is_error();
-                        if event.is_readable() || peer_done {
-                            self.on_readable(key, peer_done);
-                        }
-                        if event.is_writable() {
-                            self.on_writable(key);
-                        }
-                    }
-                }
-            }
-            self.read_again();
-            self.fire_timers();
-            self.flush_dirty();
-
-            if let Some(shutdown) = &self.ctx.shutdown {
-                if self.conns.is_empty() {
-                    break;
-                }
-                if self.ctx.now >= shutdown.deadline {
-                    self.drop_all();
-                    break;
-                }
-            }
+            let now = self.backend.now();
+            self.turn(now, &mut ready);
+            self.ready = ready;
         }
         let report = self.ctx.shutdown.as_ref().map(|s| s.report).unwrap_or_default();
         if self.stale > 0 {
@@ -214,7 +154,36 @@ impl<H: Handler> EventLoop<H> {
         let _ = self.reports.send(report);
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
+    /// One loop turn at `now`: handle what the backend reported (`ready`, emptied), read what
+    /// must be read again, run due timers, flush every connection with output.
+    pub(crate) fn turn(&mut self, now: Instant, ready: &mut Vec<Ready>) {
+        self.ctx.now = now;
+        self.ctx.tick = self.ctx.wheel.tick_of(now);
+        for event in ready.drain(..) {
+            match event {
+                Ready::Wake => self.drain_commands(),
+                Ready::Listener(index) => self.accept(index),
+                Ready::Input { key, peer_done } => self.on_readable(key, peer_done),
+                Ready::Output(key) => self.on_writable(key),
+            }
+        }
+        self.read_again();
+        self.fire_timers();
+        self.flush_dirty();
+        if let Some(shutdown) = &self.ctx.shutdown {
+            if !self.conns.is_empty() && self.ctx.now >= shutdown.deadline {
+                self.drop_all();
+            }
+        }
+    }
+
+    /// Whether a shutdown has finished: no connection is left.
+    pub(crate) fn finished(&self) -> bool {
+        self.ctx.shutdown.is_some() && self.conns.is_empty()
+    }
+
+    /// How long the backend may wait before the next turn is due.
+    pub(crate) fn poll_timeout(&self) -> Option<Duration> {
         if !self.ctx.again.is_empty() || !self.ctx.dirty.is_empty() || self.accept_pending {
             return Some(Duration::ZERO);
         }
@@ -234,10 +203,9 @@ impl<H: Handler> EventLoop<H> {
 
     fn accept(&mut self, index: usize) {
         for _ in 0..MAX_ACCEPTS_PER_EVENT {
-            let Some(listener) = self.listeners.get(index) else { return };
-            match listener.accept() {
-                Ok((stream, peer)) => self.distribute(stream, peer),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            match self.backend.accept(index) {
+                Ok(Some((stream, peer))) => self.distribute(stream, peer),
+                Ok(None) => return,
                 Err(e) if is_transient_accept_error(&e) => continue,
                 Err(error) => {
                     // Out of descriptors or memory: the connection waits in the backlog; try
@@ -255,7 +223,7 @@ impl<H: Handler> EventLoop<H> {
 
     /// Keeps an accepted socket, or hands it to the next loop in turn when this loop
     /// accepts for all.
-    fn distribute(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn distribute(&mut self, stream: Stream, peer: SocketAddr) {
         if !self.deal {
             return self.adopt(stream, peer);
         }
@@ -269,17 +237,13 @@ impl<H: Handler> EventLoop<H> {
         }
     }
 
-    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr) {
+    fn adopt(&mut self, stream: Stream, peer: SocketAddr) {
         if self.ctx.shutdown.is_some() {
             return;
         }
-        if self.ctx.config.nodelay() {
-            // Best effort: a socket that refuses still works.
-            let _ = stream.set_nodelay(true);
-        }
         let deadline = self.ctx.tick + self.ctx.ticks.handshake;
         let core = ConnCore {
-            io: ConnIo::new(Stream::Tcp(stream), self.ctx.tick, deadline),
+            io: ConnIo::new(stream, self.ctx.tick, deadline),
             phase: Phase::Handshake {
                 parser: ServerHandshake::new(*self.ctx.config.handshake_limits()),
                 peer,
@@ -287,12 +251,7 @@ impl<H: Handler> EventLoop<H> {
         };
         let Some(key) = self.conns.insert(ConnEntry { core, app: None }) else { return };
         let Some(entry) = self.conns.get_mut(key) else { return };
-        let registered = self.poll.registry().register(
-            &mut entry.core.io.stream,
-            token(key),
-            Interest::READABLE,
-        );
-        if let Err(error) = registered {
+        if let Err(error) = self.backend.register(key, &mut entry.core.io.stream) {
             tracing::warn!(%error, "cannot register a connection");
             self.conns.remove(key);
             return;
@@ -356,45 +315,31 @@ impl<H: Handler> EventLoop<H> {
     /// Writes a connection's output once, then settles what follows from it: WRITABLE
     /// interest, owed control frames, drain notifications, closing the stream.
     fn flush_one(&mut self, key: ConnKey) {
-        let EventLoop { conns, handler, ctx, poll, spare, .. } = self;
+        let EventLoop { conns, handler, ctx, backend, spare, .. } = self;
         let Some(entry) = conns.get_mut(key) else { return };
         let io = &mut entry.core.io;
         if let Some(out) = io.out.as_mut() {
-            let flushed = match out.write_to(&mut io.stream, &mut ctx.pool) {
-                // Bytes the transport holds itself (TLS records) wait for WRITABLE too.
-                Ok(Flushed::All) if io.stream.wants_write() => Ok(Flushed::Partial),
-                other => other,
-            };
-            match flushed {
+            let blocked = match backend.flush(key, &mut io.stream, out, &mut ctx.pool) {
                 Ok(Flushed::All) => {
                     if let Some(out) = io.out.take() {
                         ctx.outboxes.give(out, &mut ctx.pool);
                     }
-                    if io.has(flag::WRITE_BLOCKED) {
-                        io.clear(flag::WRITE_BLOCKED);
-                        let registry = poll.registry();
-                        if registry
-                            .reregister(&mut io.stream, token(key), Interest::READABLE)
-                            .is_err()
-                        {
-                            self.remove(key);
-                            return;
-                        }
-                    }
+                    false
                 }
-                Ok(Flushed::Partial) => {
-                    if !io.has(flag::WRITE_BLOCKED) {
-                        io.set(flag::WRITE_BLOCKED);
-                        let interest = Interest::READABLE | Interest::WRITABLE;
-                        if poll.registry().reregister(&mut io.stream, token(key), interest).is_err()
-                        {
-                            self.remove(key);
-                            return;
-                        }
-                    }
-                }
+                Ok(Flushed::Partial) => true,
                 Err(error) => {
                     tracing::debug!(id = %ctx.id(key), %error, "write failed");
+                    self.remove(key);
+                    return;
+                }
+            };
+            if blocked != io.has(flag::WRITE_BLOCKED) {
+                if blocked {
+                    io.set(flag::WRITE_BLOCKED);
+                } else {
+                    io.clear(flag::WRITE_BLOCKED);
+                }
+                if backend.watch_writable(key, &mut io.stream, blocked).is_err() {
                     self.remove(key);
                     return;
                 }
@@ -438,7 +383,7 @@ impl<H: Handler> EventLoop<H> {
         if retry {
             self.accept_paused = false;
             self.accept_pending = false;
-            for index in 0..self.listeners.len() {
+            for index in 0..self.backend.listeners() {
                 self.accept(index);
             }
         }
@@ -550,9 +495,7 @@ impl<H: Handler> EventLoop<H> {
         let deadline_tick = self.ctx.wheel.tick_of(deadline) + 1;
         self.ctx.shutdown =
             Some(Shutdown { deadline, deadline_tick, report: ShutdownReport::default() });
-        for mut listener in self.listeners.drain(..) {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
+        self.backend.stop_listening();
         let mut keys = std::mem::take(&mut self.scratch);
         self.conns.keys_into(&mut keys);
         for &key in &keys {
@@ -608,7 +551,7 @@ impl<H: Handler> EventLoop<H> {
             self.ctx.assembly_bytes -= held.assembly.capacity();
             self.ctx.pool.give_held(held);
         }
-        // Dropping the stream closes it, which also takes it out of the poll set.
+        // Dropping the stream closes it, which also takes it out of the backend's set.
     }
 }
 
@@ -620,20 +563,4 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
             | io::ErrorKind::Interrupted
             | io::ErrorKind::PermissionDenied
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_stay_clear_of_reserved_ones() {
-        for (slot, generation) in [(0, 0), (1, 2), (u32::MAX - MAX_LISTENERS as u32 - 2, u32::MAX)]
-        {
-            let key = ConnKey { slot, generation };
-            let tok = token(key);
-            assert_eq!(key_of(tok), key);
-            assert!(tok.0 <= LISTENER_BASE - MAX_LISTENERS);
-        }
-    }
 }

@@ -19,6 +19,7 @@ use crate::admission::Admissions;
 use crate::error::HandleError;
 use crate::key::ConnKey;
 use crate::outbox::SharedFrame;
+use crate::transport::Stream;
 
 /// Names one connection for its whole life: its loop, its slot, and the slot's generation.
 ///
@@ -142,7 +143,7 @@ pub(crate) enum Command {
         frame: CloseFrame,
     },
     /// A socket accepted by another loop (when `SO_REUSEPORT` is not used).
-    Adopt(mio::net::TcpStream, SocketAddr),
+    Adopt(Stream, SocketAddr),
     Shutdown {
         deadline: Instant,
     },

@@ -55,6 +55,7 @@
 
 mod acceptor;
 mod admission;
+mod backend;
 mod buffer_pool;
 pub mod config;
 mod conn;
