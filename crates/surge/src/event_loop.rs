@@ -128,21 +128,15 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
     /// Runs until a shutdown completes, then sends this loop's report.
     pub(crate) fn run(mut self) {
         while !self.finished() {
-            let timeout = self.poll_timeout();
-            let mut ready = std::mem::take(&mut self.ready);
-            if let Err(error) = self.backend.wait(timeout, &mut ready) {
-                if error.kind() == io::ErrorKind::Interrupted {
-                    self.ready = ready;
-                    continue;
+            match self.step(self.poll_timeout()) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    tracing::error!(loop_index = self.ctx.index, %error, "wait failed; loop stops");
+                    break;
                 }
-                tracing::error!(loop_index = self.ctx.index, %error, "wait failed; loop stops");
-                break;
+                Ok(()) => {}
             }
-            let now = self.backend.now();
-            self.turn(now, &mut ready);
-            self.ready = ready;
         }
-        let report = self.ctx.shutdown.as_ref().map(|s| s.report).unwrap_or_default();
         if self.stale > 0 {
             tracing::debug!(
                 loop_index = self.ctx.index,
@@ -151,7 +145,20 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             );
         }
         // Nobody may be waiting (no shutdown was asked for): then the report has no reader.
-        let _ = self.reports.send(report);
+        let _ = self.reports.send(self.report());
+    }
+
+    /// Waits at most `timeout` for I/O, then runs the turn at the backend's time.
+    pub(crate) fn step(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let mut ready = std::mem::take(&mut self.ready);
+        let waited = self.backend.wait(timeout, &mut ready);
+        if waited.is_ok() {
+            let now = self.backend.now();
+            self.turn(now, &mut ready);
+        }
+        ready.clear();
+        self.ready = ready;
+        waited
     }
 
     /// One loop turn at `now`: handle what the backend reported (`ready`, emptied), read what
@@ -182,9 +189,20 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         self.ctx.shutdown.is_some() && self.conns.is_empty()
     }
 
+    /// What the shutdown achieved so far (empty when none was asked for).
+    pub(crate) fn report(&self) -> ShutdownReport {
+        self.ctx.shutdown.as_ref().map(|s| s.report).unwrap_or_default()
+    }
+
+    /// Whether the loop has work it can do without waiting: connections to read again or to
+    /// flush, listeners with connections left.
+    pub(crate) fn busy(&self) -> bool {
+        !self.ctx.again.is_empty() || !self.ctx.dirty.is_empty() || self.accept_pending
+    }
+
     /// How long the backend may wait before the next turn is due.
     pub(crate) fn poll_timeout(&self) -> Option<Duration> {
-        if !self.ctx.again.is_empty() || !self.ctx.dirty.is_empty() || self.accept_pending {
+        if self.busy() {
             return Some(Duration::ZERO);
         }
         let now = self.ctx.now;

@@ -70,6 +70,8 @@ mod outbox;
 mod request;
 mod server;
 mod slab;
+#[cfg(test)]
+mod tests;
 mod timer;
 mod transport;
 mod turn;

@@ -45,6 +45,8 @@ use crate::outbox::{Flushed, Outbox};
 use crate::transport::Stream;
 
 mod mio_poll;
+#[cfg(test)]
+pub(crate) mod sim;
 
 pub(crate) use mio_poll::{MioBackend, WAKER};
 

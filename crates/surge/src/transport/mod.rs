@@ -72,43 +72,59 @@ impl Transport for TcpStream {
     }
 }
 
-/// The transport a connection record holds. Plain TCP is the only one so far; each further
-/// transport is a variant, dispatched here by a match (no vtable on the per-message path,
-/// and a record no larger than its largest variant).
+#[cfg(test)]
+pub(crate) mod memory;
+
+/// The transport a connection record holds. Plain TCP is the only one in production so far;
+/// each further transport is a variant, dispatched here by a match (no vtable on the
+/// per-message path, and a record no larger than its largest variant).
 #[derive(Debug)]
 pub(crate) enum Stream {
     /// Plain TCP.
     Tcp(TcpStream),
+    /// An in-memory pipe to a test's client (the simulator's backend).
+    #[cfg(test)]
+    Memory(memory::Pipe),
 }
 
 impl Transport for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(tcp) => Transport::read(tcp, buf),
+            #[cfg(test)]
+            Stream::Memory(pipe) => pipe.read(buf),
         }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(tcp) => Transport::write_vectored(tcp, bufs),
+            #[cfg(test)]
+            Stream::Memory(pipe) => pipe.write_vectored(bufs),
         }
     }
 
     fn wants_write(&self) -> bool {
         match self {
             Stream::Tcp(tcp) => tcp.wants_write(),
+            #[cfg(test)]
+            Stream::Memory(pipe) => pipe.wants_write(),
         }
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(tcp) => tcp.shutdown_write(),
+            #[cfg(test)]
+            Stream::Memory(pipe) => pipe.shutdown_write(),
         }
     }
 
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Stream::Tcp(tcp) => Transport::peer_addr(tcp),
+            #[cfg(test)]
+            Stream::Memory(pipe) => pipe.peer_addr(),
         }
     }
 }
@@ -122,6 +138,8 @@ impl Source for Stream {
     ) -> io::Result<()> {
         match self {
             Stream::Tcp(tcp) => tcp.register(registry, token, interest),
+            #[cfg(test)]
+            Stream::Memory(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 
@@ -133,12 +151,16 @@ impl Source for Stream {
     ) -> io::Result<()> {
         match self {
             Stream::Tcp(tcp) => tcp.reregister(registry, token, interest),
+            #[cfg(test)]
+            Stream::Memory(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             Stream::Tcp(tcp) => tcp.deregister(registry),
+            #[cfg(test)]
+            Stream::Memory(_) => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 }
