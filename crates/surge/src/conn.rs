@@ -46,18 +46,28 @@ pub(crate) enum Phase {
         parser: ServerHandshake,
         /// The client's address, for the handler's look at the request.
         peer: SocketAddr,
+        /// The tick the handshake must be done by.
+        deadline: u64,
     },
     /// Upgraded, and the application holds it: the record's [`App`] is there.
     Open(WsConnection),
-    /// The application has had `on_close`; the close handshake and the flush finish. Boxed:
-    /// a closing connection is short-lived, and an unboxed second WebSocket variant would
-    /// cost every record a discriminant (8 bytes).
-    Closing(Box<WsConnection>),
+    /// The application has had `on_close`; the close handshake and the flush finish by
+    /// `linger`. Boxed: a closing connection is short-lived, and an unboxed second WebSocket
+    /// variant would cost every record a discriminant (8 bytes).
+    Closing {
+        ws: Box<WsConnection>,
+        /// The tick the record must be gone by, even with output the peer never reads: the
+        /// protocol's close deadline, or the close timeout from when the handshake was
+        /// already complete.
+        linger: u64,
+    },
     /// An HTTP refusal is queued; the stream closes once it is written. `write_shut`: our
     /// side is shut and we wait for the client's end of stream (a lingering close).
     Refused {
         /// Our side of the stream is shut.
         write_shut: bool,
+        /// The tick the connection must be gone by.
+        deadline: u64,
     },
 }
 
@@ -66,7 +76,7 @@ impl Phase {
     pub(crate) fn ws(&self) -> Option<&WsConnection> {
         match self {
             Phase::Open(ws) => Some(ws),
-            Phase::Closing(ws) => Some(ws),
+            Phase::Closing { ws, .. } => Some(ws),
             _ => None,
         }
     }
@@ -75,7 +85,7 @@ impl Phase {
     pub(crate) fn ws_mut(&mut self) -> Option<&mut WsConnection> {
         match self {
             Phase::Open(ws) => Some(ws),
-            Phase::Closing(ws) => Some(ws),
+            Phase::Closing { ws, .. } => Some(ws),
             _ => None,
         }
     }
@@ -84,11 +94,14 @@ impl Phase {
         matches!(self, Phase::Open(_))
     }
 
-    /// `Open` becomes `Closing`: the application has let the connection go.
-    pub(crate) fn leave_open(&mut self) {
+    /// `Open` becomes `Closing`: the application has let the connection go, and it must be
+    /// gone by the protocol's close deadline, or else by `fallback`.
+    pub(crate) fn leave_open(&mut self, ctx: &LoopCtx, fallback: u64) {
         if let Phase::Open(_) = self {
-            if let Phase::Open(ws) = std::mem::replace(self, Phase::Refused { write_shut: false }) {
-                *self = Phase::Closing(Box::new(ws));
+            let placeholder = Phase::Refused { write_shut: false, deadline: 0 };
+            if let Phase::Open(ws) = std::mem::replace(self, placeholder) {
+                let linger = ws.poll_timeout().map_or(fallback, |at| ctx.tick_at(at));
+                *self = Phase::Closing { ws: Box::new(ws), linger };
             }
         }
     }
@@ -104,8 +117,6 @@ pub(crate) mod flag {
     pub(crate) const BACKPRESSURED: u8 = 1 << 2;
     /// Reading stopped at the backpressure limit; resumes under the low watermark.
     pub(crate) const READ_PAUSED: u8 = 1 << 3;
-    /// An idle ping went out and nothing was read since.
-    pub(crate) const PINGED: u8 = 1 << 4;
 }
 
 /// Everything the engine keeps for one connection except the application's part.
@@ -124,12 +135,8 @@ pub(crate) struct ConnIo {
     pub(crate) out: Option<Box<Outbox>>,
     /// Input kept between reads; `None` when there is none.
     pub(crate) held: Option<Box<Held>>,
-    /// The tick of the last read.
-    pub(crate) last_active: u64,
     /// The tick of this connection's live timer entry; 0 when none.
     pub(crate) timer_at: u64,
-    /// The handshake deadline while handshaking; the close deadline once closing; else 0.
-    pub(crate) deadline: u64,
     pub(crate) flags: u8,
 }
 
@@ -150,8 +157,8 @@ pub(crate) struct ConnEntry<S> {
 }
 
 impl ConnIo {
-    pub(crate) fn new(stream: Stream, tick: u64, deadline: u64) -> Self {
-        ConnIo { stream, out: None, held: None, last_active: tick, timer_at: 0, deadline, flags: 0 }
+    pub(crate) fn new(stream: Stream) -> Self {
+        ConnIo { stream, out: None, held: None, timer_at: 0, flags: 0 }
     }
 
     pub(crate) fn has(&self, flag: u8) -> bool {
@@ -287,15 +294,6 @@ impl ConnIo {
             ctx.dirty.push(key);
         }
     }
-
-    /// The connection must be gone by the close timeout from now (or sooner).
-    pub(crate) fn arm_close_deadline(&mut self, ctx: &mut LoopCtx, key: ConnKey) {
-        let at = ctx.close_deadline();
-        if self.deadline == 0 || at < self.deadline {
-            self.deadline = at;
-        }
-        ctx.arm(&mut self.timer_at, key, self.deadline);
-    }
 }
 
 impl ConnCore {
@@ -377,8 +375,24 @@ impl ConnCore {
         let now = ctx.now;
         let Some(ws) = self.phase.ws_mut() else { return Err(SendError::Closed) };
         self.io.queue(ctx, key, |buf| ws.close(now, code, reason, buf))?;
-        self.io.arm_close_deadline(ctx, key);
+        self.arm_timer(ctx, key);
         Ok(())
+    }
+
+    /// Makes sure the wheel wakes this connection by the instant its next deadline is due:
+    /// the handshake's, the refusal's or the closing record's (the engine's: bounds on the
+    /// stream), or the open WebSocket's idle ping, idle close or close handshake (the
+    /// protocol's, mapped to the wheel). An entry that fires
+    /// early (the idle timers move on with every read) re-arms from there.
+    pub(crate) fn arm_timer(&mut self, ctx: &mut LoopCtx, key: ConnKey) {
+        let at = match &self.phase {
+            Phase::Handshake { deadline, .. } | Phase::Refused { deadline, .. } => Some(*deadline),
+            Phase::Closing { linger, .. } => Some(*linger),
+            Phase::Open(ws) => ws.poll_timeout().map(|at| ctx.tick_at(at)),
+        };
+        if let Some(at) = at {
+            ctx.arm(&mut self.io.timer_at, key, at);
+        }
     }
 
     /// Queues the control frames the protocol owes the peer (pong, Close reply), unless

@@ -12,13 +12,13 @@ use crate::key::ConnKey;
 use crate::outbox::Outboxes;
 use crate::timer::{TimerEntry, TimerWheel};
 
-/// Timeouts of this loop in ticks.
+/// The engine's own timeouts in ticks: those before there is a WebSocket. The WebSocket's
+/// (idle ping, idle close, close handshake) are the protocol's; see `ConnCore::arm_timer`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ticks {
     pub(crate) handshake: u64,
+    /// How long a refused or closing connection may linger (the close timeout).
     pub(crate) close: u64,
-    /// Silence before the idle ping, and before the idle close; `None` when disabled.
-    pub(crate) idle: Option<(u64, u64)>,
 }
 
 /// A graceful shutdown in progress.
@@ -56,8 +56,9 @@ pub(crate) struct LoopCtx {
 }
 
 impl LoopCtx {
-    /// The tick by which a connection starting its close handshake now must be gone.
-    pub(crate) fn close_deadline(&self) -> u64 {
+    /// The tick by which a connection whose stream is only being finished (a refusal, a
+    /// closed WebSocket's last frames) must be gone.
+    pub(crate) fn linger_deadline(&self) -> u64 {
         let at = self.tick + self.ticks.close;
         match &self.shutdown {
             Some(shutdown) => at.min(shutdown.deadline_tick),
@@ -71,6 +72,11 @@ impl LoopCtx {
         if *timer_at == 0 || at < *timer_at {
             *timer_at = self.wheel.insert(TimerEntry { at, key });
         }
+    }
+
+    /// The wheel tick an instant of the protocol's maps to (rounded up).
+    pub(crate) fn tick_at(&self, at: Instant) -> u64 {
+        self.wheel.tick_at_or_after(at)
     }
 
     /// The id by which other threads name connection `key`.

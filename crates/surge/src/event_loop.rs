@@ -83,10 +83,6 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         let ticks = Ticks {
             handshake: wheel.ticks(setup.config.handshake_timeout()),
             close: wheel.ticks(setup.config.close_timeout()),
-            idle: setup.config.idle_timeout().map(|idle| {
-                let idle = wheel.ticks(idle);
-                (idle / 2, idle)
-            }),
         };
         EventLoop {
             backend,
@@ -259,12 +255,12 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         if self.ctx.shutdown.is_some() {
             return;
         }
-        let deadline = self.ctx.tick + self.ctx.ticks.handshake;
         let core = ConnCore {
-            io: ConnIo::new(stream, self.ctx.tick, deadline),
+            io: ConnIo::new(stream),
             phase: Phase::Handshake {
                 parser: ServerHandshake::new(*self.ctx.config.handshake_limits()),
                 peer,
+                deadline: self.ctx.tick + self.ctx.ticks.handshake,
             },
         };
         let Some(key) = self.conns.insert(ConnEntry { core, app: None }) else { return };
@@ -274,7 +270,7 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             self.conns.remove(key);
             return;
         }
-        self.ctx.arm(&mut entry.core.io.timer_at, key, deadline);
+        entry.core.arm_timer(&mut self.ctx, key);
     }
 
     // ---- reading ---------------------------------------------------------------------
@@ -383,7 +379,7 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             return;
         }
         match &mut core.phase {
-            Phase::Refused { write_shut } if !*write_shut => {
+            Phase::Refused { write_shut, .. } if !*write_shut => {
                 // Lingering close: stop sending and wait for the client's end of stream (or
                 // the deadline), so unread request bytes do not turn our FIN into a reset
                 // that could destroy the answer.
@@ -413,6 +409,9 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         self.expired = expired;
     }
 
+    /// A connection's timer entry is due: the handshake or refusal deadline, or whatever the
+    /// protocol has due (it decides; the loop sends what it owes and drops the connection
+    /// once its close handshake has timed out).
     fn on_timer(&mut self, timer: TimerEntry) {
         let EventLoop { conns, ctx, .. } = self;
         let key = timer.key;
@@ -422,40 +421,26 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             return; // superseded by an earlier entry
         }
         core.io.timer_at = 0;
-        let tick = ctx.tick;
-        if core.io.deadline != 0 && tick >= core.io.deadline {
-            if matches!(core.phase, Phase::Handshake { .. }) {
-                tracing::debug!(id = %ctx.id(key), "handshake timed out");
-            } else {
-                tracing::debug!(id = %ctx.id(key), "close handshake timed out");
+        let expired = match &mut core.phase {
+            Phase::Handshake { deadline, .. } | Phase::Refused { deadline, .. } => {
+                ctx.tick >= *deadline
             }
+            Phase::Closing { linger, .. } => ctx.tick >= *linger,
+            Phase::Open(ws) => {
+                ws.handle_timeout(ctx.now);
+                // Open and closed: only the close handshake's timeout does that (the peer's
+                // Close or a violation would have moved it to Closing).
+                ws.is_closed()
+            }
+        };
+        if expired {
+            tracing::debug!(id = %ctx.id(key), "timed out");
             self.remove(key);
             return;
         }
-        let mut next = core.io.deadline;
-        if let (Some((ping, idle)), true) = (ctx.ticks.idle, core.phase.is_open()) {
-            let silent = tick.saturating_sub(core.io.last_active);
-            if silent >= idle {
-                tracing::debug!(id = %ctx.id(key), "idle timeout");
-                // Cannot fail while the application holds the connection open.
-                let _ = core.start_close(ctx, key, CloseCode::GOING_AWAY, "idle timeout");
-                next = core.io.deadline;
-            } else {
-                if silent >= ping && !core.io.has(flag::PINGED) {
-                    if let Phase::Open(ws) = &mut core.phase {
-                        if core.io.queue(ctx, key, |buf| ws.ping(&[], buf)).is_ok() {
-                            core.io.set(flag::PINGED);
-                        }
-                    }
-                }
-                let wait = if core.io.has(flag::PINGED) { idle } else { ping };
-                let idle_at = core.io.last_active + wait;
-                next = if next == 0 { idle_at } else { next.min(idle_at) };
-            }
-        }
-        if next != 0 {
-            ctx.arm(&mut core.io.timer_at, key, next);
-        }
+        // An idle ping or the idle Close, owed since the protocol's timeout.
+        core.transmit(ctx, key);
+        core.arm_timer(ctx, key);
     }
 
     // ---- commands from other threads ---------------------------------------------------
@@ -522,13 +507,13 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             let core = &mut entry.core;
             match core.phase {
                 Phase::Handshake { .. } => upgrade::refuse(core, ctx, key, 503),
+                // Fails only when our Close is already out. Whatever is left at the deadline
+                // is dropped then (see `turn`).
                 Phase::Open(_) => {
-                    // Fails only when our Close is already out; the deadline still tightens.
                     let _ =
                         core.start_close(ctx, key, CloseCode::GOING_AWAY, "server shutting down");
-                    core.io.arm_close_deadline(ctx, key);
                 }
-                _ => core.io.arm_close_deadline(ctx, key),
+                Phase::Closing { .. } | Phase::Refused { .. } => {}
             }
         }
         keys.clear();

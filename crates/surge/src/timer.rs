@@ -50,6 +50,12 @@ impl TimerWheel {
         (elapsed.as_nanos() / self.tick.as_nanos()) as u64
     }
 
+    /// The first tick that starts at or after `at`: a deadline mapped to it never runs early.
+    pub(crate) fn tick_at_or_after(&self, at: Instant) -> u64 {
+        let elapsed = at.saturating_duration_since(self.start);
+        elapsed.as_nanos().div_ceil(self.tick.as_nanos()) as u64
+    }
+
     /// How many whole ticks cover `duration`, at least one.
     pub(crate) fn ticks(&self, duration: Duration) -> u64 {
         (duration.as_nanos().div_ceil(self.tick.as_nanos()) as u64).max(1)
@@ -154,6 +160,8 @@ mod tests {
         assert_eq!(wheel.ticks(Duration::from_millis(250)), 3);
         assert_eq!(wheel.ticks(Duration::ZERO), 1);
         assert_eq!(wheel.tick_of(start + Duration::from_millis(999)), 9);
+        assert_eq!(wheel.tick_at_or_after(start + Duration::from_millis(900)), 9);
+        assert_eq!(wheel.tick_at_or_after(start + Duration::from_millis(901)), 10);
         let timeout = {
             let mut w = wheel;
             w.insert(entry(1, 0));

@@ -105,8 +105,9 @@ impl<H: Handler> Turn<'_, H> {
                     return ReadEnd::Lost;
                 }
             };
-            io.last_active = self.ctx.tick;
-            io.clear(flag::PINGED);
+            if let Phase::Open(ws) = &mut entry.core.phase {
+                ws.handle_input(self.ctx.now);
+            }
             let input = &mut read_buf[..n];
             match entry.core.phase {
                 Phase::Handshake { .. } => {
@@ -122,7 +123,7 @@ impl<H: Handler> Turn<'_, H> {
                 }
                 // Closing or refused: what the peer sends now is read and dropped (so that
                 // closing our side does not reset the connection under data we never read).
-                Phase::Closing(_) | Phase::Refused { .. } => {}
+                Phase::Closing { .. } | Phase::Refused { .. } => {}
             }
             if n < read_buf.len() && !until_would_block {
                 return ReadEnd::Done;
@@ -228,7 +229,7 @@ impl<H: Handler> Turn<'_, H> {
     ) -> bool {
         let core = &mut entry.core;
         let mut stash = core.io.take_stash();
-        let Phase::Handshake { parser, peer } = &mut core.phase else { return true };
+        let Phase::Handshake { parser, peer, .. } = &mut core.phase else { return true };
         let peer = *peer;
         if let Some(stash) = stash.as_mut() {
             stash.extend_from_slice(input);
@@ -279,12 +280,11 @@ impl<H: Handler> Turn<'_, H> {
             self.refuse(core, key, 500, stash);
             return true;
         }
-        core.phase = Phase::Open(WsConnection::server(*self.ctx.config.limits()));
-        core.io.deadline = 0;
-        if let Some((ping, _)) = self.ctx.ticks.idle {
-            let at = self.ctx.tick + ping;
-            self.ctx.arm(&mut core.io.timer_at, key, at);
-        }
+        let mut ws = WsConnection::server(*self.ctx.config.limits());
+        // The handshake was the connection's first input: silence counts from it.
+        ws.handle_input(self.ctx.now);
+        core.phase = Phase::Open(ws);
+        core.arm_timer(self.ctx, key);
         entry.app = Some(App { state, admission });
         self.call(entry, key, "on_open", false, |handler, conn, state| {
             handler.on_open(conn, state)
@@ -368,7 +368,7 @@ impl<H: Handler> Turn<'_, H> {
     }
 
     /// The application's side of the connection is over: `on_close`, then the close
-    /// deadline.
+    /// handshake's deadline.
     pub(crate) fn close_app(
         &mut self,
         entry: &mut ConnEntry<H::State>,
@@ -377,11 +377,12 @@ impl<H: Handler> Turn<'_, H> {
         reason: &str,
     ) {
         self.notify_close(entry, key, code, reason);
-        entry.core.phase.leave_open();
-        let io = &mut entry.core.io;
-        io.clear(flag::BACKPRESSURED);
-        io.arm_close_deadline(self.ctx, key);
-        io.mark_dirty(self.ctx, key);
+        let fallback = self.ctx.linger_deadline();
+        entry.core.phase.leave_open(self.ctx, fallback);
+        entry.core.io.clear(flag::BACKPRESSURED);
+        // The protocol started the close handshake's deadline when the input came.
+        entry.core.arm_timer(self.ctx, key);
+        entry.core.io.mark_dirty(self.ctx, key);
     }
 
     /// Calls `on_close` once, if the application still holds the connection, giving its

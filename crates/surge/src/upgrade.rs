@@ -35,12 +35,10 @@ pub(crate) fn refuse(core: &mut ConnCore, ctx: &mut LoopCtx, key: ConnKey, statu
     });
     // The flush shuts our side down once the answer is out (a lingering close).
     io.mark_dirty(ctx, key);
-    core.phase = Phase::Refused { write_shut: false };
     if let Some(stash) = io.take_stash() {
         ctx.pool.give(stash);
     }
     io.settle_held(&mut ctx.pool);
-    io.deadline = ctx.close_deadline();
-    let deadline = io.deadline;
-    ctx.arm(&mut io.timer_at, key, deadline);
+    core.phase = Phase::Refused { write_shut: false, deadline: ctx.linger_deadline() };
+    core.arm_timer(ctx, key);
 }
