@@ -66,6 +66,7 @@ use std::time::{Duration, Instant};
 
 use crate::close::{CloseCode, CloseFrame, ControlPayload, MAX_CLOSE_REASON, MAX_CONTROL_PAYLOAD};
 use crate::error::{ProtocolError, SendError};
+use crate::extension::{Extension, NoExtension};
 use crate::frame::{decode_header, encode_frame, DecodeRules, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 use crate::message::Message;
@@ -140,6 +141,9 @@ struct FrameInProgress {
 #[derive(Debug, Clone, Copy)]
 struct MessageInProgress {
     kind: DataKind,
+    /// The extension decodes this message's payload (its first frame carried RSV bits
+    /// that say so).
+    transformed: bool,
     /// Payload plus continuation headers so far, measured against `max_message_size`.
     budget_used: u64,
 }
@@ -185,8 +189,10 @@ enum Timer {
 /// Small on purpose (about 140 bytes): an engine keeps one per open connection, and an idle
 /// connection should cost little more than this.
 #[derive(Debug, Clone)]
-pub struct Connection {
+pub struct Connection<E: Extension = NoExtension> {
     limits: Limits,
+    /// The negotiated extension (zero-sized when none).
+    extension: E,
     /// The instant the timers run from (see [`Timer`]); `None` before any input was noted
     /// and before any close.
     clock: Option<Instant>,
@@ -212,7 +218,7 @@ pub struct Connection {
 impl Connection {
     /// The server end: expects masked frames, sends unmasked ones.
     pub fn server(limits: Limits) -> Self {
-        Self::new(Role::Server, limits, 0)
+        Connection::new(Role::Server, limits, 0, NoExtension)
     }
 
     /// The client end: expects unmasked frames and masks what it sends with keys drawn from a
@@ -220,12 +226,26 @@ impl Connection {
     /// predict (the operating system's), since masking exists to keep attacker-chosen bytes
     /// off the wire (RFC 6455 §10.3).
     pub fn client(limits: Limits, mask_seed: u64) -> Self {
-        Self::new(Role::Client, limits, mask_seed)
+        Connection::new(Role::Client, limits, mask_seed, NoExtension)
+    }
+}
+
+impl<E: Extension> Connection<E> {
+    /// The server end with a negotiated `extension`.
+    pub fn server_with(limits: Limits, extension: E) -> Self {
+        Connection::new(Role::Server, limits, 0, extension)
     }
 
-    fn new(role: Role, limits: Limits, mask_seed: u64) -> Self {
+    /// The client end with a negotiated `extension`; see [`Connection::client`] for the
+    /// seed.
+    pub fn client_with(limits: Limits, mask_seed: u64, extension: E) -> Self {
+        Connection::new(Role::Client, limits, mask_seed, extension)
+    }
+
+    fn new(role: Role, limits: Limits, mask_seed: u64, extension: E) -> Self {
         Connection {
             limits,
+            extension,
             clock: None,
             timer: Timer::Idle,
             mask_state: mask_seed,
@@ -325,8 +345,11 @@ impl Connection {
                 // Unreachable: begin_frame opens a message for every data frame.
                 return (input.len(), Some(self.fail(ProtocolError::UnexpectedContinuation)));
             };
-            let single_frame_here =
-                frame.fresh && frame_done && frame.fin && frame.opcode != OpCode::CONTINUATION;
+            let single_frame_here = frame.fresh
+                && frame_done
+                && frame.fin
+                && frame.opcode != OpCode::CONTINUATION
+                && !message.transformed;
             if single_frame_here {
                 self.message = None;
                 let input: &'a [u8] = input;
@@ -341,11 +364,22 @@ impl Connection {
                 return (pos, Some(event));
             }
 
-            if message.kind == DataKind::Text && self.utf8.feed(&input[start..end]).is_err() {
+            let last = frame_done && frame.fin;
+            let decoded_from = assembly.len();
+            if message.transformed {
+                let max_len = usize::try_from(self.limits.max_message_size).unwrap_or(usize::MAX);
+                let piece = &input[start..end];
+                if let Err(error) = self.extension.decode(piece, last, assembly, max_len) {
+                    return (input.len(), Some(self.fail(error)));
+                }
+            } else {
+                assembly.extend_from_slice(&input[start..end]);
+            }
+            if message.kind == DataKind::Text && self.utf8.feed(&assembly[decoded_from..]).is_err()
+            {
                 return (input.len(), Some(self.fail(ProtocolError::InvalidUtf8)));
             }
-            assembly.extend_from_slice(&input[start..end]);
-            if frame_done && frame.fin {
+            if last {
                 self.message = None;
                 self.release_assembly = true;
                 if message.kind == DataKind::Text && self.utf8.finish().is_err() {
@@ -374,7 +408,7 @@ impl Connection {
     fn next_header(&mut self, input: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let rules = DecodeRules {
             role: self.role,
-            allowed_rsv: 0,
+            allowed_rsv: self.extension.allowed_rsv(),
             max_frame_size: self.limits.max_frame_size,
         };
         let kept = usize::from(self.partial_header_len);
@@ -419,7 +453,12 @@ impl Connection {
             if header.payload_len > self.limits.max_message_size {
                 return Err(ProtocolError::MessageTooLarge);
             }
-            self.message = Some(MessageInProgress { kind, budget_used: header.payload_len });
+            let transformed = self.extension.decodes(header.rsv);
+            self.message =
+                Some(MessageInProgress { kind, transformed, budget_used: header.payload_len });
+        } else if header.rsv != 0 {
+            // An extension's bits belong on a message's first frame only.
+            return Err(ProtocolError::ReservedBits);
         } else if header.opcode == OpCode::CONTINUATION {
             let message = self.message.as_mut().ok_or(ProtocolError::UnexpectedContinuation)?;
             message.budget_used = message
@@ -510,15 +549,47 @@ impl Connection {
         !self.close_sent && self.owed_close.is_none()
     }
 
-    /// Appends `msg` as one frame to `out`.
+    /// Appends `msg` as one frame to `out`, transformed by the extension if it chooses.
     pub fn send(&mut self, msg: Message<'_>, out: &mut Vec<u8>) -> Result<(), SendError> {
-        self.send_frame(msg.opcode(), true, msg.as_bytes(), out)
+        if !self.extension.transforms_output() {
+            return self.send_frame(msg.opcode(), true, msg.as_bytes(), out);
+        }
+        if !self.can_send() {
+            return Err(SendError::Closed);
+        }
+        // The payload is encoded behind room for the longest header, then moved up to the
+        // header it turned out to need: one buffer, no allocation.
+        let start = out.len();
+        out.resize(start + MAX_HEADER_LEN, 0);
+        let Some(rsv) = self.extension.encode(msg.as_bytes(), out) else {
+            out.truncate(start);
+            return self.send_frame(msg.opcode(), true, msg.as_bytes(), out);
+        };
+        let payload_len = out.len() - start - MAX_HEADER_LEN;
+        let mask = self.next_mask();
+        let header = FrameHeader {
+            fin: true,
+            rsv,
+            opcode: msg.opcode(),
+            mask,
+            payload_len: payload_len as u64,
+        };
+        let mut encoded = [0; MAX_HEADER_LEN];
+        let header_len = header.encode(&mut encoded);
+        out.copy_within(start + MAX_HEADER_LEN.., start + header_len);
+        out.truncate(start + header_len + payload_len);
+        out[start..start + header_len].copy_from_slice(&encoded[..header_len]);
+        if let Some(key) = mask {
+            apply_mask(&mut out[start + header_len..], key, 0);
+        }
+        Ok(())
     }
 
     /// Server side: writes the header of a one-frame `msg` into `header` and returns its
     /// length; the caller sends `msg`'s payload right after it, as it is (a vectored write
-    /// straight from the caller's buffer, with no copy). Clients must mask their payloads, so
-    /// a client gets `Ok(None)` and uses [`Connection::send`] instead.
+    /// straight from the caller's buffer, with no copy). Clients must mask their payloads,
+    /// and an extension may transform them, so a client, or a connection whose extension
+    /// transforms output, gets `Ok(None)` and uses [`Connection::send`] instead.
     ///
     /// ```
     /// use surge_proto::connection::{Connection, Limits};
@@ -542,7 +613,7 @@ impl Connection {
         if !self.can_send() {
             return Err(SendError::Closed);
         }
-        if self.role == Role::Client {
+        if self.role == Role::Client || self.extension.transforms_output() {
             return Ok(None);
         }
         let frame = FrameHeader {
@@ -558,7 +629,8 @@ impl Connection {
     /// Appends one frame of a message sent in fragments: the first with the message's
     /// opcode ([`OpCode::TEXT`] or [`OpCode::BINARY`]), the rest with
     /// [`OpCode::CONTINUATION`], the last with `fin`. Control frames go through
-    /// [`Connection::ping`] and [`Connection::close`].
+    /// [`Connection::ping`] and [`Connection::close`]. Fragments are sent as they are,
+    /// never transformed by the extension.
     pub fn send_frame(
         &mut self,
         opcode: OpCode,

@@ -56,6 +56,7 @@ pub mod close;
 mod close_code;
 pub mod connection;
 pub mod error;
+pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod mask;

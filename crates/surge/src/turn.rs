@@ -260,22 +260,27 @@ impl<H: Handler> Turn<'_, H> {
         let decision = upgrade::admit(self.ctx, &view).and_then(|admission| {
             let handler = &mut *self.handler;
             match guarded(id, "on_upgrade", || handler.on_upgrade(&view)) {
-                Some(Upgrade::Accept { protocol, state }) => Ok((protocol, state, admission)),
+                Some(Upgrade::Accept { protocol, headers, state }) => {
+                    Ok((protocol, headers, state, admission))
+                }
                 Some(Upgrade::Reject(status)) => Err(status),
                 None => Err(500),
             }
         });
-        let (protocol, state, admission) = match decision {
+        let (protocol, headers, state, admission) = match decision {
             Ok(accepted) => accepted,
             Err(status) => {
                 self.refuse(core, key, status, stash);
                 return true;
             }
         };
+        // Borrowed views of the handler's headers (no allocation when there are none).
+        let extra: Vec<(&str, &[u8])> =
+            headers.iter().map(|(name, value)| (*name, value.as_slice())).collect();
         if let Err(error) =
-            core.io.answer_now(self.ctx, key, |out| request.accept(protocol, &[], out))
+            core.io.answer_now(self.ctx, key, |out| request.accept(protocol, &extra, out))
         {
-            tracing::error!(%id, %error, "the handler chose a subprotocol the client did not offer");
+            tracing::error!(%id, %error, "the handler's 101 cannot be sent");
             drop(admission);
             self.refuse(core, key, 500, stash);
             return true;

@@ -4,6 +4,7 @@
 mod backpressure;
 mod shutdown;
 mod timeouts;
+mod upgrade;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -62,7 +63,7 @@ impl Handler for Probe {
     type State = ();
 
     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
-        Upgrade::accept(())
+        Upgrade::accept(()).with_header("X-Probe", "sim")
     }
 
     fn on_message(&mut self, conn: &mut Conn<'_>, _: &mut (), msg: Message<'_>) {
@@ -112,6 +113,8 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
 
 /// A WebSocket client over a simulated pipe.
 struct Client {
+    /// The server's 101 answer.
+    head: String,
     peer: Peer,
     ws: Connection,
     assembly: Vec<u8>,
@@ -128,6 +131,7 @@ impl Client {
         let head = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
         assert!(answer.starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&answer));
         Client {
+            head: String::from_utf8_lossy(&answer[..head]).into_owned(),
             peer,
             ws: Connection::client(Limits::default(), 7),
             assembly: Vec::new(),
