@@ -59,6 +59,7 @@ mod backend;
 mod buffer_pool;
 pub mod config;
 mod conn;
+mod connections;
 mod context;
 pub mod echo;
 pub mod error;
