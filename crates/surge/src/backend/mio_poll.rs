@@ -9,10 +9,8 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{Backend, Ready};
-use crate::buffer_pool::BufferPool;
 use crate::key::ConnKey;
-use crate::outbox::{Flushed, Outbox};
-use crate::transport::{Stream, Transport};
+use crate::transport::Stream;
 
 /// The waker's token.
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -110,20 +108,6 @@ impl Backend for MioBackend {
 
     fn register(&mut self, key: ConnKey, stream: &mut Stream) -> io::Result<()> {
         self.poll.registry().register(stream, token(key), Interest::READABLE)
-    }
-
-    fn flush(
-        &mut self,
-        _key: ConnKey,
-        stream: &mut Stream,
-        out: &mut Outbox,
-        pool: &mut BufferPool,
-    ) -> io::Result<Flushed> {
-        match out.write_to(stream, pool)? {
-            // Bytes the transport holds itself (TLS records) wait for WRITABLE too.
-            Flushed::All if stream.wants_write() => Ok(Flushed::Partial),
-            flushed => Ok(flushed),
-        }
     }
 
     fn watch_writable(&mut self, key: ConnKey, stream: &mut Stream, on: bool) -> io::Result<()> {

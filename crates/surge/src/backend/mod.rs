@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use crate::buffer_pool::BufferPool;
 use crate::key::ConnKey;
 use crate::outbox::{Flushed, Outbox};
-use crate::transport::Stream;
+use crate::transport::{Stream, Transport};
 
 mod mio_poll;
 #[cfg(test)]
@@ -77,14 +77,23 @@ pub(crate) trait Backend {
     fn stop_listening(&mut self);
     /// Starts reporting `stream`'s input as connection `key`'s.
     fn register(&mut self, key: ConnKey, stream: &mut Stream) -> io::Result<()>;
-    /// Writes queued output of connection `key`; see the module documentation.
+    /// Writes queued output of connection `key`; see the module documentation. By default,
+    /// as a readiness backend does: at once, through the transport; output the transport
+    /// still holds itself (TLS records) counts as partial, so that writability is watched
+    /// for it too.
     fn flush(
         &mut self,
         key: ConnKey,
         stream: &mut Stream,
         out: &mut Outbox,
         pool: &mut BufferPool,
-    ) -> io::Result<Flushed>;
+    ) -> io::Result<Flushed> {
+        let _ = key;
+        match out.write_to(stream, pool)? {
+            Flushed::All if stream.wants_write() => Ok(Flushed::Partial),
+            flushed => Ok(flushed),
+        }
+    }
     /// Reports writability of `stream` while `on`.
     fn watch_writable(&mut self, key: ConnKey, stream: &mut Stream, on: bool) -> io::Result<()>;
 }

@@ -14,13 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::{Backend, Ready};
-use crate::buffer_pool::BufferPool;
 use crate::config::Config;
 use crate::event_loop::{EventLoop, LoopSetup};
 use crate::handle::{Command, LoopRemote, ServerHandle, Shared, ShutdownReport};
 use crate::handler::Handler;
 use crate::key::ConnKey;
-use crate::outbox::{Flushed, Outbox};
 use crate::transport::memory::{pipe, Peer};
 use crate::transport::Stream;
 
@@ -118,16 +116,6 @@ impl Backend for SimBackend {
         }
         lock(&self.world).pipes.push((key, peer, false));
         Ok(())
-    }
-
-    fn flush(
-        &mut self,
-        _key: ConnKey,
-        stream: &mut Stream,
-        out: &mut Outbox,
-        pool: &mut BufferPool,
-    ) -> io::Result<Flushed> {
-        out.write_to(stream, pool)
     }
 
     fn watch_writable(&mut self, key: ConnKey, _stream: &mut Stream, on: bool) -> io::Result<()> {

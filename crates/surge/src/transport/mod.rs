@@ -129,6 +129,17 @@ impl Transport for Stream {
     }
 }
 
+impl Stream {
+    /// The socket under the stream, for the mio backend's registrations.
+    fn socket(&mut self) -> io::Result<&mut TcpStream> {
+        match self {
+            Stream::Tcp(tcp) => Ok(tcp),
+            #[cfg(test)]
+            Stream::Memory(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+}
+
 impl Source for Stream {
     fn register(
         &mut self,
@@ -136,11 +147,7 @@ impl Source for Stream {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(tcp) => tcp.register(registry, token, interest),
-            #[cfg(test)]
-            Stream::Memory(_) => Err(io::ErrorKind::Unsupported.into()),
-        }
+        self.socket()?.register(registry, token, interest)
     }
 
     fn reregister(
@@ -149,18 +156,10 @@ impl Source for Stream {
         token: Token,
         interest: Interest,
     ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(tcp) => tcp.reregister(registry, token, interest),
-            #[cfg(test)]
-            Stream::Memory(_) => Err(io::ErrorKind::Unsupported.into()),
-        }
+        self.socket()?.reregister(registry, token, interest)
     }
 
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Stream::Tcp(tcp) => tcp.deregister(registry),
-            #[cfg(test)]
-            Stream::Memory(_) => Err(io::ErrorKind::Unsupported.into()),
-        }
+        self.socket()?.deregister(registry)
     }
 }
