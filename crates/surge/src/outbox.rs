@@ -147,14 +147,20 @@ impl Outbox {
         pool: &mut BufferPool,
     ) -> io::Result<Flushed> {
         while self.len > 0 {
-            let mut slices = [IoSlice::new(&[]); MAX_IOV];
-            let mut count = 0;
-            for (slot, segment) in slices.iter_mut().zip(&self.segments) {
-                let bytes = segment.bytes();
-                *slot = IoSlice::new(if count == 0 { &bytes[self.head..] } else { bytes });
-                count += 1;
-            }
-            let result = stream.write_vectored(&slices[..count]);
+            let result = match self.segments.len() {
+                // The common case, without filling a slice array for one slice.
+                1 => stream.write_vectored(&[IoSlice::new(&self.segments[0].bytes()[self.head..])]),
+                _ => {
+                    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+                    let mut count = 0;
+                    for (slot, segment) in slices.iter_mut().zip(&self.segments) {
+                        let bytes = segment.bytes();
+                        *slot = IoSlice::new(if count == 0 { &bytes[self.head..] } else { bytes });
+                        count += 1;
+                    }
+                    stream.write_vectored(&slices[..count])
+                }
+            };
             let offered = self.offered();
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
