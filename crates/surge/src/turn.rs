@@ -37,6 +37,14 @@ pub(crate) enum ReadEnd {
     Lost,
 }
 
+/// Whether a connection takes more input after [`Turn::receive`].
+pub(crate) enum Intake {
+    /// Go on.
+    More,
+    /// Paused at the backpressure limit: no more until the output drains.
+    Paused,
+}
+
 /// How far feeding input to a connection went.
 enum Fed {
     /// All of it was used.
@@ -105,25 +113,8 @@ impl<H: Handler> Turn<'_, H> {
                     return ReadEnd::Lost;
                 }
             };
-            if let Phase::Open(ws) = &mut entry.core.phase {
-                ws.handle_input(self.ctx.now);
-            }
-            let input = &mut read_buf[..n];
-            match entry.core.phase {
-                Phase::Handshake { .. } => {
-                    if !self.handshake(entry, key, input) {
-                        return ReadEnd::Done;
-                    }
-                }
-                Phase::Open(_) => {
-                    if let Fed::Paused(used) = self.feed(entry, key, input) {
-                        entry.core.io.hold_back(&mut self.ctx.pool, &input[used..]);
-                        return ReadEnd::Done;
-                    }
-                }
-                // Closing or refused: what the peer sends now is read and dropped (so that
-                // closing our side does not reset the connection under data we never read).
-                Phase::Closing { .. } | Phase::Refused { .. } => {}
+            if let Intake::Paused = self.receive(entry, key, &mut read_buf[..n]) {
+                return ReadEnd::Done;
             }
             if n < read_buf.len() && !until_would_block {
                 return ReadEnd::Done;
@@ -131,6 +122,38 @@ impl<H: Handler> Turn<'_, H> {
         }
         self.ctx.again.push(key);
         ReadEnd::Done
+    }
+
+    /// Bytes arrived for connection `key`: the backend seam's input, whatever read them (a
+    /// readiness backend's read through the transport into the loop's buffer, as in
+    /// [`read`](Self::read), or a completion backend's provided buffer). Handled by phase;
+    /// what cannot be taken at the backpressure limit is held back.
+    pub(crate) fn receive(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        input: &mut [u8],
+    ) -> Intake {
+        match &mut entry.core.phase {
+            Phase::Handshake { .. } => {
+                if self.handshake(entry, key, input) {
+                    Intake::More
+                } else {
+                    Intake::Paused
+                }
+            }
+            Phase::Open(ws) => {
+                ws.handle_input(self.ctx.now);
+                if let Fed::Paused(used) = self.feed(entry, key, input) {
+                    entry.core.io.hold_back(&mut self.ctx.pool, &input[used..]);
+                    return Intake::Paused;
+                }
+                Intake::More
+            }
+            // Closing or refused: what the peer sends now is dropped (read all the same, so
+            // that closing our side does not reset the connection under data never read).
+            Phase::Closing { .. } | Phase::Refused { .. } => Intake::More,
+        }
     }
 
     /// Feeds input to an open connection, delivering each event; stops at the backpressure
