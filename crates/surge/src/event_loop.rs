@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::connections::Connections;
 use crate::handle::{Command, ServerHandle, ShutdownReport};
 use crate::handler::Handler;
+use crate::key::ConnKey;
 use crate::transport::Stream;
 
 /// Connections accepted per listener event before others get a turn.
@@ -40,8 +41,10 @@ pub(crate) struct LoopSetup {
 /// One event loop: a backend and the connections it serves.
 pub(crate) struct EventLoop<H: Handler, B: Backend> {
     backend: B,
-    /// What the backend reported in this turn's wait.
-    ready: Vec<Ready>,
+    /// Reports of this turn's wait handled after the reads (they need the backend, which is
+    /// busy handing out the reports): writable connections, listeners with connections.
+    writable: Vec<ConnKey>,
+    listening: Vec<usize>,
     commands: Receiver<Command>,
     reports: Sender<ShutdownReport>,
     conns: Connections<H>,
@@ -62,7 +65,8 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         EventLoop {
             conns: Connections::new(setup.index, setup.config, setup.handle, handler, now),
             backend,
-            ready: Vec::new(),
+            writable: Vec::new(),
+            listening: Vec::new(),
             commands: setup.commands,
             reports: setup.reports,
             deal: setup.deal,
@@ -99,31 +103,38 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
 
     /// Waits at most `timeout` for I/O, then runs the turn at the backend's time.
     pub(crate) fn step(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let mut ready = std::mem::take(&mut self.ready);
-        let waited = self.backend.wait(timeout, &mut ready);
-        if waited.is_ok() {
-            let now = self.backend.now();
-            self.turn(now, &mut ready);
-        }
-        ready.clear();
-        self.ready = ready;
-        waited
+        self.backend.wait(timeout)?;
+        let now = self.backend.now();
+        self.turn(now);
+        Ok(())
     }
 
-    /// One loop turn at `now`: handle what the backend reported (`ready`, emptied), read what
-    /// must be read again, run due timers, flush every connection with output.
-    pub(crate) fn turn(&mut self, now: Instant, ready: &mut Vec<Ready>) {
+    /// One loop turn at `now`: handle what the backend's wait found (input at once, in
+    /// order; then writability, commands, new connections), read what must be read again,
+    /// run due timers, flush every connection with output.
+    pub(crate) fn turn(&mut self, now: Instant) {
         let ctx = &mut self.conns.ctx;
         ctx.now = now;
         ctx.tick = ctx.wheel.tick_of(now);
-        for event in ready.drain(..) {
-            match event {
-                Ready::Wake => self.drain_commands(),
-                Ready::Listener(index) => self.accept(index),
-                Ready::Input { key, peer_done } => self.conns.on_readable(key, peer_done),
-                Ready::Output(key) => self.conns.on_writable(&mut self.backend, key),
-            }
+        let EventLoop { backend, conns, writable, listening, .. } = self;
+        let mut woken = false;
+        backend.drain(|ready| match ready {
+            Ready::Input { key, peer_done } => conns.on_readable(key, peer_done),
+            Ready::Output(key) => writable.push(key),
+            Ready::Listener(index) => listening.push(index),
+            Ready::Wake => woken = true,
+        });
+        for key in self.writable.drain(..) {
+            self.conns.on_writable(&mut self.backend, key);
         }
+        if woken {
+            self.drain_commands();
+        }
+        let mut listening = std::mem::take(&mut self.listening);
+        for index in listening.drain(..) {
+            self.accept(index);
+        }
+        self.listening = listening;
         self.conns.read_again();
         self.retry_accepts();
         self.conns.fire_timers();

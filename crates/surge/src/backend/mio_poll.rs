@@ -54,27 +54,29 @@ impl MioBackend {
 }
 
 impl Backend for MioBackend {
-    fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<Ready>) -> io::Result<()> {
-        self.poll.poll(&mut self.events, timeout)?;
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.poll.poll(&mut self.events, timeout)
+    }
+
+    fn drain(&mut self, mut f: impl FnMut(Ready)) {
         for event in self.events.iter() {
             match event.token() {
-                WAKER => ready.push(Ready::Wake),
+                WAKER => f(Ready::Wake),
                 Token(t) if t > LISTENER_BASE - MAX_LISTENERS => {
-                    ready.push(Ready::Listener(LISTENER_BASE - t))
+                    f(Ready::Listener(LISTENER_BASE - t))
                 }
                 t => {
                     let key = key_of(t);
                     let peer_done = event.is_read_closed() || event.is_error();
                     if event.is_readable() || peer_done {
-                        ready.push(Ready::Input { key, peer_done });
+                        f(Ready::Input { key, peer_done });
                     }
                     if event.is_writable() {
-                        ready.push(Ready::Output(key));
+                        f(Ready::Output(key));
                     }
                 }
             }
         }
-        Ok(())
     }
 
     fn now(&self) -> Instant {

@@ -9,9 +9,9 @@
 //! virtual clock, in-memory streams) the second.
 //!
 //! - [`Backend::wait`]: block for at most the timeout the loop gives (`None`: until
-//!   something happens; zero: only look), then append what happened to the list: a
-//!   connection readable (or its peer gone), writable again after a partial flush, a
-//!   listener with connections waiting, the waker. Readiness is edge-like: an event is
+//!   something happens; zero: only look); then [`Backend::drain`]: hand what happened to the
+//!   loop, one [`Ready`] at a time: a connection readable (or its peer gone), writable again
+//!   after a partial flush, a listener with connections waiting, the waker. Readiness is edge-like: an event is
 //!   reported once per change, and the loop reads until the stream says `WouldBlock` (or a
 //!   short read) before it expects another.
 //! - [`Backend::now`]: the clock, read once per turn after `wait`. Every deadline the loop
@@ -65,8 +65,11 @@ pub(crate) enum Ready {
 
 /// The platform side of one event loop; see the [module documentation](self).
 pub(crate) trait Backend {
-    /// Waits at most `timeout` for I/O and appends what happened to `ready`.
-    fn wait(&mut self, timeout: Option<Duration>, ready: &mut Vec<Ready>) -> io::Result<()>;
+    /// Waits at most `timeout` for I/O; what happened is kept for [`Backend::drain`].
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Hands what the last wait found to `f`, one report at a time and in order, straight
+    /// from the backend's own list (no copy of it per turn).
+    fn drain(&mut self, f: impl FnMut(Ready));
     /// The time now (read once per turn).
     fn now(&self) -> Instant;
     /// How many listeners this loop accepts from.

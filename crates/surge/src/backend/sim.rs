@@ -56,18 +56,16 @@ fn lock(world: &Mutex<World>) -> MutexGuard<'_, World> {
 pub(crate) struct SimBackend {
     world: Arc<Mutex<World>>,
     handle: ServerHandle,
-}
-
-impl SimBackend {
-    fn woken(&self) -> bool {
-        self.handle.shared.loops[0].wake_pending.load(Ordering::Acquire)
-    }
+    /// What the last wait found.
+    found: Vec<Ready>,
 }
 
 impl Backend for SimBackend {
     /// Never blocks: the simulated world changes only between turns.
-    fn wait(&mut self, _timeout: Option<Duration>, ready: &mut Vec<Ready>) -> io::Result<()> {
-        if self.woken() {
+    fn wait(&mut self, _timeout: Option<Duration>) -> io::Result<()> {
+        let ready = &mut self.found;
+        ready.clear();
+        if self.handle.shared.loops[0].wake_pending.load(Ordering::Acquire) {
             ready.push(Ready::Wake);
         }
         let mut world = lock(&self.world);
@@ -85,6 +83,10 @@ impl Backend for SimBackend {
             }
         }
         Ok(())
+    }
+
+    fn drain(&mut self, f: impl FnMut(Ready)) {
+        self.found.drain(..).for_each(f);
     }
 
     fn now(&self) -> Instant {
@@ -165,7 +167,8 @@ impl<H: Handler> Sim<H> {
             waiting: VecDeque::new(),
             pipes: Vec::new(),
         }));
-        let backend = SimBackend { world: Arc::clone(&world), handle: handle.clone() };
+        let backend =
+            SimBackend { world: Arc::clone(&world), handle: handle.clone(), found: Vec::new() };
         let setup = LoopSetup {
             index: 0,
             deal: false,
