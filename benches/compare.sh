@@ -20,6 +20,8 @@
 #   benches/compare.sh                     # 3 rounds, 10 s runs, cores split in halves
 #   benches/compare.sh --quick             # smoke: 1 round, 1 s runs
 #   benches/compare.sh --rounds 3 --duration 5s --warmup 1s --server-cores 0 --client-cores 1
+#   benches/compare.sh --baseline-surge /tmp/base/target/release/surge --servers surge,surge-baseline
+#                                          # A/B: another build of surge beside this one
 #   benches/compare.sh --help              # every option
 #   benches/compare.sh --render bench-results/DATE/results.json   # re-render, no measuring
 # Here only: --skip-build (use what is built), --out DIR.

@@ -5,8 +5,8 @@
 //! connection's state forbids. A normal close is an event, never an error.
 #![forbid(unsafe_code)]
 
-use crate::close::CloseCode;
-use crate::frame::OpCode;
+use crate::close_code::CloseCode;
+use crate::opcode::OpCode;
 
 /// The peer broke the protocol; the connection answers with [`ProtocolError::close_code`].
 #[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]

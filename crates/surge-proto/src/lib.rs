@@ -15,18 +15,21 @@
 //!                  v                                               |
 //!   connection::Connection::read(&mut [u8], &mut assembly)         |
 //!      frame::decode_header -> mask::apply_mask (in place)         |
+//!      -> extension::Extension::decode (RSV bits negotiated)       |
 //!      -> utf8 (streaming) -> message assembly                     |
 //!                  |                                               |
 //!                  v                                               |
 //!   Event::{Message, Ping, Pong, Close, Error}  --> application    |
 //!                                                      |           |
 //!   Connection::{send, ping, close, poll_transmit} <---+ ----------+
+//!   time: handle_input(now) per read; poll_timeout() / handle_timeout(now):
+//!         idle ping, idle Close 1001, close deadline
 //! ```
 //!
 //! What it is not: it does not buffer output for you (you own the buffer and decide when to
-//! flush), it does not compress (permessage-deflate will plug in through the RSV bits that
-//! [`frame::DecodeRules`] already carries), and it does not choose a subprotocol or check an
-//! Origin (the handshake hands the request to you to decide).
+//! flush), it does not compress (permessage-deflate will be one implementation of
+//! [`extension::Extension`], the seam between frames and messages), and it does not choose a
+//! subprotocol or check an Origin (the handshake hands the request to you to decide).
 //!
 //! # Example
 //!
@@ -53,13 +56,16 @@
 #![deny(unsafe_code)]
 
 pub mod close;
+mod close_code;
 pub mod connection;
 pub mod deflate;
 pub mod error;
+pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+mod opcode;
 pub mod utf8;
 
 /// Which side of a WebSocket connection this endpoint plays.

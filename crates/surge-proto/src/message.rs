@@ -1,7 +1,7 @@
 //! Whole WebSocket messages as the application sees them.
 #![forbid(unsafe_code)]
 
-use crate::frame::OpCode;
+use crate::opcode::OpCode;
 
 /// A complete data message, borrowed from the bytes that carried it.
 ///

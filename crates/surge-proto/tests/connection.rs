@@ -602,3 +602,61 @@ proptest! {
         }
     }
 }
+
+fn idle_limits() -> Limits {
+    Limits {
+        idle_timeout: Some(Duration::from_secs(10)),
+        close_timeout: Duration::from_secs(5),
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn silence_brings_a_ping_at_half_the_idle_timeout_and_a_close_1001_at_all_of_it() {
+    let mut server = Connection::server(idle_limits());
+    let start = Instant::now();
+    assert_eq!(server.poll_timeout(), None, "no input noted yet: no clock");
+    server.handle_input(start);
+    let ping_at = start + Duration::from_secs(5);
+    assert_eq!(server.poll_timeout(), Some(ping_at));
+    server.handle_timeout(ping_at - Duration::from_nanos(1));
+    assert!(!server.wants_transmit(), "nothing before its time");
+    server.handle_timeout(ping_at);
+    assert_eq!(transmit(&mut server), b"\x89\x00", "an empty ping");
+    let close_at = start + Duration::from_secs(10);
+    assert_eq!(server.poll_timeout(), Some(close_at));
+    server.handle_timeout(close_at);
+    assert!(!server.can_send());
+    assert_eq!(transmit(&mut server), b"\x88\x0e\x03\xe9idle timeout");
+    assert_eq!(server.poll_timeout(), Some(close_at + Duration::from_secs(5)));
+    server.handle_timeout(close_at + Duration::from_secs(5));
+    assert!(server.is_closed(), "the close handshake timed out");
+    assert_eq!(server.poll_timeout(), None);
+}
+
+#[test]
+fn input_restarts_the_silence_and_cancels_a_ping_not_yet_sent() {
+    let mut server = Connection::server(idle_limits());
+    let start = Instant::now();
+    server.handle_input(start);
+    server.handle_timeout(start + Duration::from_secs(5));
+    assert!(server.wants_transmit());
+    let spoke = start + Duration::from_secs(6);
+    server.handle_input(spoke);
+    assert!(!server.wants_transmit(), "the peer spoke: no ping needed");
+    assert_eq!(server.poll_timeout(), Some(spoke + Duration::from_secs(5)));
+}
+
+#[test]
+fn a_close_from_the_peer_starts_the_deadline_at_the_input_that_carried_it() {
+    let mut pair = Pair::new(idle_limits());
+    let arrived = pair.now + Duration::from_secs(3);
+    let mut wire = Vec::new();
+    pair.client.close(pair.now, CloseCode::NORMAL, "", &mut wire).unwrap();
+    pair.server.handle_input(arrived);
+    assert_eq!(pair.deliver_to_server(&wire, 64), [Owned::Close(Some(1000), String::new())]);
+    assert_eq!(pair.server.poll_timeout(), Some(arrived + Duration::from_secs(5)));
+    transmit(&mut pair.server);
+    assert!(pair.server.is_closed());
+    assert_eq!(pair.server.poll_timeout(), None);
+}

@@ -1,4 +1,4 @@
-//! Per-loop pools of byte buffers and write queues.
+//! Per-loop pools of byte buffers and of the holders of a connection's input.
 //!
 //! A connection borrows a buffer only while it has something in flight (a partial message, a
 //! partial handshake, unflushed output) and gives it back the moment it is empty, so an idle
@@ -6,25 +6,30 @@
 //! byte budget of idle capacity and frees what is past it, and frees any single buffer that
 //! grew larger than [`MAX_POOLED_CAPACITY`] (one 16 MiB message must not pin 16 MiB).
 
-use crate::conn::Held;
-use crate::outbox::Outbox;
-
 /// The capacity a fresh buffer starts with.
 pub(crate) const INITIAL_CAPACITY: usize = 16 * 1024;
 
 /// Buffers that grew past this are freed, not pooled.
 pub(crate) const MAX_POOLED_CAPACITY: usize = 1024 * 1024;
 
-/// Byte buffers and write queues, owned by one event loop.
+/// Input a connection keeps between reads, taken from the pool while it has any.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    /// Received bytes not yet processed: a partial handshake head, or input held back at the
+    /// backpressure limit. Empty when there are none.
+    pub(crate) stash: Vec<u8>,
+    /// The first part of a message that arrived in pieces. No capacity when there is none.
+    pub(crate) assembly: Vec<u8>,
+}
+
+/// Byte buffers and input holders, owned by one event loop.
 #[derive(Debug)]
 pub(crate) struct BufferPool {
     buffers: Vec<Vec<u8>>,
     #[allow(
         clippy::vec_box,
-        reason = "connections hold their queue boxed (8 bytes when idle); the boxes are pooled"
+        reason = "connections hold their input boxed (8 bytes when idle); the boxes are pooled"
     )]
-    outboxes: Vec<Box<Outbox>>,
-    #[allow(clippy::vec_box, reason = "as for `outboxes`")]
     helds: Vec<Box<Held>>,
     /// Capacity held by `buffers`.
     pooled_bytes: usize,
@@ -34,13 +39,7 @@ pub(crate) struct BufferPool {
 
 impl BufferPool {
     pub(crate) fn new(budget: usize) -> Self {
-        BufferPool {
-            buffers: Vec::new(),
-            outboxes: Vec::new(),
-            helds: Vec::new(),
-            pooled_bytes: 0,
-            budget,
-        }
+        BufferPool { buffers: Vec::new(), helds: Vec::new(), pooled_bytes: 0, budget }
     }
 
     /// An empty buffer with some capacity: a pooled one, or a fresh one when the pool is dry.
@@ -68,20 +67,10 @@ impl BufferPool {
         self.buffers.push(buf);
     }
 
-    /// An empty write queue.
-    pub(crate) fn take_outbox(&mut self) -> Box<Outbox> {
-        self.outboxes.pop().unwrap_or_default()
-    }
-
-    /// Takes back an empty write queue (its segments already returned with
-    /// [`Outbox::release`]).
-    pub(crate) fn give_outbox(&mut self, mut outbox: Box<Outbox>) {
-        outbox.release(self);
-        // A write queue is small (a deque of segments); keep as many as there were
-        // connections writing at once, bounded by the byte budget's order of magnitude.
-        if self.outboxes.len() < self.budget / INITIAL_CAPACITY {
-            self.outboxes.push(outbox);
-        }
+    /// How many small holders (input holders, write queues) to keep: as many as there were
+    /// connections using one at once, bounded by the byte budget's order of magnitude.
+    pub(crate) fn holder_limit(&self) -> usize {
+        self.budget / INITIAL_CAPACITY
     }
 
     /// An empty holder for a connection's input.
@@ -93,7 +82,7 @@ impl BufferPool {
     pub(crate) fn give_held(&mut self, mut held: Box<Held>) {
         self.give(std::mem::take(&mut held.stash));
         self.give(std::mem::take(&mut held.assembly));
-        if self.helds.len() < self.budget / INITIAL_CAPACITY {
+        if self.helds.len() < self.holder_limit() {
             self.helds.push(held);
         }
     }

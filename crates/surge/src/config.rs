@@ -459,6 +459,8 @@ impl ConfigBuilder {
                 return Err(ConfigError::ShorterThanTwoTicks { setting, min: two_ticks });
             }
         }
+        // The protocol keeps the idle timers; the engine maps their instants to its wheel.
+        config.limits.idle_timeout = config.idle_timeout;
         if !low_watermark_set {
             config.low_watermark = config.backpressure_limit / 4;
         }

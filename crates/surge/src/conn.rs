@@ -1,13 +1,13 @@
-//! One connection: its per-connection record, and [`Conn`], the view a handler gets of it.
+//! One connection: its record ([`ConnCore`]: the phase of its life and its I/O state), and
+//! [`Conn`], the view a handler gets of it. What a send costs is here.
 //!
 //! The record is kept small: buffers are borrowed from the loop's pool only while something is
-//! in flight, so an idle open connection holds its socket, its protocol state and a few
+//! in flight, so an idle open connection holds its stream, its protocol state and a few
 //! counters, and no buffer at all.
 
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 
-use mio::net::TcpStream;
 use surge_proto::close::CloseCode;
 use surge_proto::connection::Connection as WsConnection;
 use surge_proto::error::SendError;
@@ -15,41 +15,99 @@ use surge_proto::frame::MAX_HEADER_LEN;
 use surge_proto::handshake::ServerHandshake;
 use surge_proto::message::Message;
 
-use crate::buffer_pool::{BufferPool, INITIAL_CAPACITY};
+use crate::admission::Admission;
+use crate::buffer_pool::{BufferPool, Held, INITIAL_CAPACITY};
 use crate::config::BackpressurePolicy;
-use crate::event_loop::LoopCtx;
+use crate::context::LoopCtx;
 use crate::handle::{ConnectionId, LoopIndex, ServerHandle};
-use crate::handler::SendResult;
+use crate::key::ConnKey;
 use crate::outbox::{Outbox, SharedFrame};
+use crate::transport::{Stream, Transport};
 
-/// A reply at least this large to the last message of a read goes to the socket as it is sent,
-/// straight from where it lies (the read buffer, for an echo), when nothing is queued ahead of
-/// it: copying it into the queue would cost about what writing it does, and it would not fit a
-/// pooled buffer anyway (uWebSockets' cork buffer makes the same cut). Everything else waits
-/// for the end of the loop turn, so that replies to pipelined messages go out together.
+/// A reply at least this large to the last message of a read goes to the stream as it is
+/// sent, straight from where it lies (the read buffer, for an echo), when nothing is queued
+/// ahead of it: copying it into the queue would cost about what writing it does, and it would
+/// not fit a pooled buffer anyway (uWebSockets' cork buffer makes the same cut). Everything
+/// else waits for the end of the loop turn, so that replies to pipelined messages go out
+/// together.
 const WRITE_THROUGH_MIN: usize = INITIAL_CAPACITY;
 
-/// Where a connection is in its life.
+/// Where a connection is in its life. `Handshake`, then `Open` or `Refused`; `Open`, then
+/// `Closing`; the record goes when the WebSocket is closed and flushed, or at a deadline.
 #[derive(Debug)]
 #[allow(
     clippy::large_enum_variant,
     reason = "the WebSocket state is the steady state; boxing it would add a pointer chase per read"
 )]
-pub(crate) enum Protocol {
+pub(crate) enum Phase {
     /// Reading the opening handshake from `peer`.
     Handshake {
         /// The incremental request parser.
         parser: ServerHandshake,
         /// The client's address, for the handler's look at the request.
         peer: SocketAddr,
+        /// The tick the handshake must be done by.
+        deadline: u64,
     },
-    /// Upgraded. Open to the application while the record's state is `Some`; closing after.
-    Ws(WsConnection),
-    /// An HTTP refusal is queued; the socket closes once it is written.
-    Refused,
+    /// Upgraded, and the application holds it: the record's [`App`] is there.
+    Open(WsConnection),
+    /// The application has had `on_close`; the close handshake and the flush finish by
+    /// `linger`. Boxed: a closing connection is short-lived, and an unboxed second WebSocket
+    /// variant would cost every record a discriminant (8 bytes).
+    Closing {
+        ws: Box<WsConnection>,
+        /// The tick the record must be gone by, even with output the peer never reads: the
+        /// protocol's close deadline, or the close timeout from when the handshake was
+        /// already complete.
+        linger: u64,
+    },
+    /// An HTTP refusal is queued; the stream closes once it is written. `write_shut`: our
+    /// side is shut and we wait for the client's end of stream (a lingering close).
+    Refused {
+        /// Our side of the stream is shut.
+        write_shut: bool,
+        /// The tick the connection must be gone by.
+        deadline: u64,
+    },
 }
 
-/// Per-connection flags.
+impl Phase {
+    /// The WebSocket, open or closing.
+    pub(crate) fn ws(&self) -> Option<&WsConnection> {
+        match self {
+            Phase::Open(ws) => Some(ws),
+            Phase::Closing { ws, .. } => Some(ws),
+            _ => None,
+        }
+    }
+
+    /// The WebSocket, open or closing.
+    pub(crate) fn ws_mut(&mut self) -> Option<&mut WsConnection> {
+        match self {
+            Phase::Open(ws) => Some(ws),
+            Phase::Closing { ws, .. } => Some(ws),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self, Phase::Open(_))
+    }
+
+    /// `Open` becomes `Closing`: the application has let the connection go, and it must be
+    /// gone by the protocol's close deadline, or else by `fallback`.
+    pub(crate) fn leave_open(&mut self, ctx: &LoopCtx, fallback: u64) {
+        if let Phase::Open(_) = self {
+            let placeholder = Phase::Refused { write_shut: false, deadline: 0 };
+            if let Phase::Open(ws) = std::mem::replace(self, placeholder) {
+                let linger = ws.poll_timeout().map_or(fallback, |at| ctx.tick_at(at));
+                *self = Phase::Closing { ws: Box::new(ws), linger };
+            }
+        }
+    }
+}
+
+/// Per-connection I/O flags.
 pub(crate) mod flag {
     /// Listed in the loop's dirty list for this turn's flush.
     pub(crate) const DIRTY: u8 = 1;
@@ -59,51 +117,50 @@ pub(crate) mod flag {
     pub(crate) const BACKPRESSURED: u8 = 1 << 2;
     /// Reading stopped at the backpressure limit; resumes under the low watermark.
     pub(crate) const READ_PAUSED: u8 = 1 << 3;
-    /// An idle ping went out and nothing was read since.
-    pub(crate) const PINGED: u8 = 1 << 4;
-    /// Counted in the server's open-connection count.
-    pub(crate) const COUNTED: u8 = 1 << 5;
-    /// Our side of the socket is shut after an HTTP refusal (a lingering close).
-    pub(crate) const WRITE_SHUT: u8 = 1 << 6;
 }
 
-/// Everything the engine keeps for one connection except the application's state.
+/// Everything the engine keeps for one connection except the application's part.
 #[derive(Debug)]
 pub(crate) struct ConnCore {
-    pub(crate) socket: TcpStream,
+    pub(crate) io: ConnIo,
+    pub(crate) phase: Phase,
+}
+
+/// A connection's stream, its buffers, its timers: apart from [`Phase`] so that output can be
+/// queued while the protocol state encodes it.
+#[derive(Debug)]
+pub(crate) struct ConnIo {
+    pub(crate) stream: Stream,
     /// Unsent output; `None` when there is none.
     pub(crate) out: Option<Box<Outbox>>,
     /// Input kept between reads; `None` when there is none.
     pub(crate) held: Option<Box<Held>>,
-    /// The tick of the last read.
-    pub(crate) last_active: u64,
     /// The tick of this connection's live timer entry; 0 when none.
     pub(crate) timer_at: u64,
-    /// The handshake deadline while handshaking; the close deadline once closing; else 0.
-    pub(crate) deadline: u64,
     pub(crate) flags: u8,
-    pub(crate) proto: Protocol,
 }
 
-/// Input a connection keeps between reads, taken from the pool while it has any.
-#[derive(Debug, Default)]
-pub(crate) struct Held {
-    /// Received bytes not yet processed: a partial handshake head, or input held back at the
-    /// backpressure limit. Empty when there are none.
-    pub(crate) stash: Vec<u8>,
-    /// The first part of a message that arrived in pieces. No capacity when there is none.
-    pub(crate) assembly: Vec<u8>,
+/// The application's part of an open connection: its state, and its place under the
+/// connection cap (given back when this is dropped).
+#[derive(Debug)]
+pub(crate) struct App<S> {
+    pub(crate) state: S,
+    pub(crate) admission: Admission,
 }
 
 /// A connection record: the engine's part and the application's.
 #[derive(Debug)]
 pub(crate) struct ConnEntry<S> {
     pub(crate) core: ConnCore,
-    /// `Some` from the upgrade until `on_close`.
-    pub(crate) state: Option<S>,
+    /// There exactly while the phase is [`Phase::Open`].
+    pub(crate) app: Option<App<S>>,
 }
 
-impl ConnCore {
+impl ConnIo {
+    pub(crate) fn new(stream: Stream) -> Self {
+        ConnIo { stream, out: None, held: None, timer_at: 0, flags: 0 }
+    }
+
     pub(crate) fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
@@ -149,6 +206,19 @@ impl ConnCore {
         }
     }
 
+    /// Keeps input that cannot be processed yet, in a pooled buffer.
+    pub(crate) fn hold(&mut self, pool: &mut BufferPool, input: &[u8]) {
+        let mut stash = pool.take();
+        stash.extend_from_slice(input);
+        self.put_stash(pool, stash);
+    }
+
+    /// Keeps the input past the backpressure limit and stops reading until the output drains.
+    pub(crate) fn hold_back(&mut self, pool: &mut BufferPool, input: &[u8]) {
+        self.hold(pool, input);
+        self.set(flag::READ_PAUSED);
+    }
+
     /// Unsent output in bytes.
     pub(crate) fn buffered(&self) -> usize {
         self.out.as_ref().map_or(0, |out| out.len())
@@ -158,44 +228,45 @@ impl ConnCore {
     pub(crate) fn queue<R>(
         &mut self,
         ctx: &mut LoopCtx,
-        id: ConnectionId,
+        key: ConnKey,
         encode: impl FnOnce(&mut Vec<u8>) -> R,
     ) -> R {
-        let out = self.out.get_or_insert_with(|| ctx.pool.take_outbox());
+        let out = self.out.get_or_insert_with(|| ctx.outboxes.take());
         let result = out.append(&mut ctx.pool, encode);
-        self.mark_dirty(ctx, id);
+        self.mark_dirty(ctx, key);
         result
     }
 
     /// Writes a handshake answer at once from the loop's reply scratch, queueing only what
-    /// the socket does not take. A burst of handshakes then leaves no output buffers behind:
+    /// the stream does not take. A burst of handshakes then leaves no output buffers behind:
     /// through the queue, each would take a pooled buffer, and the pool keeps what its budget
     /// allows, which after a burst of thousands is most of an idle server's memory.
     pub(crate) fn answer_now<R>(
         &mut self,
         ctx: &mut LoopCtx,
-        id: ConnectionId,
+        key: ConnKey,
         encode: impl FnOnce(&mut Vec<u8>) -> R,
     ) -> R {
         let mut reply = std::mem::take(&mut ctx.reply);
         reply.clear();
         let result = encode(&mut reply);
-        self.write_now(ctx, id, &reply, &[]);
+        self.write_now(ctx, key, &reply, &[]);
         ctx.reply = reply;
         result
     }
 
-    /// Writes `head` then `body` with one call if nothing is queued ahead of them (or the
-    /// bytes would go out of order), and queues whatever the socket does not take.
-    fn write_now(&mut self, ctx: &mut LoopCtx, id: ConnectionId, head: &[u8], body: &[u8]) {
+    /// Writes `head` then `body` through the transport with one call if nothing is queued
+    /// ahead of them (or the bytes would go out of order), and queues whatever it does not
+    /// take.
+    fn write_now(&mut self, ctx: &mut LoopCtx, key: ConnKey, head: &[u8], body: &[u8]) {
         let total = head.len() + body.len();
         let mut written = 0;
         while self.out.is_none() && !self.has(flag::WRITE_BLOCKED) && written < total {
             let result = match head.get(written..) {
                 Some(rest) if !rest.is_empty() => {
-                    self.socket.write_vectored(&[IoSlice::new(rest), IoSlice::new(body)])
+                    self.stream.write_vectored(&[IoSlice::new(rest), IoSlice::new(body)])
                 }
-                _ => self.socket.write(&body[written - head.len()..]),
+                _ => self.stream.write_vectored(&[IoSlice::new(&body[written - head.len()..])]),
             };
             match result {
                 Ok(0) => break,
@@ -206,7 +277,7 @@ impl ConnCore {
             }
         }
         if written < total {
-            self.queue(ctx, id, |out| {
+            self.queue(ctx, key, |out| {
                 if written < head.len() {
                     out.extend_from_slice(&head[written..]);
                     out.extend_from_slice(body);
@@ -217,61 +288,62 @@ impl ConnCore {
         }
     }
 
-    pub(crate) fn mark_dirty(&mut self, ctx: &mut LoopCtx, id: ConnectionId) {
+    pub(crate) fn mark_dirty(&mut self, ctx: &mut LoopCtx, key: ConnKey) {
         if !self.has(flag::DIRTY) {
             self.set(flag::DIRTY);
-            ctx.dirty.push((id.slot, id.generation));
+            ctx.dirty.push(key);
         }
     }
+}
 
+impl ConnCore {
     /// Whether a data message may be queued now; applies the policy when not.
-    fn admit(&mut self, ctx: &mut LoopCtx, id: ConnectionId) -> Option<SendResult> {
-        let Protocol::Ws(ws) = &self.proto else { return Some(SendResult::Closed) };
+    fn admit(&mut self, ctx: &mut LoopCtx, key: ConnKey) -> Option<SendResult> {
+        let Phase::Open(ws) = &self.phase else { return Some(SendResult::Closed) };
         if !ws.can_send() {
             return Some(SendResult::Closed);
         }
-        if self.buffered() < ctx.config.backpressure_limit() {
+        if self.io.buffered() < ctx.config.backpressure_limit() {
             return None;
         }
         Some(match ctx.config.backpressure_policy() {
             BackpressurePolicy::HandBack => {
-                self.set(flag::BACKPRESSURED);
+                self.io.set(flag::BACKPRESSURED);
                 SendResult::Backpressure
             }
             BackpressurePolicy::Close1008 => {
                 // Cannot fail: the connection could still send.
-                let _ = self.start_close(ctx, id, CloseCode::POLICY_VIOLATION, "backpressure");
+                let _ = self.start_close(ctx, key, CloseCode::POLICY_VIOLATION, "backpressure");
                 SendResult::Closed
             }
         })
     }
 
     /// Queues one data message, honouring the backpressure limit: a message is taken while
-    /// the unsent output is under the limit, even one that takes it past.
+    /// the unsent output is under the limit, even one that takes it past. `last_of_read`:
+    /// the message answers the last message of the input read, so a large one may go to the
+    /// stream at once (nothing that arrived with it waits for an answer).
     pub(crate) fn send(
         &mut self,
         ctx: &mut LoopCtx,
-        id: ConnectionId,
+        key: ConnKey,
         msg: Message<'_>,
+        last_of_read: bool,
     ) -> SendResult {
-        if let Some(refused) = self.admit(ctx, id) {
+        if let Some(refused) = self.admit(ctx, key) {
             return refused;
         }
-        let Protocol::Ws(ws) = &mut self.proto else { return SendResult::Closed };
+        let Phase::Open(ws) = &mut self.phase else { return SendResult::Closed };
         // A pong or Close the protocol owes goes first, from the queue.
-        if ctx.write_through && msg.len() >= WRITE_THROUGH_MIN && !ws.wants_transmit() {
+        if last_of_read && msg.len() >= WRITE_THROUGH_MIN && !ws.wants_transmit() {
             let mut header = [0; MAX_HEADER_LEN];
             if let Ok(Some(len)) = ws.send_header(&msg, &mut header) {
-                self.write_now(ctx, id, &header[..len], msg.as_bytes());
+                self.io.write_now(ctx, key, &header[..len], msg.as_bytes());
                 return SendResult::Sent;
             }
         }
-        let out = self.out.get_or_insert_with(|| ctx.pool.take_outbox());
-        match out.append(&mut ctx.pool, |buf| ws.send(msg, buf)) {
-            Ok(()) => {
-                self.mark_dirty(ctx, id);
-                SendResult::Sent
-            }
+        match self.io.queue(ctx, key, |buf| ws.send(msg, buf)) {
+            Ok(()) => SendResult::Sent,
             Err(_) => SendResult::Closed,
         }
     }
@@ -280,15 +352,15 @@ impl ConnCore {
     pub(crate) fn send_shared(
         &mut self,
         ctx: &mut LoopCtx,
-        id: ConnectionId,
+        key: ConnKey,
         frame: &SharedFrame,
     ) -> SendResult {
-        if let Some(refused) = self.admit(ctx, id) {
+        if let Some(refused) = self.admit(ctx, key) {
             return refused;
         }
-        let out = self.out.get_or_insert_with(|| ctx.pool.take_outbox());
+        let out = self.io.out.get_or_insert_with(|| ctx.outboxes.take());
         out.push_shared(frame.clone());
-        self.mark_dirty(ctx, id);
+        self.io.mark_dirty(ctx, key);
         SendResult::Sent
     }
 
@@ -296,27 +368,63 @@ impl ConnCore {
     pub(crate) fn start_close(
         &mut self,
         ctx: &mut LoopCtx,
-        id: ConnectionId,
+        key: ConnKey,
         code: CloseCode,
         reason: &str,
     ) -> Result<(), SendError> {
         let now = ctx.now;
-        let Protocol::Ws(ws) = &mut self.proto else { return Err(SendError::Closed) };
-        let out = self.out.get_or_insert_with(|| ctx.pool.take_outbox());
-        out.append(&mut ctx.pool, |buf| ws.close(now, code, reason, buf))?;
-        self.mark_dirty(ctx, id);
-        self.arm_close_deadline(ctx, id);
+        let Some(ws) = self.phase.ws_mut() else { return Err(SendError::Closed) };
+        self.io.queue(ctx, key, |buf| ws.close(now, code, reason, buf))?;
+        self.arm_timer(ctx, key);
         Ok(())
     }
 
-    /// The connection must be gone by the close timeout from now (or sooner).
-    pub(crate) fn arm_close_deadline(&mut self, ctx: &mut LoopCtx, id: ConnectionId) {
-        let at = ctx.close_deadline();
-        if self.deadline == 0 || at < self.deadline {
-            self.deadline = at;
+    /// Makes sure the wheel wakes this connection by the instant its next deadline is due:
+    /// the handshake's, the refusal's or the closing record's (the engine's: bounds on the
+    /// stream), or the open WebSocket's idle ping, idle close or close handshake (the
+    /// protocol's, mapped to the wheel). An entry that fires
+    /// early (the idle timers move on with every read) re-arms from there.
+    pub(crate) fn arm_timer(&mut self, ctx: &mut LoopCtx, key: ConnKey) {
+        let at = match &self.phase {
+            Phase::Handshake { deadline, .. } | Phase::Refused { deadline, .. } => Some(*deadline),
+            Phase::Closing { linger, .. } => Some(*linger),
+            Phase::Open(ws) => ws.poll_timeout().map(|at| ctx.tick_at(at)),
+        };
+        if let Some(at) = at {
+            ctx.arm(&mut self.io.timer_at, key, at);
         }
-        ctx.arm(self, id, self.deadline);
     }
+
+    /// Queues the control frames the protocol owes the peer (pong, Close reply), unless
+    /// output is blocked: then only the latest pong is kept, and it goes once the stream
+    /// drains.
+    pub(crate) fn transmit(&mut self, ctx: &mut LoopCtx, key: ConnKey) {
+        if self.io.has(flag::WRITE_BLOCKED) {
+            return;
+        }
+        let Some(ws) = self.phase.ws_mut() else { return };
+        if ws.wants_transmit() {
+            self.io.queue(ctx, key, |buf| ws.poll_transmit(buf));
+        } else if ws.is_closed() {
+            // Listed so that the flush closes the stream.
+            self.io.mark_dirty(ctx, key);
+        }
+    }
+}
+
+/// The outcome of a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a send may be refused: Backpressure hands the message back"]
+pub enum SendResult {
+    /// Queued; it goes out at the end of this loop turn (or as the socket drains).
+    Sent,
+    /// Not queued: the connection's unsent output has reached the backpressure limit. The
+    /// message is the caller's again; [`Handler::on_drain`](crate::Handler::on_drain) runs
+    /// when sending makes sense.
+    Backpressure,
+    /// Not queued: the connection is closing (a Close was sent or is queued), or was just
+    /// closed with 1008 under [`BackpressurePolicy::Close1008`](crate::BackpressurePolicy).
+    Closed,
 }
 
 /// A handler's view of one connection during a callback.
@@ -326,14 +434,16 @@ impl ConnCore {
 pub struct Conn<'a> {
     pub(crate) core: &'a mut ConnCore,
     pub(crate) ctx: &'a mut LoopCtx,
-    pub(crate) id: ConnectionId,
+    pub(crate) key: ConnKey,
+    /// The call answers the last message of the input read (see [`ConnCore::send`]).
+    pub(crate) last_of_read: bool,
 }
 
 impl std::fmt::Debug for Conn<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
-            .field("id", &self.id)
-            .field("buffered", &self.core.buffered())
+            .field("id", &self.id())
+            .field("buffered", &self.core.io.buffered())
             .finish()
     }
 }
@@ -341,22 +451,22 @@ impl std::fmt::Debug for Conn<'_> {
 impl Conn<'_> {
     /// This connection's id, valid from any thread through the [`ServerHandle`].
     pub fn id(&self) -> ConnectionId {
-        self.id
+        self.ctx.id(self.key)
     }
 
     /// The loop this connection lives on.
     pub fn loop_index(&self) -> LoopIndex {
-        self.id.loop_index()
+        LoopIndex(self.ctx.index)
     }
 
-    /// The client's address (asked of the socket: the record does not keep it).
+    /// The client's address (asked of the transport: the record does not keep it).
     pub fn peer_addr(&self) -> std::io::Result<SocketAddr> {
-        self.core.socket.peer_addr()
+        self.core.io.stream.peer_addr()
     }
 
     /// Queues a message. See [`SendResult`] for refusals; nothing is ever dropped silently.
     pub fn send(&mut self, msg: Message<'_>) -> SendResult {
-        self.core.send(self.ctx, self.id, msg)
+        self.core.send(self.ctx, self.key, msg, self.last_of_read)
     }
 
     /// Queues a text message.
@@ -372,23 +482,20 @@ impl Conn<'_> {
     /// Queues a ping (at most 125 bytes of payload). Pings are small and not subject to the
     /// backpressure limit.
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        let Protocol::Ws(ws) = &mut self.core.proto else { return Err(SendError::Closed) };
-        let out = self.core.out.get_or_insert_with(|| self.ctx.pool.take_outbox());
-        out.append(&mut self.ctx.pool, |buf| ws.ping(payload, buf))?;
-        self.core.mark_dirty(self.ctx, self.id);
-        Ok(())
+        let Phase::Open(ws) = &mut self.core.phase else { return Err(SendError::Closed) };
+        self.core.io.queue(self.ctx, self.key, |buf| ws.ping(payload, buf))
     }
 
     /// Starts the close handshake: queues a Close with `code` and `reason` (at most 123
     /// bytes). [`Handler::on_close`](crate::Handler::on_close) follows when the peer answers,
     /// or at the close timeout.
     pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), SendError> {
-        self.core.start_close(self.ctx, self.id, code, reason)
+        self.core.start_close(self.ctx, self.key, code, reason)
     }
 
     /// Bytes queued and not yet written to the socket.
     pub fn buffered_amount(&self) -> usize {
-        self.core.buffered()
+        self.core.io.buffered()
     }
 
     /// A handle to the whole server (to broadcast, or reach other connections).
@@ -401,16 +508,16 @@ impl Conn<'_> {
 mod tests {
     use super::*;
 
-    /// The record of an idle connection: the protocol state, the socket, a few counters, and
+    /// The record of an idle connection: the protocol state, the stream, a few counters, and
     /// no buffer.
     #[test]
     fn the_connection_record_stays_small() {
-        let engine = size_of::<ConnCore>() - size_of::<Protocol>();
         println!(
-            "ConnCore {} B = engine {engine} B + Protocol {} B (surge_proto Connection {} B); \
+            "ConnCore {} B = ConnIo {} B + Phase {} B (surge_proto Connection {} B); \
              ConnEntry<()> {} B",
             size_of::<ConnCore>(),
-            size_of::<Protocol>(),
+            size_of::<ConnIo>(),
+            size_of::<Phase>(),
             size_of::<WsConnection>(),
             size_of::<ConnEntry<()>>(),
         );

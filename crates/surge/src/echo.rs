@@ -3,8 +3,8 @@
 use surge_proto::close::CloseCode;
 use surge_proto::message::Message;
 
-use crate::conn::Conn;
-use crate::handler::{Handler, SendResult, Upgrade};
+use crate::conn::{Conn, SendResult};
+use crate::handler::{Handler, Upgrade};
 use crate::request::Request;
 
 /// Sends every message back as it came (text as text, binary as binary), accepting every

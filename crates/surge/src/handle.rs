@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,11 @@ use crossbeam_channel::{Receiver, Sender};
 use surge_proto::close::{CloseCode, CloseFrame};
 use surge_proto::message::Message;
 
+use crate::admission::Admissions;
 use crate::error::HandleError;
+use crate::key::ConnKey;
 use crate::outbox::SharedFrame;
+use crate::transport::Stream;
 
 /// Names one connection for its whole life: its loop, its slot, and the slot's generation.
 ///
@@ -25,8 +28,7 @@ use crate::outbox::SharedFrame;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId {
     pub(crate) loop_index: u16,
-    pub(crate) slot: u32,
-    pub(crate) generation: u32,
+    pub(crate) key: ConnKey,
 }
 
 impl ConnectionId {
@@ -38,7 +40,7 @@ impl ConnectionId {
 
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}.{}", self.loop_index, self.slot, self.generation)
+        write!(f, "{}:{}", self.loop_index, self.key)
     }
 }
 
@@ -141,7 +143,7 @@ pub(crate) enum Command {
         frame: CloseFrame,
     },
     /// A socket accepted by another loop (when `SO_REUSEPORT` is not used).
-    Adopt(mio::net::TcpStream, SocketAddr),
+    Adopt(Stream, SocketAddr),
     Shutdown {
         deadline: Instant,
     },
@@ -179,8 +181,8 @@ impl LoopRemote {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) loops: Vec<LoopRemote>,
-    /// Open WebSocket connections, across loops (checked against `max_connections`).
-    pub(crate) open: AtomicUsize,
+    /// Open WebSocket connections, across loops, under `max_connections`.
+    pub(crate) admissions: Arc<Admissions>,
     pub(crate) shutting_down: AtomicBool,
     /// Each loop sends one report as it exits; the first shutdown takes them all.
     pub(crate) reports: Mutex<Option<Receiver<ShutdownReport>>>,
@@ -258,7 +260,7 @@ impl ServerHandle {
 
     /// Open WebSocket connections across all loops.
     pub fn connections(&self) -> usize {
-        self.shared.open.load(Ordering::Relaxed)
+        self.shared.admissions.open()
     }
 
     /// Shuts the server down gracefully and waits for it: listeners close, handshakes in
@@ -308,7 +310,7 @@ mod tests {
 
     #[test]
     fn ids_print_loop_slot_and_generation() {
-        let id = ConnectionId { loop_index: 2, slot: 7, generation: 1 };
+        let id = ConnectionId { loop_index: 2, key: ConnKey { slot: 7, generation: 1 } };
         assert_eq!(id.to_string(), "2:7.1");
         assert_eq!(id.loop_index().get(), 2);
     }

@@ -61,7 +61,8 @@ pub trait Handler {
     fn on_message(&mut self, conn: &mut Conn<'_>, state: &mut Self::State, msg: Message<'_>);
 
     /// Output that had reached the backpressure limit has fallen under the low watermark:
-    /// sends are accepted again. Called once after each [`SendResult::Backpressure`].
+    /// sends are accepted again. Called once after each
+    /// [`SendResult::Backpressure`](crate::SendResult::Backpressure).
     fn on_drain(&mut self, conn: &mut Conn<'_>, state: &mut Self::State) {
         let _ = (conn, state);
     }
@@ -85,6 +86,14 @@ pub trait Handler {
 }
 
 /// The answer to an opening handshake.
+///
+/// ```
+/// use surge::Upgrade;
+///
+/// let answer = Upgrade::accept(0u32).with_header("Set-Cookie", "session=1");
+/// let Upgrade::Accept { headers, .. } = answer else { unreachable!() };
+/// assert_eq!(headers, [("Set-Cookie", b"session=1".to_vec())]);
+/// ```
 #[derive(Debug)]
 pub enum Upgrade<S> {
     /// Switch protocols.
@@ -92,6 +101,10 @@ pub enum Upgrade<S> {
         /// The subprotocol chosen, one of those the client offered
         /// ([`Request::protocols`]), or `None`.
         protocol: Option<&'static str>,
+        /// Headers added to the 101 answer, such as the `Sec-WebSocket-Extensions` that
+        /// concludes an extension's negotiation. Names must be HTTP tokens and values free of
+        /// control bytes; an answer that breaks this is not sent (the client gets 500).
+        headers: Vec<(&'static str, Vec<u8>)>,
         /// The connection's state.
         state: S,
     },
@@ -100,22 +113,16 @@ pub enum Upgrade<S> {
 }
 
 impl<S> Upgrade<S> {
-    /// Accepts without a subprotocol.
+    /// Accepts without a subprotocol or extra headers.
     pub fn accept(state: S) -> Self {
-        Upgrade::Accept { protocol: None, state }
+        Upgrade::Accept { protocol: None, headers: Vec::new(), state }
     }
-}
 
-/// The outcome of a send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use = "a send may be refused: Backpressure hands the message back"]
-pub enum SendResult {
-    /// Queued; it goes out at the end of this loop turn (or as the socket drains).
-    Sent,
-    /// Not queued: the connection's unsent output has reached the backpressure limit. The
-    /// message is the caller's again; [`Handler::on_drain`] runs when sending makes sense.
-    Backpressure,
-    /// Not queued: the connection is closing (a Close was sent or is queued), or was just
-    /// closed with 1008 under [`BackpressurePolicy::Close1008`](crate::BackpressurePolicy).
-    Closed,
+    /// Adds a header to the 101 answer of an `Accept` (a `Reject` stays as it is).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<Vec<u8>>) -> Self {
+        if let Upgrade::Accept { headers, .. } = &mut self {
+            headers.push((name, value.into()));
+        }
+        self
+    }
 }

@@ -1,26 +1,58 @@
 //! Surge: a WebSocket (RFC 6455) server engine.
 //!
-//! One [mio] event loop per thread, each with its own `SO_REUSEPORT` listener; connections
-//! in a per-loop slab; one read buffer per loop, so a message that arrives whole reaches the
+//! One event loop per thread, each with its own `SO_REUSEPORT` listener; connections in a
+//! per-loop slab; one read buffer per loop, so a message that arrives whole reaches the
 //! handler borrowed from it, without a copy; output built in pooled buffers and written once
 //! per connection per loop turn; broadcast frames encoded once and shared. The protocol
-//! itself (handshake, frames, UTF-8, close codes) is [`surge_proto`], which does no I/O.
+//! itself (handshake, frames, UTF-8, close codes, the idle and close timers, extensions) is
+//! [`surge_proto`], which does no I/O and reads no clock.
+//!
+//! What it is not: not an HTTP server (a request that is not a WebSocket upgrade gets an
+//! HTTP error), not async (handlers are plain callbacks on the loop's thread and must not
+//! block it), and not a client (the load generator has its own on `surge_proto`). TLS,
+//! permessage-deflate, pub/sub and io_uring are not here yet; each has a seam to plug into.
 //!
 //! ```text
-//!  accept (per loop) --> handshake --on_upgrade--> 101 --on_open-->
-//!  readable --> one read into the loop buffer --> surge_proto::Connection::read
-//!           --> on_message(conn, state, Message<'_>) --> conn.send(..) appends a frame
-//!  end of turn --> one write/writev per connection with output --> pool takes buffers back
+//!                 backend (mio today; what waits, owns listeners, carries out flushes)
+//!                    |  Ready::{Listener, Input(X), Output(X), Wake}     ^ flush(X)
+//!                    v                                                  |
+//!  EventLoop::turn(now) ------------------------------------------------+
+//!    accept --> Connections::adopt --> Phase::Handshake
+//!    Input(X) --> transport (Stream: TCP) read into the loop buffer --> Turn
+//!       Turn: handshake --on_upgrade--> 101 (written at once through the transport)
+//!             --on_open--> Phase::Open: surge_proto::Connection::read(bytes, assembly)
+//!             --> on_message(conn, state, Message<'_>) --> conn.send(..) appends a frame
+//!                 (a large reply to the last message of a read: written at once)
+//!    timers: the wheel --> handshake / linger deadlines, or the protocol's handle_timeout
+//!    end of turn --> Backend::flush per connection with output --> pool takes buffers back
 //!  other threads --> ServerHandle::{send, broadcast, close, shutdown} --> channel + waker
 //! ```
 //!
 //! # Where things are
 //!
-//! Set-up: `config`, `acceptor` (listeners), `server` (threads). A loop turn: `event_loop`
-//! (readiness, timers, the end-of-turn flush). Per message: `inbound` (read, protocol events,
-//! handler calls), `conn` (what a send costs), `outbox` (the write), `buffer_pool`. Around
-//! them: `upgrade` (the opening handshake), `timer` (the wheel), `slab` (connection ids),
-//! `handle` (other threads).
+//! Each module uses only modules listed before it (the graph has no circle).
+//!
+//! - Leaves: `key` (a connection's name in its loop), `admission` (the connection cap as a
+//!   token), `buffer_pool`, `timer` (the wheel), `slab`, `request`, `config`, `error`.
+//! - The seams and what crosses threads: `transport` (a connection's byte stream: TCP, and
+//!   an in-memory pipe in tests), `outbox` (queued output, written through a transport),
+//!   `handle` (ids, commands and the handle other threads hold), `backend` (what waits for
+//!   I/O and flushes: its module docs say what a backend must provide).
+//! - Per message: `context` (the loop state a turn lends out), `conn` (a connection's record,
+//!   its phases, what a send costs; `Conn`), `handler` (the embedding API), `upgrade` (the
+//!   server's checks and refusals), `turn` (the per-message path: read, handshake, protocol
+//!   events, every handler call under one `catch_unwind`).
+//! - A loop and its set-up: `connections` (the slab and what is done to it), `event_loop`
+//!   (the turn, accepting, commands), `acceptor` (listeners), `server` (threads).
+//! - Tests only, on top: `backend::sim` (a backend on a virtual clock) and `tests` (the
+//!   engine's timeouts, backpressure and shutdown at exact instants).
+//!
+//! A new transport (TLS over rustls' sans-IO `ServerConnection`) is a module under
+//! `transport` and a variant of `transport::Stream`; a new backend (io_uring) is a module
+//! under `backend` implementing `backend::Backend`, chosen in `server`. Neither touches
+//! `turn`, `conn` or `outbox`. An extension (permessage-deflate) implements
+//! [`surge_proto::extension::Extension`] and answers its negotiation through
+//! [`Upgrade::Accept`]'s headers.
 //!
 //! # Example
 //!
@@ -54,27 +86,35 @@
 #![forbid(unsafe_code)]
 
 mod acceptor;
+mod admission;
+mod backend;
 mod buffer_pool;
 pub mod config;
 mod conn;
+mod connections;
+mod context;
 pub mod echo;
 pub mod error;
 mod event_loop;
 mod handle;
 mod handler;
-mod inbound;
+mod key;
 mod outbox;
 mod request;
 mod server;
 mod slab;
+#[cfg(test)]
+mod tests;
 mod timer;
+mod transport;
+mod turn;
 mod upgrade;
 
 pub use config::{BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning};
-pub use conn::Conn;
+pub use conn::{Conn, SendResult};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};
-pub use handler::{Handler, SendResult, Upgrade};
+pub use handler::{Handler, Upgrade};
 pub use request::Request;
 pub use server::Server;
 /// The protocol crate, re-exported so that embedders name one dependency.

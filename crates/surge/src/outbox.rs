@@ -2,12 +2,13 @@
 //! by reference. Written with one `write`/`writev` per connection per loop turn.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 
 use surge_proto::message::Message;
 
 use crate::buffer_pool::BufferPool;
+use crate::transport::Transport;
 
 /// Slices handed to one `writev`.
 const MAX_IOV: usize = 64;
@@ -72,7 +73,32 @@ pub(crate) enum Flushed {
     Partial,
 }
 
-/// Queued output of one connection, taken from the pool on first use and returned empty.
+/// Write queues not in use, kept for their deques' capacity.
+#[derive(Debug, Default)]
+pub(crate) struct Outboxes {
+    #[allow(
+        clippy::vec_box,
+        reason = "connections hold their queue boxed (8 bytes when idle); the boxes are pooled"
+    )]
+    idle: Vec<Box<Outbox>>,
+}
+
+impl Outboxes {
+    /// An empty write queue.
+    pub(crate) fn take(&mut self) -> Box<Outbox> {
+        self.idle.pop().unwrap_or_default()
+    }
+
+    /// Takes back a write queue, returning its segments' buffers to `pool`.
+    pub(crate) fn give(&mut self, mut outbox: Box<Outbox>, pool: &mut BufferPool) {
+        outbox.release(pool);
+        if self.idle.len() < pool.holder_limit() {
+            self.idle.push(outbox);
+        }
+    }
+}
+
+/// Queued output of one connection, taken from [`Outboxes`] on first use and returned empty.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     segments: VecDeque<Segment>,
@@ -117,12 +143,13 @@ impl Outbox {
     /// Written segments are released as they finish.
     pub(crate) fn write_to(
         &mut self,
-        socket: &mut impl Write,
+        stream: &mut impl Transport,
         pool: &mut BufferPool,
     ) -> io::Result<Flushed> {
         while self.len > 0 {
             let result = match self.segments.len() {
-                1 => socket.write(&self.segments[0].bytes()[self.head..]),
+                // The common case, without filling a slice array for one slice.
+                1 => stream.write_vectored(&[IoSlice::new(&self.segments[0].bytes()[self.head..])]),
                 _ => {
                     let mut slices = [IoSlice::new(&[]); MAX_IOV];
                     let mut count = 0;
@@ -131,7 +158,7 @@ impl Outbox {
                         *slot = IoSlice::new(if count == 0 { &bytes[self.head..] } else { bytes });
                         count += 1;
                     }
-                    socket.write_vectored(&slices[..count])
+                    stream.write_vectored(&slices[..count])
                 }
             };
             let offered = self.offered();
@@ -175,7 +202,7 @@ impl Outbox {
     }
 
     /// Returns every segment's buffer to the pool and empties the queue.
-    pub(crate) fn release(&mut self, pool: &mut BufferPool) {
+    fn release(&mut self, pool: &mut BufferPool) {
         for segment in self.segments.drain(..) {
             if let Segment::Owned(buf) = segment {
                 pool.give(buf);
@@ -197,9 +224,9 @@ mod tests {
         calls: usize,
     }
 
-    impl Write for Trickle {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.write_vectored(&[IoSlice::new(buf)])
+    impl Transport for Trickle {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
         }
         fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
             self.calls += 1;
@@ -214,8 +241,11 @@ mod tests {
             }
             Ok(n)
         }
-        fn flush(&mut self) -> io::Result<()> {
+        fn shutdown_write(&mut self) -> io::Result<()> {
             Ok(())
+        }
+        fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+            Err(io::ErrorKind::NotConnected.into())
         }
     }
 
@@ -247,8 +277,9 @@ mod tests {
         let mut socket = Trickle { got: Vec::new(), cap: 0, calls: 0 };
         assert_eq!(out.write_to(&mut socket, &mut pool).unwrap(), Flushed::Partial);
         assert_eq!(out.len(), 3);
-        out.release(&mut pool);
-        assert_eq!(out.len(), 0);
+        let mut outboxes = Outboxes::default();
+        outboxes.give(Box::new(out), &mut pool);
+        assert_eq!(outboxes.take().len(), 0, "a queue comes back empty");
     }
 
     #[test]

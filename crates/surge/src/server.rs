@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use mio::{Poll, Waker};
 
 use crate::acceptor;
+use crate::admission::Admissions;
+use crate::backend::{MioBackend, WAKER};
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::event_loop::{EventLoop, LoopSetup, WAKER};
+use crate::event_loop::{EventLoop, LoopSetup};
 use crate::handle::{Command, LoopIndex, LoopRemote, ServerHandle, Shared, ShutdownReport};
 use crate::handler::Handler;
 
@@ -68,7 +70,7 @@ impl Server {
         let handle = ServerHandle {
             shared: Arc::new(Shared {
                 loops: remotes,
-                open: AtomicUsize::new(0),
+                admissions: Admissions::new(config.max_connections()),
                 shutting_down: AtomicBool::new(false),
                 reports: Mutex::new(Some(report_rx)),
             }),
@@ -83,8 +85,6 @@ impl Server {
             let setup = LoopSetup {
                 // `Config::build` caps threads at u16::MAX.
                 index: index as u16,
-                poll,
-                listeners,
                 deal,
                 commands,
                 reports: report_tx.clone(),
@@ -97,7 +97,7 @@ impl Server {
                 .then(|| config.pinning()[index % config.pinning().len()]);
             let spawned = std::thread::Builder::new()
                 .name(format!("surge-loop-{index}"))
-                .spawn(move || run_loop(setup, &*factory, core, ready));
+                .spawn(move || run_loop(setup, (poll, listeners), &*factory, core, ready));
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(source) => {
@@ -164,6 +164,7 @@ impl Server {
 /// A loop thread: pin, make the handler, report ready, run.
 fn run_loop<H, F>(
     setup: LoopSetup,
+    (poll, listeners): (Poll, Vec<mio::net::TcpListener>),
     factory: &F,
     core: Option<usize>,
     ready: crossbeam_channel::Sender<Result<(), ServerError>>,
@@ -185,11 +186,14 @@ fn run_loop<H, F>(
             return;
         }
     };
-    let mut event_loop = EventLoop::new(setup, handler);
-    if let Err(source) = event_loop.register_listeners() {
-        let _ = ready.send(Err(ServerError::Poll { source }));
-        return;
-    }
+    let backend = match MioBackend::new(poll, listeners, setup.config.nodelay()) {
+        Ok(backend) => backend,
+        Err(source) => {
+            let _ = ready.send(Err(ServerError::Poll { source }));
+            return;
+        }
+    };
+    let event_loop = EventLoop::new(setup, backend, handler);
     let _ = ready.send(Ok(()));
     drop(ready);
     event_loop.run();

@@ -8,6 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::key::ConnKey;
+
 /// Slots in the wheel (a power of two).
 const SLOTS: usize = 1024;
 
@@ -16,10 +18,8 @@ const SLOTS: usize = 1024;
 pub(crate) struct TimerEntry {
     /// The tick it is due at.
     pub(crate) at: u64,
-    /// The connection's slab slot.
-    pub(crate) slot: u32,
-    /// The connection's generation.
-    pub(crate) generation: u32,
+    /// The connection.
+    pub(crate) key: ConnKey,
 }
 
 /// The per-loop wheel.
@@ -50,9 +50,10 @@ impl TimerWheel {
         (elapsed.as_nanos() / self.tick.as_nanos()) as u64
     }
 
-    /// How many whole ticks cover `duration`, at least one.
-    pub(crate) fn ticks(&self, duration: Duration) -> u64 {
-        (duration.as_nanos().div_ceil(self.tick.as_nanos()) as u64).max(1)
+    /// The first tick that starts at or after `at`: a deadline mapped to it never runs early.
+    pub(crate) fn tick_at_or_after(&self, at: Instant) -> u64 {
+        let elapsed = at.saturating_duration_since(self.start);
+        elapsed.as_nanos().div_ceil(self.tick.as_nanos()) as u64
     }
 
     /// Adds an entry and returns the tick it will fire at: its own, or the next tick to be
@@ -110,7 +111,7 @@ mod tests {
     use super::*;
 
     fn entry(at: u64, slot: u32) -> TimerEntry {
-        TimerEntry { at, slot, generation: 0 }
+        TimerEntry { at, key: ConnKey { slot, generation: 0 } }
     }
 
     #[test]
@@ -148,12 +149,12 @@ mod tests {
     }
 
     #[test]
-    fn ticks_round_up_and_time_maps_to_ticks() {
+    fn time_maps_to_ticks_rounded_down_and_deadlines_rounded_up() {
         let start = Instant::now();
         let wheel = TimerWheel::new(start, Duration::from_millis(100));
-        assert_eq!(wheel.ticks(Duration::from_millis(250)), 3);
-        assert_eq!(wheel.ticks(Duration::ZERO), 1);
         assert_eq!(wheel.tick_of(start + Duration::from_millis(999)), 9);
+        assert_eq!(wheel.tick_at_or_after(start + Duration::from_millis(900)), 9);
+        assert_eq!(wheel.tick_at_or_after(start + Duration::from_millis(901)), 10);
         let timeout = {
             let mut w = wheel;
             w.insert(entry(1, 0));

@@ -22,6 +22,7 @@ const LIMITS: Limits = Limits {
     max_frame_size: 1 << 16,
     max_message_size: 1 << 17,
     close_timeout: std::time::Duration::from_secs(5),
+    idle_timeout: None,
 };
 
 fn run(client: bool, wire: &[u8], chunks: &[u8]) -> (Vec<Owned>, Vec<u8>, Connection) {

@@ -196,13 +196,6 @@ impl Client {
         }
     }
 
-    /// Writes what the protocol owes the server now (a pong, the Close reply).
-    pub fn answer_now(&mut self) {
-        self.out.clear();
-        self.ws.poll_transmit(&mut self.out);
-        self.stream.write_all(&self.out).unwrap();
-    }
-
     /// Reads until the server closes TCP; true if it did within `wait`.
     pub fn wait_eof(&mut self, wait: Duration) -> bool {
         let give_up = Instant::now() + wait;

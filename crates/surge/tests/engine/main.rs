@@ -1,5 +1,6 @@
-//! The engine over loopback: real sockets, real loops, short timeouts; every test stops its
-//! server and finishes on its own.
+//! The engine over loopback: real sockets, real loops; every test stops its server and
+//! finishes on its own. Timeouts are tested on the simulator's virtual clock, at exact
+//! instants (`src/tests`).
 
 mod backpressure;
 mod client;
@@ -9,4 +10,3 @@ mod harness;
 mod limits;
 mod panics;
 mod shutdown;
-mod timeouts;

@@ -40,6 +40,8 @@ pub struct Opts {
     alloc: bool,
     quick: bool,
     nice: Option<i32>,
+    /// Another build of the `surge` binary, measured beside this one as "Surge (baseline)".
+    baseline_surge: Option<PathBuf>,
     command: String,
 }
 
@@ -55,7 +57,11 @@ usage: benches/compare.sh [OPTIONS]
   --rate R              open-loop rate, messages/s over all connections (default 20k)
   --idle N              idle connections for the RSS figure (default 10000)
   --sweep LIST          Surge's server thread counts for the sweep (default 1..cores)
-  --servers LIST        only these: floor,surge,fws-current,fws-multi,tt-current,tt-multi,node-ws
+  --servers LIST        only these: floor,surge,surge-baseline,fws-current,fws-multi,tt-current,
+                        tt-multi,node-ws
+  --baseline-surge PATH another build of the surge binary (an older commit's), run beside this
+                        one as the server surge-baseline, Surge (baseline): an A/B of two
+                        builds, paired by round like every other ratio to Surge
   --scenarios LIST      only these: 20b,1k,16k,pipelined,open,idle,sweep
   --nice N              run the servers and the load generator under `nice -n N`
                         (negative: ahead of other work on a shared machine; needs root)
@@ -128,6 +134,7 @@ fn parse_opts() -> Result<Opts, String> {
         alloc: true,
         quick: false,
         nice: None,
+        baseline_surge: None,
         command: String::new(),
     };
     while let Some(flag) = args.next() {
@@ -154,6 +161,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--scenarios" => o.scenarios = Some(val()?.split(',').map(String::from).collect()),
             "--no-alloc" => o.alloc = false,
             "--nice" => o.nice = Some(val()?.parse().map_err(|_| "bad --nice")?),
+            "--baseline-surge" => o.baseline_surge = Some(PathBuf::from(val()?)),
             "--quick" => o.quick = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -215,7 +223,10 @@ impl Peer {
                 limit.to_string(),
             ],
             id if id.starts_with("surge") => vec![
-                rel("target/release/surge"),
+                match (&o.baseline_surge, id) {
+                    (Some(baseline), "surge-baseline") => baseline.to_string_lossy().into_owned(),
+                    _ => rel("target/release/surge"),
+                },
                 "echo".into(),
                 "--listen".into(),
                 listen,
@@ -253,7 +264,7 @@ fn peers(o: &Opts) -> Vec<Peer> {
         cores: o.server_cores.clone(),
         ws,
     };
-    let all = vec![
+    let mut all = vec![
         p("floor", "TCP echo floor (raw, mio)", t, false),
         p("surge", "Surge", t, true),
         p("fws-current", "fastwebsockets, current-thread", t, true),
@@ -262,6 +273,9 @@ fn peers(o: &Opts) -> Vec<Peer> {
         p("tt-multi", "tokio-tungstenite, multi-thread", t, true),
         p("node-ws", "Node ws", 1, true),
     ];
+    if o.baseline_surge.is_some() {
+        all.insert(2, p("surge-baseline", "Surge (baseline)", t, true));
+    }
     all.into_iter().filter(|p| o.servers.as_ref().is_none_or(|s| s.contains(&p.id))).collect()
 }
 

@@ -1,0 +1,102 @@
+//! The backend seam: what waits for I/O, owns the listeners, registers streams and carries
+//! out a connection's flush. The event loop above it sees connections only as "bytes arrived
+//! for connection X" and "flush connection X's queued output", whatever the backend.
+//!
+//! # What a backend must provide
+//!
+//! As mio's `sys/mod.rs` does for its platforms, here is the contract; `MioBackend` (epoll,
+//! kqueue through mio) is the first implementation, and the test simulator in `sim` (a
+//! virtual clock, in-memory streams) the second.
+//!
+//! - [`Backend::wait`]: block for at most the timeout the loop gives (`None`: until
+//!   something happens; zero: only look); then [`Backend::drain`]: hand what happened to the
+//!   loop, one [`Ready`] at a time: a connection readable (or its peer gone), writable again
+//!   after a partial flush, a listener with connections waiting, the waker. Readiness is edge-like: an event is
+//!   reported once per change, and the loop reads until the stream says `WouldBlock` (or a
+//!   short read) before it expects another.
+//! - [`Backend::now`]: the clock, read once per turn after `wait`. Every deadline the loop
+//!   keeps is measured on it, so a backend with a virtual clock makes every timeout exact.
+//! - [`Backend::accept`]: one waiting connection of a listener, as a [`Stream`], or `None`
+//!   when none waits. Socket options (`TCP_NODELAY`) are the backend's business.
+//! - [`Backend::register`]: start reporting a new stream's input under its key.
+//! - [`Backend::flush`]: write what a connection's [`Outbox`] holds, returning whether all of
+//!   it went. A readiness backend writes now (one `writev`); a completion backend (io_uring)
+//!   submits the send, keeps the segments it sent until the completion arrives, and reports
+//!   `Partial` meanwhile. In both, the pool gets a segment's buffer back only once the kernel
+//!   is done with it.
+//! - [`Backend::watch_writable`]: report writability for this stream while `on` (after a
+//!   partial flush); a completion backend, which learns of the send's end anyway, ignores it.
+//! - [`Backend::stop_listening`]: close the listeners (shutdown).
+//!
+//! An io_uring backend (multishot receive into provided buffers) reports a connection's input
+//! as the bytes themselves: it hands each completed buffer to the loop's receive path
+//! (`turn::Turn::receive`, the same one a readiness backend's reads reach) and gives the
+//! buffer back to the ring as soon as that returns, as uSockets does. Adding it is a module
+//! here, an implementation of this trait and the choice of it at start (`server`); the
+//! per-message path (`turn`, `conn`, `outbox`) does not change.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::buffer_pool::BufferPool;
+use crate::key::ConnKey;
+use crate::outbox::{Flushed, Outbox};
+use crate::transport::{Stream, Transport};
+
+mod mio_poll;
+#[cfg(test)]
+pub(crate) mod sim;
+
+pub(crate) use mio_poll::{MioBackend, WAKER};
+
+/// What a backend reports from one wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// Input for a connection, or its peer gone (`peer_done`: no further edge will come).
+    Input { key: ConnKey, peer_done: bool },
+    /// A connection that flushed only part of its output can take more.
+    Output(ConnKey),
+    /// Listener `i` has connections waiting.
+    Listener(usize),
+    /// Another thread queued commands for this loop.
+    Wake,
+}
+
+/// The platform side of one event loop; see the [module documentation](self).
+pub(crate) trait Backend {
+    /// Waits at most `timeout` for I/O; what happened is kept for [`Backend::drain`].
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Hands what the last wait found to `f`, one report at a time and in order, straight
+    /// from the backend's own list (no copy of it per turn).
+    fn drain(&mut self, f: impl FnMut(Ready));
+    /// The time now (read once per turn).
+    fn now(&self) -> Instant;
+    /// How many listeners this loop accepts from.
+    fn listeners(&self) -> usize;
+    /// One waiting connection of listener `index`, or `None` when none waits.
+    fn accept(&mut self, index: usize) -> io::Result<Option<(Stream, SocketAddr)>>;
+    /// Closes every listener.
+    fn stop_listening(&mut self);
+    /// Starts reporting `stream`'s input as connection `key`'s.
+    fn register(&mut self, key: ConnKey, stream: &mut Stream) -> io::Result<()>;
+    /// Writes queued output of connection `key`; see the module documentation. By default,
+    /// as a readiness backend does: at once, through the transport; output the transport
+    /// still holds itself (TLS records) counts as partial, so that writability is watched
+    /// for it too.
+    fn flush(
+        &mut self,
+        key: ConnKey,
+        stream: &mut Stream,
+        out: &mut Outbox,
+        pool: &mut BufferPool,
+    ) -> io::Result<Flushed> {
+        let _ = key;
+        match out.write_to(stream, pool)? {
+            Flushed::All if stream.wants_write() => Ok(Flushed::Partial),
+            flushed => Ok(flushed),
+        }
+    }
+    /// Reports writability of `stream` while `on`.
+    fn watch_writable(&mut self, key: ConnKey, stream: &mut Stream, on: bool) -> io::Result<()>;
+}

@@ -1,0 +1,393 @@
+//! The connections of one loop and everything done to them: the slab of records, the
+//! handler, the loop state, the read buffer. The event loop (`event_loop`) calls in with
+//! what its backend reported, in the seam's terms: input for connection X (read through
+//! the transport into the loop's buffer, then the per-message path in `turn`), connection
+//! X writable, flush what is queued (through [`Backend::flush`]), a timer due, a command.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use surge_proto::close::{CloseCode, CloseFrame};
+use surge_proto::handshake::ServerHandshake;
+use surge_proto::message::Message;
+
+use crate::backend::Backend;
+use crate::buffer_pool::BufferPool;
+use crate::config::Config;
+use crate::conn::{flag, ConnCore, ConnEntry, ConnIo, Phase, SendResult};
+use crate::context::{LoopCtx, Shutdown};
+use crate::handle::{ConnectionId, ServerHandle, ShutdownReport};
+use crate::handler::Handler;
+use crate::key::ConnKey;
+use crate::outbox::{Flushed, Outboxes, SharedFrame};
+use crate::slab::Slab;
+use crate::timer::{TimerEntry, TimerWheel};
+use crate::transport::{Stream, Transport};
+use crate::turn::{ReadEnd, Turn};
+use crate::upgrade;
+
+/// Flush passes per turn (a flush can run `on_drain`, which can queue more).
+const FLUSH_PASSES: usize = 4;
+
+/// One loop's connections and what serves them.
+pub(crate) struct Connections<H: Handler> {
+    conns: Slab<ConnEntry<H::State>>,
+    read_buf: Box<[u8]>,
+    /// The assembly buffer lent to connections that are not assembling.
+    spare: Vec<u8>,
+    handler: H,
+    pub(crate) ctx: LoopCtx,
+    /// Scratch lists, kept for their capacity.
+    expired: Vec<TimerEntry>,
+    scratch: Vec<ConnKey>,
+    /// Messages addressed to connections that were gone.
+    stale: u64,
+}
+
+impl<H: Handler> Connections<H> {
+    /// No connections yet; the clock starts at `now`.
+    pub(crate) fn new(
+        index: u16,
+        config: Arc<Config>,
+        handle: ServerHandle,
+        handler: H,
+        now: Instant,
+    ) -> Self {
+        let assembly_budget = (config.assembly_budget() / config.threads()).max(1);
+        let wheel = TimerWheel::new(now, config.timer_tick());
+        Connections {
+            conns: Slab::new(),
+            read_buf: vec![0; config.read_buffer_size()].into_boxed_slice(),
+            spare: Vec::new(),
+            handler,
+            ctx: LoopCtx {
+                index,
+                pool: BufferPool::new(config.pool_budget()),
+                outboxes: Outboxes::default(),
+                config,
+                handle,
+                wheel,
+                dirty: Vec::new(),
+                again: Vec::new(),
+                assembly_bytes: 0,
+                assembly_budget,
+                now,
+                tick: 0,
+                shutdown: None,
+                reply: Vec::with_capacity(512),
+            },
+            expired: Vec::new(),
+            scratch: Vec::new(),
+            stale: 0,
+        }
+    }
+
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Messages that found their connection gone.
+    pub(crate) fn stale(&self) -> u64 {
+        self.stale
+    }
+
+    /// Takes a new connection in: its record, its registration, its handshake deadline.
+    pub(crate) fn adopt(&mut self, backend: &mut impl Backend, stream: Stream, peer: SocketAddr) {
+        if self.ctx.shutdown.is_some() {
+            return;
+        }
+        let core = ConnCore {
+            io: ConnIo::new(stream),
+            phase: Phase::Handshake {
+                parser: ServerHandshake::new(*self.ctx.config.handshake_limits()),
+                peer,
+                deadline: self.ctx.tick_after(self.ctx.config.handshake_timeout()),
+            },
+        };
+        let Some(key) = self.conns.insert(ConnEntry { core, app: None }) else { return };
+        let Some(entry) = self.conns.get_mut(key) else { return };
+        if let Err(error) = backend.register(key, &mut entry.core.io.stream) {
+            tracing::warn!(%error, "cannot register a connection");
+            self.conns.remove(key);
+            return;
+        }
+        entry.core.arm_timer(&mut self.ctx, key);
+    }
+
+    // ---- reading ---------------------------------------------------------------------
+
+    /// Reads the connections that asked to be read again (no readiness edge comes for
+    /// them).
+    pub(crate) fn read_again(&mut self) {
+        if self.ctx.again.is_empty() {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.scratch);
+        std::mem::swap(&mut list, &mut self.ctx.again);
+        for &key in &list {
+            // No fresh readiness edge comes for these: read until the kernel has nothing.
+            self.on_readable(key, true);
+        }
+        list.clear();
+        self.scratch = list;
+    }
+
+    /// Input for connection `key` (`until_would_block`: no further edge will say so).
+    pub(crate) fn on_readable(&mut self, key: ConnKey, until_would_block: bool) {
+        let Connections { conns, read_buf, spare, handler, ctx, .. } = self;
+        let Some(entry) = conns.get_mut(key) else { return };
+        let mut turn = Turn { handler, ctx, spare };
+        if let ReadEnd::Lost = turn.read(entry, key, read_buf, until_would_block) {
+            self.remove(key);
+        }
+    }
+
+    /// Connection `key` can take more output after a partial flush.
+    pub(crate) fn on_writable(&mut self, backend: &mut impl Backend, key: ConnKey) {
+        let Some(entry) = self.conns.get_mut(key) else { return };
+        if entry.core.io.has(flag::WRITE_BLOCKED) {
+            self.flush_one(backend, key);
+        }
+    }
+
+    // ---- writing ---------------------------------------------------------------------
+
+    /// The end of a turn: one flush for each connection with output.
+    pub(crate) fn flush_dirty(&mut self, backend: &mut impl Backend) {
+        for _ in 0..FLUSH_PASSES {
+            if self.ctx.dirty.is_empty() {
+                return;
+            }
+            let mut list = std::mem::take(&mut self.scratch);
+            std::mem::swap(&mut list, &mut self.ctx.dirty);
+            for &key in &list {
+                let Some(entry) = self.conns.get_mut(key) else { continue };
+                entry.core.io.clear(flag::DIRTY);
+                if !entry.core.io.has(flag::WRITE_BLOCKED) {
+                    self.flush_one(backend, key);
+                }
+            }
+            list.clear();
+            self.scratch = list;
+        }
+    }
+
+    /// Writes a connection's output once, then settles what follows from it: WRITABLE
+    /// interest, owed control frames, drain notifications, closing the stream.
+    fn flush_one(&mut self, backend: &mut impl Backend, key: ConnKey) {
+        let Connections { conns, handler, ctx, spare, .. } = self;
+        let Some(entry) = conns.get_mut(key) else { return };
+        let io = &mut entry.core.io;
+        if let Some(out) = io.out.as_mut() {
+            let blocked = match backend.flush(key, &mut io.stream, out, &mut ctx.pool) {
+                Ok(Flushed::All) => {
+                    if let Some(out) = io.out.take() {
+                        ctx.outboxes.give(out, &mut ctx.pool);
+                    }
+                    false
+                }
+                Ok(Flushed::Partial) => true,
+                Err(error) => {
+                    tracing::debug!(id = %ctx.id(key), %error, "write failed");
+                    self.remove(key);
+                    return;
+                }
+            };
+            if blocked != io.has(flag::WRITE_BLOCKED) {
+                if blocked {
+                    io.set(flag::WRITE_BLOCKED);
+                } else {
+                    io.clear(flag::WRITE_BLOCKED);
+                }
+                if backend.watch_writable(key, &mut io.stream, blocked).is_err() {
+                    self.remove(key);
+                    return;
+                }
+            }
+        }
+        if entry.core.io.has(flag::WRITE_BLOCKED) {
+            return;
+        }
+        entry.core.transmit(ctx, key);
+        if entry.core.io.buffered() <= ctx.config.low_watermark() {
+            if entry.core.io.has(flag::READ_PAUSED) {
+                entry.core.io.clear(flag::READ_PAUSED);
+                ctx.again.push(key);
+            }
+            Turn { handler, ctx, spare }.drain(entry, key);
+        }
+        let core = &mut entry.core;
+        if core.io.out.is_some() {
+            return;
+        }
+        if core.phase.ws().is_some_and(|ws| ws.is_closed()) {
+            self.remove(key);
+            return;
+        }
+        match &mut core.phase {
+            Phase::Refused { write_shut, .. } if !*write_shut => {
+                // Lingering close: stop sending and wait for the client's end of stream (or
+                // the deadline), so unread request bytes do not turn our FIN into a reset
+                // that could destroy the answer.
+                let _ = core.io.stream.shutdown_write();
+                *write_shut = true;
+            }
+            _ => {}
+        }
+    }
+
+    // ---- timers ----------------------------------------------------------------------
+
+    /// Runs every timer entry due by this turn's tick.
+    pub(crate) fn fire_timers(&mut self) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.ctx.wheel.advance(self.ctx.tick, &mut expired);
+        for entry in expired.drain(..) {
+            self.on_timer(entry);
+        }
+        self.expired = expired;
+    }
+
+    /// A connection's timer entry is due: the handshake or refusal deadline, or whatever the
+    /// protocol has due (it decides; the loop sends what it owes and drops the connection
+    /// once its close handshake has timed out).
+    fn on_timer(&mut self, timer: TimerEntry) {
+        let Connections { conns, ctx, .. } = self;
+        let key = timer.key;
+        let Some(entry) = conns.get_mut(key) else { return };
+        let core = &mut entry.core;
+        if core.io.timer_at != timer.at {
+            return; // superseded by an earlier entry
+        }
+        core.io.timer_at = 0;
+        let expired = match &mut core.phase {
+            Phase::Handshake { deadline, .. } | Phase::Refused { deadline, .. } => {
+                ctx.tick >= *deadline
+            }
+            Phase::Closing { linger, .. } => ctx.tick >= *linger,
+            Phase::Open(ws) => {
+                ws.handle_timeout(ctx.now);
+                // Open and closed: only the close handshake's timeout does that (the peer's
+                // Close or a violation would have moved it to Closing).
+                ws.is_closed()
+            }
+        };
+        if expired {
+            tracing::debug!(id = %ctx.id(key), "timed out");
+            self.remove(key);
+            return;
+        }
+        // An idle ping or the idle Close, owed since the protocol's timeout.
+        core.transmit(ctx, key);
+        core.arm_timer(ctx, key);
+    }
+
+    // ---- commands from other threads ---------------------------------------------------
+
+    /// A message from another thread for connection `id`; refused ones go to `on_refused`.
+    pub(crate) fn deliver(&mut self, id: ConnectionId, msg: Message<'_>) {
+        let Connections { conns, handler, ctx, spare, .. } = self;
+        match conns.get_mut(id.key) {
+            Some(entry) if id.loop_index == ctx.index && entry.core.phase.is_open() => {
+                Turn { handler, ctx, spare }.deliver(entry, id.key, msg)
+            }
+            _ => self.stale += 1,
+        }
+    }
+
+    /// Starts the close handshake of connection `id`, asked from another thread.
+    pub(crate) fn close(&mut self, id: ConnectionId, frame: &CloseFrame) {
+        let Connections { conns, ctx, .. } = self;
+        match conns.get_mut(id.key) {
+            Some(entry) if id.loop_index == ctx.index && entry.core.phase.is_open() => {
+                let code = frame.code().unwrap_or(CloseCode::NORMAL);
+                let _ = entry.core.start_close(ctx, id.key, code, frame.reason());
+            }
+            _ => self.stale += 1,
+        }
+    }
+
+    /// A broadcast frame for every open connection; refusals go to `on_refused`.
+    pub(crate) fn broadcast(&mut self, frame: &SharedFrame) {
+        let Connections { conns, handler, ctx, spare, .. } = self;
+        let mut turn = Turn { handler, ctx, spare };
+        for (key, entry) in conns.iter_mut() {
+            if !entry.core.phase.is_open() {
+                continue;
+            }
+            if entry.core.send_shared(turn.ctx, key, frame) == SendResult::Backpressure {
+                turn.refused(entry, key, frame.message());
+            }
+        }
+    }
+
+    // ---- shutdown --------------------------------------------------------------------
+
+    /// A graceful shutdown starts: 503 to handshakes, Close 1001 to open connections; what
+    /// is left at `deadline` is dropped then.
+    pub(crate) fn begin_shutdown(&mut self, deadline: Instant) {
+        // Rounded up: no connection is dropped before the deadline.
+        let deadline_tick = self.ctx.wheel.tick_of(deadline) + 1;
+        self.ctx.shutdown =
+            Some(Shutdown { deadline, deadline_tick, report: ShutdownReport::default() });
+        let mut keys = std::mem::take(&mut self.scratch);
+        self.conns.keys_into(&mut keys);
+        for &key in &keys {
+            let Connections { conns, ctx, .. } = self;
+            let Some(entry) = conns.get_mut(key) else { continue };
+            let core = &mut entry.core;
+            match core.phase {
+                Phase::Handshake { .. } => upgrade::refuse(core, ctx, key, 503),
+                // Fails only when our Close is already out. Whatever is left at the deadline
+                // is dropped then (see `EventLoop::turn`).
+                Phase::Open(_) => {
+                    let _ =
+                        core.start_close(ctx, key, CloseCode::GOING_AWAY, "server shutting down");
+                }
+                Phase::Closing { .. } | Phase::Refused { .. } => {}
+            }
+        }
+        keys.clear();
+        self.scratch = keys;
+    }
+
+    /// Drops every connection (a shutdown's deadline).
+    pub(crate) fn drop_all(&mut self) {
+        let mut keys = std::mem::take(&mut self.scratch);
+        self.conns.keys_into(&mut keys);
+        for &key in &keys {
+            self.remove(key);
+        }
+        keys.clear();
+        self.scratch = keys;
+    }
+
+    // ---- the end of a connection -------------------------------------------------------
+
+    /// Closes the stream and returns the buffers; tells the application if it still held
+    /// the connection open (1006: no close handshake).
+    fn remove(&mut self, key: ConnKey) {
+        let Some(mut entry) = self.conns.remove(key) else { return };
+        let Connections { handler, ctx, spare, .. } = self;
+        Turn { handler, ctx, spare }.notify_close(&mut entry, key, CloseCode::ABNORMAL, "");
+        let ConnEntry { core, .. } = entry;
+        if let (Some(shutdown), Some(ws)) = (&mut self.ctx.shutdown, core.phase.ws()) {
+            if ws.is_closed() && ws.close_received() {
+                shutdown.report.closed_cleanly += 1;
+            } else {
+                shutdown.report.forced += 1;
+            }
+        }
+        let ConnIo { out, held, .. } = core.io;
+        if let Some(out) = out {
+            self.ctx.outboxes.give(out, &mut self.ctx.pool);
+        }
+        if let Some(held) = held {
+            self.ctx.assembly_bytes -= held.assembly.capacity();
+            self.ctx.pool.give_held(held);
+        }
+        // Dropping the stream closes it, which also takes it out of the backend's set.
+    }
+}

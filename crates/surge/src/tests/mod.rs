@@ -1,0 +1,183 @@
+//! The engine on the simulator (`backend::sim`): one loop, in-memory clients, a virtual
+//! clock. Timeouts, backpressure and shutdown happen at exact instants, asserted as such.
+
+mod backpressure;
+mod shutdown;
+mod timeouts;
+mod upgrade;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use surge_proto::close::CloseCode;
+use surge_proto::connection::{Connection, Event, Limits};
+use surge_proto::message::Message;
+
+use crate::backend::sim::Sim;
+use crate::config::ConfigBuilder;
+use crate::conn::{Conn, SendResult};
+use crate::handle::ConnectionId;
+use crate::handler::{Handler, Upgrade};
+use crate::request::Request;
+use crate::transport::memory::Peer;
+use crate::Config;
+
+/// The timer tick of every simulated loop.
+const TICK: Duration = Duration::from_millis(10);
+/// A window no test fills unless it means to.
+const WIDE: usize = 1 << 20;
+
+/// A loop configuration with a 10 ms tick and no idle timeout.
+fn config() -> ConfigBuilder {
+    Config::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .threads(1)
+        .timer_tick(TICK)
+        .idle_timeout(None)
+}
+
+/// What the handler saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Close codes given to `on_close`, in order.
+    closes: Vec<u16>,
+    drains: usize,
+    /// `(messages queued, bytes unsent, the refusal)` of the last flood.
+    flood: Option<(usize, usize, SendResult)>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Log(Arc<Mutex<Seen>>);
+
+impl Log {
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.0.lock().unwrap()
+    }
+}
+
+/// Echoes; `close CODE` closes with CODE; `flood SIZE` sends SIZE-byte binaries until one is
+/// refused; `on_drain` answers "drained".
+struct Probe(Log);
+
+impl Handler for Probe {
+    type State = ();
+
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::accept(()).with_header("X-Probe", "sim")
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_>, _: &mut (), msg: Message<'_>) {
+        let text = if let Message::Text(text) = msg { text } else { "" };
+        if let Some(code) = text.strip_prefix("close ") {
+            conn.close(CloseCode::from(code.parse::<u16>().unwrap()), "asked").unwrap();
+        } else if let Some(size) = text.strip_prefix("flood ") {
+            let payload = vec![7; size.parse().unwrap()];
+            let queued = std::iter::repeat_with(|| conn.send_binary(&payload))
+                .take_while(|result| *result == SendResult::Sent)
+                .count();
+            let refusal = conn.send_binary(&payload);
+            self.0.seen().flood = Some((queued, conn.buffered_amount(), refusal));
+        } else {
+            let _ = conn.send(msg);
+        }
+    }
+
+    fn on_drain(&mut self, conn: &mut Conn<'_>, _: &mut ()) {
+        self.0.seen().drains += 1;
+        let _ = conn.send_text("drained");
+    }
+
+    fn on_close(&mut self, _: ConnectionId, _: (), code: CloseCode, _: &str) {
+        self.0.seen().closes.push(code.as_u16());
+    }
+}
+
+/// A simulated loop serving [`Probe`], and what the probe saw.
+fn sim(config: Config) -> (Sim<Probe>, Log) {
+    let log = Log::default();
+    (Sim::new(config, Probe(log.clone())), log)
+}
+
+/// What a client received, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Got {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Close(Option<u16>, String),
+}
+
+const REQUEST: &[u8] =
+    b"GET / HTTP/1.1\r\nHost: sim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A WebSocket client over a simulated pipe.
+struct Client {
+    /// The server's 101 answer.
+    head: String,
+    peer: Peer,
+    ws: Connection,
+    assembly: Vec<u8>,
+    input: Vec<u8>,
+}
+
+impl Client {
+    /// Connects and completes the opening handshake at the current instant.
+    fn open<H: Handler>(sim: &mut Sim<H>, window: usize) -> Client {
+        let peer = sim.connect(window);
+        peer.write(REQUEST);
+        sim.settle();
+        let answer = peer.take();
+        let head = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+        assert!(answer.starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&answer));
+        Client {
+            head: String::from_utf8_lossy(&answer[..head]).into_owned(),
+            peer,
+            ws: Connection::client(Limits::default(), 7),
+            assembly: Vec::new(),
+            input: answer[head..].to_vec(),
+        }
+    }
+
+    fn send_text(&mut self, text: &str) {
+        let mut out = Vec::new();
+        self.ws.send(Message::Text(text), &mut out).unwrap();
+        self.peer.write(&out);
+    }
+
+    /// Everything the server wrote since the last look, as messages.
+    fn recv(&mut self) -> Vec<Got> {
+        let mut input = std::mem::take(&mut self.input);
+        input.extend(self.peer.take());
+        let mut got = Vec::new();
+        let mut rest = &mut input[..];
+        loop {
+            let (used, event) = self.ws.read(&mut *rest, &mut self.assembly);
+            got.push(match event {
+                None => break,
+                Some(Event::Message(Message::Text(text))) => Got::Text(text.to_owned()),
+                Some(Event::Message(Message::Binary(bytes))) => Got::Binary(bytes.to_vec()),
+                Some(Event::Ping(payload)) => Got::Ping(payload.as_bytes().to_vec()),
+                Some(Event::Pong(_)) => continue,
+                Some(Event::Close(frame)) => {
+                    Got::Close(frame.code().map(CloseCode::as_u16), frame.reason().to_owned())
+                }
+                Some(Event::Error(error)) => panic!("the server broke the protocol: {error}"),
+            });
+            rest = &mut rest[used..];
+        }
+        got
+    }
+
+    /// Sends what the client's protocol owes the server: pongs, the Close reply.
+    fn answer(&mut self) {
+        let mut out = Vec::new();
+        self.ws.poll_transmit(&mut out);
+        self.peer.write(&out);
+    }
+
+    /// Whether the server has dropped the connection.
+    fn gone(&self) -> bool {
+        self.peer.server_gone()
+    }
+}

@@ -1,0 +1,452 @@
+//! The per-message path: what one loop turn lends to the code between the stream and the
+//! handler ([`Turn`]: the handler, the loop's state with its pools, timers and clock, and the
+//! spare assembly buffer), and everything done with it: one read into the loop's buffer, the
+//! opening handshake, the protocol's events, the handler's calls. What a send costs is in
+//! `conn` and `outbox`.
+//!
+//! Every handler call goes through [`guarded`], the one place a panic is caught: a panic in
+//! `on_open`, `on_message`, `on_drain` or `on_refused` closes that connection with 1011, one
+//! in `on_upgrade` answers 500, one in `on_close` is logged; the loop goes on.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use surge_proto::close::CloseCode;
+use surge_proto::connection::{Connection as WsConnection, Event};
+use surge_proto::handshake::EMPTY_HEADER;
+use surge_proto::message::Message;
+
+use crate::buffer_pool::MAX_POOLED_CAPACITY;
+use crate::config::MAX_HEADERS;
+use crate::conn::{flag, App, Conn, ConnCore, ConnEntry, Phase, SendResult};
+use crate::context::LoopCtx;
+use crate::handle::ConnectionId;
+use crate::handler::{Handler, Upgrade};
+use crate::key::ConnKey;
+use crate::request::Request;
+use crate::transport::Transport;
+use crate::upgrade;
+
+/// Full reads of one stream per readiness event before others get a turn.
+const MAX_READS_PER_EVENT: usize = 16;
+
+/// How reading a stream ended.
+pub(crate) enum ReadEnd {
+    /// Drained, paused, or waiting for more.
+    Done,
+    /// The peer is gone (end of stream or error).
+    Lost,
+}
+
+/// Whether a connection takes more input after [`Turn::receive`].
+pub(crate) enum Intake {
+    /// Go on.
+    More,
+    /// Paused at the backpressure limit: no more until the output drains.
+    Paused,
+}
+
+/// How far feeding input to a connection went.
+enum Fed {
+    /// All of it was used.
+    All,
+    /// Stopped at the backpressure limit; the input from this offset on is unused.
+    Paused(usize),
+    /// The WebSocket ended (Close or error); the rest is ignored.
+    Ended,
+}
+
+/// What a loop turn lends to the per-connection code.
+pub(crate) struct Turn<'t, H: Handler> {
+    pub(crate) handler: &'t mut H,
+    pub(crate) ctx: &'t mut LoopCtx,
+    /// The assembly buffer lent to a connection that is not assembling.
+    pub(crate) spare: &'t mut Vec<u8>,
+}
+
+impl<H: Handler> Turn<'_, H> {
+    /// Reads a readable stream into `read_buf`: once, and again only while a read fills it.
+    ///
+    /// With edge-triggered readiness a short read normally means the socket is drained and a
+    /// new arrival raises a new event. That does not hold when the peer's FIN or RST came in
+    /// with the last data (the event says read-closed, and no further edge follows), nor when
+    /// reading resumes without a fresh edge (after a full buffer or a backpressure pause):
+    /// then `until_would_block` keeps reading until the kernel says so, which is what finds
+    /// the end of stream.
+    pub(crate) fn read(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        read_buf: &mut [u8],
+        until_would_block: bool,
+    ) -> ReadEnd {
+        // Input held back at the backpressure limit goes first.
+        if entry.core.phase.is_open() {
+            if let Some(mut stash) = entry.core.io.take_stash() {
+                match self.feed(entry, key, &mut stash) {
+                    Fed::Paused(used) => {
+                        stash.drain(..used);
+                        entry.core.io.put_stash(&mut self.ctx.pool, stash);
+                        entry.core.io.set(flag::READ_PAUSED);
+                        return ReadEnd::Done;
+                    }
+                    Fed::All | Fed::Ended => {
+                        self.ctx.pool.give(stash);
+                        entry.core.io.settle_held(&mut self.ctx.pool);
+                    }
+                }
+            }
+        }
+        for _ in 0..MAX_READS_PER_EVENT {
+            let io = &mut entry.core.io;
+            if entry.core.phase.is_open() && io.buffered() >= self.ctx.config.backpressure_limit() {
+                // Stop reading: TCP flow control holds the peer back until we drain.
+                io.set(flag::READ_PAUSED);
+                return ReadEnd::Done;
+            }
+            let n = match io.stream.read(read_buf) {
+                Ok(0) => return ReadEnd::Lost,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return ReadEnd::Done,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    tracing::debug!(id = %self.ctx.id(key), %error, "read failed");
+                    return ReadEnd::Lost;
+                }
+            };
+            if let Intake::Paused = self.receive(entry, key, &mut read_buf[..n]) {
+                return ReadEnd::Done;
+            }
+            if n < read_buf.len() && !until_would_block {
+                return ReadEnd::Done;
+            }
+        }
+        self.ctx.again.push(key);
+        ReadEnd::Done
+    }
+
+    /// Bytes arrived for connection `key`: the backend seam's input, whatever read them (a
+    /// readiness backend's read through the transport into the loop's buffer, as in
+    /// [`read`](Self::read), or a completion backend's provided buffer). Handled by phase;
+    /// what cannot be taken at the backpressure limit is held back.
+    pub(crate) fn receive(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        input: &mut [u8],
+    ) -> Intake {
+        match &mut entry.core.phase {
+            Phase::Handshake { .. } => {
+                if self.handshake(entry, key, input) {
+                    Intake::More
+                } else {
+                    Intake::Paused
+                }
+            }
+            Phase::Open(ws) => {
+                ws.handle_input(self.ctx.now);
+                if let Fed::Paused(used) = self.feed(entry, key, input) {
+                    entry.core.io.hold_back(&mut self.ctx.pool, &input[used..]);
+                    return Intake::Paused;
+                }
+                Intake::More
+            }
+            // Closing or refused: what the peer sends now is dropped (read all the same, so
+            // that closing our side does not reset the connection under data never read).
+            Phase::Closing { .. } | Phase::Refused { .. } => Intake::More,
+        }
+    }
+
+    /// Feeds input to an open connection, delivering each event; stops at the backpressure
+    /// limit, or when the WebSocket ends.
+    fn feed(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey, input: &mut [u8]) -> Fed {
+        let limit = self.ctx.config.backpressure_limit();
+        // A connection that is not assembling borrows the loop's spare buffer.
+        let (mut assembly, spared) = match entry.core.io.take_assembly() {
+            Some(assembly) => (assembly, false),
+            None => (std::mem::take(self.spare), true),
+        };
+        let held_before = if spared { 0 } else { assembly.capacity() };
+        let mut used = 0;
+        let input_len = input.len();
+        let mut fed = loop {
+            if entry.core.io.buffered() >= limit && used < input.len() {
+                break Fed::Paused(used);
+            }
+            let Phase::Open(ws) = &mut entry.core.phase else { break Fed::Ended };
+            let (n, event) = ws.read(&mut input[used..], &mut assembly);
+            used += n;
+            let Some(event) = event else { break Fed::All };
+            match event {
+                Event::Message(msg) => {
+                    let last_of_read = used == input_len;
+                    self.call(entry, key, "on_message", last_of_read, |handler, conn, state| {
+                        handler.on_message(conn, state, msg)
+                    });
+                }
+                // The pong goes out in wire order, ahead of replies to later messages (while
+                // output flows; when it is blocked only the latest pong is kept).
+                Event::Ping(_) => entry.core.transmit(self.ctx, key),
+                Event::Pong(_) => {}
+                Event::Close(frame) => {
+                    let code = frame.code().unwrap_or(CloseCode::NO_STATUS);
+                    self.close_app(entry, key, code, frame.reason());
+                    break Fed::Ended;
+                }
+                Event::Error(error) => {
+                    tracing::debug!(id = %self.ctx.id(key), %error, "protocol violation");
+                    self.close_app(entry, key, error.close_code(), "");
+                    break Fed::Ended;
+                }
+            }
+        };
+        let ctx = &mut *self.ctx;
+        let io = &mut entry.core.io;
+        // Keep the assembly buffer only while a message is in pieces.
+        let assembling = entry.core.phase.ws().is_some_and(WsConnection::is_assembling);
+        let held_after = if assembling { assembly.capacity() } else { 0 };
+        ctx.assembly_bytes = ctx.assembly_bytes + held_after - held_before;
+        match (assembling, spared) {
+            (true, true) => {
+                io.put_assembly(&mut ctx.pool, assembly);
+                *self.spare = ctx.pool.take();
+            }
+            (true, false) => io.put_assembly(&mut ctx.pool, assembly),
+            (false, true) => {
+                assembly.clear();
+                if assembly.capacity() <= MAX_POOLED_CAPACITY {
+                    *self.spare = assembly;
+                }
+            }
+            (false, false) => {
+                ctx.pool.give(assembly);
+                io.settle_held(&mut ctx.pool);
+            }
+        }
+        if held_after > 0 && ctx.assembly_bytes > ctx.assembly_budget && entry.core.phase.is_open()
+        {
+            tracing::warn!(id = %ctx.id(key), "partly received messages past the budget; closing with 1013");
+            // Fails only when our Close is already out.
+            let _ = entry.core.start_close(self.ctx, key, CloseCode::TRY_AGAIN_LATER, "busy");
+            self.close_app(entry, key, CloseCode::TRY_AGAIN_LATER, "busy");
+            // Input is no longer read into the message: drop what it holds.
+            let (ctx, io) = (&mut *self.ctx, &mut entry.core.io);
+            if let Some(assembly) = io.take_assembly() {
+                ctx.assembly_bytes -= assembly.capacity();
+                ctx.pool.give(assembly);
+                io.settle_held(&mut ctx.pool);
+            }
+            fed = Fed::Ended;
+        }
+        entry.core.transmit(self.ctx, key);
+        fed
+    }
+
+    /// Handles new handshake bytes: parses the head (where it lies when it came in one read,
+    /// gathered when in pieces), checks it, asks the handler, answers, and feeds the frames
+    /// that came right behind it. Returns whether to go on reading.
+    fn handshake(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        input: &mut [u8],
+    ) -> bool {
+        let core = &mut entry.core;
+        let mut stash = core.io.take_stash();
+        let Phase::Handshake { parser, peer, .. } = &mut core.phase else { return true };
+        let peer = *peer;
+        if let Some(stash) = stash.as_mut() {
+            stash.extend_from_slice(input);
+        }
+        let buf: &mut [u8] = match stash.as_mut() {
+            Some(stash) => stash,
+            None => input,
+        };
+        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        let id = self.ctx.id(key);
+        let request = match parser.parse(buf, &mut headers) {
+            Ok(None) => {
+                match stash {
+                    Some(stash) => core.io.put_stash(&mut self.ctx.pool, stash),
+                    None => core.io.hold(&mut self.ctx.pool, input),
+                }
+                return true;
+            }
+            Err(error) => {
+                tracing::debug!(%id, %error, "bad handshake");
+                self.refuse(core, key, error.status(), stash);
+                return true;
+            }
+            Ok(Some(request)) => request,
+        };
+        let head_len = request.head_len();
+        let view = Request::new(request, peer);
+        let decision = upgrade::admit(self.ctx, &view).and_then(|admission| {
+            let handler = &mut *self.handler;
+            match guarded(id, "on_upgrade", || handler.on_upgrade(&view)) {
+                Some(Upgrade::Accept { protocol, headers, state }) => {
+                    Ok((protocol, headers, state, admission))
+                }
+                Some(Upgrade::Reject(status)) => Err(status),
+                None => Err(500),
+            }
+        });
+        let (protocol, headers, state, admission) = match decision {
+            Ok(accepted) => accepted,
+            Err(status) => {
+                self.refuse(core, key, status, stash);
+                return true;
+            }
+        };
+        // Borrowed views of the handler's headers (no allocation when there are none).
+        let extra: Vec<(&str, &[u8])> =
+            headers.iter().map(|(name, value)| (*name, value.as_slice())).collect();
+        if let Err(error) =
+            core.io.answer_now(self.ctx, key, |out| request.accept(protocol, &extra, out))
+        {
+            tracing::error!(%id, %error, "the handler's 101 cannot be sent");
+            drop(admission);
+            self.refuse(core, key, 500, stash);
+            return true;
+        }
+        let mut ws = WsConnection::server(*self.ctx.config.limits());
+        // The handshake was the connection's first input: silence counts from it.
+        ws.handle_input(self.ctx.now);
+        core.phase = Phase::Open(ws);
+        core.arm_timer(self.ctx, key);
+        entry.app = Some(App { state, admission });
+        self.call(entry, key, "on_open", false, |handler, conn, state| {
+            handler.on_open(conn, state)
+        });
+        // Frames the client sent right behind its request.
+        let rest = &mut buf[head_len..];
+        let go_on = match self.feed(entry, key, rest) {
+            Fed::Paused(used) => {
+                entry.core.io.hold_back(&mut self.ctx.pool, &rest[used..]);
+                false
+            }
+            Fed::All | Fed::Ended => true,
+        };
+        if let Some(stash) = stash {
+            self.ctx.pool.give(stash);
+        }
+        entry.core.io.settle_held(&mut self.ctx.pool);
+        go_on
+    }
+
+    /// Refuses the handshake with `status`, returning the gathered head to the pool.
+    fn refuse(&mut self, core: &mut ConnCore, key: ConnKey, status: u16, stash: Option<Vec<u8>>) {
+        upgrade::refuse(core, self.ctx, key, status);
+        if let Some(stash) = stash {
+            self.ctx.pool.give(stash);
+        }
+    }
+
+    /// Output that reached the low watermark again: `on_drain`, once per refused send.
+    pub(crate) fn drain(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey) {
+        if entry.core.io.has(flag::BACKPRESSURED) {
+            entry.core.io.clear(flag::BACKPRESSURED);
+            self.call(entry, key, "on_drain", false, |handler, conn, state| {
+                handler.on_drain(conn, state)
+            });
+        }
+    }
+
+    /// Sends a message from another thread; hands it to `on_refused` under backpressure.
+    pub(crate) fn deliver(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        msg: Message<'_>,
+    ) {
+        if entry.core.send(self.ctx, key, msg, false) == SendResult::Backpressure {
+            self.refused(entry, key, msg);
+        }
+    }
+
+    /// A message from another thread found the connection at its backpressure limit.
+    pub(crate) fn refused(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        msg: Message<'_>,
+    ) {
+        self.call(entry, key, "on_refused", false, |handler, conn, state| {
+            handler.on_refused(conn, state, msg)
+        });
+    }
+
+    /// Calls the handler about an open connection; a panic closes it with 1011.
+    fn call(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        callback: &'static str,
+        last_of_read: bool,
+        f: impl FnOnce(&mut H, &mut Conn<'_>, &mut H::State),
+    ) {
+        let ConnEntry { core, app } = entry;
+        let Some(app) = app.as_mut() else { return };
+        let handler = &mut *self.handler;
+        let mut conn = Conn { core: &mut *core, ctx: &mut *self.ctx, key, last_of_read };
+        let id = conn.id();
+        if guarded(id, callback, || f(handler, &mut conn, &mut app.state)).is_none() {
+            // Fails only when our Close is already out, which is what we want anyway.
+            let _ = core.start_close(self.ctx, key, CloseCode::INTERNAL_ERROR, "");
+        }
+    }
+
+    /// The application's side of the connection is over: `on_close`, then the close
+    /// handshake's deadline.
+    pub(crate) fn close_app(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        code: CloseCode,
+        reason: &str,
+    ) {
+        self.notify_close(entry, key, code, reason);
+        let fallback = self.ctx.linger_deadline();
+        entry.core.phase.leave_open(self.ctx, fallback);
+        entry.core.io.clear(flag::BACKPRESSURED);
+        // The protocol started the close handshake's deadline when the input came.
+        entry.core.arm_timer(self.ctx, key);
+        entry.core.io.mark_dirty(self.ctx, key);
+    }
+
+    /// Calls `on_close` once, if the application still holds the connection, giving its
+    /// place under the connection cap back first.
+    pub(crate) fn notify_close(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        code: CloseCode,
+        reason: &str,
+    ) {
+        let Some(App { state, admission }) = entry.app.take() else { return };
+        drop(admission);
+        let id = self.ctx.id(key);
+        let handler = &mut *self.handler;
+        // A panic here is only logged: the connection is going anyway.
+        let _ = guarded(id, "on_close", || handler.on_close(id, state, code, reason));
+    }
+}
+
+/// Runs a handler call, catching a panic: the one `catch_unwind` of the engine. Returns
+/// `None` (and logs) when the call panicked; the caller decides what that costs the
+/// connection.
+fn guarded<R>(id: ConnectionId, callback: &'static str, f: impl FnOnce() -> R) -> Option<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => Some(result),
+        Err(panic) => {
+            let panic = if let Some(text) = panic.downcast_ref::<&str>() {
+                text
+            } else if let Some(text) = panic.downcast_ref::<String>() {
+                text.as_str()
+            } else {
+                "(not a string)"
+            };
+            tracing::error!(%id, callback, panic, "handler panicked");
+            None
+        }
+    }
+}
