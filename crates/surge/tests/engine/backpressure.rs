@@ -101,7 +101,7 @@ fn messages_from_other_threads_to_a_reader_that_stalls_are_handed_back_not_dropp
 fn an_echo_client_that_stops_reading_pauses_the_server_and_loses_nothing() {
     let (server, _) = start(config(1).backpressure_limit(LIMIT).build().unwrap());
     let mut client = Client::connect_small_buffers(server.local_addrs()[0]);
-    let mut writer = client.stream.try_clone().unwrap();
+    let mut writer = client.stream().try_clone().unwrap();
     let count = 2048;
     let size = 16 * 1024;
     // 32 MiB of echo requests, written without reading a byte back: the server must stop
@@ -140,7 +140,7 @@ fn a_reset_while_output_is_blocked_frees_the_connection() {
         server.handle().send(id, vec![0u8; LIMIT].into()).unwrap();
     }
     eventually("the output is blocked", || shared.log().refused > 0);
-    socket2::SockRef::from(&client.stream).set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(client.stream()).set_linger(Some(Duration::ZERO)).unwrap();
     drop(client); // a reset, not a close handshake
     eventually("the connection is gone", || shared.close_code(id) == Some(1006));
     assert_eq!(server.handle().connections(), 0);

@@ -1,17 +1,24 @@
-//! A small blocking WebSocket client on surge-proto's client side, and server helpers.
+//! The engine tests' WebSocket client: surge-client's blocking client, with the panics a test
+//! wants instead of errors, and server helpers.
 
-use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 use surge::surge_proto::close::CloseCode;
-use surge::surge_proto::connection::{Connection, Event, Limits};
-use surge::surge_proto::handshake::{ClientHandshake, ClientRequest, EMPTY_HEADER};
+use surge::surge_proto::connection::Connection;
+use surge::surge_proto::frame::OpCode;
+use surge::surge_proto::handshake::{ClientHandshakeError, ClientRequest};
 use surge::surge_proto::message::Message;
 use surge::{Config, ConfigBuilder};
+use surge_client::blocking::{self, ConnectError};
+use surge_client::Keys;
+
+/// What the client got.
+pub use surge_client::blocking::Received as Got;
 
 /// Every blocking call in the tests gives up after this.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -19,33 +26,14 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// Grace for the shutdown that ends a test whose clients are no longer read from.
 pub const STOP: Duration = Duration::from_millis(50);
 
-/// What the client got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Got {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Pong(Vec<u8>),
-    Close(Option<u16>, String),
-    /// The server broke the protocol (as the client sees it).
-    Violation(String),
-}
-
-pub struct Client {
-    pub stream: TcpStream,
-    ws: Connection,
-    buf: Vec<u8>,
-    assembly: Vec<u8>,
-    out: Vec<u8>,
-    got: VecDeque<Got>,
-    /// Write what the protocol owes the server (pongs, the Close reply).
-    pub answer: bool,
-    eof: bool,
-}
-
 fn seed() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0x9e37_79b9);
     NEXT.fetch_add(0x6a09_e667, Ordering::Relaxed)
+}
+
+/// A client's keys, from the `seed` counter: distinct per connection, the same every run.
+fn keys() -> Keys {
+    Keys { nonce: (u128::from(seed()) * 0x9E37_79B9_7F4A_7C15).to_le_bytes(), mask_seed: seed() }
 }
 
 /// A loopback config builder for `threads` loops, with short timer ticks.
@@ -54,6 +42,22 @@ pub fn config(threads: usize) -> ConfigBuilder {
         .listen("127.0.0.1:0".parse().unwrap())
         .threads(threads)
         .timer_tick(Duration::from_millis(20))
+}
+
+/// surge-client's blocking client, whose calls panic on failure and wait at most `PATIENCE`.
+pub struct Client(blocking::Client);
+
+impl Deref for Client {
+    type Target = blocking::Client;
+    fn deref(&self) -> &blocking::Client {
+        &self.0
+    }
+}
+
+impl DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut blocking::Client {
+        &mut self.0
+    }
 }
 
 impl Client {
@@ -70,95 +74,26 @@ impl Client {
         socket.set_recv_buffer_size(32 * 1024).unwrap();
         socket.set_send_buffer_size(32 * 1024).unwrap();
         socket.connect(&addr.into()).unwrap();
-        Client::handshake(socket.into(), addr, None).unwrap()
+        let host = addr.to_string();
+        let request = ClientRequest::new(&host, "/");
+        Client(blocking::Client::over(socket.into(), &request, keys(), PATIENCE).unwrap())
     }
 
     /// Connects; `Err(status)` when the server refuses the handshake.
     pub fn try_connect(addr: SocketAddr, origin: Option<&str>) -> Result<Client, u16> {
-        Client::handshake(TcpStream::connect(addr).expect("connect"), addr, origin)
-    }
-
-    fn handshake(
-        mut stream: TcpStream,
-        addr: SocketAddr,
-        origin: Option<&str>,
-    ) -> Result<Client, u16> {
-        stream.set_nodelay(true).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut out = Vec::new();
         let host = addr.to_string();
         let request = ClientRequest { origin, ..ClientRequest::new(&host, "/") };
-        let mut nonce = [0u8; 16];
-        nonce[..8].copy_from_slice(&seed().to_le_bytes());
-        let mut handshake = ClientHandshake::start(&request, nonce, &mut out).unwrap();
-        stream.write_all(&out).unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            let n = stream.read(&mut chunk).expect("read the handshake answer");
-            assert!(n > 0, "connection closed during the handshake");
-            buf.extend_from_slice(&chunk[..n]);
-            let mut headers = [EMPTY_HEADER; 64];
-            match handshake.parse_response(&buf, &mut headers) {
-                Ok(None) => continue,
-                Ok(Some(response)) => {
-                    let head = response.head_len();
-                    buf.drain(..head);
-                    break;
-                }
-                Err(_) => return Err(status_of(&buf)),
+        match blocking::Client::connect(addr, &request, keys(), PATIENCE) {
+            Ok(client) => Ok(Client(client)),
+            Err(ConnectError::Handshake(ClientHandshakeError::UnexpectedStatus(status))) => {
+                Err(status)
             }
+            Err(e) => panic!("connect: {e}"),
         }
-        Ok(Client {
-            stream,
-            ws: Connection::client(Limits::default(), seed()),
-            buf,
-            assembly: Vec::new(),
-            out,
-            got: VecDeque::new(),
-            answer: true,
-            eof: false,
-        })
     }
 
     pub fn send(&mut self, msg: Message<'_>) {
-        self.out.clear();
-        self.ws.send(msg, &mut self.out).unwrap();
-        self.stream.write_all(&self.out).unwrap();
-    }
-
-    /// Whether the client may still send data (no Close sent or queued).
-    pub fn can_send(&self) -> bool {
-        self.ws.can_send()
-    }
-
-    /// Sends `payload` as a text message in `pieces` fragments, in one write.
-    pub fn send_fragments(&mut self, payload: &str, pieces: usize) {
-        use surge::surge_proto::frame::OpCode;
-        self.out.clear();
-        let chunk = payload.len().div_ceil(pieces).max(1);
-        let parts: Vec<&[u8]> = payload.as_bytes().chunks(chunk).collect();
-        for (i, part) in parts.iter().enumerate() {
-            let opcode = if i == 0 { OpCode::TEXT } else { OpCode::CONTINUATION };
-            self.ws.send_frame(opcode, i + 1 == parts.len(), part, &mut self.out).unwrap();
-        }
-        self.stream.write_all(&self.out).unwrap();
-    }
-
-    /// Writes whatever `frames` encodes, in one write.
-    pub fn write_frames(&mut self, frames: impl FnOnce(&mut Connection, &mut Vec<u8>)) {
-        self.out.clear();
-        frames(&mut self.ws, &mut self.out);
-        self.stream.write_all(&self.out).unwrap();
-    }
-
-    /// Sends several text messages in one write.
-    pub fn send_batch(&mut self, texts: &[String]) {
-        self.out.clear();
-        for text in texts {
-            self.ws.send(Message::Text(text), &mut self.out).unwrap();
-        }
-        self.stream.write_all(&self.out).unwrap();
+        self.0.send(msg).unwrap();
     }
 
     pub fn send_text(&mut self, text: &str) {
@@ -169,11 +104,40 @@ impl Client {
         self.send(Message::Binary(bytes));
     }
 
+    /// Whether the client may still send data (no Close sent or queued).
+    pub fn can_send(&mut self) -> bool {
+        self.connection().can_send()
+    }
+
+    /// Sends `payload` as a text message in `pieces` fragments, in one write.
+    pub fn send_fragments(&mut self, payload: &str, pieces: usize) {
+        let chunk = payload.len().div_ceil(pieces).max(1);
+        let parts: Vec<&[u8]> = payload.as_bytes().chunks(chunk).collect();
+        self.write_frames(|ws, out| {
+            for (i, part) in parts.iter().enumerate() {
+                let opcode = if i == 0 { OpCode::TEXT } else { OpCode::CONTINUATION };
+                ws.send_frame(opcode, i + 1 == parts.len(), part, out).unwrap();
+            }
+        });
+    }
+
+    /// Sends several text messages in one write.
+    pub fn send_batch(&mut self, texts: &[String]) {
+        self.write_frames(|ws, out| {
+            for text in texts {
+                ws.send(Message::Text(text), out).unwrap();
+            }
+        });
+    }
+
+    /// Writes whatever `frames` encodes, in one write.
+    pub fn write_frames(&mut self, frames: impl FnOnce(&mut Connection, &mut Vec<u8>)) {
+        self.0.write_frames(frames).unwrap();
+    }
+
     /// Starts the close handshake from the client.
     pub fn close(&mut self, code: u16) {
-        self.out.clear();
-        self.ws.close(Instant::now(), CloseCode::from(code), "", &mut self.out).unwrap();
-        self.stream.write_all(&self.out).unwrap();
+        self.0.close(CloseCode::from(code), "").unwrap();
     }
 
     /// The next thing received, waiting at most `PATIENCE`.
@@ -183,71 +147,12 @@ impl Client {
 
     /// The next thing received, or `None` at end of stream or after `wait`.
     pub fn recv_within(&mut self, wait: Duration) -> Option<Got> {
-        let give_up = Instant::now() + wait;
-        loop {
-            if let Some(got) = self.got.pop_front() {
-                return Some(got);
-            }
-            if self.eof {
-                return None;
-            }
-            let left = give_up.checked_duration_since(Instant::now())?;
-            self.fill(left.max(Duration::from_millis(1)));
-        }
+        self.0.recv_within(wait).unwrap()
     }
 
     /// Reads until the server closes TCP; true if it did within `wait`.
     pub fn wait_eof(&mut self, wait: Duration) -> bool {
-        let give_up = Instant::now() + wait;
-        while !self.eof {
-            let Some(left) = give_up.checked_duration_since(Instant::now()) else { return false };
-            self.fill(left.max(Duration::from_millis(1)));
-        }
-        true
-    }
-
-    /// One read (at most `wait`), fed to the protocol.
-    fn fill(&mut self, wait: Duration) {
-        let mut chunk = vec![0u8; 256 * 1024];
-        if self.buf.is_empty() {
-            self.stream.set_read_timeout(Some(wait)).unwrap();
-            match self.stream.read(&mut chunk) {
-                Ok(0) => {
-                    self.eof = true;
-                    return;
-                }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return,
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => {
-                    self.eof = true;
-                    return;
-                }
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-        let mut input = std::mem::take(&mut self.buf);
-        let mut used = 0;
-        while used < input.len() {
-            let (n, event) = self.ws.read(&mut input[used..], &mut self.assembly);
-            used += n;
-            let Some(event) = event else { break };
-            let got = match event {
-                Event::Message(Message::Text(text)) => Got::Text(text.to_owned()),
-                Event::Message(Message::Binary(bytes)) => Got::Binary(bytes.to_vec()),
-                Event::Ping(payload) => Got::Ping(payload.as_bytes().to_vec()),
-                Event::Pong(payload) => Got::Pong(payload.as_bytes().to_vec()),
-                Event::Close(frame) => {
-                    Got::Close(frame.code().map(|c| c.as_u16()), frame.reason().to_owned())
-                }
-                Event::Error(error) => Got::Violation(error.to_string()),
-            };
-            self.got.push_back(got);
-        }
-        if self.answer && self.ws.wants_transmit() {
-            self.out.clear();
-            self.ws.poll_transmit(&mut self.out);
-            let _ = self.stream.write_all(&self.out);
-        }
+        self.0.wait_eof(wait).unwrap()
     }
 }
 
