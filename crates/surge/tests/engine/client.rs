@@ -191,3 +191,21 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// The bytes the kernel holds for the server's side of the TCP connection from `peer` to
+/// `server` that the server has not read yet (Linux's `/proc/net/tcp`), or `None` while
+/// there is no such connection. `Some(0)` after `peer` wrote: the server accepted the
+/// connection and read what it sent.
+pub fn unread_by_server(server: SocketAddr, peer: SocketAddr) -> Option<usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let port =
+        |address: &str| address.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, remote, queues) = (fields.get(1)?, fields.get(2)?, fields.get(4)?);
+        if port(local)? != server.port() || port(remote)? != peer.port() {
+            return None;
+        }
+        usize::from_str_radix(queues.split(':').nth(1)?, 16).ok()
+    })
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use surge::ShutdownReport;
 
-use crate::client::{config, status_of, Client, Got, PATIENCE};
+use crate::client::{config, eventually, status_of, unread_by_server, Client, Got, PATIENCE};
 use crate::harness::start;
 
 #[test]
@@ -53,6 +53,7 @@ fn under_load_every_client_gets_1001_and_every_acknowledged_echo() {
     // A handshake in progress when the shutdown starts.
     let mut half = TcpStream::connect(addr).unwrap();
     half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let half_addr = half.local_addr().unwrap();
     let half_answer = std::thread::spawn(move || {
         half.set_read_timeout(Some(PATIENCE)).unwrap();
         let mut answer = vec![0; 256];
@@ -60,7 +61,9 @@ fn under_load_every_client_gets_1001_and_every_acknowledged_echo() {
         answer.truncate(n);
         answer // dropping `half` ends the server's lingering close
     });
-    std::thread::sleep(Duration::from_millis(200));
+    eventually("the server read the half handshake", || {
+        unread_by_server(addr, half_addr) == Some(0)
+    });
 
     let report = server.handle().shutdown(Duration::from_secs(10));
     assert_eq!(report, ShutdownReport { closed_cleanly: clients, forced: 0 });
