@@ -7,7 +7,7 @@ use std::time::Duration;
 use surge::surge_proto::connection::{Connection, Limits};
 use surge::{BackpressurePolicy, Message, SendResult};
 
-use crate::client::{config, eventually, Client, Got, STOP};
+use crate::client::{config, eventually, unread_by_server, Client, Got, STOP};
 use crate::harness::start;
 
 const GRACE: Duration = Duration::from_secs(2);
@@ -74,32 +74,40 @@ fn messages_from_other_threads_to_a_reader_that_stalls_are_handed_back_not_dropp
         payload[..4].copy_from_slice(&(n as u32).to_be_bytes());
         server.handle().broadcast(payload.into()).unwrap();
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Every message is delivered or handed back: read until the two add up, each read
+    // bounded (a message dropped silently stalls it), then check nothing else came.
+    let expected = total + broadcasts;
+    let mut received = 0;
+    let mut last = None;
+    let next_binary = |client: &mut Client| loop {
+        match client.recv() {
+            Got::Binary(payload) => return u32::from_be_bytes(payload[..4].try_into().unwrap()),
+            Got::Text(text) if text == "drained" => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    while received + shared.log().refused < expected {
+        let n = next_binary(&mut client);
+        assert!(last.is_none_or(|last| n > last), "in order");
+        last = Some(n);
+        received += 1;
+    }
+    // The connection's loop handles commands in order: once this one arrives, nothing sent
+    // before it is still on its way.
+    server.handle().send(id, Message::Binary(&u32::MAX.to_be_bytes()).into()).unwrap();
+    assert_eq!(next_binary(&mut client), u32::MAX, "nothing past the expected count");
     let (refused, max_buffered) = {
         let log = shared.log();
         (log.refused, log.max_buffered)
     };
     assert!(max_buffered <= 4 * LIMIT + LIMIT + 14, "held {max_buffered} bytes");
-    let mut received = 0;
-    let mut last = None;
-    while let Some(got) = client.recv_within(Duration::from_millis(500)) {
-        let payload = match got {
-            Got::Binary(payload) => payload,
-            Got::Text(text) if text == "drained" => continue,
-            other => panic!("{other:?}"),
-        };
-        let n = u32::from_be_bytes(payload[..4].try_into().unwrap());
-        assert!(last.is_none_or(|last| n > last), "in order");
-        last = Some(n);
-        received += 1;
-    }
     assert_eq!(received + refused, total + broadcasts, "every message delivered or handed back");
     server.shutdown(STOP);
 }
 
 #[test]
 fn an_echo_client_that_stops_reading_pauses_the_server_and_loses_nothing() {
-    let (server, _) = start(config(1).backpressure_limit(LIMIT).build().unwrap());
+    let (server, shared) = start(config(1).backpressure_limit(LIMIT).build().unwrap());
     let mut client = Client::connect_small_buffers(server.local_addrs()[0]);
     let mut writer = client.stream().try_clone().unwrap();
     let count = 2048;
@@ -117,7 +125,14 @@ fn an_echo_client_that_stops_reading_pauses_the_server_and_loses_nothing() {
             writer.write_all(&out).unwrap();
         }
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // The server's output reaches the limit, so it stops reading: a whole message waits
+    // unread in its socket.
+    let (server_addr, client_addr) =
+        (server.local_addrs()[0], client.stream().local_addr().unwrap());
+    eventually("the server stops reading", || {
+        shared.log().max_echo_buffered >= LIMIT
+            && unread_by_server(server_addr, client_addr).is_some_and(|unread| unread >= size)
+    });
     assert!(!write.is_finished(), "the writer should be held back by TCP flow control");
     for n in 0..count {
         let Got::Binary(payload) = client.recv() else { panic!("binary expected") };
@@ -125,6 +140,8 @@ fn an_echo_client_that_stops_reading_pauses_the_server_and_loses_nothing() {
         assert_eq!(u32::from_be_bytes(payload[..4].try_into().unwrap()), n as u32);
     }
     write.join().unwrap();
+    let held = shared.log().max_echo_buffered;
+    assert!(held <= LIMIT + size + 14, "held {held} bytes of echoes: the server kept reading");
     server.shutdown(STOP);
 }
 

@@ -16,6 +16,8 @@ pub struct Log {
     pub refused: usize,
     /// The largest unsent output seen when a send was refused.
     pub max_buffered: usize,
+    /// The largest unsent output seen after an echo.
+    pub max_echo_buffered: usize,
     /// `(messages sent, unsent bytes, result)` of the last flood.
     pub flood: Option<(usize, usize, SendResult)>,
 }
@@ -93,6 +95,8 @@ impl Handler for TestHandler {
                 if conn.send(msg) == SendResult::Sent {
                     *echoed += 1;
                 }
+                let mut log = self.shared.log();
+                log.max_echo_buffered = log.max_echo_buffered.max(conn.buffered_amount());
             }
         }
     }
