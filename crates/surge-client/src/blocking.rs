@@ -132,6 +132,21 @@ pub enum Received {
     Violation(ProtocolError),
 }
 
+impl From<Event<'_>> for Received {
+    fn from(event: Event<'_>) -> Received {
+        match event {
+            Event::Message(Message::Text(text)) => Received::Text(text.to_owned()),
+            Event::Message(Message::Binary(bytes)) => Received::Binary(bytes.to_vec()),
+            Event::Ping(payload) => Received::Ping(payload.as_bytes().to_vec()),
+            Event::Pong(payload) => Received::Pong(payload.as_bytes().to_vec()),
+            Event::Close(frame) => {
+                Received::Close(frame.code().map(CloseCode::as_u16), frame.reason().to_owned())
+            }
+            Event::Error(error) => Received::Violation(error),
+        }
+    }
+}
+
 /// A blocking WebSocket client connection.
 #[derive(Debug)]
 pub struct Client {
@@ -271,16 +286,7 @@ impl Client {
             let (n, event, _) = self.endpoint.read(&mut input[used..]);
             used += n;
             let Some(event) = event else { break };
-            self.received.push_back(match event {
-                Event::Message(Message::Text(text)) => Received::Text(text.to_owned()),
-                Event::Message(Message::Binary(bytes)) => Received::Binary(bytes.to_vec()),
-                Event::Ping(payload) => Received::Ping(payload.as_bytes().to_vec()),
-                Event::Pong(payload) => Received::Pong(payload.as_bytes().to_vec()),
-                Event::Close(frame) => {
-                    Received::Close(frame.code().map(CloseCode::as_u16), frame.reason().to_owned())
-                }
-                Event::Error(error) => Received::Violation(error),
-            });
+            self.received.push_back(Received::from(event));
         }
         if self.answer && self.endpoint.connection().wants_transmit() {
             self.answer_now()?;

@@ -9,8 +9,10 @@ mod upgrade;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use surge_client::{ClientEndpoint, Keys, Opening};
 use surge_proto::close::CloseCode;
-use surge_proto::connection::{Connection, Event, Limits};
+use surge_proto::connection::Limits;
+use surge_proto::handshake::ClientRequest;
 use surge_proto::message::Message;
 
 use crate::backend::sim::Sim;
@@ -99,25 +101,18 @@ fn sim(config: Config) -> (Sim<Probe>, Log) {
 }
 
 /// What a client received, owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Got {
-    Text(String),
-    Binary(Vec<u8>),
-    Ping(Vec<u8>),
-    Close(Option<u16>, String),
-}
+use surge_client::blocking::Received as Got;
 
 const REQUEST: &[u8] =
     b"GET / HTTP/1.1\r\nHost: sim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-/// A WebSocket client over a simulated pipe.
+/// A WebSocket client over a simulated pipe: surge-client's sans-IO endpoint.
 struct Client {
     /// The server's 101 answer.
     head: String,
     peer: Peer,
-    ws: Connection,
-    assembly: Vec<u8>,
+    endpoint: ClientEndpoint,
     input: Vec<u8>,
 }
 
@@ -125,45 +120,45 @@ impl Client {
     /// Connects and completes the opening handshake at the current instant.
     fn open<H: Handler>(sim: &mut Sim<H>, window: usize) -> Client {
         let peer = sim.connect(window);
-        peer.write(REQUEST);
+        let mut request = Vec::new();
+        let keys = Keys { nonce: [7; 16], mask_seed: 7 };
+        let mut endpoint = ClientEndpoint::start(
+            &ClientRequest::new("sim", "/"),
+            keys,
+            Limits::default(),
+            &mut request,
+        )
+        .unwrap();
+        peer.write(&request);
         sim.settle();
         let answer = peer.take();
-        let head = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
-        assert!(answer.starts_with(b"HTTP/1.1 101"), "{:?}", String::from_utf8_lossy(&answer));
-        Client {
-            head: String::from_utf8_lossy(&answer[..head]).into_owned(),
-            peer,
-            ws: Connection::client(Limits::default(), 7),
-            assembly: Vec::new(),
-            input: answer[head..].to_vec(),
-        }
+        let Ok(Opening::Open { early }) = endpoint.receive_handshake(&answer) else {
+            panic!("not accepted: {:?}", String::from_utf8_lossy(&answer));
+        };
+        let head = String::from_utf8_lossy(&answer[..answer.len() - early.len()]).into_owned();
+        Client { head, peer, endpoint, input: early }
     }
 
     fn send_text(&mut self, text: &str) {
         let mut out = Vec::new();
-        self.ws.send(Message::Text(text), &mut out).unwrap();
+        self.endpoint.connection().send(Message::Text(text), &mut out).unwrap();
         self.peer.write(&out);
     }
 
-    /// Everything the server wrote since the last look, as messages.
+    /// Everything the server wrote since the last look, as messages (pongs left out).
     fn recv(&mut self) -> Vec<Got> {
         let mut input = std::mem::take(&mut self.input);
         input.extend(self.peer.take());
         let mut got = Vec::new();
         let mut rest = &mut input[..];
         loop {
-            let (used, event) = self.ws.read(&mut *rest, &mut self.assembly);
-            got.push(match event {
+            let (used, event, _) = self.endpoint.read(&mut *rest);
+            match event.map(Got::from) {
                 None => break,
-                Some(Event::Message(Message::Text(text))) => Got::Text(text.to_owned()),
-                Some(Event::Message(Message::Binary(bytes))) => Got::Binary(bytes.to_vec()),
-                Some(Event::Ping(payload)) => Got::Ping(payload.as_bytes().to_vec()),
-                Some(Event::Pong(_)) => continue,
-                Some(Event::Close(frame)) => {
-                    Got::Close(frame.code().map(CloseCode::as_u16), frame.reason().to_owned())
-                }
-                Some(Event::Error(error)) => panic!("the server broke the protocol: {error}"),
-            });
+                Some(Got::Pong(_)) => {}
+                Some(Got::Violation(error)) => panic!("the server broke the protocol: {error}"),
+                Some(received) => got.push(received),
+            }
             rest = &mut rest[used..];
         }
         got
@@ -172,7 +167,7 @@ impl Client {
     /// Sends what the client's protocol owes the server: pongs, the Close reply.
     fn answer(&mut self) {
         let mut out = Vec::new();
-        self.ws.poll_transmit(&mut out);
+        self.endpoint.connection().poll_transmit(&mut out);
         self.peer.write(&out);
     }
 
