@@ -9,7 +9,7 @@
 //!
 //! What it is not: not an HTTP server (a request that is not a WebSocket upgrade gets an
 //! HTTP error), not async (handlers are plain callbacks on the loop's thread and must not
-//! block it), and not a client (the load generator has its own on `surge_proto`). TLS,
+//! block it), and not a client (that is `surge-client`, on the same `surge_proto`). TLS,
 //! permessage-deflate, pub/sub and io_uring are not here yet; each has a seam to plug into.
 //!
 //! ```text
