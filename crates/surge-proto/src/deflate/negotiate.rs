@@ -92,20 +92,39 @@ impl Params {
 impl fmt::Display for Params {
     /// The `Sec-WebSocket-Extensions` value of the server's response.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(NAME)?;
-        if self.server_no_context_takeover {
-            f.write_str("; server_no_context_takeover")?;
-        }
-        if self.client_no_context_takeover {
-            f.write_str("; client_no_context_takeover")?;
-        }
-        if let Some(bits) = self.server_max_window_bits {
-            write!(f, "; server_max_window_bits={bits}")?;
-        }
-        if let Some(bits) = self.client_max_window_bits {
-            write!(f, "; client_max_window_bits={bits}")?;
-        }
-        Ok(())
+        write_element(
+            f,
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+            self.client_max_window_bits.map(Some),
+        )
+    }
+}
+
+/// One permessage-deflate element, as an offer or an answer writes it: `client_max_window_bits`
+/// is `Some(None)` when offered without a value.
+fn write_element(
+    f: &mut fmt::Formatter<'_>,
+    server_no_context_takeover: bool,
+    client_no_context_takeover: bool,
+    server_max_window_bits: Option<u8>,
+    client_max_window_bits: Option<Option<u8>>,
+) -> fmt::Result {
+    f.write_str(NAME)?;
+    if server_no_context_takeover {
+        f.write_str("; server_no_context_takeover")?;
+    }
+    if client_no_context_takeover {
+        f.write_str("; client_no_context_takeover")?;
+    }
+    if let Some(bits) = server_max_window_bits {
+        write!(f, "; server_max_window_bits={bits}")?;
+    }
+    match client_max_window_bits {
+        Some(Some(bits)) => write!(f, "; client_max_window_bits={bits}"),
+        Some(None) => f.write_str("; client_max_window_bits"),
+        None => Ok(()),
     }
 }
 
@@ -364,22 +383,13 @@ impl Default for ClientOffer {
 impl fmt::Display for ClientOffer {
     /// The `Sec-WebSocket-Extensions` value of the request.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(NAME)?;
-        if self.server_no_context_takeover {
-            f.write_str("; server_no_context_takeover")?;
-        }
-        if self.client_no_context_takeover {
-            f.write_str("; client_no_context_takeover")?;
-        }
-        if let Some(bits) = self.server_max_window_bits {
-            write!(f, "; server_max_window_bits={bits}")?;
-        }
-        match self.client_max_window_bits {
-            Some(Some(bits)) => write!(f, "; client_max_window_bits={bits}")?,
-            Some(None) => f.write_str("; client_max_window_bits")?,
-            None => {}
-        }
-        Ok(())
+        write_element(
+            f,
+            self.server_no_context_takeover,
+            self.client_no_context_takeover,
+            self.server_max_window_bits,
+            self.client_max_window_bits,
+        )
     }
 }
 
