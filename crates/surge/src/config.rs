@@ -1,10 +1,13 @@
 //! Server configuration: built once, validated once, then shared read-only by every loop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use surge_proto::connection::Limits;
 use surge_proto::handshake::HandshakeLimits;
+
+use crate::tls::{TlsConfig, TlsContext, TlsError};
 
 /// What [`Conn::send`](crate::Conn::send) does once a connection's unsent output has reached
 /// the [backpressure limit](ConfigBuilder::backpressure_limit).
@@ -116,6 +119,9 @@ pub enum ConfigError {
     /// Pinning asked for a core this process may not use (or core ids cannot be listed).
     #[error("core {0} is not available for pinning")]
     UnknownCore(usize),
+    /// A certificate or key of the [TLS configuration](ConfigBuilder::tls) cannot be served.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The smallest read buffer accepted.
@@ -160,6 +166,7 @@ pub struct Config {
     timer_tick: Duration,
     pool_budget: usize,
     assembly_budget: usize,
+    tls: Option<Arc<TlsContext>>,
 }
 
 impl Config {
@@ -191,9 +198,11 @@ impl Config {
                 timer_tick: Duration::from_millis(100),
                 pool_budget: 16 << 20,
                 assembly_budget: 1 << 30,
+                tls: None,
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
+            tls: None,
         }
     }
 
@@ -275,6 +284,16 @@ impl Config {
     pub fn pool_budget(&self) -> usize {
         self.pool_budget
     }
+    /// The certificates served over TLS, when the server speaks wss.
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_deref().map(TlsContext::files)
+    }
+
+    /// The live TLS state every loop's new connections start from.
+    pub(crate) fn tls_context(&self) -> Option<&Arc<TlsContext>> {
+        self.tls.as_ref()
+    }
+
     /// Memory all connections together may hold in messages that arrived in part.
     pub fn assembly_budget(&self) -> usize {
         self.assembly_budget
@@ -301,6 +320,7 @@ pub struct ConfigBuilder {
     config: Config,
     pinning: Pinning,
     low_watermark_set: bool,
+    tls: Option<TlsConfig>,
 }
 
 impl ConfigBuilder {
@@ -427,9 +447,16 @@ impl ConfigBuilder {
         self
     }
 
+    /// Serves wss: every listener speaks TLS with these certificates (read and checked by
+    /// [`build`](Self::build)). Off by default.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Checks the settings together.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let ConfigBuilder { mut config, pinning, low_watermark_set } = self;
+        let ConfigBuilder { mut config, pinning, low_watermark_set, tls } = self;
         if config.listen.is_empty() {
             return Err(ConfigError::NoListenAddress);
         }
@@ -487,6 +514,7 @@ impl ConfigBuilder {
                 cores
             }
         };
+        config.tls = tls.map(TlsContext::new).transpose()?.map(Arc::new);
         Ok(config)
     }
 }

@@ -98,6 +98,13 @@ impl<H: Handler> Connections<H> {
         if self.ctx.shutdown.is_some() {
             return;
         }
+        let stream = match stream.secured(self.ctx.config.tls_context().map(|tls| &**tls)) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "cannot start TLS on a connection");
+                return;
+            }
+        };
         let core = ConnCore {
             io: ConnIo::new(stream),
             phase: Phase::Handshake {

@@ -19,6 +19,7 @@ use crate::admission::Admissions;
 use crate::error::HandleError;
 use crate::key::ConnKey;
 use crate::outbox::SharedFrame;
+use crate::tls::{TlsContext, TlsError};
 use crate::transport::Stream;
 
 /// Names one connection for its whole life: its loop, its slot, and the slot's generation.
@@ -183,6 +184,8 @@ pub(crate) struct Shared {
     pub(crate) loops: Vec<LoopRemote>,
     /// Open WebSocket connections, across loops, under `max_connections`.
     pub(crate) admissions: Arc<Admissions>,
+    /// The certificates every loop's new TLS connections are served, when there is TLS.
+    pub(crate) tls: Option<Arc<TlsContext>>,
     pub(crate) shutting_down: AtomicBool,
     /// Each loop sends one report as it exits; the first shutdown takes them all.
     pub(crate) reports: Mutex<Option<Receiver<ShutdownReport>>>,
@@ -256,6 +259,13 @@ impl ServerHandle {
             return Err(HandleError::InvalidCloseCode(code));
         }
         self.remote(id)?.submit(Command::Close { id, frame: CloseFrame::new(code, reason) })
+    }
+
+    /// Reads the configured certificate and key files again and serves them to new TLS
+    /// handshakes from now on; connections already open keep theirs. When any file is
+    /// missing or bad, nothing changes and the error names the file.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        self.shared.tls.as_ref().ok_or(TlsError::NotServed)?.reload()
     }
 
     /// Open WebSocket connections across all loops.

@@ -106,6 +106,7 @@ mod slab;
 #[cfg(test)]
 mod tests;
 mod timer;
+pub mod tls;
 mod transport;
 mod turn;
 mod upgrade;

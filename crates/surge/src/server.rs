@@ -71,6 +71,7 @@ impl Server {
             shared: Arc::new(Shared {
                 loops: remotes,
                 admissions: Admissions::new(config.max_connections()),
+                tls: config.tls_context().cloned(),
                 shutting_down: AtomicBool::new(false),
                 reports: Mutex::new(Some(report_rx)),
             }),

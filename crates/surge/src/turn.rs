@@ -106,7 +106,15 @@ impl<H: Handler> Turn<'_, H> {
             let n = match io.stream.read(read_buf) {
                 Ok(0) => return ReadEnd::Lost,
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return ReadEnd::Done,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if io.stream.wants_write() && io.out.is_none() {
+                        // Records the transport made while reading (a TLS handshake flight)
+                        // that the socket did not take: an empty queue makes the flush
+                        // offer them again.
+                        io.queue(self.ctx, key, |_| ());
+                    }
+                    return ReadEnd::Done;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     tracing::debug!(id = %self.ctx.id(key), %error, "read failed");

@@ -93,7 +93,12 @@ pub(crate) trait Backend {
     ) -> io::Result<Flushed> {
         let _ = key;
         match out.write_to(stream, pool)? {
-            Flushed::All if stream.wants_write() => Ok(Flushed::Partial),
+            // Records the transport still holds (TLS) go out with an empty write.
+            Flushed::All if stream.wants_write() => match stream.write_vectored(&[]) {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+                _ if stream.wants_write() => Ok(Flushed::Partial),
+                _ => Ok(Flushed::All),
+            },
             flushed => Ok(flushed),
         }
     }

@@ -156,6 +156,7 @@ impl<H: Handler> Sim<H> {
             shared: Arc::new(Shared {
                 loops: vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
                 admissions: crate::admission::Admissions::new(config.max_connections()),
+                tls: None,
                 shutting_down: AtomicBool::new(false),
                 reports: Mutex::new(Some(report_rx)),
             }),

@@ -4,20 +4,25 @@
 //! surge [echo] [--listen ADDR:PORT]... [--threads N] [--pin [CORES]] [--max-message SIZE]
 //!       [--max-connections N] [--idle-timeout DUR] [--handshake-timeout DUR]
 //!       [--close-timeout DUR] [--backpressure-limit SIZE] [--log LEVEL]
+//!       [--tls-cert FILE --tls-key FILE [--tls-sni NAME=CERT,KEY]...]
 //! ```
 //!
+//! With `--tls-cert` and `--tls-key` every listener serves wss (TLS 1.2 and 1.3); SIGHUP
+//! reads the certificate files again (a bad file is reported and the old chain kept).
 //! SIGINT or SIGTERM starts a graceful shutdown (Close 1001 to every connection, up to the
 //! close timeout for the peers to answer); a second signal exits at once.
 #![deny(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use surge::echo::EchoHandler;
+use surge::tls::TlsConfig;
 use surge::{Config, Pinning, Server};
 use tracing_subscriber::EnvFilter;
 
@@ -66,6 +71,15 @@ struct EchoArgs {
     /// Unsent bytes per connection at which reading and sending pause [default: 1MiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     backpressure_limit: Option<u64>,
+    /// PEM certificate chain to serve over TLS (wss); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A further certificate for clients whose SNI is NAME; repeat for several.
+    #[arg(long, value_name = "NAME=CERT,KEY", value_parser = parse_sni, requires = "tls_cert")]
+    tls_sni: Vec<SniPair>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
@@ -94,14 +108,24 @@ fn run(args: &EchoArgs) -> Result<(), String> {
     let config = build_config(args)?;
     let grace = config.close_timeout();
     // Signals are caught before the loops start, so none is lost in between.
-    let mut signals = Signals::new([SIGINT, SIGTERM])
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let scheme = if config.tls().is_some() { "wss" } else { "ws" };
     let server = Server::start(config, |_| EchoHandler).map_err(|e| e.to_string())?;
     for addr in server.local_addrs() {
-        tracing::info!("listening on ws://{addr}");
+        tracing::info!("listening on {scheme}://{addr}");
     }
 
-    let signal = signals.forever().next();
+    let signal = signals.forever().find(|&signal| {
+        if signal != SIGHUP {
+            return true;
+        }
+        match server.handle().reload_tls() {
+            Ok(()) => tracing::info!("certificates reloaded"),
+            Err(error) => eprintln!("surge: certificates not reloaded, the old ones stay: {error}"),
+        }
+        false
+    });
     tracing::info!(?signal, ?grace, "shutting down");
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
@@ -144,7 +168,33 @@ fn build_config(args: &EchoArgs) -> Result<Config, String> {
         let limit = usize::try_from(limit).map_err(|_| "backpressure limit too large")?;
         builder = builder.backpressure_limit(limit);
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let mut tls = TlsConfig::new(cert, key);
+        for SniPair { name, cert, key } in &args.tls_sni {
+            tls = tls.sni(name, cert, key);
+        }
+        builder = builder.tls(tls);
+    }
     builder.build().map_err(|e| e.to_string())
+}
+
+/// A certificate for one SNI name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SniPair {
+    name: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// `NAME=CERT,KEY`.
+fn parse_sni(text: &str) -> Result<SniPair, String> {
+    let bad = || format!("bad SNI pair {text:?} (expected NAME=CERT,KEY)");
+    let (name, files) = text.split_once('=').ok_or_else(bad)?;
+    let (cert, key) = files.split_once(',').ok_or_else(bad)?;
+    if name.is_empty() || cert.is_empty() || key.is_empty() {
+        return Err(bad());
+    }
+    Ok(SniPair { name: name.into(), cert: cert.into(), key: key.into() })
 }
 
 /// `all`, or a list of cores and ranges: `0,2,4-7`.
@@ -253,6 +303,9 @@ mod tests {
         assert_eq!(parse_pinning("0,2-4"), Ok(Pinning::Cores(vec![0, 2, 3, 4])));
         assert_eq!(parse_pinning("all"), Ok(Pinning::AllCores));
         assert!(parse_pinning("3-1").is_err());
+        let pair = parse_sni("api.example=a.pem,a.key").unwrap();
+        assert_eq!((pair.name.as_str(), pair.cert.to_str()), ("api.example", Some("a.pem")));
+        assert!(parse_sni("api.example=a.pem").is_err());
     }
 
     #[test]
