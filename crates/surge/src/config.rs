@@ -23,6 +23,43 @@ pub enum BackpressurePolicy {
     Close1008,
 }
 
+/// What happens to a connection whose messages come faster than its
+/// [rate limit](ConfigBuilder::rate_limit) allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RatePolicy {
+    /// Stop reading it until its allowance refills (TCP flow control holds the peer back).
+    #[default]
+    Pause,
+    /// Close it with 1008 (policy violation).
+    Close1008,
+}
+
+/// A per-connection allowance of messages and bytes received per second, each a token
+/// bucket that holds one second's worth (so a burst of up to a second's allowance passes).
+///
+/// ```
+/// use surge::config::{RateLimit, RatePolicy};
+///
+/// let limit = RateLimit { messages_per_second: Some(1000), bytes_per_second: Some(1 << 20), policy: RatePolicy::Pause };
+/// assert!(limit.is_set());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimit {
+    /// Messages per second; `None`: not limited.
+    pub messages_per_second: Option<u32>,
+    /// Message payload bytes per second; `None`: not limited.
+    pub bytes_per_second: Option<u64>,
+    /// What a connection past either allowance gets.
+    pub policy: RatePolicy,
+}
+
+impl RateLimit {
+    /// Whether either allowance is limited.
+    pub fn is_set(&self) -> bool {
+        self.messages_per_second.is_some() || self.bytes_per_second.is_some()
+    }
+}
+
 /// Which cores the loops run on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Pinning {
@@ -61,6 +98,12 @@ pub enum Setting {
     ReadBufferSize,
     /// [`ConfigBuilder::assembly_budget`].
     AssemblyBudget,
+    /// [`ConfigBuilder::max_connections_per_address`].
+    MaxConnectionsPerAddress,
+    /// [`ConfigBuilder::handshakes_per_second_per_address`].
+    HandshakeRate,
+    /// [`ConfigBuilder::rate_limit`].
+    RateLimit,
 }
 
 impl std::fmt::Display for Setting {
@@ -77,6 +120,9 @@ impl std::fmt::Display for Setting {
             Setting::MaxConnections => "max connections",
             Setting::ReadBufferSize => "read buffer size",
             Setting::AssemblyBudget => "assembly budget",
+            Setting::MaxConnectionsPerAddress => "max connections per address",
+            Setting::HandshakeRate => "handshakes per second per address",
+            Setting::RateLimit => "rate limit",
         })
     }
 }
@@ -167,6 +213,9 @@ pub struct Config {
     pool_budget: usize,
     assembly_budget: usize,
     tls: Option<Arc<TlsContext>>,
+    max_connections_per_address: Option<usize>,
+    handshakes_per_second_per_address: Option<u32>,
+    rate_limit: Option<RateLimit>,
 }
 
 impl Config {
@@ -199,6 +248,9 @@ impl Config {
                 pool_budget: 16 << 20,
                 assembly_budget: 1 << 30,
                 tls: None,
+                max_connections_per_address: None,
+                handshakes_per_second_per_address: None,
+                rate_limit: None,
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
@@ -287,6 +339,21 @@ impl Config {
     /// The certificates served over TLS, when the server speaks wss.
     pub fn tls(&self) -> Option<&TlsConfig> {
         self.tls.as_deref().map(TlsContext::files)
+    }
+
+    /// Open connections one client address may hold; `None`: only the server's cap.
+    pub fn max_connections_per_address(&self) -> Option<usize> {
+        self.max_connections_per_address
+    }
+
+    /// Handshakes per second one client address may make; `None`: not limited.
+    pub fn handshakes_per_second_per_address(&self) -> Option<u32> {
+        self.handshakes_per_second_per_address
+    }
+
+    /// Each connection's allowance of messages and bytes per second; `None`: not limited.
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.rate_limit.as_ref()
     }
 
     /// The live TLS state every loop's new connections start from.
@@ -454,6 +521,27 @@ impl ConfigBuilder {
         self
     }
 
+    /// Caps the open connections of one client address: past it, its handshakes get 503
+    /// before any WebSocket state exists. Off by default.
+    pub fn max_connections_per_address(mut self, max: usize) -> Self {
+        self.config.max_connections_per_address = Some(max);
+        self
+    }
+
+    /// Caps the handshakes per second of one client address (a token bucket holding one
+    /// second's worth): past it, they get 429. Off by default.
+    pub fn handshakes_per_second_per_address(mut self, rate: u32) -> Self {
+        self.config.handshakes_per_second_per_address = Some(rate);
+        self
+    }
+
+    /// Limits how fast each connection may send messages and bytes, with what happens past
+    /// it ([`RatePolicy`]). Off by default.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.config.rate_limit = limit.is_set().then_some(limit);
+        self
+    }
+
     /// Checks the settings together.
     pub fn build(self) -> Result<Config, ConfigError> {
         let ConfigBuilder { mut config, pinning, low_watermark_set, tls } = self;
@@ -468,6 +556,14 @@ impl ConfigBuilder {
             (config.limits.max_message_size == 0, Setting::MaxMessageSize),
             (config.max_connections == 0, Setting::MaxConnections),
             (config.assembly_budget == 0, Setting::AssemblyBudget),
+            (config.max_connections_per_address == Some(0), Setting::MaxConnectionsPerAddress),
+            (config.handshakes_per_second_per_address == Some(0), Setting::HandshakeRate),
+            (
+                config.rate_limit.is_some_and(|r| {
+                    r.messages_per_second == Some(0) || r.bytes_per_second == Some(0)
+                }),
+                Setting::RateLimit,
+            ),
         ];
         if let Some((_, setting)) = positive.iter().find(|(zero, _)| *zero) {
             return Err(ConfigError::Zero(*setting));

@@ -70,6 +70,7 @@ impl<H: Handler> Connections<H> {
                 wheel,
                 dirty: Vec::new(),
                 again: Vec::new(),
+                throttled: Vec::new(),
                 assembly_bytes: 0,
                 assembly_budget,
                 now,
@@ -243,6 +244,31 @@ impl<H: Handler> Connections<H> {
             }
             _ => {}
         }
+    }
+
+    /// Resumes reading the connections paused past their rate limit whose allowance has
+    /// come back.
+    pub(crate) fn resume_throttled(&mut self) {
+        let Some(limit) = self.ctx.config.rate_limit().copied() else { return };
+        let Connections { conns, ctx, .. } = self;
+        let now = ctx.now;
+        let mut list = std::mem::take(&mut ctx.throttled);
+        list.retain(|&key| {
+            let Some(entry) = conns.get_mut(key) else { return false };
+            let spent = entry.app.as_mut().and_then(|app| app.admission.allowance());
+            if spent.is_some_and(|allowance| allowance.spent_at(&limit, now)) {
+                return true;
+            }
+            let io = &mut entry.core.io;
+            io.clear(flag::THROTTLED);
+            if io.buffered() < ctx.config.backpressure_limit() {
+                // Past the backpressure limit the flush resumes it once the output drains.
+                io.clear(flag::READ_PAUSED);
+                ctx.again.push(key);
+            }
+            false
+        });
+        ctx.throttled = list;
     }
 
     // ---- timers ----------------------------------------------------------------------

@@ -33,6 +33,8 @@ pub(crate) struct LoopCtx {
     pub(crate) dirty: Vec<ConnKey>,
     /// Connections to read again next turn (fairness, or resumed after backpressure).
     pub(crate) again: Vec<ConnKey>,
+    /// Connections whose reading is paused past their rate limit, checked each turn.
+    pub(crate) throttled: Vec<ConnKey>,
     /// Capacity of the assembly buffers connections of this loop hold.
     pub(crate) assembly_bytes: usize,
     /// This loop's share of the assembly budget.

@@ -135,6 +135,7 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             self.accept(index);
         }
         self.listening = listening;
+        self.conns.resume_throttled();
         self.conns.read_again();
         self.retry_accepts();
         self.conns.fire_timers();
@@ -171,7 +172,7 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         let ctx = &self.conns.ctx;
         let now = ctx.now;
         let mut timeout = ctx.wheel.timeout(now);
-        if self.accept_paused {
+        if self.accept_paused || !ctx.throttled.is_empty() {
             timeout = Some(ctx.config.timer_tick());
         }
         if let Some(shutdown) = &ctx.shutdown {

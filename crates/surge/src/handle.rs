@@ -268,6 +268,11 @@ impl ServerHandle {
         self.shared.tls.as_ref().ok_or(TlsError::NotServed)?.reload()
     }
 
+    /// What the limits on one client have refused so far (per-address caps, rates).
+    pub fn limit_stats(&self) -> crate::LimitStats {
+        self.shared.admissions.counters.snapshot()
+    }
+
     /// Open WebSocket connections across all loops.
     pub fn connections(&self) -> usize {
         self.shared.admissions.open()

@@ -100,6 +100,7 @@ mod handle;
 mod handler;
 mod key;
 mod outbox;
+mod rate;
 mod request;
 mod server;
 mod slab;
@@ -111,7 +112,10 @@ mod transport;
 mod turn;
 mod upgrade;
 
-pub use config::{BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning};
+pub use admission::LimitStats;
+pub use config::{
+    BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning, RateLimit, RatePolicy,
+};
 pub use conn::{Conn, SendResult};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};

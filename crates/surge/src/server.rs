@@ -70,7 +70,7 @@ impl Server {
         let handle = ServerHandle {
             shared: Arc::new(Shared {
                 loops: remotes,
-                admissions: Admissions::new(config.max_connections()),
+                admissions: Admissions::new(&config),
                 tls: config.tls_context().cloned(),
                 shutting_down: AtomicBool::new(false),
                 reports: Mutex::new(Some(report_rx)),

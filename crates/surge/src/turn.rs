@@ -15,8 +15,9 @@ use surge_proto::connection::{Connection as WsConnection, Event};
 use surge_proto::handshake::EMPTY_HEADER;
 use surge_proto::message::Message;
 
+use crate::admission::LimitCounters;
 use crate::buffer_pool::MAX_POOLED_CAPACITY;
-use crate::config::MAX_HEADERS;
+use crate::config::{RatePolicy, MAX_HEADERS};
 use crate::conn::{flag, App, Conn, ConnCore, ConnEntry, Phase, SendResult};
 use crate::context::LoopCtx;
 use crate::handle::ConnectionId;
@@ -177,7 +178,9 @@ impl<H: Handler> Turn<'_, H> {
         let mut used = 0;
         let input_len = input.len();
         let mut fed = loop {
-            if entry.core.io.buffered() >= limit && used < input.len() {
+            if used < input.len()
+                && (entry.core.io.buffered() >= limit || self.throttle(entry, key))
+            {
                 break Fed::Paused(used);
             }
             let Phase::Open(ws) = &mut entry.core.phase else { break Fed::Ended };
@@ -187,9 +190,13 @@ impl<H: Handler> Turn<'_, H> {
             match event {
                 Event::Message(msg) => {
                     let last_of_read = used == input_len;
+                    let len = msg.len();
                     self.call(entry, key, "on_message", last_of_read, |handler, conn, state| {
                         handler.on_message(conn, state, msg)
                     });
+                    if self.over_rate_limit(entry, key, len) {
+                        break Fed::Ended;
+                    }
                 }
                 // The pong goes out in wire order, ahead of replies to later messages (while
                 // output flows; when it is blocked only the latest pong is kept).
@@ -247,6 +254,51 @@ impl<H: Handler> Turn<'_, H> {
         }
         entry.core.transmit(self.ctx, key);
         fed
+    }
+
+    /// Charges a received message to the connection's allowance; past it under
+    /// [`RatePolicy::Close1008`], closes it and returns true (the rest of the input is
+    /// ignored). Under [`RatePolicy::Pause`] the next message waits (see [`throttle`]).
+    ///
+    /// [`throttle`]: Self::throttle
+    fn over_rate_limit(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        len: usize,
+    ) -> bool {
+        let Some(limit) = self.ctx.config.rate_limit() else { return false };
+        let Some(allowance) = entry.app.as_mut().and_then(|app| app.admission.allowance()) else {
+            return false;
+        };
+        if !allowance.charge(limit, len, self.ctx.now) || limit.policy != RatePolicy::Close1008 {
+            return false;
+        }
+        LimitCounters::count(&self.ctx.handle.shared.admissions.counters.rate_closed);
+        tracing::debug!(id = %self.ctx.id(key), "past the rate limit; closing with 1008");
+        // Fails only when our Close is already out.
+        let _ = entry.core.start_close(self.ctx, key, CloseCode::POLICY_VIOLATION, "rate limit");
+        self.close_app(entry, key, CloseCode::POLICY_VIOLATION, "rate limit");
+        true
+    }
+
+    /// Whether the connection has spent its allowance (the pause policy): it is listed to
+    /// be resumed once the allowance refills, and reading stops here.
+    fn throttle(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey) -> bool {
+        let Some(limit) = self.ctx.config.rate_limit() else { return false };
+        let Some(allowance) = entry.app.as_mut().and_then(|app| app.admission.allowance()) else {
+            return false;
+        };
+        if !allowance.spent_at(limit, self.ctx.now) {
+            return false;
+        }
+        let io = &mut entry.core.io;
+        if !io.has(flag::THROTTLED) {
+            io.set(flag::THROTTLED);
+            self.ctx.throttled.push(key);
+            LimitCounters::count(&self.ctx.handle.shared.admissions.counters.rate_paused);
+        }
+        true
     }
 
     /// Handles new handshake bytes: parses the head (where it lies when it came in one read,

@@ -5,10 +5,11 @@ use std::sync::atomic::Ordering;
 
 use surge_proto::handshake::write_rejection;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Refusal};
 use crate::conn::{ConnCore, Phase};
 use crate::context::LoopCtx;
 use crate::key::ConnKey;
+use crate::rate::Allowance;
 use crate::request::Request;
 
 /// The server's checks on a valid request, before the handler's: not shutting down, an
@@ -21,7 +22,9 @@ pub(crate) fn admit(ctx: &LoopCtx, request: &Request<'_>) -> Result<Admission, u
     if !ctx.config.origin_allowed(request.origin()) {
         return Err(403);
     }
-    ctx.handle.shared.admissions.admit().ok_or(503)
+    let admissions = &ctx.handle.shared.admissions;
+    let allowance = ctx.config.rate_limit().map(|limit| Allowance::new(limit, ctx.now));
+    admissions.admit(request.peer_addr().ip(), ctx.now, allowance).map_err(Refusal::status)
 }
 
 /// Answers the handshake with an HTTP error and closes after writing it.

@@ -136,7 +136,7 @@ impl Backend for SimBackend {
 pub(crate) struct Sim<H: Handler> {
     event_loop: EventLoop<H, SimBackend>,
     world: Arc<Mutex<World>>,
-    handle: ServerHandle,
+    pub(crate) handle: ServerHandle,
     start: Instant,
     /// The poll the handle's waker belongs to; never polled (the simulator looks at the wake
     /// flag instead), only kept alive.
@@ -155,7 +155,7 @@ impl<H: Handler> Sim<H> {
         let handle = ServerHandle {
             shared: Arc::new(Shared {
                 loops: vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
-                admissions: crate::admission::Admissions::new(config.max_connections()),
+                admissions: crate::admission::Admissions::new(&config),
                 tls: None,
                 shutting_down: AtomicBool::new(false),
                 reports: Mutex::new(Some(report_rx)),

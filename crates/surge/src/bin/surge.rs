@@ -5,6 +5,8 @@
 //!       [--max-connections N] [--idle-timeout DUR] [--handshake-timeout DUR]
 //!       [--close-timeout DUR] [--backpressure-limit SIZE] [--log LEVEL]
 //!       [--tls-cert FILE --tls-key FILE [--tls-sni NAME=CERT,KEY]...]
+//!       [--max-connections-per-address N] [--handshake-rate N] [--message-rate N]
+//!       [--byte-rate SIZE] [--rate-policy pause|close]
 //! ```
 //!
 //! With `--tls-cert` and `--tls-key` every listener serves wss (TLS 1.2 and 1.3); SIGHUP
@@ -23,7 +25,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use surge::echo::EchoHandler;
 use surge::tls::TlsConfig;
-use surge::{Config, Pinning, Server};
+use surge::{Config, Pinning, RateLimit, RatePolicy, Server};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -71,6 +73,21 @@ struct EchoArgs {
     /// Unsent bytes per connection at which reading and sending pause [default: 1MiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     backpressure_limit: Option<u64>,
+    /// Open connections one client address may hold; past it, 503 [default: off].
+    #[arg(long, value_name = "N")]
+    max_connections_per_address: Option<usize>,
+    /// Handshakes per second one client address may make; past it, 429 [default: off].
+    #[arg(long, value_name = "N")]
+    handshake_rate: Option<u32>,
+    /// Messages per second each connection may send [default: off].
+    #[arg(long, value_name = "N")]
+    message_rate: Option<u32>,
+    /// Message bytes per second each connection may send, e.g. 1MiB [default: off].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    byte_rate: Option<u64>,
+    /// Past --message-rate or --byte-rate: pause reading, or close with 1008.
+    #[arg(long, value_name = "POLICY", value_parser = parse_rate_policy, default_value = "pause")]
+    rate_policy: RatePolicy,
     /// PEM certificate chain to serve over TLS (wss); needs --tls-key.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -168,6 +185,17 @@ fn build_config(args: &EchoArgs) -> Result<Config, String> {
         let limit = usize::try_from(limit).map_err(|_| "backpressure limit too large")?;
         builder = builder.backpressure_limit(limit);
     }
+    if let Some(max) = args.max_connections_per_address {
+        builder = builder.max_connections_per_address(max);
+    }
+    if let Some(rate) = args.handshake_rate {
+        builder = builder.handshakes_per_second_per_address(rate);
+    }
+    builder = builder.rate_limit(RateLimit {
+        messages_per_second: args.message_rate,
+        bytes_per_second: args.byte_rate,
+        policy: args.rate_policy,
+    });
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         let mut tls = TlsConfig::new(cert, key);
         for SniPair { name, cert, key } in &args.tls_sni {
@@ -176,6 +204,15 @@ fn build_config(args: &EchoArgs) -> Result<Config, String> {
         builder = builder.tls(tls);
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+/// `pause` or `close`.
+fn parse_rate_policy(text: &str) -> Result<RatePolicy, String> {
+    match text {
+        "pause" => Ok(RatePolicy::Pause),
+        "close" => Ok(RatePolicy::Close1008),
+        _ => Err(format!("bad rate policy {text:?} (expected pause or close)")),
+    }
 }
 
 /// A certificate for one SNI name.
@@ -306,6 +343,8 @@ mod tests {
         let pair = parse_sni("api.example=a.pem,a.key").unwrap();
         assert_eq!((pair.name.as_str(), pair.cert.to_str()), ("api.example", Some("a.pem")));
         assert!(parse_sni("api.example=a.pem").is_err());
+        assert_eq!(parse_rate_policy("close"), Ok(RatePolicy::Close1008));
+        assert!(parse_rate_policy("drop").is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! clock. Timeouts, backpressure and shutdown happen at exact instants, asserted as such.
 
 mod backpressure;
+mod limits;
 mod shutdown;
 mod timeouts;
 mod upgrade;
