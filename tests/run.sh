@@ -104,12 +104,12 @@ trap cleanup EXIT
 trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
 
 # logged_port LOG PID [SECONDS]: the port a server started on port 0 names in its log
-# ("listening 127.0.0.1:PORT" or "listening on ws://127.0.0.1:PORT"); the server picks it, so
+# ("listening 127.0.0.1:PORT" or "listening on ws[s]://127.0.0.1:PORT"); the server picks it, so
 # no other process can take it between a guess and the bind. Fails if PID dies first.
 logged_port() {
   local log=$1 pid=$2 limit=${3:-30} t0=$SECONDS port
   while :; do
-    port=$(sed -nE 's/.*listening (on ws:\/\/)?127\.0\.0\.1:([0-9]+).*/\2/p' "$log" 2>/dev/null | head -n 1)
+    port=$(sed -nE 's/.*listening (on wss?:\/\/)?127\.0\.0\.1:([0-9]+).*/\2/p' "$log" 2>/dev/null | head -n 1)
     [ -z "$port" ] || { echo "$port"; return 0; }
     kill -0 "$pid" 2>/dev/null || { echo "process $pid exited before it listened; log tail:" >&2; tail -n 20 "$log" >&2; return 1; }
     [ $((SECONDS - t0)) -lt "$limit" ] || { echo "no 'listening' line in $log within ${limit}s" >&2; return 1; }
@@ -239,6 +239,22 @@ suite_external_server() {
   stop_bg "$ECHO_PID"
 }
 
+# loadgen_results_ok FILE...: each surge-loadgen JSON echoed every message unchanged, with
+# no error, no connection lost, every close 1000
+loadgen_results_ok() {
+  python3 - "$@" <<'EOF'
+import json, sys
+for path in sys.argv[1:]:
+    r = json.load(open(path))
+    c = r["connections"]
+    print(f"{path}: {r['messages']} messages, {r['msgs_per_sec']:.0f} msg/s, "
+          f"p99 {r['latency_us']['p99']:.0f} us, close codes {r['close_codes']}")
+    if r["errors"] or r["mismatches"] or c["lost"] or not r["messages"] \
+            or c["established"] != c["requested"] or r["close_codes"] != {"1000": c["requested"]}:
+        sys.exit(f"{path}: errors {r['errors']}, mismatches {r['mismatches']}, connections {c}")
+EOF
+}
+
 # Surge's client side (surge-loadgen) against known-good servers:
 #   tests/servers/python_websockets_echo.py PORT [TIMEOUT_S]
 #   tests/servers/node_ws_echo.js PORT [TIMEOUT_S]
@@ -255,17 +271,7 @@ loadgen_against() {
     -d 2s -w 500ms -q --json "$out-closed.json"
   target/release/surge-loadgen "$url" -c 16 --rate 2k --size 64 --binary \
     -d 2s -w 500ms -q --json "$out-open.json" --hgrm "$out-open.hgrm" --hlog "$out-open.hlog"
-  python3 - "$out-closed.json" "$out-open.json" <<'EOF'
-import json, sys
-for path in sys.argv[1:]:
-    r = json.load(open(path))
-    c = r["connections"]
-    print(f"{path}: {r['messages']} messages, {r['msgs_per_sec']:.0f} msg/s, "
-          f"p99 {r['latency_us']['p99']:.0f} us, close codes {r['close_codes']}")
-    if r["errors"] or r["mismatches"] or c["lost"] or not r["messages"] \
-            or c["established"] != c["requested"] or r["close_codes"] != {"1000": c["requested"]}:
-        sys.exit(f"{path}: errors {r['errors']}, mismatches {r['mismatches']}, connections {c}")
-EOF
+  loadgen_results_ok "$out-closed.json" "$out-open.json"
 }
 
 # loadgen_report_render: compare --html on two runs of its own (against the embedded
@@ -348,6 +354,127 @@ suite_asan() {
   run_step asan:surge-proto bash crates/surge-proto/asan.sh
 }
 
+# wss: `surge echo --tls-*` with a test PKI made at each run (tests/wss/make-certs.sh; the
+# keys live under target/test-logs, never in git). Real clients trust the test CA each its
+# own way (Python: SSL_CERT_FILE, Node: NODE_EXTRA_CA_CERTS, Chromium: an NSS database in
+# a HOME of its own, openssl: -CAfile), and each checks text, binary, 1 MiB and close. Then
+# SNI, a reload by SIGHUP (a bad key refused with one line, the old chain kept; a good one
+# served to new handshakes), Autobahn 1-10 over wss against the cleartext expectations, and
+# testssl.sh judged by tests/wss/testssl_check.py.
+WSS_CLIENTS=(
+  "python_websockets|env SSL_CERT_FILE={CA} $PY tests/clients/python_websockets.py"
+  "node_ws|env NODE_EXTRA_CA_CERTS={CA} node tests/clients/node_ws.js"
+  "openssl_s_client|env SURGE_TEST_CA={CA} python3 tests/clients/openssl_s_client.py"
+  "chromium|env HOME={PKI}/home node tests/clients/chromium.js"
+)
+
+# served_fingerprint PORT [SNI]: the SHA-256 fingerprint of the certificate served
+served_fingerprint() {
+  openssl s_client -connect "127.0.0.1:$1" -servername "${2:-localhost}" </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256
+}
+fingerprint_of() { openssl x509 -in "$1" -noout -fingerprint -sha256; }
+
+wss_certs() {
+  tests/wss/make-certs.sh "$WSS_PKI"
+  cp "$WSS_PKI/leaf.pem" "$WSS_PKI/served.pem"
+  cp "$WSS_PKI/leaf.key" "$WSS_PKI/served.key"
+  # Chromium on Linux trusts what the NSS database in $HOME/.pki/nssdb trusts.
+  mkdir -p "$WSS_PKI/home/.pki/nssdb"
+  certutil -d "sql:$WSS_PKI/home/.pki/nssdb" -N --empty-password
+  certutil -d "sql:$WSS_PKI/home/.pki/nssdb" -A -t "C,," -n surge-wss-test-ca -i "$WSS_PKI/ca.pem"
+}
+
+# surge-loadgen over wss: a closed-loop text run (0..70000 B, sessions resumed) and an
+# open-loop binary run with a full TLS handshake per connection (--no-resume).
+wss_loadgen() {
+  local out="$LOGS/loadgen-wss" url="wss://127.0.0.1:$WSS_PORT/"
+  target/release/surge-loadgen "$url" --ca "$WSS_PKI/ca.pem" -c 16 --in-flight 2 --size 0..70000 \
+    --text -d 2s -w 500ms -q --json "$out-closed.json"
+  target/release/surge-loadgen "$url" --ca "$WSS_PKI/ca.pem" --no-resume -c 16 --rate 2k \
+    --size 64 --binary -d 2s -w 500ms -q --json "$out-open.json"
+  loadgen_results_ok "$out-closed.json" "$out-open.json"
+}
+
+wss_sni() {
+  [ "$(served_fingerprint "$WSS_PORT" sni.test)" = "$(fingerprint_of "$WSS_PKI/sni.pem")" ]
+  [ "$(served_fingerprint "$WSS_PORT" other.test)" = "$(fingerprint_of "$WSS_PKI/leaf.pem")" ]
+  echo "sni.test gets its certificate; other names get the default"
+}
+
+wss_reload() {
+  local log=$LOGS/wss-server.log
+  # A broken key: refused with one line, the old chain kept.
+  printf -- '-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n' >"$WSS_PKI/served.key"
+  kill -HUP "$WSS_PID"
+  local i
+  for i in $(seq 50); do grep -q "certificates not reloaded" "$log" && break; sleep 0.1; done
+  grep "certificates not reloaded" "$log" | grep -q "served.key"
+  [ "$(served_fingerprint "$WSS_PORT")" = "$(fingerprint_of "$WSS_PKI/leaf.pem")" ]
+  # A good pair: new handshakes get it.
+  cp "$WSS_PKI/next.pem" "$WSS_PKI/served.pem"
+  cp "$WSS_PKI/next.key" "$WSS_PKI/served.key"
+  kill -HUP "$WSS_PID"
+  for i in $(seq 50); do grep -q "certificates reloaded" "$log" && break; sleep 0.1; done
+  [ "$(served_fingerprint "$WSS_PORT")" = "$(fingerprint_of "$WSS_PKI/next.pem")" ]
+  echo "a bad key was refused ($(grep -c 'certificates not reloaded' "$log") line), the next chain is served"
+}
+
+wss_autobahn() {
+  local out="$ROOT/tests/autobahn/reports/server-wss" rc=0
+  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 tests/autobahn/run.sh "wss://127.0.0.1:$WSS_PORT" "$AUTOBAHN_CASES" || rc=$?
+  [ "$rc" -le 1 ] || return 1
+  [ -f "$out/index.json" ] || return 1
+  python3 tests/autobahn/compare.py "$out" tests/autobahn/expected-server.json
+}
+
+wss_testssl() {
+  local json=$LOGS/testssl.json
+  rm -f "$json"
+  timeout 600 testssl --quiet --color 0 --warnings off --add-ca "$WSS_PKI/ca.pem" \
+    --jsonfile-pretty "$json" -p -s -f -U -S -P "127.0.0.1:$WSS_PORT" >"$LOGS/testssl.txt" 2>&1 || true
+  python3 tests/wss/testssl_check.py "$json"
+}
+
+suite_wss() {
+  local entry name cmd names=(wss-certs wss-server-start wss-client:surge-loadgen wss-sni wss-reload wss-autobahn wss-testssl wss-server-survived)
+  for entry in "${WSS_CLIENTS[@]}"; do names+=("wss-client:${entry%%|*}"); done
+  any_selected "${names[@]}" || return 0
+  [ -x target/release/surge ] || run_step build-release build_release
+  WSS_PKI=$LOGS/wss-pki
+  ONLY='' run_step wss-certs wss_certs
+  [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" = passed ] || return 0
+  start_bg wss-server "$LOGS/wss-server.log" timeout "$SERVER_TIME_LIMIT" target/release/surge echo \
+    --listen 127.0.0.1:0 --tls-cert "$WSS_PKI/served.pem" --tls-key "$WSS_PKI/served.key" \
+    --tls-sni "sni.test=$WSS_PKI/sni.pem,$WSS_PKI/sni.key"
+  WSS_PID=$BG_PID
+  WSS_PORT=$(logged_port "$LOGS/wss-server.log" "$WSS_PID" 30) || { record wss-server-start failed 0; return 0; }
+  record wss-server-start passed 0
+  local url="wss://127.0.0.1:$WSS_PORT/"
+  for entry in "${WSS_CLIENTS[@]}"; do
+    name=${entry%%|*}
+    cmd=${entry#*|}
+    cmd=${cmd//\{CA\}/$WSS_PKI/ca.pem}
+    cmd=${cmd//\{PKI\}/$WSS_PKI}
+    if [ "$name" = chromium ] && [ "$MODE" = fast ]; then skip_step "wss-client:$name" "SURGE_TESTS=fast"; continue; fi
+    # shellcheck disable=SC2086
+    run_step "wss-client:$name" timeout 120 $cmd "$url"
+  done
+  run_step wss-client:surge-loadgen wss_loadgen
+  run_step wss-sni wss_sni
+  if [ "$MODE" = fast ]; then
+    skip_step wss-autobahn "SURGE_TESTS=fast"
+    skip_step wss-testssl "SURGE_TESTS=fast"
+  else
+    run_step wss-autobahn wss_autobahn
+    run_step wss-testssl wss_testssl
+  fi
+  # Last: it swaps the served chain.
+  run_step wss-reload wss_reload
+  run_step wss-server-survived kill -0 "$WSS_PID"
+  stop_bg "$WSS_PID"
+}
+
 summary() {
   local i passed=0 failed=0 skipped=0
   echo
@@ -362,7 +489,7 @@ summary() {
 }
 
 # ------------------------------------------------------------------- main
-SUITES=(suite_setup suite_cargo suite_asan suite_external_server suite_loadgen suite_fuzz)
+SUITES=(suite_setup suite_cargo suite_asan suite_external_server suite_wss suite_loadgen suite_fuzz)
 suite_setup
 WORKSPACE_PACKAGES=$(workspace_packages || true)
 for s in "${SUITES[@]:1}"; do "$s"; done

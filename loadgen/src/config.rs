@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::tls::TlsOptions;
 use crate::workload::{PayloadKind, SizeSpec};
 
 /// A configuration that cannot be run.
@@ -107,6 +108,8 @@ pub struct RunConfig {
     /// Many agents: when the warm-up starts (the same instant on every agent); connections
     /// ramp up before it. None: as soon as they are up.
     pub start_at: Option<SystemTime>,
+    /// wss: how the server is trusted, and whether sessions resume.
+    pub tls: TlsOptions,
 }
 
 impl RunConfig {
@@ -131,6 +134,7 @@ impl RunConfig {
             churn: None,
             agent: None,
             start_at: None,
+            tls: TlsOptions::default(),
         }
     }
 

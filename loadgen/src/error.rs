@@ -19,6 +19,9 @@ pub enum Error {
     /// The target URL is unusable.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// A wss run's TLS cannot be set up (no trust, a bad CA file, a bad server name).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsSetupError),
     /// The target did not accept a TCP connection.
     #[error("cannot connect to {target}: {source}")]
     Connect {

@@ -21,15 +21,16 @@
 //!   +-------------------+  +-------------------+
 //!              |                      |
 //!              v                      v
-//!        target: ws://HOST:PORT, tcp://HOST:PORT, or an embedded Surge / TCP echo server
+//!        target: ws[s]://HOST:PORT, tcp://HOST:PORT, or an embedded Surge / TCP echo server
 //! ```
 //!
 //! What it is not: a scripting tool (k6) or a browser; it sends echo traffic and measures the
-//! echoes, nothing else. It does not speak TLS or permessage-deflate yet, and it does not
+//! echoes, nothing else. It speaks wss ([`tls`]: a CA file or `--insecure`, with or without
+//! session resumption) but not permessage-deflate yet, and it does not
 //! check a server's protocol conformance (Autobahn|Testsuite does; `autobahn-client` lets
 //! Autobahn grade Surge's client side).
 //!
-//! Modules, bottom up: [`platform`] (checked system calls), [`units`], [`target`],
+//! Modules, bottom up: [`platform`] (checked system calls), [`units`], [`target`], [`tls`],
 //! [`workload`], [`stats`], [`config`], [`error`], [`machine`]; the engine: [`client`] (one
 //! thread's loop), [`run`] (the coordinator), [`report`], [`health`], [`threshold`], [`failure`]; the commands, each with its own
 //! options: [`measure`] (with [`find_rate`]), [`merge`], [`compare`], [`sweep`], [`floor`], [`autobahn`]; and [`cli`] over them.
@@ -56,6 +57,7 @@ pub mod stats;
 pub mod sweep;
 pub mod target;
 pub mod threshold;
+pub mod tls;
 pub mod units;
 pub mod workload;
 

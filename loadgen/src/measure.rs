@@ -17,6 +17,7 @@ use crate::report::{self, write_hgrm, OutputArgs, OutputFile};
 use crate::run::{self, CoreSplit, RunOptions};
 use crate::target::Target;
 use crate::threshold::{self, Threshold};
+use crate::tls::TlsOptions;
 use crate::units::{parse_duration, parse_rate};
 use crate::workload::{PayloadKind, SizeSpec};
 
@@ -64,6 +65,15 @@ pub struct RunArgs {
     /// Longest wait for a connection (and its handshake).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// wss: PEM file of the CA that signed the server's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// wss: accept any server certificate (a self-signed test server).
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+    /// wss: a full TLS handshake for every connection (no session resumption).
+    #[arg(long)]
+    pub no_resume: bool,
     /// Raw TCP echo: send N bytes, read N bytes back, no WebSocket framing.
     #[arg(long)]
     pub raw: bool,
@@ -141,6 +151,11 @@ impl RunArgs {
             start_at: match self.start_at {
                 Some(t) => Some(unix_time(t).ok_or(ConfigError::StartTime(t))?),
                 None => None,
+            },
+            tls: TlsOptions {
+                ca: self.ca.clone(),
+                insecure: self.insecure,
+                resume: !self.no_resume,
             },
         };
         config.validate()?;

@@ -32,6 +32,7 @@ use crate::stats::{
     encode_histogram, new_histogram, CloseCodes, ErrorCounts, HistogramError, Percentiles, Recorder,
 };
 use crate::target::Target;
+use crate::tls::TlsPlan;
 
 /// Connections per source address before spreading over 127.0.0.x (under one ephemeral range).
 const CONNS_PER_SOURCE: usize = 16_000;
@@ -166,8 +167,14 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
             None => eprintln!("{}", split.describe("")),
         }
     }
+    let tls = match target {
+        Target::Ws { secure: true, host, .. } => Some(TlsPlan::new(&config.tls, host)?),
+        _ => None,
+    };
     let connect_timeout = config.connect_timeout;
-    probe(addr, ws.as_ref(), &config.target, connect_timeout)?;
+    // A wss target is probed by TCP only: the run's own handshakes report TLS failures.
+    let probed = if tls.is_some() { None } else { ws.as_ref() };
+    probe(addr, probed, &config.target, connect_timeout)?;
 
     let started_unix_s = unix_seconds(SystemTime::now());
     let shared = Arc::new(Shared::new(config.warmup, config.duration));
@@ -200,6 +207,7 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
             core: split.client_cores.get(t).copied(),
             seed: seed.wrapping_add(t as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             ws: ws.clone(),
+            tls: tls.clone(),
             churn_rate: config.churn.map(|r| r * share),
         };
         first += n;

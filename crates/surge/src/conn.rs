@@ -278,7 +278,9 @@ impl ConnIo {
                 Err(_) => break,
             }
         }
-        if written < total {
+        // The rest, or (TLS) no bytes but records the transport still holds: either way the
+        // flush at the end of the turn takes it from here.
+        if written < total || self.stream.wants_write() {
             self.queue(ctx, key, |out| {
                 if written < head.len() {
                     out.extend_from_slice(&head[written..]);

@@ -188,6 +188,8 @@ impl TlsContext {
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // The provider's order (AEAD, strongest first), not whatever a client prefers.
+        config.ignore_client_order = true;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         config.ticketer = rustls::crypto::ring::Ticketer::new().expect("ring's ticketer");
         Ok(TlsContext { files, provider, resolver, server_config: Arc::new(config) })

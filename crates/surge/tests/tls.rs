@@ -194,6 +194,28 @@ fn echoes_text_binary_and_a_mebibyte_then_closes_with_close_notify() {
     server.shutdown(WAIT);
 }
 
+/// Two messages larger than the read buffer, sent back to back: the second must not wait for
+/// an event that never comes (records or plaintext held in rustls).
+#[test]
+fn pipelined_messages_larger_than_the_read_buffer_are_all_echoed() {
+    let pki = Pki::new("pipelined");
+    let (cert, key, _) = pki.leaf("leaf", &["localhost"]);
+    let (server, addr) = start(TlsConfig::new(cert, key), WAIT);
+    let client = Arc::new(pki.client(&[&rustls::version::TLS13]));
+    let mut tls = connect(addr, &client, "localhost");
+    for size in [70_000, 140_000, 300_000] {
+        let payload: Vec<u8> = (0..size).map(|i: u32| (i % 251) as u8).collect();
+        for _ in 0..3 {
+            send(&mut tls, 2, &payload);
+        }
+        for _ in 0..3 {
+            let (opcode, got) = recv(&mut tls).unwrap();
+            assert_eq!((opcode, got.len()), (2, payload.len()));
+        }
+    }
+    server.shutdown(WAIT);
+}
+
 #[test]
 fn sni_picks_the_certificate_and_unknown_names_get_the_default() {
     let pki = Pki::new("sni");

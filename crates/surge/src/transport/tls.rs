@@ -95,12 +95,22 @@ impl Transport for TlsStream {
         if self.tls.wants_write() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        if bufs.iter().all(|b| b.is_empty()) {
-            return Ok(0);
-        }
-        let taken = self.tls.writer().write_vectored(bufs)?;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        // rustls takes at most its record buffer's room per call. A short count must mean
+        // the socket is full (the engine then waits for WRITABLE, which only a full socket
+        // raises), so take more while the socket takes the records.
+        let mut taken = self.tls.writer().write_vectored(bufs)?;
         self.write_records()?;
-        if taken == 0 {
+        while taken < total && !self.tls.wants_write() {
+            let mut room = [IoSlice::new(&[]); 64];
+            let n = self.tls.writer().write_vectored(rest(bufs, taken, &mut room))?;
+            if n == 0 {
+                break;
+            }
+            taken += n;
+            self.write_records()?;
+        }
+        if taken == 0 && total > 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(taken)
@@ -119,6 +129,28 @@ impl Transport for TlsStream {
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.tcp.peer_addr()
     }
+}
+
+/// The slices of `bufs` after the first `skip` bytes, in `room` (as many as fit).
+fn rest<'b>(
+    bufs: &'b [IoSlice<'_>],
+    mut skip: usize,
+    room: &'b mut [IoSlice<'b>; 64],
+) -> &'b [IoSlice<'b>] {
+    let mut count = 0;
+    for buf in bufs {
+        if skip >= buf.len() {
+            skip -= buf.len();
+            continue;
+        }
+        if count == room.len() {
+            break;
+        }
+        room[count] = IoSlice::new(&buf[skip..]);
+        skip = 0;
+        count += 1;
+    }
+    &room[..count]
 }
 
 impl Drop for TlsStream {
