@@ -380,8 +380,9 @@ wss_certs() {
   cp "$WSS_PKI/leaf.pem" "$WSS_PKI/served.pem"
   cp "$WSS_PKI/leaf.key" "$WSS_PKI/served.key"
   # Chromium on Linux trusts what the NSS database in $HOME/.pki/nssdb trusts.
+  rm -rf "$WSS_PKI/home"
   mkdir -p "$WSS_PKI/home/.pki/nssdb"
-  certutil -d "sql:$WSS_PKI/home/.pki/nssdb" -N --empty-password
+  certutil -d "sql:$WSS_PKI/home/.pki/nssdb" -N --empty-password </dev/null
   certutil -d "sql:$WSS_PKI/home/.pki/nssdb" -A -t "C,," -n surge-wss-test-ca -i "$WSS_PKI/ca.pem"
 }
 
@@ -403,10 +404,12 @@ wss_sni() {
 }
 
 wss_reload() {
-  local log=$LOGS/wss-server.log
+  local log=$LOGS/wss-server.log pid
+  # The server itself, not the `timeout` above it (which forwards only the first signal).
+  pid=$(pgrep -P "$WSS_PID" -x surge)
   # A broken key: refused with one line, the old chain kept.
   printf -- '-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n' >"$WSS_PKI/served.key"
-  kill -HUP "$WSS_PID"
+  kill -HUP "$pid"
   local i
   for i in $(seq 50); do grep -q "certificates not reloaded" "$log" && break; sleep 0.1; done
   grep "certificates not reloaded" "$log" | grep -q "served.key"
@@ -414,7 +417,7 @@ wss_reload() {
   # A good pair: new handshakes get it.
   cp "$WSS_PKI/next.pem" "$WSS_PKI/served.pem"
   cp "$WSS_PKI/next.key" "$WSS_PKI/served.key"
-  kill -HUP "$WSS_PID"
+  kill -HUP "$pid"
   for i in $(seq 50); do grep -q "certificates reloaded" "$log" && break; sleep 0.1; done
   [ "$(served_fingerprint "$WSS_PORT")" = "$(fingerprint_of "$WSS_PKI/next.pem")" ]
   echo "a bad key was refused ($(grep -c 'certificates not reloaded' "$log") line), the next chain is served"
