@@ -14,12 +14,21 @@ use criterion::{criterion_main, Criterion, Throughput};
 use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+};
 
-fn providers() -> [(&'static str, CryptoProvider); 2] {
+/// Each provider with its own ticketer (the tickets are part of what resumption costs).
+type Ticketer = fn() -> Result<Arc<dyn rustls::server::ProducesTickets>, rustls::Error>;
+
+fn providers() -> [(&'static str, CryptoProvider, Ticketer); 2] {
     [
-        ("ring", rustls::crypto::ring::default_provider()),
-        ("aws-lc-rs", rustls::crypto::aws_lc_rs::default_provider()),
+        ("ring", rustls::crypto::ring::default_provider(), rustls::crypto::ring::Ticketer::new),
+        (
+            "aws-lc-rs",
+            rustls::crypto::aws_lc_rs::default_provider(),
+            rustls::crypto::aws_lc_rs::Ticketer::new,
+        ),
     ]
 }
 
@@ -28,7 +37,7 @@ struct Pair {
     client: Arc<ClientConfig>,
 }
 
-fn configs(provider: CryptoProvider, resume: bool) -> Pair {
+fn configs(provider: CryptoProvider, ticketer: Option<Ticketer>) -> Pair {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
         .unwrap()
@@ -44,8 +53,8 @@ fn configs(provider: CryptoProvider, resume: bool) -> Pair {
         .unwrap();
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     server.ignore_client_order = true;
-    if resume {
-        server.ticketer = provider_ticketer(&provider);
+    if let Some(ticketer) = ticketer {
+        server.ticketer = ticketer().unwrap();
     }
     let mut roots = RootCertStore::empty();
     roots.add(cert.der().clone()).unwrap();
@@ -55,69 +64,31 @@ fn configs(provider: CryptoProvider, resume: bool) -> Pair {
         .with_root_certificates(roots)
         .with_no_client_auth();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
-    if !resume {
+    if ticketer.is_none() {
         client.resumption = Resumption::disabled();
     }
     Pair { server: Arc::new(server), client: Arc::new(client) }
 }
 
-fn provider_ticketer(provider: &CryptoProvider) -> Arc<dyn rustls::server::ProducesTickets> {
-    // Each provider's own ticketer: the tickets are part of what a resumed handshake costs.
-    if provider.cipher_suites == rustls::crypto::ring::default_provider().cipher_suites {
-        rustls::crypto::ring::Ticketer::new().unwrap()
-    } else {
-        rustls::crypto::aws_lc_rs::Ticketer::new().unwrap()
-    }
-}
-
 /// Moves every pending record from one end to the other.
-fn pump(from: &mut dyn rustls_conn::Conn, to: &mut dyn rustls_conn::Conn, wire: &mut Vec<u8>) {
+fn pump(from: &mut Connection, to: &mut Connection, wire: &mut Vec<u8>) {
     wire.clear();
     while from.wants_write() {
-        from.write_tls(wire);
+        from.write_tls(wire).unwrap();
     }
     let mut rest = &wire[..];
     while !rest.is_empty() {
-        to.read_tls(&mut rest);
-        to.process();
+        to.read_tls(&mut rest).unwrap();
+        to.process_new_packets().unwrap();
     }
 }
 
-mod rustls_conn {
-    //! The few calls the pump needs, for both connection types.
-    pub trait Conn {
-        fn wants_write(&self) -> bool;
-        fn write_tls(&mut self, wire: &mut Vec<u8>);
-        fn read_tls(&mut self, wire: &mut &[u8]);
-        fn process(&mut self);
-    }
-
-    macro_rules! conn {
-        ($t:ty) => {
-            impl Conn for $t {
-                fn wants_write(&self) -> bool {
-                    <$t>::wants_write(self)
-                }
-                fn write_tls(&mut self, wire: &mut Vec<u8>) {
-                    <$t>::write_tls(self, wire).unwrap();
-                }
-                fn read_tls(&mut self, wire: &mut &[u8]) {
-                    <$t>::read_tls(self, wire).unwrap();
-                }
-                fn process(&mut self) {
-                    <$t>::process_new_packets(self).unwrap();
-                }
-            }
-        };
-    }
-    conn!(rustls::ServerConnection);
-    conn!(rustls::ClientConnection);
-}
-
-fn handshake(pair: &Pair, wire: &mut Vec<u8>) -> (ServerConnection, ClientConnection) {
+/// A handshake between a new client and a new server: `(server, client)`.
+fn handshake(pair: &Pair, wire: &mut Vec<u8>) -> (Connection, Connection) {
     let name = ServerName::try_from("localhost").unwrap();
-    let mut client = ClientConnection::new(Arc::clone(&pair.client), name).unwrap();
-    let mut server = ServerConnection::new(Arc::clone(&pair.server)).unwrap();
+    let mut client =
+        Connection::from(ClientConnection::new(Arc::clone(&pair.client), name).unwrap());
+    let mut server = Connection::from(ServerConnection::new(Arc::clone(&pair.server)).unwrap());
     while client.is_handshaking() || server.is_handshaking() {
         pump(&mut client, &mut server, wire);
         pump(&mut server, &mut client, wire);
@@ -131,10 +102,10 @@ fn handshakes(c: &mut Criterion) {
     let mut group = c.benchmark_group("tls/handshake");
     group.throughput(Throughput::Elements(1));
     let mut wire = Vec::with_capacity(16 << 10);
-    for (name, provider) in providers() {
-        let full = configs(provider.clone(), false);
+    for (name, provider, ticketer) in providers() {
+        let full = configs(provider.clone(), None);
         group.bench_function(format!("full/{name}"), |b| b.iter(|| handshake(&full, &mut wire)));
-        let resumed = configs(provider, true);
+        let resumed = configs(provider, Some(ticketer));
         let (_, first) = handshake(&resumed, &mut wire);
         drop(first);
         group.bench_function(format!("resumed/{name}"), |b| {
@@ -154,8 +125,8 @@ fn records(c: &mut Criterion) {
         let payload = vec![0x5a; size];
         let mut plain = vec![0; size];
         let mut wire = Vec::with_capacity(64 << 10);
-        for (name, provider) in providers() {
-            let pair = configs(provider, false);
+        for (name, provider, _) in providers() {
+            let pair = configs(provider, None);
             let (mut server, mut client) = handshake(&pair, &mut wire);
             group.bench_function(name, |b| {
                 b.iter(|| {
