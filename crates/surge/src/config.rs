@@ -6,6 +6,8 @@ use std::time::Duration;
 use surge_proto::connection::Limits;
 use surge_proto::handshake::HandshakeLimits;
 
+use crate::deflate::DeflateConfig;
+
 /// What [`Conn::send`](crate::Conn::send) does once a connection's unsent output has reached
 /// the [backpressure limit](ConfigBuilder::backpressure_limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,6 +118,10 @@ pub enum ConfigError {
     /// Pinning asked for a core this process may not use (or core ids cannot be listed).
     #[error("core {0} is not available for pinning")]
     UnknownCore(usize),
+    /// permessage-deflate settings outside what DEFLATE allows (window 9..=15, memLevel
+    /// 1..=9, level 0..=9).
+    #[error("permessage-deflate: window bits must be 9..=15, memLevel 1..=9, level 0..=9")]
+    InvalidDeflate,
 }
 
 /// The smallest read buffer accepted.
@@ -160,6 +166,7 @@ pub struct Config {
     timer_tick: Duration,
     pool_budget: usize,
     assembly_budget: usize,
+    deflate: Option<DeflateConfig>,
 }
 
 impl Config {
@@ -191,6 +198,7 @@ impl Config {
                 timer_tick: Duration::from_millis(100),
                 pool_budget: 16 << 20,
                 assembly_budget: 1 << 30,
+                deflate: None,
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
@@ -278,6 +286,11 @@ impl Config {
     /// Memory all connections together may hold in messages that arrived in part.
     pub fn assembly_budget(&self) -> usize {
         self.assembly_budget
+    }
+
+    /// permessage-deflate, when on.
+    pub fn deflate(&self) -> Option<&DeflateConfig> {
+        self.deflate.as_ref()
     }
 
     /// Whether `origin` (the request's `Origin` header, if any) may connect.
@@ -427,6 +440,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// Turns permessage-deflate on (RFC 7692; off by default): offers are accepted as
+    /// `config` allows. [`DeflateConfig::default`] costs nothing per connection at rest;
+    /// see [`deflate`](crate::deflate) for what each memory policy costs.
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.config.deflate = Some(config);
+        self
+    }
+
     /// Checks the settings together.
     pub fn build(self) -> Result<Config, ConfigError> {
         let ConfigBuilder { mut config, pinning, low_watermark_set } = self;
@@ -475,6 +496,9 @@ impl ConfigBuilder {
         }
         if config.handshake_limits.max_headers > MAX_HEADERS {
             return Err(ConfigError::TooManyHeaders);
+        }
+        if config.deflate.is_some_and(|deflate| !deflate.is_valid()) {
+            return Err(ConfigError::InvalidDeflate);
         }
         config.pinning = match pinning {
             Pinning::Off => Vec::new(),

@@ -119,8 +119,10 @@ mod backend;
 pub mod codec;
 pub mod header;
 pub mod negotiate;
+pub mod session;
 
 pub use codec::{
     CompressError, Compressor, CompressorConfig, ConfigError, DecompressError, Decompressor,
 };
 pub use negotiate::{ClientOffer, Direction, Params, ServerPolicy};
+pub use session::{DeflateSession, DeflateStats, SharedCodecs};
