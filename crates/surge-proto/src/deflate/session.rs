@@ -34,7 +34,8 @@
 //! let mut wire = Vec::new();
 //! client.send(Message::Text("hello hello hello hello"), &mut wire).unwrap();
 //! assert_eq!(wire[0] & 0x40, 0x40, "RSV1: compressed");
-//! let (_, event) = server.read(&mut wire, &mut Vec::new());
+//! let mut assembly = Vec::new();
+//! let (_, event) = server.read(&mut wire, &mut assembly);
 //! assert_eq!(event, Some(Event::Message(Message::Text("hello hello hello hello"))));
 //! assert_eq!(codecs.borrow().stats().messages_inflated, 1);
 //! ```
