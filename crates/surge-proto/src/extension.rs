@@ -144,3 +144,35 @@ impl<E: Extension> Extension for Option<E> {
         self.as_mut().and_then(|e| e.encode(payload, out))
     }
 }
+
+/// An extension kept out of line: the connection pays a pointer for it.
+impl<E: Extension + ?Sized> Extension for Box<E> {
+    #[inline]
+    fn allowed_rsv(&self) -> u8 {
+        (**self).allowed_rsv()
+    }
+
+    #[inline]
+    fn decodes(&self, rsv: u8) -> bool {
+        (**self).decodes(rsv)
+    }
+
+    fn decode(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        out: &mut Vec<u8>,
+        max_len: usize,
+    ) -> Result<(), ProtocolError> {
+        (**self).decode(input, last, out, max_len)
+    }
+
+    #[inline]
+    fn transforms_output(&self) -> bool {
+        (**self).transforms_output()
+    }
+
+    fn encode(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Option<u8> {
+        (**self).encode(payload, out)
+    }
+}

@@ -315,7 +315,7 @@ impl<H: Handler> Turn<'_, H> {
             return true;
         }
         let session = agreed.map(|(deflate, params)| {
-            deflate.session(self.ctx.deflate_codecs(deflate.threshold), &params)
+            Box::new(deflate.session(self.ctx.deflate_codecs(deflate.threshold), &params))
         });
         let mut ws = WsConnection::server_with(*self.ctx.config.limits(), session);
         // The handshake was the connection's first input: silence counts from it.
