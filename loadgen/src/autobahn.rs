@@ -128,20 +128,26 @@ impl Server {
         // Offered on every connection, as browsers do: the fuzzingserver agrees in the
         // compression cases (12.*, 13.*) only, with the parameters each case names.
         let offer = Some(ClientOffer::default());
-        let (endpoint, mut first) =
-            match blocking::open_with(&mut stream, &request, keys, Limits::default(), offer, deadline) {
-                Ok(open) => open,
-                Err(e) if e.is_timeout() => return Ok(timed_out),
-                Err(ConnectError::Handshake(source)) => {
-                    return Err(AutobahnError::Handshake { target: target.to_owned(), source })
-                }
-                Err(ConnectError::Eof) => {
-                    return Err(AutobahnError::HandshakeEof { target: target.to_owned() })
-                }
-                Err(ConnectError::Io(source) | ConnectError::Connect(source)) => {
-                    return Err(AutobahnError::HandshakeIo { target: target.to_owned(), source })
-                }
-            };
+        let (endpoint, mut first) = match blocking::open_with(
+            &mut stream,
+            &request,
+            keys,
+            Limits::default(),
+            offer,
+            deadline,
+        ) {
+            Ok(open) => open,
+            Err(e) if e.is_timeout() => return Ok(timed_out),
+            Err(ConnectError::Handshake(source)) => {
+                return Err(AutobahnError::Handshake { target: target.to_owned(), source })
+            }
+            Err(ConnectError::Eof) => {
+                return Err(AutobahnError::HandshakeEof { target: target.to_owned() })
+            }
+            Err(ConnectError::Io(source) | ConnectError::Connect(source)) => {
+                return Err(AutobahnError::HandshakeIo { target: target.to_owned(), source })
+            }
+        };
         let mut buf = vec![0u8; READ_BUF];
         let mut ws = Ws {
             endpoint,
