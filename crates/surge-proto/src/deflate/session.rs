@@ -216,8 +216,8 @@ pub struct DeflateSession<C: Codecs = Rc<RefCell<SharedCodecs>>> {
     /// Streams of its own, for the directions with context takeover; made on first use.
     own: Option<Box<OwnStreams>>,
     /// The compressed pieces of a message in pieces that the shared decompressor inflates
-    /// once it is whole.
-    pending: Option<Box<Vec<u8>>>,
+    /// once it is whole; no capacity otherwise.
+    pending: Vec<u8>,
 }
 
 impl<C: Codecs> DeflateSession<C> {
@@ -243,7 +243,7 @@ impl<C: Codecs> DeflateSession<C> {
             send: base.for_direction(params.sent_by(role)),
             receive: params.sent_by(peer),
             own: None,
-            pending: None,
+            pending: Vec::new(),
         }
     }
 
@@ -270,11 +270,6 @@ impl<C: Codecs> DeflateSession<C> {
         self.shared.peek(SharedCodecs::stats)
     }
 
-    /// Whether the connection holds per-connection codec state now.
-    pub fn holds_state(&self) -> bool {
-        self.own.is_some() || self.pending.is_some()
-    }
-
     fn inflate_shared(
         &mut self,
         input: &[u8],
@@ -282,24 +277,17 @@ impl<C: Codecs> DeflateSession<C> {
         out: &mut Vec<u8>,
         max_len: usize,
     ) -> Result<(), DecompressError> {
-        match (self.pending.as_mut(), last) {
-            // The whole message in one piece: inflated where it lies.
-            (None, true) => self.shared.with(|codecs| codecs.inflate(input, out, max_len)),
-            (None, false) => {
-                self.pending = Some(Box::new(input.to_vec()));
-                Ok(())
-            }
-            (Some(pending), false) => {
-                pending.extend_from_slice(input);
-                Ok(())
-            }
-            (Some(pending), true) => {
-                pending.extend_from_slice(input);
-                let result = self.shared.with(|codecs| codecs.inflate(pending, out, max_len));
-                self.pending = None;
-                result
-            }
+        if !last {
+            self.pending.extend_from_slice(input);
+            return Ok(());
         }
+        if self.pending.is_empty() {
+            // The whole message in one piece (or after empty ones): inflated where it lies.
+            return self.shared.with(|codecs| codecs.inflate(input, out, max_len));
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.extend_from_slice(input);
+        self.shared.with(|codecs| codecs.inflate(&pending, out, max_len))
     }
 
     fn inflate_own(
