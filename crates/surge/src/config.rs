@@ -7,6 +7,7 @@ use std::time::Duration;
 use surge_proto::connection::Limits;
 use surge_proto::handshake::HandshakeLimits;
 
+use crate::deflate::DeflateConfig;
 use crate::tls::{TlsConfig, TlsContext, TlsError};
 
 /// What [`Conn::send`](crate::Conn::send) does once a connection's unsent output has reached
@@ -168,6 +169,10 @@ pub enum ConfigError {
     /// A certificate or key of the [TLS configuration](ConfigBuilder::tls) cannot be served.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// permessage-deflate settings outside what DEFLATE allows (window 9..=15, memLevel
+    /// 1..=9, level 0..=9).
+    #[error("permessage-deflate: window bits must be 9..=15, memLevel 1..=9, level 0..=9")]
+    InvalidDeflate,
 }
 
 /// The smallest read buffer accepted.
@@ -216,6 +221,7 @@ pub struct Config {
     max_connections_per_address: Option<usize>,
     handshakes_per_second_per_address: Option<u32>,
     rate_limit: Option<RateLimit>,
+    deflate: Option<DeflateConfig>,
 }
 
 impl Config {
@@ -251,6 +257,7 @@ impl Config {
                 max_connections_per_address: None,
                 handshakes_per_second_per_address: None,
                 rate_limit: None,
+                deflate: None,
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
@@ -364,6 +371,11 @@ impl Config {
     /// Memory all connections together may hold in messages that arrived in part.
     pub fn assembly_budget(&self) -> usize {
         self.assembly_budget
+    }
+
+    /// permessage-deflate, when on.
+    pub fn deflate(&self) -> Option<&DeflateConfig> {
+        self.deflate.as_ref()
     }
 
     /// Whether `origin` (the request's `Origin` header, if any) may connect.
@@ -542,6 +554,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// Turns permessage-deflate on (RFC 7692; off by default): offers are accepted as
+    /// `config` allows. [`DeflateConfig::default`] costs nothing per connection at rest;
+    /// see [`deflate`](crate::deflate) for what each memory policy costs.
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.config.deflate = Some(config);
+        self
+    }
+
     /// Checks the settings together.
     pub fn build(self) -> Result<Config, ConfigError> {
         let ConfigBuilder { mut config, pinning, low_watermark_set, tls } = self;
@@ -598,6 +618,9 @@ impl ConfigBuilder {
         }
         if config.handshake_limits.max_headers > MAX_HEADERS {
             return Err(ConfigError::TooManyHeaders);
+        }
+        if config.deflate.is_some_and(|deflate| !deflate.is_valid()) {
+            return Err(ConfigError::InvalidDeflate);
         }
         config.pinning = match pinning {
             Pinning::Off => Vec::new(),

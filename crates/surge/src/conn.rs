@@ -9,7 +9,8 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 
 use surge_proto::close::CloseCode;
-use surge_proto::connection::Connection as WsConnection;
+use surge_proto::connection::Connection;
+use surge_proto::deflate::DeflateSession;
 use surge_proto::error::SendError;
 use surge_proto::frame::MAX_HEADER_LEN;
 use surge_proto::handshake::ServerHandshake;
@@ -23,6 +24,10 @@ use crate::handle::{ConnectionId, LoopIndex, ServerHandle};
 use crate::key::ConnKey;
 use crate::outbox::{Outbox, SharedFrame};
 use crate::transport::{Stream, Transport};
+
+/// The protocol state of an open connection: permessage-deflate when it was agreed, out of
+/// line (a connection without it pays one pointer; one with it about 48 bytes at rest).
+pub(crate) type WsConnection = Connection<Option<Box<DeflateSession>>>;
 
 /// A reply at least this large to the last message of a read goes to the stream as it is
 /// sent, straight from where it lies (the read buffer, for an echo), when nothing is queued
@@ -527,7 +532,7 @@ mod tests {
         );
         // mio keeps a selector id in each socket in debug builds: 12 more bytes there. The
         // per-client limits (address caps, rates) cost one pointer in the admission.
-        let limit = if cfg!(debug_assertions) { 224 } else { 208 };
+        let limit = if cfg!(debug_assertions) { 232 } else { 216 };
         assert!(size_of::<ConnEntry<()>>() <= limit, "the record grew past {limit} B");
     }
 }

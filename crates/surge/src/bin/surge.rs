@@ -7,10 +7,17 @@
 //!       [--tls-cert FILE --tls-key FILE [--tls-sni NAME=CERT,KEY]...]
 //!       [--max-connections-per-address N] [--handshake-rate N] [--message-rate N]
 //!       [--byte-rate SIZE] [--rate-policy pause|close]
+//!       [--deflate[=shared|stream:WINDOW_BITS:MEM_LEVEL]] [--deflate-level N]
+//!       [--deflate-threshold SIZE]
 //! ```
 //!
 //! With `--tls-cert` and `--tls-key` every listener serves wss (TLS 1.2 and 1.3); SIGHUP
 //! reads the certificate files again (a bad file is reported and the old chain kept).
+//!
+//! `--deflate` accepts permessage-deflate offers (RFC 7692): `shared` (the default policy)
+//! keeps no compression state per connection, `stream:12:4` gives each connection its own
+//! streams with a 12-bit window and memLevel 4 (context takeover).
+//!
 //! SIGINT or SIGTERM starts a graceful shutdown (Close 1001 to every connection, up to the
 //! close timeout for the peers to answer); a second signal exits at once.
 #![deny(unsafe_code)]
@@ -25,7 +32,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use surge::echo::EchoHandler;
 use surge::tls::TlsConfig;
-use surge::{Config, Pinning, RateLimit, RatePolicy, Server};
+use surge::{Config, DeflateConfig, DeflateMemory, Pinning, RateLimit, RatePolicy, Server};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -97,6 +104,17 @@ struct EchoArgs {
     /// A further certificate for clients whose SNI is NAME; repeat for several.
     #[arg(long, value_name = "NAME=CERT,KEY", value_parser = parse_sni, requires = "tls_cert")]
     tls_sni: Vec<SniPair>,
+    /// Accept permessage-deflate: "shared" (no context takeover, per-loop codecs) or
+    /// "stream:BITS:MEMLEVEL" (a stream per connection, e.g. stream:12:4).
+    #[arg(long, value_name = "POLICY", num_args = 0..=1, default_missing_value = "shared",
+          value_parser = parse_deflate)]
+    deflate: Option<DeflateMemory>,
+    /// Compression level 0-9 with --deflate [default: 6].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=9))]
+    deflate_level: Option<u8>,
+    /// Messages shorter than this go out uncompressed with --deflate [default: 64].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    deflate_threshold: Option<u64>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
@@ -203,6 +221,17 @@ fn build_config(args: &EchoArgs) -> Result<Config, String> {
         }
         builder = builder.tls(tls);
     }
+    if let Some(memory) = args.deflate {
+        let default = DeflateConfig::default();
+        let threshold = match args.deflate_threshold {
+            Some(size) => usize::try_from(size).map_err(|_| "deflate threshold too large")?,
+            None => default.threshold,
+        };
+        let level = args.deflate_level.unwrap_or(default.level);
+        builder = builder.deflate(DeflateConfig { memory, level, threshold });
+    } else if args.deflate_level.is_some() || args.deflate_threshold.is_some() {
+        return Err("--deflate-level and --deflate-threshold need --deflate".into());
+    }
     builder.build().map_err(|e| e.to_string())
 }
 
@@ -232,6 +261,22 @@ fn parse_sni(text: &str) -> Result<SniPair, String> {
         return Err(bad());
     }
     Ok(SniPair { name: name.into(), cert: cert.into(), key: key.into() })
+}
+
+/// `shared`, or `stream:BITS:MEMLEVEL` (e.g. `stream:12:4`).
+fn parse_deflate(text: &str) -> Result<DeflateMemory, String> {
+    if text == "shared" {
+        return Ok(DeflateMemory::Shared);
+    }
+    let bad = || format!("bad deflate policy {text:?} (expected shared or stream:BITS:MEMLEVEL)");
+    let rest = text.strip_prefix("stream:").ok_or_else(bad)?;
+    let (bits, level) = rest.split_once(':').ok_or_else(bad)?;
+    let window_bits: u8 = bits.parse().map_err(|_| bad())?;
+    let mem_level: u8 = level.parse().map_err(|_| bad())?;
+    if !(9..=15).contains(&window_bits) || !(1..=9).contains(&mem_level) {
+        return Err(format!("{}: window bits 9-15, memLevel 1-9", bad()));
+    }
+    Ok(DeflateMemory::PerConnection { window_bits, mem_level })
 }
 
 /// `all`, or a list of cores and ranges: `0,2,4-7`.
