@@ -88,7 +88,10 @@
 mod acceptor;
 mod admission;
 mod backend;
+pub mod broadcast;
+mod broker;
 mod buffer_pool;
+mod cluster;
 pub mod config;
 mod conn;
 mod connections;
@@ -106,11 +109,15 @@ mod slab;
 #[cfg(test)]
 mod tests;
 mod timer;
+mod topics;
 mod transport;
 mod turn;
 mod upgrade;
 
-pub use config::{BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning};
+pub use cluster::BrokerStats;
+pub use config::{
+    BackpressurePolicy, Cluster, Config, ConfigBuilder, ConfigError, Pinning, Sharding,
+};
 pub use conn::{Conn, SendResult};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};
@@ -121,3 +128,4 @@ pub use server::Server;
 pub use surge_proto;
 pub use surge_proto::close::CloseCode;
 pub use surge_proto::message::Message;
+pub use topics::{Audience, TopicStats};

@@ -153,12 +153,12 @@ impl<H: Handler> Sim<H> {
         let (commands, receiver) = crossbeam_channel::unbounded();
         let (reports, report_rx) = crossbeam_channel::unbounded();
         let handle = ServerHandle {
-            shared: Arc::new(Shared {
-                loops: vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
-                admissions: crate::admission::Admissions::new(config.max_connections()),
-                shutting_down: AtomicBool::new(false),
-                reports: Mutex::new(Some(report_rx)),
-            }),
+            shared: Arc::new(Shared::new(
+                vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
+                crate::admission::Admissions::new(config.max_connections()),
+                report_rx,
+                None,
+            )),
         };
         let start = Instant::now();
         let world = Arc::new(Mutex::new(World {
