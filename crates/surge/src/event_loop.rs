@@ -146,6 +146,12 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         }
     }
 
+    /// The loop's topic table.
+    #[cfg(test)]
+    pub(crate) fn topics(&self) -> &crate::topics::TopicTable {
+        &self.conns.ctx.topics
+    }
+
     /// Whether a shutdown has finished: no connection is left.
     pub(crate) fn finished(&self) -> bool {
         self.conns.ctx.shutdown.is_some() && self.conns.is_empty()

@@ -250,6 +250,12 @@ impl TopicTable {
             .map_or(0, |member| std::mem::take(&mut member.missed))
     }
 
+    /// Slots the table keeps (for connections and topics), the larger.
+    #[cfg(test)]
+    pub(crate) fn slots(&self) -> usize {
+        self.members.len().max(self.topics.len())
+    }
+
     /// Topics with subscribers on this loop.
     pub(crate) fn topics(&self) -> usize {
         self.ids.len()

@@ -238,6 +238,16 @@ impl<H: Handler> Sim<H> {
         self.handle.shared.loops[0].submit(command).expect("the loop's queue");
     }
 
+    /// The handle other threads would hold.
+    pub(crate) fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// Slots the loop's topic table keeps.
+    pub(crate) fn topic_slots(&self) -> usize {
+        self.event_loop.topics().slots()
+    }
+
     /// The virtual instant `after` from the start.
     pub(crate) fn at(&self, after: Duration) -> Instant {
         self.start + after

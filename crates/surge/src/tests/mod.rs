@@ -4,6 +4,7 @@
 mod backpressure;
 mod shutdown;
 mod timeouts;
+mod topics;
 mod upgrade;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -169,6 +170,13 @@ impl Client {
         let mut out = Vec::new();
         self.endpoint.connection().poll_transmit(&mut out);
         self.peer.write(&out);
+    }
+
+    /// Ends the client's side of the stream without a close handshake.
+    fn hang_up(&mut self) {
+        let mut state = self.peer.state();
+        state.peer_shut = true;
+        state.input_edge = true;
     }
 
     /// Whether the server has dropped the connection.
