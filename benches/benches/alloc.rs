@@ -1,6 +1,11 @@
-//! Heap allocations on the server's event-loop thread per million echoed messages, after
-//! warm-up. The target is zero: the steady-state echo path reads into the loop's buffer,
-//! hands the message over borrowed, encodes the reply into a pooled buffer and writes it.
+//! Heap allocations on the server's event-loop thread per million messages, after warm-up,
+//! on two paths. The target is zero for both.
+//!
+//! - echo: the loop reads into its buffer, hands the message over borrowed, encodes the
+//!   reply into a pooled buffer and writes it.
+//! - publish: a room of 16 (`surge broadcast`'s handler: one topic, the sender included);
+//!   each message is published, encoded once into a pooled shared frame and queued to every
+//!   member.
 //!
 //! A counting global allocator counts only on threads that opted in; the handler factory
 //! runs on the loop's thread, so it opts the loop in. Clients (same process, other
@@ -8,7 +13,7 @@
 //!
 //! ```text
 //! cargo bench -p surge-benches --bench alloc            # report
-//! cargo bench -p surge-benches --bench alloc -- --strict # exit non-zero unless zero
+//! cargo bench -p surge-benches --bench alloc -- --strict # exit non-zero unless both zero
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -19,8 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use surge::broadcast::RoomHandler;
 use surge::echo::EchoHandler;
-use surge::{Config, Server};
+use surge::{Config, Handler, Server};
 use surge_client::blocking::{self, Received};
 use surge_client::Keys;
 use surge_proto::handshake::ClientRequest;
@@ -95,6 +101,12 @@ impl Client {
 
     /// Sends a window of messages in one write and reads their echoes back.
     fn round(&mut self) {
+        self.send_window();
+        self.recv_window();
+    }
+
+    /// Sends a window of messages in one write.
+    fn send_window(&mut self) {
         self.0
             .write_frames(|ws, out| {
                 for _ in 0..WINDOW {
@@ -102,6 +114,10 @@ impl Client {
                 }
             })
             .unwrap();
+    }
+
+    /// Reads a window of messages.
+    fn recv_window(&mut self) {
         for _ in 0..WINDOW {
             match self.0.recv_within(PATIENCE).unwrap() {
                 Some(Received::Text(text)) => assert_eq!(text.len(), 20),
@@ -111,21 +127,51 @@ impl Client {
     }
 }
 
-fn main() -> ExitCode {
-    let strict = std::env::args().any(|arg| arg == "--strict");
+/// A one-loop server whose loop counts its allocations.
+fn counted_server<H: Handler + 'static>(handler: fn() -> H) -> Server {
     let config = Config::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .threads(1)
         .build()
         .expect("config");
-    let server = Server::start(config, |_| {
+    Server::start(config, move |_| {
         // Runs on the loop's thread: count its allocations from here on.
         COUNTED.with(|counted| counted.set(true));
-        EchoHandler
+        handler()
     })
-    .expect("server");
-    let addr = server.local_addrs()[0];
+    .expect("server")
+}
 
+/// Allocations and messages between `WARM_UP` and `WARM_UP + MEASURED` messages, as the
+/// clients count them in `messages`, and the time between.
+fn measure(messages: &AtomicU64) -> (u64, u64, Duration) {
+    while messages.load(Ordering::Relaxed) < WARM_UP {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (allocs_before, before, started) =
+        (ALLOCATIONS.load(Ordering::Relaxed), messages.load(Ordering::Relaxed), Instant::now());
+    while messages.load(Ordering::Relaxed) < WARM_UP + MEASURED {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (allocs_after, after, elapsed) =
+        (ALLOCATIONS.load(Ordering::Relaxed), messages.load(Ordering::Relaxed), started.elapsed());
+    (allocs_after - allocs_before, after - before, elapsed)
+}
+
+/// Prints one case's line; whether it allocated nothing.
+fn report(case: &str, (allocations, messages, elapsed): (u64, u64, Duration), what: &str) -> bool {
+    let per_million = allocations as f64 * 1e6 / messages as f64;
+    println!(
+        "alloc/{case}: {allocations} allocations on the loop thread over {messages} {what} \
+         = {per_million:.2} per million ({:.0} msg/s, 1 loop)",
+        messages as f64 / elapsed.as_secs_f64(),
+    );
+    allocations == 0
+}
+
+fn echo_case() -> bool {
+    let server = counted_server(|| EchoHandler);
+    let addr = server.local_addrs()[0];
     let echoed = Arc::new(AtomicU64::new(0));
     let target = WARM_UP + MEASURED;
     let start = Arc::new(Barrier::new(CLIENT_THREADS + 1));
@@ -154,34 +200,61 @@ fn main() -> ExitCode {
         })
         .collect();
     start.wait();
-
-    while echoed.load(Ordering::Relaxed) < WARM_UP {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let (allocs_before, echoed_before, started) =
-        (ALLOCATIONS.load(Ordering::Relaxed), echoed.load(Ordering::Relaxed), Instant::now());
-    while echoed.load(Ordering::Relaxed) < target {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let (allocs_after, echoed_after, elapsed) =
-        (ALLOCATIONS.load(Ordering::Relaxed), echoed.load(Ordering::Relaxed), started.elapsed());
+    let counted = measure(&echoed);
     done.wait();
     for client in clients {
         client.join().expect("client thread");
     }
     server.shutdown(Duration::from_secs(2));
+    let what = format!("echoed messages ({} connections)", CLIENT_THREADS * CONNECTIONS_PER_THREAD);
+    report("echo", counted, &what)
+}
 
-    let messages = echoed_after - echoed_before;
-    let allocations = allocs_after - allocs_before;
-    let per_million = allocations as f64 * 1e6 / messages as f64;
-    println!(
-        "alloc/echo: {allocations} allocations on the loop thread over {messages} echoed \
-         messages = {per_million:.2} per million ({:.0} msg/s, {} connections, 1 loop)",
-        messages as f64 / elapsed.as_secs_f64(),
-        CLIENT_THREADS * CONNECTIONS_PER_THREAD,
-    );
-    if strict && allocations > 0 {
-        eprintln!("alloc/echo: expected no allocation on the steady-state echo path");
+/// Members of the publish case's room.
+const ROOM: usize = 16;
+
+fn publish_case() -> bool {
+    let server = counted_server(|| RoomHandler);
+    let addr = server.local_addrs()[0];
+    let delivered = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(Barrier::new(2));
+    let client = {
+        let (delivered, done) = (Arc::clone(&delivered), Arc::clone(&done));
+        let handle = server.handle().clone();
+        std::thread::spawn(move || {
+            let mut members: Vec<Client> =
+                (0..ROOM).map(|c| Client::connect(addr, c as u64 + 100)).collect();
+            while handle.topic_stats().subscriptions < ROOM as u64 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            for round in 0.. {
+                if delivered.load(Ordering::Relaxed) >= WARM_UP + MEASURED {
+                    break;
+                }
+                // One member publishes a window; every member, itself too, receives it.
+                members[round % ROOM].send_window();
+                for member in &mut members {
+                    member.recv_window();
+                }
+                delivered.fetch_add((ROOM * WINDOW) as u64, Ordering::Relaxed);
+            }
+            done.wait();
+            drop(members);
+        })
+    };
+    let counted = measure(&delivered);
+    done.wait();
+    client.join().expect("client thread");
+    server.shutdown(Duration::from_secs(2));
+    report("publish", counted, &format!("deliveries (a room of {ROOM})"))
+}
+
+fn main() -> ExitCode {
+    let strict = std::env::args().any(|arg| arg == "--strict");
+    let echo = echo_case();
+    let publish = publish_case();
+    if strict && !(echo && publish) {
+        eprintln!("alloc: expected no allocation on the steady-state echo and publish paths");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
