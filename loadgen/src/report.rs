@@ -333,6 +333,9 @@ pub struct RunResult {
     pub cpu: CpuStats,
     /// The full histograms.
     pub histograms: Encoded,
+    /// A `fanout` run's reach, loss, order and spread (absent for echo runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<crate::fanout::FanoutStats>,
 }
 
 impl RunResult {
