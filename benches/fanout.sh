@@ -43,8 +43,10 @@ trap cleanup EXIT
 start() {
   local name=$1 log="$OUT/$1.log"
   shift
+  # Emptied first: the last run's "listening" line must not be read as this one's.
+  : >"$log"
   # taskset execs the server: $! is the server itself (its CPU time is read from /proc).
-  taskset -c "$SERVER_CORE" "$@" >"$log" 2>&1 &
+  taskset -c "$SERVER_CORE" "$@" >>"$log" 2>&1 &
   PID=$!
   PIDS+=("$PID")
   for _ in $(seq 100); do
