@@ -115,6 +115,8 @@ struct Client {
     peer: Peer,
     endpoint: ClientEndpoint,
     input: Vec<u8>,
+    /// Frames encoded and not yet written.
+    out: Vec<u8>,
 }
 
 impl Client {
@@ -137,13 +139,22 @@ impl Client {
             panic!("not accepted: {:?}", String::from_utf8_lossy(&answer));
         };
         let head = String::from_utf8_lossy(&answer[..answer.len() - early.len()]).into_owned();
-        Client { head, peer, endpoint, input: early }
+        Client { head, peer, endpoint, input: early, out: Vec::new() }
     }
 
     fn send_text(&mut self, text: &str) {
-        let mut out = Vec::new();
-        self.endpoint.connection().send(Message::Text(text), &mut out).unwrap();
-        self.peer.write(&out);
+        self.queue_text(text);
+        self.flush();
+    }
+
+    /// Encodes a text message to go with the next [`flush`](Self::flush).
+    fn queue_text(&mut self, text: &str) {
+        self.endpoint.connection().send(Message::Text(text), &mut self.out).unwrap();
+    }
+
+    /// Writes what was queued, in one piece.
+    fn flush(&mut self) {
+        self.peer.write(&std::mem::take(&mut self.out));
     }
 
     /// Everything the server wrote since the last look, as messages (pongs left out).

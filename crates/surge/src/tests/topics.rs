@@ -147,6 +147,24 @@ fn a_send_after_a_publish_arrives_after_it() {
 }
 
 #[test]
+fn many_publishes_in_one_turn_reach_a_subscriber_in_one_write() {
+    let (mut sim, _) = rooms(config().build().unwrap());
+    let mut c = members(&mut sim, &[&[], &["t"], &["t"]]);
+    let before = c[1].peer.state().writes;
+    // One read of the publisher's: 100 publishes in one turn (more than one writev's slices).
+    let burst: String = (0..100).map(|n| format!("pub t m{n}\n")).collect();
+    for line in burst.lines() {
+        c[0].queue_text(line);
+    }
+    c[0].flush();
+    sim.settle();
+    let expected: Vec<Got> = (0..100).map(|n| text(&format!("m{n}"))).collect();
+    assert_eq!(c[1].recv(), expected);
+    assert_eq!(c[2].recv(), expected);
+    assert_eq!(c[1].peer.state().writes - before, 1, "one write for the whole turn");
+}
+
+#[test]
 fn the_handle_subscribes_and_unsubscribes_by_id() {
     let (mut sim, seen) = rooms(config().build().unwrap());
     let mut c = members(&mut sim, &[&[], &[]]);
