@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use serde::{Deserialize, Serialize};
 use surge_client::{ClientEndpoint, Opening};
@@ -48,6 +49,8 @@ const STAMP: usize = 20;
 const DRAIN: Duration = Duration::from_secs(1);
 /// Longest a connection and its handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The token of the send timer (connections are numbered from 0).
+const TIMER: Token = Token(usize::MAX);
 
 /// `surge-loadgen fanout URL... --subscribers N --publishers P --rate R [--topics T]`.
 #[derive(Debug, Clone, clap::Args)]
@@ -345,6 +348,12 @@ fn client_thread(
         };
         clients.push(Client { stream, ws, input, out: Vec::new(), topic, role });
     }
+    // Sends are due at nanosecond instants: a timerfd, not epoll's millisecond timeout.
+    let mut timer = crate::platform::Timer::new().map_err(Error::os("timerfd"))?;
+    poll.registry()
+        .register(&mut SourceFd(&timer.raw()), TIMER, Interest::READABLE)
+        .map_err(Error::os("timerfd register"))?;
+    let _ = crate::platform::set_timer_slack(Duration::from_nanos(1));
     barrier.wait();
     let cpu_before = crate::platform::thread_cpu_time().unwrap_or_default();
     let mut part =
@@ -388,10 +397,14 @@ fn client_thread(
             }
             flush(client);
         }
-        let wait = Duration::from_nanos(next_due.saturating_sub(window.now_ns()))
-            .min(Duration::from_millis(5));
-        poll.poll(&mut events, Some(wait)).map_err(Error::os("poll"))?;
+        let at = window.epoch + Duration::from_nanos(next_due);
+        timer.arm(at, Instant::now()).map_err(Error::os("timerfd arm"))?;
+        poll.poll(&mut events, Some(Duration::from_millis(100))).map_err(Error::os("poll"))?;
         for event in &events {
+            if event.token() == TIMER {
+                timer.clear().map_err(Error::os("timerfd read"))?;
+                continue;
+            }
             let client = &mut clients[event.token().0];
             receive(client, &mut chunk, window, &mut part)?;
         }
