@@ -411,6 +411,19 @@ fn main() -> ExitCode {
         return ExitCode::from(77);
     }
     let mut redis = Redis::start(&path, free_port());
+    // Auto picks sharded pub/sub where the server has SPUBLISH (Redis 7 does).
+    let auto = node(&redis, Sharding::Auto);
+    wait_for("the auto node ready", PATIENCE, || auto.handle().ready());
+    let version = Command::new(&path).arg("--version").output().expect("redis-server --version");
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    let major: u32 = version
+        .split("v=")
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok())
+        .expect("a version");
+    assert_eq!(auto.handle().broker_stats().unwrap().sharded, major >= 7, "auto on {version}");
+    auto.shutdown(Duration::from_secs(2));
     for sharding in [Sharding::Off, Sharding::On] {
         every_message_reaches_every_subscriber_once_in_order(&redis, sharding);
         redis_failure_costs_only_what_is_counted(&mut redis, sharding);
