@@ -25,7 +25,6 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use serde::{Deserialize, Serialize};
 use surge_client::{ClientEndpoint, Opening};
 use surge_proto::connection::{Event, Limits};
 use surge_proto::handshake::ClientRequest;
@@ -36,7 +35,8 @@ use crate::error::Error;
 use crate::health::Health;
 use crate::machine::MachineInfo;
 use crate::report::{
-    unix_seconds, write_hgrm, ConfigRecord, ConnStats, CpuStats, Encoded, OutputArgs, RunResult,
+    unix_seconds, write_hgrm, ConfigRecord, ConnStats, CpuStats, Encoded, FanoutStats, OutputArgs,
+    RunResult,
 };
 use crate::stats::{encode_histogram, new_histogram, Percentiles};
 use crate::target::Target;
@@ -85,37 +85,6 @@ pub struct FanoutArgs {
     /// Result files.
     #[command(flatten)]
     pub output: OutputArgs,
-}
-
-/// What the fan-out measured beyond latency and rate (the `fanout` part of the JSON).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct FanoutStats {
-    /// Subscribers, publishers, rooms.
-    pub subscribers: usize,
-    /// Publishers.
-    pub publishers: usize,
-    /// Rooms.
-    pub topics: usize,
-    /// Messages published in the window.
-    pub published: u64,
-    /// Deliveries expected: each published message times its room's subscribers.
-    pub expected: u64,
-    /// Distinct deliveries received.
-    pub received: u64,
-    /// `received / expected`.
-    pub reach: f64,
-    /// Expected and never received.
-    pub lost: u64,
-    /// Received more than once.
-    pub duplicates: u64,
-    /// Received after a later message of the same publisher.
-    pub reordered: u64,
-    /// From a message's first delivery to its last, µs.
-    pub spread_us: Percentiles,
-    /// Per subscriber: the lowest, median and highest of the subscribers' p50 latency, µs.
-    pub subscriber_p50_us: [f64; 3],
-    /// The same of the subscribers' p99 latency, µs.
-    pub subscriber_p99_us: [f64; 3],
 }
 
 /// One client connection.
