@@ -39,6 +39,10 @@ const ANSWER_TIMEOUT: Duration = Duration::from_millis(500);
 /// Reconnection backoff: first wait, and the longest.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Commands a loop may have queued before a publish from another node is dropped for it
+/// (counted in `BrokerStats::overflowed`): a stalled loop must not grow its queue without
+/// bound.
+const LOOP_BACKLOG: usize = 65_536;
 /// Publishes sent in one pipeline at most.
 const BATCH: usize = 256;
 /// Channel names: the topic's, and the node's control channel.
@@ -403,11 +407,14 @@ impl Session<'_> {
         };
         let frame = SharedFrame::encode(wire.msg);
         for &index in loops {
-            if let Some(remote) = shared.loops.get(usize::from(index)) {
-                let command =
-                    Command::Remote { topics: topics.clone(), via: wire.via, frame: frame.clone() };
-                let _ = remote.submit(command);
+            let Some(remote) = shared.loops.get(usize::from(index)) else { continue };
+            if remote.commands.len() >= LOOP_BACKLOG {
+                counters.overflowed.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
+            let command =
+                Command::Remote { topics: topics.clone(), via: wire.via, frame: frame.clone() };
+            let _ = remote.submit(command);
         }
     }
 }

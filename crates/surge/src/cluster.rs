@@ -42,6 +42,7 @@ pub(crate) struct BrokerCounters {
     pub(crate) received: AtomicU64,
     pub(crate) own: AtomicU64,
     pub(crate) rejected: AtomicU64,
+    pub(crate) overflowed: AtomicU64,
     pub(crate) reconnects: AtomicU64,
     /// Interest changes sent by loops and not yet taken by the subscribing thread.
     pub(crate) interest_queued: AtomicU64,
@@ -71,6 +72,9 @@ pub struct BrokerStats {
     pub own: u64,
     /// Messages on the broker's channels that were not Surge publishes (dropped).
     pub rejected: u64,
+    /// Publishes from other nodes dropped for a loop whose command queue was full (a loop
+    /// stalled by a slow handler).
+    pub overflowed: u64,
     /// Reconnections to Redis after a failure.
     pub reconnects: u64,
     /// Publishes waiting in the queue for Redis (the broker's lag).
@@ -130,6 +134,7 @@ impl BrokerLink {
             received: load(&c.received),
             own: load(&c.own),
             rejected: load(&c.rejected),
+            overflowed: load(&c.overflowed),
             reconnects: load(&c.reconnects),
             queued: self.outgoing.len() as u64,
             pending_subscriptions: load(&c.interest_queued) + load(&c.unconfirmed),
