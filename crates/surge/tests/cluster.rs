@@ -33,27 +33,34 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// plus a connection and the resubscription.
 const RESUME_BOUND: Duration = Duration::from_secs(6);
 
-/// `/sub` subscribes to the room; `/pub` publishes every message to it (not subscribed).
+/// `/sub` subscribes to the room; `/pub` publishes every message to it (not subscribed);
+/// `/both` subscribes to the topics `x` and `y`.
 struct Room;
 
 impl Handler for Room {
-    type State = bool;
+    type State = &'static [&'static str];
 
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<bool> {
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<&'static [&'static str]> {
         match request.path() {
-            "/sub" => Upgrade::accept(true),
-            "/pub" => Upgrade::accept(false),
+            "/sub" => Upgrade::accept(&[TOPIC]),
+            "/pub" => Upgrade::accept(&[]),
+            "/both" => Upgrade::accept(&["x", "y"]),
             _ => Upgrade::Reject(404),
         }
     }
 
-    fn on_open(&mut self, conn: &mut Conn<'_>, subscriber: &mut bool) {
-        if *subscriber {
-            conn.subscribe(TOPIC);
+    fn on_open(&mut self, conn: &mut Conn<'_>, topics: &mut &'static [&'static str]) {
+        for topic in *topics {
+            conn.subscribe(topic);
         }
     }
 
-    fn on_message(&mut self, conn: &mut Conn<'_>, _: &mut bool, msg: Message<'_>) {
+    fn on_message(
+        &mut self,
+        conn: &mut Conn<'_>,
+        _: &mut &'static [&'static str],
+        msg: Message<'_>,
+    ) {
         conn.publish(TOPIC, msg);
     }
 }
@@ -403,6 +410,29 @@ fn redis_failure_costs_only_what_is_counted(redis: &mut Redis, sharding: Shardin
     );
 }
 
+/// A publish to two topics from one node reaches a subscriber of both on the other once.
+fn a_publish_to_two_topics_reaches_a_remote_subscriber_of_both_once(redis: &Redis) {
+    let nodes = [node(redis, Sharding::Auto), node(redis, Sharding::Auto)];
+    let mut both = connect(nodes[1].local_addrs()[0], "/both", 77);
+    wait_for("the subscriptions", PATIENCE, || {
+        nodes.iter().all(|n| n.handle().ready())
+            && nodes[1].handle().broker_stats().is_some_and(|b| b.channels == 2)
+    });
+    for n in 0..10 {
+        nodes[0].handle().publish_to(&["x", "y"], Message::Text(&format!("0:{n}"))).unwrap();
+    }
+    let mut got = Vec::new();
+    while let Some(Received::Text(text)) = both.recv_within(Duration::from_millis(500)).unwrap() {
+        got.push(text);
+    }
+    let expected: Vec<String> = (0..10).map(|n| format!("0:{n}")).collect();
+    assert_eq!(got, expected, "each once, in order");
+    for node in nodes {
+        node.shutdown(Duration::from_secs(2));
+    }
+    println!("cluster: a publish to two topics reached a remote subscriber of both once");
+}
+
 fn main() -> ExitCode {
     let path = std::env::var("SURGE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
     let found = Command::new(&path).arg("--version").stdout(Stdio::null()).status();
@@ -424,6 +454,7 @@ fn main() -> ExitCode {
         .expect("a version");
     assert_eq!(auto.handle().broker_stats().unwrap().sharded, major >= 7, "auto on {version}");
     auto.shutdown(Duration::from_secs(2));
+    a_publish_to_two_topics_reaches_a_remote_subscriber_of_both_once(&redis);
     for sharding in [Sharding::Off, Sharding::On] {
         every_message_reaches_every_subscriber_once_in_order(&redis, sharding);
         redis_failure_costs_only_what_is_counted(&mut redis, sharding);
