@@ -6,6 +6,8 @@ use std::time::Duration;
 use surge_proto::connection::Limits;
 use surge_proto::handshake::HandshakeLimits;
 
+use crate::deflate::DeflateConfig;
+
 /// What [`Conn::send`](crate::Conn::send) does once a connection's unsent output has reached
 /// the [backpressure limit](ConfigBuilder::backpressure_limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -163,6 +165,10 @@ pub enum ConfigError {
     /// The cluster's Redis URL cannot be used (expected `redis://HOST:PORT`).
     #[error("bad cluster URL (expected redis://HOST:PORT)")]
     ClusterUrl,
+    /// permessage-deflate settings outside what DEFLATE allows (window 9..=15, memLevel
+    /// 1..=9, level 0..=9).
+    #[error("permessage-deflate: window bits must be 9..=15, memLevel 1..=9, level 0..=9")]
+    InvalidDeflate,
 }
 
 /// The smallest read buffer accepted.
@@ -208,6 +214,7 @@ pub struct Config {
     pool_budget: usize,
     assembly_budget: usize,
     cluster: Option<Cluster>,
+    deflate: Option<DeflateConfig>,
 }
 
 impl Config {
@@ -240,6 +247,7 @@ impl Config {
                 pool_budget: 16 << 20,
                 assembly_budget: 1 << 30,
                 cluster: None,
+                deflate: None,
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
@@ -332,6 +340,11 @@ impl Config {
     /// The cluster this node is part of, if any.
     pub fn cluster(&self) -> Option<&Cluster> {
         self.cluster.as_ref()
+    }
+
+    /// permessage-deflate, when on.
+    pub fn deflate(&self) -> Option<&DeflateConfig> {
+        self.deflate.as_ref()
     }
 
     /// Whether `origin` (the request's `Origin` header, if any) may connect.
@@ -526,6 +539,13 @@ impl ConfigBuilder {
         }
         self
     }
+    /// Turns permessage-deflate on (RFC 7692; off by default): offers are accepted as
+    /// `config` allows. [`DeflateConfig::default`] costs nothing per connection at rest;
+    /// see [`deflate`](crate::deflate) for what each memory policy costs.
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.config.deflate = Some(config);
+        self
+    }
 
     /// Checks the settings together.
     pub fn build(self) -> Result<Config, ConfigError> {
@@ -582,6 +602,9 @@ impl ConfigBuilder {
         }
         if config.handshake_limits.max_headers > MAX_HEADERS {
             return Err(ConfigError::TooManyHeaders);
+        }
+        if config.deflate.is_some_and(|deflate| !deflate.is_valid()) {
+            return Err(ConfigError::InvalidDeflate);
         }
         config.pinning = match pinning {
             Pinning::Off => Vec::new(),

@@ -17,6 +17,7 @@ use crate::buffer_pool::BufferPool;
 use crate::config::Config;
 use crate::conn::{flag, ConnCore, ConnEntry, ConnIo, Phase, SendResult};
 use crate::context::{LoopCtx, Shutdown};
+use crate::deflate::CompressedBroadcast;
 use crate::handle::{ConnectionId, ServerHandle, ShutdownReport};
 use crate::handler::Handler;
 use crate::key::ConnKey;
@@ -83,6 +84,7 @@ impl<H: Handler> Connections<H> {
                 topics: Default::default(),
                 frames: Default::default(),
                 publishes: Vec::new(),
+                deflate: None,
             },
             expired: Vec::new(),
             scratch: Vec::new(),
@@ -323,16 +325,21 @@ impl<H: Handler> Connections<H> {
         }
     }
 
-    /// A broadcast frame for every open connection; refusals go to `on_refused`.
+    /// A broadcast frame for every open connection; refusals go to `on_refused`. A
+    /// connection with permessage-deflate gets the frame compressed: once per distinct
+    /// compressor configuration and shared, or by its own compressor (context takeover).
     pub(crate) fn broadcast(&mut self, frame: &SharedFrame) {
         let Connections { conns, handler, ctx, spare, .. } = self;
         let mut turn = Turn { handler, ctx, spare };
+        let msg = frame.message();
+        let mut compressed = CompressedBroadcast::default();
         for (key, entry) in conns.iter_mut() {
             if !entry.core.phase.is_open() {
                 continue;
             }
-            if entry.core.send_shared(turn.ctx, key, frame) == SendResult::Backpressure {
-                turn.refused(entry, key, frame.message());
+            let sent = send_shared_to(&mut entry.core, turn.ctx, key, frame, &mut compressed);
+            if sent == SendResult::Backpressure {
+                turn.refused(entry, key, msg);
             }
         }
         self.publish_pending();
@@ -391,9 +398,12 @@ impl<H: Handler> Connections<H> {
         self.ctx.topics.reach(topics, except, via, &mut reached);
         let Connections { conns, ctx, .. } = self;
         let mut outcome = Outcome::default();
+        let mut compressed = CompressedBroadcast::default();
         for &key in &reached {
             if let Some(entry) = conns.get_mut(key) {
-                outcome += entry.core.deliver_published(ctx, key, frame);
+                outcome += entry.core.deliver_published(ctx, key, |core, ctx| {
+                    send_shared_to(core, ctx, key, frame, &mut compressed)
+                });
             }
         }
         reached.clear();
@@ -471,5 +481,31 @@ impl<H: Handler> Connections<H> {
             self.ctx.pool.give_held(held);
         }
         // Dropping the stream closes it, which also takes it out of the backend's set.
+    }
+}
+
+/// Queues a frame many connections get (a broadcast's, a publish's) for the open connection
+/// `core`: as it is, or, with permessage-deflate, compressed once per distinct compressor
+/// configuration among the connections `compressed` has served (shared), or by its own
+/// compressor (context takeover).
+fn send_shared_to(
+    core: &mut ConnCore,
+    ctx: &mut LoopCtx,
+    key: ConnKey,
+    frame: &SharedFrame,
+    compressed: &mut CompressedBroadcast,
+) -> SendResult {
+    let msg = frame.message();
+    let Phase::Open(ws) = &core.phase else { return SendResult::Closed };
+    let deflate = ws.extension().as_ref().filter(|session| session.compresses(msg.len()));
+    let how = deflate.map(|session| (session.shares_compressor(), session.send_config()));
+    match (how, &ctx.deflate) {
+        (Some((true, config)), Some(codecs)) => match compressed.frame(codecs, config, msg) {
+            Some(frame) => core.send_shared(ctx, key, &frame),
+            None => core.send(ctx, key, msg, false),
+        },
+        // Context takeover: its own compressor, through the connection.
+        (Some(_), _) => core.send(ctx, key, msg, false),
+        (None, _) => core.send_shared(ctx, key, frame),
     }
 }

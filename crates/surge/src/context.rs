@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::buffer_pool::BufferPool;
 use crate::config::Config;
+use crate::deflate::LoopCodecs;
 use crate::handle::{Command, ConnectionId, ServerHandle, ShutdownReport};
 use crate::key::ConnKey;
 use crate::outbox::{FramePool, Outboxes, SharedFrame};
@@ -50,6 +51,8 @@ pub(crate) struct LoopCtx {
     pub(crate) frames: FramePool,
     /// Publishes made during a handler call, for the loop's other subscribers after it.
     pub(crate) publishes: Vec<Pending>,
+    /// permessage-deflate's shared codecs and counters, made at the first agreement.
+    pub(crate) deflate: Option<LoopCodecs>,
 }
 
 impl LoopCtx {
@@ -133,6 +136,15 @@ impl LoopCtx {
         if let Some(broker) = &shared.broker {
             broker.publish(topics, frame);
         }
+    }
+
+    /// The loop's shared deflate codecs (made on first use, with the configured threshold).
+    pub(crate) fn deflate_codecs(&mut self, threshold: usize) -> &LoopCodecs {
+        self.deflate.get_or_insert_with(|| {
+            std::rc::Rc::new(std::cell::RefCell::new(surge_proto::deflate::SharedCodecs::new(
+                threshold,
+            )))
+        })
     }
 
     /// The id by which other threads name connection `key`.

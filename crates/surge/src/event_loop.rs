@@ -157,6 +157,13 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         self.conns.ctx.shutdown.is_some() && self.conns.is_empty()
     }
 
+    /// What permessage-deflate did on this loop: messages compressed and inflated, bytes
+    /// before and after (the counters a metrics export reads).
+    #[cfg(test)]
+    pub(crate) fn deflate_stats(&self) -> surge_proto::deflate::DeflateStats {
+        self.conns.ctx.deflate.as_ref().map(|codecs| codecs.borrow().stats()).unwrap_or_default()
+    }
+
     /// What the shutdown achieved so far (empty when none was asked for).
     pub(crate) fn report(&self) -> ShutdownReport {
         self.conns.ctx.shutdown.as_ref().map(|s| s.report).unwrap_or_default()

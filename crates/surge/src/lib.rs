@@ -109,6 +109,7 @@ pub mod config;
 mod conn;
 mod connections;
 mod context;
+pub mod deflate;
 pub mod echo;
 pub mod error;
 mod event_loop;
@@ -132,6 +133,7 @@ pub use config::{
     BackpressurePolicy, Cluster, Config, ConfigBuilder, ConfigError, Pinning, Sharding,
 };
 pub use conn::{Conn, SendResult};
+pub use deflate::{DeflateConfig, DeflateMemory};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};
 pub use handler::{Handler, Upgrade};

@@ -56,6 +56,11 @@ impl SharedFrame {
         &self.0
     }
 
+    /// A frame already encoded (a compressed broadcast's).
+    pub(crate) fn from_frame(frame: &[u8]) -> Self {
+        SharedFrame(Arc::new(frame.to_vec()))
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.0.len()
     }

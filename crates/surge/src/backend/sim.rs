@@ -253,6 +253,11 @@ impl<H: Handler> Sim<H> {
         self.start + after
     }
 
+    /// What permessage-deflate did on the loop.
+    pub(crate) fn deflate_stats(&self) -> surge_proto::deflate::DeflateStats {
+        self.event_loop.deflate_stats()
+    }
+
     /// What the shutdown achieved so far.
     pub(crate) fn report(&self) -> ShutdownReport {
         self.event_loop.report()
