@@ -153,13 +153,13 @@ impl<H: Handler> Sim<H> {
         let (commands, receiver) = crossbeam_channel::unbounded();
         let (reports, report_rx) = crossbeam_channel::unbounded();
         let handle = ServerHandle {
-            shared: Arc::new(Shared {
-                loops: vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
-                admissions: crate::admission::Admissions::new(&config),
-                tls: None,
-                shutting_down: AtomicBool::new(false),
-                reports: Mutex::new(Some(report_rx)),
-            }),
+            shared: Arc::new(Shared::new(
+                vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
+                crate::admission::Admissions::new(&config),
+                report_rx,
+                None,
+                None,
+            )),
         };
         let start = Instant::now();
         let world = Arc::new(Mutex::new(World {
@@ -237,6 +237,16 @@ impl<H: Handler> Sim<H> {
     /// Queues a command for the loop, as another thread's handle would.
     pub(crate) fn command(&self, command: Command) {
         self.handle.shared.loops[0].submit(command).expect("the loop's queue");
+    }
+
+    /// The handle other threads would hold.
+    pub(crate) fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// Slots the loop's topic table keeps.
+    pub(crate) fn topic_slots(&self) -> usize {
+        self.event_loop.topics().slots()
     }
 
     /// The virtual instant `after` from the start.
