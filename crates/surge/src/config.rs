@@ -6,6 +6,8 @@ use std::time::Duration;
 use surge_proto::connection::Limits;
 use surge_proto::handshake::HandshakeLimits;
 
+use crate::readiness::ReadyFlag;
+
 /// What [`Conn::send`](crate::Conn::send) does once a connection's unsent output has reached
 /// the [backpressure limit](ConfigBuilder::backpressure_limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -160,6 +162,8 @@ pub struct Config {
     timer_tick: Duration,
     pool_budget: usize,
     assembly_budget: usize,
+    http_body_limit: usize,
+    readiness: Vec<(&'static str, ReadyFlag)>,
 }
 
 impl Config {
@@ -168,7 +172,7 @@ impl Config {
     /// 16 MiB messages and frames, handshake 10 s, idle 120 s (ping at half), close 5 s,
     /// 1 MiB backpressure limit with a 256 KiB low watermark, [`BackpressurePolicy::HandBack`],
     /// 100 000 connections, 64 KiB read buffer, 100 ms timer tick, 1 GiB for partly received
-    /// messages.
+    /// messages, 64 KiB HTTP request bodies, no readiness condition beyond accepting.
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
@@ -191,6 +195,8 @@ impl Config {
                 timer_tick: Duration::from_millis(100),
                 pool_budget: 16 << 20,
                 assembly_budget: 1 << 30,
+                http_body_limit: 64 << 10,
+                readiness: Vec::new(),
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
@@ -278,6 +284,14 @@ impl Config {
     /// Memory all connections together may hold in messages that arrived in part.
     pub fn assembly_budget(&self) -> usize {
         self.assembly_budget
+    }
+    /// Largest body a plain HTTP request may carry; past it the answer is 413.
+    pub fn http_body_limit(&self) -> usize {
+        self.http_body_limit
+    }
+    /// The conditions `GET /readyz` requires besides accepting, by name.
+    pub fn readiness(&self) -> &[(&'static str, ReadyFlag)] {
+        &self.readiness
     }
 
     /// Whether `origin` (the request's `Origin` header, if any) may connect.
@@ -424,6 +438,20 @@ impl ConfigBuilder {
     /// crowd of peers each sending half of a large message cannot exhaust memory.
     pub fn assembly_budget(mut self, bytes: usize) -> Self {
         self.config.assembly_budget = bytes;
+        self
+    }
+
+    /// Largest body a plain HTTP request (not an upgrade) may carry, by its
+    /// `Content-Length`; a larger one is answered 413 and the connection closed (0: none may).
+    pub fn http_body_limit(mut self, bytes: usize) -> Self {
+        self.config.http_body_limit = bytes;
+        self
+    }
+
+    /// Adds a condition to `GET /readyz`: it answers 503 while `flag` is unset (a cluster
+    /// sets its broker's flag on connecting and clears it on losing the connection).
+    pub fn ready_when(mut self, name: &'static str, flag: ReadyFlag) -> Self {
+        self.config.readiness.push((name, flag));
         self
     }
 

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::handle::{ConnectionId, ServerHandle, ShutdownReport};
 use crate::key::ConnKey;
 use crate::outbox::Outboxes;
+use crate::stats::LoopStats;
 use crate::timer::{TimerEntry, TimerWheel};
 
 /// A graceful shutdown in progress.
@@ -43,6 +44,8 @@ pub(crate) struct LoopCtx {
     pub(crate) shutdown: Option<Shutdown>,
     /// Where handshake answers are encoded before being written at once.
     pub(crate) reply: Vec<u8>,
+    /// This loop's counts (only this loop writes them).
+    pub(crate) stats: Arc<LoopStats>,
 }
 
 impl LoopCtx {

@@ -18,6 +18,7 @@ use surge_proto::message::Message;
 use crate::admission::Admissions;
 use crate::error::HandleError;
 use crate::key::ConnKey;
+use crate::metrics::Metrics;
 use crate::outbox::SharedFrame;
 use crate::transport::Stream;
 
@@ -186,6 +187,8 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: AtomicBool,
     /// Each loop sends one report as it exits; the first shutdown takes them all.
     pub(crate) reports: Mutex<Option<Receiver<ShutdownReport>>>,
+    /// Every loop's counts, for `/metrics`.
+    pub(crate) metrics: Metrics,
 }
 
 /// A cheap, cloneable handle to a running server, usable from any thread.
@@ -261,6 +264,14 @@ impl ServerHandle {
     /// Open WebSocket connections across all loops.
     pub fn connections(&self) -> usize {
         self.shared.admissions.open()
+    }
+
+    /// The server's metrics in the Prometheus text format, as `GET /metrics` answers them
+    /// (every loop's counts, read now).
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        self.shared.metrics.encode(&mut text);
+        text
     }
 
     /// Shuts the server down gracefully and waits for it: listeners close, handshakes in

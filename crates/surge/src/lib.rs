@@ -98,11 +98,15 @@ pub mod error;
 mod event_loop;
 mod handle;
 mod handler;
+mod http;
 mod key;
+mod metrics;
 mod outbox;
+mod readiness;
 mod request;
 mod server;
 mod slab;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod timer;
@@ -115,6 +119,8 @@ pub use conn::{Conn, SendResult};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};
 pub use handler::{Handler, Upgrade};
+pub use http::{HttpRequest, HttpResponse};
+pub use readiness::ReadyFlag;
 pub use request::Request;
 pub use server::Server;
 /// The protocol crate, re-exported so that embedders name one dependency.

@@ -17,6 +17,7 @@ use crate::error::ServerError;
 use crate::event_loop::{EventLoop, LoopSetup};
 use crate::handle::{Command, LoopIndex, LoopRemote, ServerHandle, Shared, ShutdownReport};
 use crate::handler::Handler;
+use crate::metrics::Metrics;
 
 /// A running server: its loops, their addresses, and a handle to reach them.
 ///
@@ -67,10 +68,12 @@ impl Server {
             polls.push(poll);
         }
         let (report_tx, report_rx) = crossbeam_channel::unbounded();
+        let admissions = Admissions::new(config.max_connections());
         let handle = ServerHandle {
             shared: Arc::new(Shared {
                 loops: remotes,
-                admissions: Admissions::new(config.max_connections()),
+                metrics: Metrics::new(config.threads(), Arc::clone(&admissions)),
+                admissions,
                 shutting_down: AtomicBool::new(false),
                 reports: Mutex::new(Some(report_rx)),
             }),

@@ -152,10 +152,12 @@ impl<H: Handler> Sim<H> {
         let waker = mio::Waker::new(waker_poll.registry(), super::WAKER).expect("a waker");
         let (commands, receiver) = crossbeam_channel::unbounded();
         let (reports, report_rx) = crossbeam_channel::unbounded();
+        let admissions = crate::admission::Admissions::new(config.max_connections());
         let handle = ServerHandle {
             shared: Arc::new(Shared {
                 loops: vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
-                admissions: crate::admission::Admissions::new(config.max_connections()),
+                metrics: crate::metrics::Metrics::new(1, Arc::clone(&admissions)),
+                admissions,
                 shutting_down: AtomicBool::new(false),
                 reports: Mutex::new(Some(report_rx)),
             }),

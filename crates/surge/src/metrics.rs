@@ -1,0 +1,192 @@
+//! `GET /metrics`: every loop's [`LoopStats`] gathered when scraped, written in the
+//! Prometheus text format by `prometheus-client` (the format is the crate's; the counting is
+//! the loops' own, in `stats`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::admission::Admissions;
+use crate::stats::{Counter, Counters, Histogram, LoopStats};
+
+/// The content type of the answer.
+pub(crate) use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Every loop's counts and the registry that writes them.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    loops: Vec<Arc<LoopStats>>,
+    registry: Registry,
+}
+
+impl Metrics {
+    /// Counts for `loops` loops, with the server-wide open count from `admissions`.
+    pub(crate) fn new(loops: usize, admissions: Arc<Admissions>) -> Self {
+        let stats: Vec<Arc<LoopStats>> = (0..loops).map(|_| Arc::default()).collect();
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Gather { loops: stats.clone(), admissions }));
+        Metrics { loops: stats, registry }
+    }
+
+    /// Loop `index`'s counts, for the loop to write.
+    pub(crate) fn loop_stats(&self, index: u16) -> Arc<LoopStats> {
+        Arc::clone(&self.loops[usize::from(index)])
+    }
+
+    /// Appends the text exposition to `out`.
+    pub(crate) fn encode(&self, out: &mut String) {
+        // Writing to a String does not fail, and the collector's writes are all the crate's.
+        if let Err(fmt::Error) =
+            prometheus_client::encoding::prometheus_text::encode(out, &self.registry)
+        {
+            tracing::error!("metrics could not be encoded");
+        }
+    }
+}
+
+/// Reads the loops' counts at scrape time.
+#[derive(Debug)]
+struct Gather {
+    loops: Vec<Arc<LoopStats>>,
+    admissions: Arc<Admissions>,
+}
+
+impl Collector for Gather {
+    fn encode(&self, mut out: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let open = ConstGauge::new(self.admissions.open() as i64);
+        open.encode(out.encode_descriptor(
+            "surge_connections_open",
+            "WebSocket connections open, across loops",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        let loops = &self.loops[..];
+        gauge(&mut out, loops, "surge_loop_connections_open", "WebSocket connections open", |s| {
+            s.opened.get().saturating_sub(s.closed.get()) as i64
+        })?;
+        counter(&mut out, loops, "surge_connections_accepted_total", "TCP connections accepted", |s| &s.accepted)?;
+        family(&mut out, loops, "surge_handshakes_refused_total", "Valid upgrade requests refused, by status", "status", |s| &s.refused, true)?;
+        family(&mut out, loops, "surge_handshakes_failed_total", "Invalid upgrade requests, by the status answered", "status", |s| &s.failed, true)?;
+        family(&mut out, loops, "surge_http_responses_total", "Plain HTTP requests answered, by status", "status", |s| &s.http, true)?;
+        family(&mut out, loops, "surge_messages_received_total", "Data messages received, by kind", "kind", |s| &s.messages_in, false)?;
+        family(&mut out, loops, "surge_message_bytes_received_total", "Payload bytes of the data messages received, by kind", "kind", |s| &s.bytes_in, false)?;
+        family(&mut out, loops, "surge_messages_sent_total", "Data messages queued to a connection (a broadcast counts once per connection), by kind", "kind", |s| &s.messages_out, false)?;
+        family(&mut out, loops, "surge_message_bytes_sent_total", "Payload bytes of the data messages sent, by kind", "kind", |s| &s.bytes_out, false)?;
+        family(&mut out, loops, "surge_closes_sent_total", "Close handshakes the server started, by code", "code", |s| &s.closes_sent, true)?;
+        family(&mut out, loops, "surge_closes_received_total", "Close frames received from peers, by code (1005: none given)", "code", |s| &s.closes_received, true)?;
+        family(&mut out, loops, "surge_backpressure_total", "Sends that met the backpressure limit, by what was done", "action", |s| &s.backpressure, false)?;
+        family(&mut out, loops, "surge_limit_hits_total", "Limits reached, by limit", "limit", |s| &s.limits, false)?;
+        histogram(&mut out, loops, "surge_loop_turn_seconds", "Loop turn duration, from the wait's end to the end of the flush", 1e-9, |s| &s.turn_nanos)?;
+        histogram(&mut out, loops, "surge_loop_events_per_turn", "Backend reports handled per loop turn", 1.0, |s| &s.events)?;
+        Ok(())
+    }
+}
+
+/// The label set of one loop's series, with one more label.
+type Labels<'a> = ([(&'static str, u16); 1], [(&'static str, &'a str); 1]);
+
+fn descriptor<'s>(
+    out: &'s mut DescriptorEncoder<'_>,
+    name: &'s str,
+    help: &str,
+    kind: MetricType,
+) -> Result<MetricEncoder<'s>, fmt::Error> {
+    out.encode_descriptor(name, help, None, kind)
+}
+
+fn loop_label(index: usize) -> [(&'static str, u16); 1] {
+    // Loops are numbered by u16 (`Config::build` caps them).
+    [("loop", index as u16)]
+}
+
+/// A per-loop gauge.
+fn gauge(
+    out: &mut DescriptorEncoder<'_>,
+    loops: &[Arc<LoopStats>],
+    name: &str,
+    help: &str,
+    value: impl Fn(&LoopStats) -> i64,
+) -> Result<(), fmt::Error> {
+    let mut metric = descriptor(out, name, help, MetricType::Gauge)?;
+    for (index, stats) in loops.iter().enumerate() {
+        ConstGauge::new(value(stats)).encode(metric.encode_family(&loop_label(index))?)?;
+    }
+    Ok(())
+}
+
+/// A per-loop counter.
+fn counter(
+    out: &mut DescriptorEncoder<'_>,
+    loops: &[Arc<LoopStats>],
+    name: &str,
+    help: &str,
+    pick: impl Fn(&LoopStats) -> &Counter,
+) -> Result<(), fmt::Error> {
+    let mut metric = descriptor(out, name, help, MetricType::Counter)?;
+    for (index, stats) in loops.iter().enumerate() {
+        ConstCounter::new(pick(stats).get()).encode(metric.encode_family(&loop_label(index))?)?;
+    }
+    Ok(())
+}
+
+/// A per-loop counter under one more label; `sparse`: values never seen are left out (the
+/// status and code tables are long).
+fn family<const N: usize>(
+    out: &mut DescriptorEncoder<'_>,
+    loops: &[Arc<LoopStats>],
+    name: &str,
+    help: &str,
+    label: &'static str,
+    pick: impl Fn(&LoopStats) -> &Counters<N>,
+    sparse: bool,
+) -> Result<(), fmt::Error> {
+    let mut metric = descriptor(out, name, help, MetricType::Counter)?;
+    for (index, stats) in loops.iter().enumerate() {
+        for (value, count) in pick(stats).iter() {
+            if sparse && count == 0 {
+                continue;
+            }
+            let labels: Labels<'_> = (loop_label(index), [(label, value)]);
+            ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// A per-loop histogram, its recorded values times `scale` (nanoseconds to seconds).
+fn histogram<const N: usize>(
+    out: &mut DescriptorEncoder<'_>,
+    loops: &[Arc<LoopStats>],
+    name: &str,
+    help: &str,
+    scale: f64,
+    pick: impl Fn(&LoopStats) -> &Histogram<N>,
+) -> Result<(), fmt::Error> {
+    let mut metric = descriptor(out, name, help, MetricType::Histogram)?;
+    for (index, stats) in loops.iter().enumerate() {
+        let histogram = pick(stats);
+        let mut buckets = [(0.0, 0); N];
+        let mut count = 0;
+        for (slot, (bucket, bound)) in buckets.iter_mut().zip(
+            histogram.buckets.iter().zip(histogram.bounds.iter().map(|&b| b as f64 * scale)
+                .chain([f64::INFINITY])),
+        ) {
+            count += bucket.get();
+            *slot = (bound, bucket.get());
+        }
+        let sum = histogram.sum.get() as f64 * scale;
+        metric.encode_family(&loop_label(index))?.encode_histogram::<NoLabelSet>(
+            sum,
+            count,
+            &buckets,
+            None,
+        )?;
+    }
+    Ok(())
+}
