@@ -1,6 +1,6 @@
 //! `GET /metrics`: every loop's [`LoopStats`] gathered when scraped, written in the
 //! Prometheus text format by `prometheus-client` (the format is the crate's; the counting is
-//! the loops' own, in `stats`).
+//! the loops' own, in `stats`). Counters are named here without `_total`: the encoder adds it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -70,18 +70,18 @@ impl Collector for Gather {
         gauge(&mut out, loops, "surge_loop_connections_open", "WebSocket connections open", |s| {
             s.opened.get().saturating_sub(s.closed.get()) as i64
         })?;
-        counter(&mut out, loops, "surge_connections_accepted_total", "TCP connections accepted", |s| &s.accepted)?;
-        family(&mut out, loops, "surge_handshakes_refused_total", "Valid upgrade requests refused, by status", "status", |s| &s.refused, true)?;
-        family(&mut out, loops, "surge_handshakes_failed_total", "Invalid upgrade requests, by the status answered", "status", |s| &s.failed, true)?;
-        family(&mut out, loops, "surge_http_responses_total", "Plain HTTP requests answered, by status", "status", |s| &s.http, true)?;
-        family(&mut out, loops, "surge_messages_received_total", "Data messages received, by kind", "kind", |s| &s.messages_in, false)?;
-        family(&mut out, loops, "surge_message_bytes_received_total", "Payload bytes of the data messages received, by kind", "kind", |s| &s.bytes_in, false)?;
-        family(&mut out, loops, "surge_messages_sent_total", "Data messages queued to a connection (a broadcast counts once per connection), by kind", "kind", |s| &s.messages_out, false)?;
-        family(&mut out, loops, "surge_message_bytes_sent_total", "Payload bytes of the data messages sent, by kind", "kind", |s| &s.bytes_out, false)?;
-        family(&mut out, loops, "surge_closes_sent_total", "Close handshakes the server started, by code", "code", |s| &s.closes_sent, true)?;
-        family(&mut out, loops, "surge_closes_received_total", "Close frames received from peers, by code (1005: none given)", "code", |s| &s.closes_received, true)?;
-        family(&mut out, loops, "surge_backpressure_total", "Sends that met the backpressure limit, by what was done", "action", |s| &s.backpressure, false)?;
-        family(&mut out, loops, "surge_limit_hits_total", "Limits reached, by limit", "limit", |s| &s.limits, false)?;
+        counter(&mut out, loops, "surge_connections_accepted", "TCP connections accepted", |s| &s.accepted)?;
+        family(&mut out, loops, "surge_handshakes_refused", "Valid upgrade requests refused, by status", "status", |s| &s.refused, true)?;
+        family(&mut out, loops, "surge_handshakes_failed", "Invalid upgrade requests, by the status answered", "status", |s| &s.failed, true)?;
+        family(&mut out, loops, "surge_http_responses", "Plain HTTP requests answered, by status", "status", |s| &s.http, true)?;
+        family(&mut out, loops, "surge_messages_received", "Data messages received, by kind", "kind", |s| &s.messages_in, false)?;
+        family(&mut out, loops, "surge_message_bytes_received", "Payload bytes of the data messages received, by kind", "kind", |s| &s.bytes_in, false)?;
+        family(&mut out, loops, "surge_messages_sent", "Data messages queued to a connection (a broadcast counts once per connection), by kind", "kind", |s| &s.messages_out, false)?;
+        family(&mut out, loops, "surge_message_bytes_sent", "Payload bytes of the data messages sent, by kind", "kind", |s| &s.bytes_out, false)?;
+        family(&mut out, loops, "surge_closes_sent", "Close handshakes the server started, by code", "code", |s| &s.closes_sent, true)?;
+        family(&mut out, loops, "surge_closes_received", "Close frames received from peers, by code (1005: none given)", "code", |s| &s.closes_received, true)?;
+        family(&mut out, loops, "surge_backpressure", "Sends that met the backpressure limit, by what was done", "action", |s| &s.backpressure, false)?;
+        family(&mut out, loops, "surge_limit_hits", "Limits reached, by limit", "limit", |s| &s.limits, false)?;
         histogram(&mut out, loops, "surge_loop_turn_seconds", "Loop turn duration, from the wait's end to the end of the flush", 1e-9, |s| &s.turn_nanos)?;
         histogram(&mut out, loops, "surge_loop_events_per_turn", "Backend reports handled per loop turn", 1.0, |s| &s.events)?;
         Ok(())
