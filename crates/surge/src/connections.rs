@@ -22,10 +22,10 @@ use crate::handler::Handler;
 use crate::key::ConnKey;
 use crate::outbox::{Flushed, Outboxes, SharedFrame};
 use crate::slab::Slab;
+use crate::stats::{status_index, Limit};
 use crate::timer::{TimerEntry, TimerWheel};
 use crate::transport::{Stream, Transport};
 use crate::turn::{ReadEnd, Turn};
-use crate::stats::{status_index, Limit};
 use crate::upgrade;
 
 /// Flush passes per turn (a flush can run `on_drain`, which can queue more).

@@ -156,8 +156,7 @@ pub(crate) fn parse<'a>(
     if names_websocket {
         return Parsed::Upgrade;
     }
-    let (Some(method), Some(target), Some(version)) = (head.method, head.path, head.version)
-    else {
+    let (Some(method), Some(target), Some(version)) = (head.method, head.path, head.version) else {
         return Parsed::Bad(400, None);
     };
     let Some((path, query)) = split_target(target) else { return Parsed::Bad(400, None) };
@@ -222,8 +221,8 @@ pub(crate) fn builtin(
     Some(match path {
         "/healthz" => respond(request, 200, &[TEXT], b"ok\n", close, out),
         "/readyz" => {
-            let draining = ctx.shutdown.is_some()
-                || ctx.handle.shared.shutting_down.load(Ordering::Acquire);
+            let draining =
+                ctx.shutdown.is_some() || ctx.handle.shared.shutting_down.load(Ordering::Acquire);
             let waiting = ctx.config.readiness().iter().find(|(_, flag)| !flag.get());
             match (draining, waiting) {
                 (true, _) => respond(request, 503, &[TEXT], b"not ready: draining\n", close, out),

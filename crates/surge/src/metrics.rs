@@ -70,20 +70,116 @@ impl Collector for Gather {
         gauge(&mut out, loops, "surge_loop_connections_open", "WebSocket connections open", |s| {
             s.opened.get().saturating_sub(s.closed.get()) as i64
         })?;
-        counter(&mut out, loops, "surge_connections_accepted", "TCP connections accepted", |s| &s.accepted)?;
-        family(&mut out, loops, "surge_handshakes_refused", "Valid upgrade requests refused, by status", "status", |s| &s.refused, true)?;
-        family(&mut out, loops, "surge_handshakes_failed", "Invalid upgrade requests, by the status answered", "status", |s| &s.failed, true)?;
-        family(&mut out, loops, "surge_http_responses", "Plain HTTP requests answered, by status", "status", |s| &s.http, true)?;
-        family(&mut out, loops, "surge_messages_received", "Data messages received, by kind", "kind", |s| &s.messages_in, false)?;
-        family(&mut out, loops, "surge_message_bytes_received", "Payload bytes of the data messages received, by kind", "kind", |s| &s.bytes_in, false)?;
+        counter(&mut out, loops, "surge_connections_accepted", "TCP connections accepted", |s| {
+            &s.accepted
+        })?;
+        family(
+            &mut out,
+            loops,
+            "surge_handshakes_refused",
+            "Valid upgrade requests refused, by status",
+            "status",
+            |s| &s.refused,
+            true,
+        )?;
+        family(
+            &mut out,
+            loops,
+            "surge_handshakes_failed",
+            "Invalid upgrade requests, by the status answered",
+            "status",
+            |s| &s.failed,
+            true,
+        )?;
+        family(
+            &mut out,
+            loops,
+            "surge_http_responses",
+            "Plain HTTP requests answered, by status",
+            "status",
+            |s| &s.http,
+            true,
+        )?;
+        family(
+            &mut out,
+            loops,
+            "surge_messages_received",
+            "Data messages received, by kind",
+            "kind",
+            |s| &s.messages_in,
+            false,
+        )?;
+        family(
+            &mut out,
+            loops,
+            "surge_message_bytes_received",
+            "Payload bytes of the data messages received, by kind",
+            "kind",
+            |s| &s.bytes_in,
+            false,
+        )?;
         family(&mut out, loops, "surge_messages_sent", "Data messages queued to a connection (a broadcast counts once per connection), by kind", "kind", |s| &s.messages_out, false)?;
-        family(&mut out, loops, "surge_message_bytes_sent", "Payload bytes of the data messages sent, by kind", "kind", |s| &s.bytes_out, false)?;
-        family(&mut out, loops, "surge_closes_sent", "Close handshakes the server started, by code", "code", |s| &s.closes_sent, true)?;
-        family(&mut out, loops, "surge_closes_received", "Close frames received from peers, by code (1005: none given)", "code", |s| &s.closes_received, true)?;
-        family(&mut out, loops, "surge_backpressure", "Sends that met the backpressure limit, by what was done", "action", |s| &s.backpressure, false)?;
-        family(&mut out, loops, "surge_limit_hits", "Limits reached, by limit", "limit", |s| &s.limits, false)?;
-        histogram(&mut out, loops, "surge_loop_turn_seconds", "Loop turn duration, from the wait's end to the end of the flush", 1e-9, |s| &s.turn_nanos)?;
-        histogram(&mut out, loops, "surge_loop_events_per_turn", "Backend reports handled per loop turn", 1.0, |s| &s.events)?;
+        family(
+            &mut out,
+            loops,
+            "surge_message_bytes_sent",
+            "Payload bytes of the data messages sent, by kind",
+            "kind",
+            |s| &s.bytes_out,
+            false,
+        )?;
+        family(
+            &mut out,
+            loops,
+            "surge_closes_sent",
+            "Close handshakes the server started, by code",
+            "code",
+            |s| &s.closes_sent,
+            true,
+        )?;
+        family(
+            &mut out,
+            loops,
+            "surge_closes_received",
+            "Close frames received from peers, by code (1005: none given)",
+            "code",
+            |s| &s.closes_received,
+            true,
+        )?;
+        family(
+            &mut out,
+            loops,
+            "surge_backpressure",
+            "Sends that met the backpressure limit, by what was done",
+            "action",
+            |s| &s.backpressure,
+            false,
+        )?;
+        family(
+            &mut out,
+            loops,
+            "surge_limit_hits",
+            "Limits reached, by limit",
+            "limit",
+            |s| &s.limits,
+            false,
+        )?;
+        histogram(
+            &mut out,
+            loops,
+            "surge_loop_turn_seconds",
+            "Loop turn duration, from the wait's end to the end of the flush",
+            1e-9,
+            |s| &s.turn_nanos,
+        )?;
+        histogram(
+            &mut out,
+            loops,
+            "surge_loop_events_per_turn",
+            "Backend reports handled per loop turn",
+            1.0,
+            |s| &s.events,
+        )?;
         Ok(())
     }
 }
@@ -174,19 +270,18 @@ fn histogram<const N: usize>(
         let mut buckets = [(0.0, 0); N];
         let mut count = 0;
         for (slot, (bucket, bound)) in buckets.iter_mut().zip(
-            histogram.buckets.iter().zip(histogram.bounds.iter().map(|&b| b as f64 * scale)
-                .chain([f64::INFINITY])),
+            histogram
+                .buckets
+                .iter()
+                .zip(histogram.bounds.iter().map(|&b| b as f64 * scale).chain([f64::INFINITY])),
         ) {
             count += bucket.get();
             *slot = (bound, bucket.get());
         }
         let sum = histogram.sum.get() as f64 * scale;
-        metric.encode_family(&loop_label(index))?.encode_histogram::<NoLabelSet>(
-            sum,
-            count,
-            &buckets,
-            None,
-        )?;
+        metric
+            .encode_family(&loop_label(index))?
+            .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
     }
     Ok(())
 }

@@ -74,7 +74,11 @@ pub(crate) struct Histogram<const N: usize> {
 impl<const N: usize> Histogram<N> {
     fn new(bounds: &'static [u64]) -> Self {
         debug_assert_eq!(bounds.len() + 1, N);
-        Histogram { bounds, buckets: std::array::from_fn(|_| Counter::default()), sum: Counter::default() }
+        Histogram {
+            bounds,
+            buckets: std::array::from_fn(|_| Counter::default()),
+            sum: Counter::default(),
+        }
     }
 
     #[inline]
@@ -116,8 +120,22 @@ pub(crate) fn status_index(status: u16) -> usize {
 /// Close codes the close families name: RFC 6455's, then the application range, then the
 /// rest.
 pub(crate) const CLOSE_CODES: &[&str; 16] = &[
-    "1000", "1001", "1002", "1003", "1005", "1006", "1007", "1008", "1009", "1010", "1011",
-    "1012", "1013", "1014", "3000-4999", "other",
+    "1000",
+    "1001",
+    "1002",
+    "1003",
+    "1005",
+    "1006",
+    "1007",
+    "1008",
+    "1009",
+    "1010",
+    "1011",
+    "1012",
+    "1013",
+    "1014",
+    "3000-4999",
+    "other",
 ];
 
 /// The index of `code` in [`CLOSE_CODES`].
@@ -177,8 +195,18 @@ pub(crate) const BACKPRESSURE: &[&str; 2] = &["handed_back", "closed"];
 
 /// Turn duration bounds, in nanoseconds (10 µs to 100 ms).
 const TURN_NANOS: &[u64] = &[
-    10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
-    10_000_000, 25_000_000, 100_000_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    100_000_000,
 ];
 
 /// Events-per-turn bounds.

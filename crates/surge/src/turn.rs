@@ -22,8 +22,8 @@ use crate::conn::{flag, App, Conn, ConnCore, ConnEntry, Phase, SendResult};
 use crate::context::LoopCtx;
 use crate::handle::ConnectionId;
 use crate::handler::{Handler, Upgrade};
-use crate::key::ConnKey;
 use crate::http;
+use crate::key::ConnKey;
 use crate::request::Request;
 use crate::stats::{close_index, status_index, Limit};
 use crate::transport::Transport;
@@ -456,7 +456,14 @@ impl<H: Handler> Turn<'_, H> {
                                 let headers: Vec<(&str, &[u8])> =
                                     response.headers.iter().map(|(n, v)| (*n, &v[..])).collect();
                                 let body = &response.body;
-                                http::respond(&request, response.status, &headers, body, close, &mut reply)
+                                http::respond(
+                                    &request,
+                                    response.status,
+                                    &headers,
+                                    body,
+                                    close,
+                                    &mut reply,
+                                )
                             }
                             None => http::refuse(500, close, &mut reply),
                         }

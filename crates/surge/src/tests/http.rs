@@ -81,8 +81,10 @@ fn the_built_in_routes_answer_and_keep_the_connection() {
     peer.write(b"HEAD /healthz HTTP/1.1\r\nHost: sim\r\n\r\n");
     sim.settle();
     let head = String::from_utf8(peer.take()).unwrap();
-    assert!(head.ends_with("Content-Length: 3\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"),
-        "HEAD: the length, no body: {head:?}");
+    assert!(
+        head.ends_with("Content-Length: 3\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"),
+        "HEAD: the length, no body: {head:?}"
+    );
     assert!(!peer.server_gone());
 }
 
@@ -93,8 +95,7 @@ fn wrong_methods_get_405_with_allow_and_unknown_paths_404() {
     let request = b"POST /healthz HTTP/1.1\r\nHost: sim\r\nContent-Length: 0\r\n\r\n";
     let [refused] = &ask(&mut sim, &peer, request)[..] else { panic!() };
     assert_eq!((refused.status, refused.header("Allow")), (405, Some("GET, HEAD")));
-    let [theirs] = &ask(&mut sim, &peer, b"DELETE /hello HTTP/1.1\r\nHost: sim\r\n\r\n")[..]
-    else {
+    let [theirs] = &ask(&mut sim, &peer, b"DELETE /hello HTTP/1.1\r\nHost: sim\r\n\r\n")[..] else {
         panic!()
     };
     assert_eq!((theirs.status, theirs.header("Allow")), (405, Some("GET")));
@@ -169,7 +170,10 @@ fn malformed_and_unsupported_requests_get_400_or_411_and_close() {
         (&b"GET /healthz HTTP/1.1\r\n\r\n"[..], 400),
         (b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"POST /echo HTTP/1.1\r\nHost: sim\r\nContent-Length: x\r\n\r\n", 400),
-        (b"POST /echo HTTP/1.1\r\nHost: sim\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: sim\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            400,
+        ),
         (b"POST /echo HTTP/1.1\r\nHost: sim\r\nTransfer-Encoding: chunked\r\n\r\n", 411),
         (b"GET /he llo HTTP/1.1\r\nHost: sim\r\n\r\n", 400),
     ] {

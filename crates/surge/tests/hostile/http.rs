@@ -66,11 +66,9 @@ fn routes_answer_over_one_kept_alive_connection() {
     let mut case = Case::start();
     let mut stream = tcp(case.addr());
     let mut carry = Vec::new();
-    for (path, status, body) in [
-        ("/healthz", 200, &b"ok\n"[..]),
-        ("/readyz", 200, b"ready\n"),
-        ("/nowhere", 404, b""),
-    ] {
+    for (path, status, body) in
+        [("/healthz", 200, &b"ok\n"[..]), ("/readyz", 200, b"ready\n"), ("/nowhere", 404, b"")]
+    {
         stream.write_all(&get(path)).unwrap();
         let answer = next_answer(&mut stream, &mut carry);
         assert_eq!((answer.status, &answer.body[..]), (status, body), "{path}");
@@ -108,7 +106,12 @@ fn pipelined_requests_come_back_in_order() {
         .collect();
     assert_eq!(
         statuses,
-        [(200, b"ok\n".to_vec()), (404, vec![]), (200, b"ready\n".to_vec()), (200, b"ok\n".to_vec())]
+        [
+            (200, b"ok\n".to_vec()),
+            (404, vec![]),
+            (200, b"ready\n".to_vec()),
+            (200, b"ok\n".to_vec())
+        ]
     );
     case.check("four pipelined requests");
 }
@@ -129,7 +132,10 @@ fn a_body_over_the_limit_gets_413() {
 #[test]
 fn a_request_that_is_not_http_gets_400() {
     let mut case = Case::start();
-    for junk in [&b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"[..], b"GET / HTTP/1.1\r\nno colon\r\n\r\n"] {
+    for junk in [
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nno colon\r\n\r\n",
+    ] {
         expect_refusal(case.addr(), junk, 400);
         case.check("not HTTP");
     }
@@ -157,6 +163,9 @@ fn a_request_trickled_byte_by_byte_is_cut_at_the_handshake_timeout() {
     assert!(cut || closed, "the trickled request was not cut");
     assert!(answer.is_empty(), "no answer to a request cut short: {answer:?}");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "cut after {took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "cut after {took:?}"
+    );
     case.check("a request trickled a byte per 40 ms");
 }
