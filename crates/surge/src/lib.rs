@@ -7,8 +7,11 @@
 //! itself (handshake, frames, UTF-8, close codes, the idle and close timers, extensions) is
 //! [`surge_proto`], which does no I/O and reads no clock.
 //!
-//! What it is not: not an HTTP server (a request that is not a WebSocket upgrade gets an
-//! HTTP error), not async (handlers are plain callbacks on the loop's thread and must not
+//! Beside the WebSocket, on the same port: plain HTTP/1.1 requests (keep-alive, pipelined)
+//! reach the built-in `/healthz`, `/readyz` and `/metrics` (every loop's counts in the
+//! Prometheus text format) and the handler's [`Handler::on_http`] routes.
+//!
+//! What it is not: not a general HTTP server (no chunked bodies, no HTTP/2), not async (handlers are plain callbacks on the loop's thread and must not
 //! block it), and not a client (that is `surge-client`, on the same `surge_proto`). TLS,
 //! permessage-deflate, pub/sub and io_uring are not here yet; each has a seam to plug into.
 //!
@@ -33,12 +36,15 @@
 //! Each module uses only modules listed before it (the graph has no circle).
 //!
 //! - Leaves: `key` (a connection's name in its loop), `admission` (the connection cap as a
-//!   token), `buffer_pool`, `timer` (the wheel), `slab`, `request`, `config`, `error`.
+//!   token), `buffer_pool`, `timer` (the wheel), `slab`, `request`, `readiness`, `config`,
+//!   `error`, `stats` (each loop's counts), then `metrics` (the counts gathered for
+//!   `/metrics`).
 //! - The seams and what crosses threads: `transport` (a connection's byte stream: TCP, and
 //!   an in-memory pipe in tests), `outbox` (queued output, written through a transport),
 //!   `handle` (ids, commands and the handle other threads hold), `backend` (what waits for
 //!   I/O and flushes: its module docs say what a backend must provide).
-//! - Per message: `context` (the loop state a turn lends out), `conn` (a connection's record,
+//! - Per message: `context` (the loop state a turn lends out), `http` (plain requests beside
+//!   the upgrade, and the built-in routes), `conn` (a connection's record,
 //!   its phases, what a send costs; `Conn`), `handler` (the embedding API), `upgrade` (the
 //!   server's checks and refusals), `turn` (the per-message path: read, handshake, protocol
 //!   events, every handler call under one `catch_unwind`).
