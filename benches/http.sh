@@ -4,8 +4,10 @@
 # current-thread tokio runtime), in one sitting, paired by round (the order alternates).
 #
 # Each server runs alone on --server-core under `taskset`, wrk (Debian's `wrk`, HTTP/1.1
-# keep-alive) on --client-core; each run prints wrk's requests/s and the ratio Surge/hyper of
-# its round, then the median ratio. Servers bind 127.0.0.1 and are stopped after each run.
+# keep-alive) on --client-core; each round prints wrk's requests/s and the server's CPU per
+# request (utime+stime from /proc over the run: the fairer figure on a shared machine) for
+# both, with the ratios Surge/hyper of its round; then the median ratios. Servers bind
+# 127.0.0.1 and are stopped after each run.
 #
 #   benches/http.sh                              # 5 rounds, 5 s runs, 50 connections
 #   benches/http.sh --rounds 3 --duration 3 --connections 100 --server-core 0 --client-core 1
@@ -39,9 +41,12 @@ SERVER=
 stop() { [ -z "$SERVER" ] || { kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; SERVER=; }; }
 trap stop EXIT
 
-# run NAME: requests/s of one wrk run against server NAME, started fresh
+# cpu_ticks PID: utime + stime of PID, in clock ticks
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# run NAME: "requests/s cpu-µs-per-request" of one wrk run against server NAME, started fresh
 run() {
-  local port rps i
+  local port rps i pid t0 t1
   port=$(free_port)
   case "$1" in
     surge) taskset -c "$SERVER_CORE" timeout 120 target/release/surge echo --listen "127.0.0.1:$port" --threads 1 --log warn & ;;
@@ -52,20 +57,35 @@ run() {
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
     sleep 0.05
   done
+  # taskset execs timeout; the server is timeout's child.
+  pid=$(pgrep -P "$SERVER" | head -n 1)
+  t0=$(cpu_ticks "$pid")
   rps=$(taskset -c "$CLIENT_CORE" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" "http://127.0.0.1:$port/healthz" |
     awk '/^Requests\/sec:/ { print $2 }')
+  t1=$(cpu_ticks "$pid")
   stop
-  echo "${rps:-0}"
+  python3 -c "import os, sys; rps = float(sys.argv[1] or 0); cpu = (int(sys.argv[3]) - int(sys.argv[2])) / os.sysconf('SC_CLK_TCK'); print(rps, cpu / (rps * float(sys.argv[4])) * 1e6 if rps else 0)" "$rps" "$t0" "$t1" "$DURATION"
 }
 
 echo "GET /healthz, $CONNECTIONS keep-alive connections, ${DURATION} s per run, server on core $SERVER_CORE, wrk on core $CLIENT_CORE"
-RATIOS=()
+ROWS=()
 for round in $(seq "$ROUNDS"); do
   if [ $((round % 2)) = 1 ]; then order=(surge hyper); else order=(hyper surge); fi
-  declare -A RPS=()
-  for name in "${order[@]}"; do RPS[$name]=$(run "$name"); done
-  ratio=$(python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.3f}')" "${RPS[surge]}" "${RPS[hyper]}")
-  RATIOS+=("$ratio")
-  printf 'round %d: surge %10.0f req/s   hyper %10.0f req/s   surge/hyper %s\n' "$round" "${RPS[surge]}" "${RPS[hyper]}" "$ratio"
+  declare -A GOT=()
+  for name in "${order[@]}"; do GOT[$name]=$(run "$name"); done
+  ROWS+=("$round ${GOT[surge]} ${GOT[hyper]}")
 done
-python3 -c "import statistics, sys; r = [float(x) for x in sys.argv[1:]]; print(f'median surge/hyper {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f}) over {len(r)} rounds')" "${RATIOS[@]}"
+printf '%s\n' "${ROWS[@]}" | python3 -c '
+import statistics, sys
+rps, cpu = [], []
+for line in sys.stdin:
+    n, s_rps, s_cpu, h_rps, h_cpu = line.split()
+    s_rps, s_cpu, h_rps, h_cpu = map(float, (s_rps, s_cpu, h_rps, h_cpu))
+    rps.append(s_rps / h_rps)
+    cpu.append(s_cpu / h_cpu)
+    print(f"round {n}: surge {s_rps:9.0f} req/s {s_cpu:6.2f} us CPU/req   hyper {h_rps:9.0f} req/s {h_cpu:6.2f} us CPU/req   "
+          f"surge/hyper {rps[-1]:.3f} req/s, {cpu[-1]:.3f} CPU/req")
+m = statistics.median
+print(f"median surge/hyper over {len(rps)} rounds: req/s {m(rps):.3f} [{min(rps):.3f}-{max(rps):.3f}], "
+      f"server CPU per request {m(cpu):.3f} [{min(cpu):.3f}-{max(cpu):.3f}]")
+'

@@ -186,6 +186,16 @@ fn malformed_and_unsupported_requests_get_400_or_411_and_close() {
 }
 
 #[test]
+fn a_plain_request_past_the_head_limit_gets_431() {
+    let (mut sim, _) = sim(config().build().unwrap());
+    let peer = sim.connect(WIDE);
+    let request =
+        format!("GET /healthz HTTP/1.1\r\nHost: sim\r\nX-Big: {}\r\n\r\n", "a".repeat(9000));
+    let [too_large] = &ask(&mut sim, &peer, request.as_bytes())[..] else { panic!() };
+    assert_eq!((too_large.status, too_large.header("Connection")), (431, Some("close")));
+}
+
+#[test]
 fn http_1_0_and_connection_close_are_answered_then_closed() {
     for request in [
         &b"GET /healthz HTTP/1.0\r\n\r\n"[..],
