@@ -347,13 +347,13 @@ impl ConnCore {
             let mut header = [0; MAX_HEADER_LEN];
             if let Ok(Some(len)) = ws.send_header(&msg, &mut header) {
                 self.io.write_now(ctx, key, &header[..len], msg.as_bytes());
-                ctx.stats.message_out(kind_index(&msg), msg.len());
+                ctx.tally.message_out(kind_index(&msg), msg.len());
                 return SendResult::Sent;
             }
         }
         match self.io.queue(ctx, key, |buf| ws.send(msg, buf)) {
             Ok(()) => {
-                ctx.stats.message_out(kind_index(&msg), msg.len());
+                ctx.tally.message_out(kind_index(&msg), msg.len());
                 SendResult::Sent
             }
             Err(_) => SendResult::Closed,
@@ -373,7 +373,7 @@ impl ConnCore {
         let out = self.io.out.get_or_insert_with(|| ctx.outboxes.take());
         out.push_shared(frame.clone());
         self.io.mark_dirty(ctx, key);
-        ctx.stats.message_out(usize::from(!frame.is_text()), frame.payload_len());
+        ctx.tally.message_out(usize::from(!frame.is_text()), frame.payload_len());
         SendResult::Sent
     }
 

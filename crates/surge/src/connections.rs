@@ -22,7 +22,7 @@ use crate::handler::Handler;
 use crate::key::ConnKey;
 use crate::outbox::{Flushed, Outboxes, SharedFrame};
 use crate::slab::Slab;
-use crate::stats::{status_index, Limit};
+use crate::stats::{status_index, Limit, Tally};
 use crate::timer::{TimerEntry, TimerWheel};
 use crate::transport::{Stream, Transport};
 use crate::turn::{ReadEnd, Turn};
@@ -79,6 +79,7 @@ impl<H: Handler> Connections<H> {
                 shutdown: None,
                 reply: Vec::with_capacity(512),
                 stats,
+                tally: Tally::default(),
             },
             expired: Vec::new(),
             scratch: Vec::new(),

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::handle::{ConnectionId, ServerHandle, ShutdownReport};
 use crate::key::ConnKey;
 use crate::outbox::Outboxes;
-use crate::stats::LoopStats;
+use crate::stats::{LoopStats, Tally};
 use crate::timer::{TimerEntry, TimerWheel};
 
 /// A graceful shutdown in progress.
@@ -46,6 +46,8 @@ pub(crate) struct LoopCtx {
     pub(crate) reply: Vec<u8>,
     /// This loop's counts (only this loop writes them).
     pub(crate) stats: Arc<LoopStats>,
+    /// This turn's per-message counts, published to `stats` at its end.
+    pub(crate) tally: Tally,
 }
 
 impl LoopCtx {

@@ -143,8 +143,10 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         self.retry_accepts();
         self.conns.fire_timers();
         self.conns.flush_dirty(&mut self.backend);
+        let ctx = &mut self.conns.ctx;
+        ctx.stats.publish(&mut ctx.tally);
         // The turn's one more clock read: its length, for the histogram.
-        let stats = &self.conns.ctx.stats;
+        let stats = &ctx.stats;
         stats.events.record(events);
         let took = self.backend.now().saturating_duration_since(now);
         stats.turn_nanos.record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));

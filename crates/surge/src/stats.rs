@@ -4,12 +4,15 @@
 //! A count is an `AtomicU64` written with a relaxed load and store (one writer, so no
 //! read-modify-write instruction and no lock: on x86 two plain `mov`s), in a block of its own
 //! per loop aligned to keep loops off each other's cache lines. A scrape reads relaxed
-//! values; it may see one counter a message ahead of another, never a torn value. Nothing
-//! here allocates or reads a clock: the loop times its turn with the clock it reads anyway.
+//! values; it may see one counter a message ahead of another, never a torn value. The
+//! per-message counts go into a [`Tally`] of plain integers first, added once per turn. Nothing
+//! here allocates or reads a clock: the loop times its turn with one more clock read at the
+//! turn's end (none per message).
 //!
 //! Adding a family: a field on [`LoopStats`] (a [`Counter`], a [`Counters`] over a label
 //! table, or a [`Histogram`]), a call where the event happens, and one line in
-//! `metrics::encode_loop` naming it.
+//! `metrics` (`Gather::encode`) naming it; a new label table is a `const` and an index
+//! function here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -266,20 +269,51 @@ impl Default for LoopStats {
     }
 }
 
-impl LoopStats {
+/// The per-message counts of the turn in progress: plain integers in the loop's own state,
+/// added to its [`LoopStats`] once at the end of the turn, so that a message costs a few
+/// increments of memory no other thread reads.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    messages_in: [u64; 2],
+    bytes_in: [u64; 2],
+    messages_out: [u64; 2],
+    bytes_out: [u64; 2],
+}
+
+impl Tally {
     /// A data message received.
     #[inline]
-    pub(crate) fn message_in(&self, msg: &Message<'_>) {
+    pub(crate) fn message_in(&mut self, msg: &Message<'_>) {
         let kind = kind_index(msg);
-        self.messages_in.add(kind, 1);
-        self.bytes_in.add(kind, msg.len() as u64);
+        self.messages_in[kind] += 1;
+        self.bytes_in[kind] += msg.len() as u64;
     }
 
-    /// A data message queued to one connection.
+    /// A data message queued to one connection; `kind` indexes [`KINDS`].
     #[inline]
-    pub(crate) fn message_out(&self, kind: usize, len: usize) {
-        self.messages_out.add(kind, 1);
-        self.bytes_out.add(kind, len as u64);
+    pub(crate) fn message_out(&mut self, kind: usize, len: usize) {
+        let kind = kind.min(1);
+        self.messages_out[kind] += 1;
+        self.bytes_out[kind] += len as u64;
+    }
+}
+
+impl LoopStats {
+    /// Adds the turn's tally and clears it.
+    pub(crate) fn publish(&self, tally: &mut Tally) {
+        let families = [
+            (&self.messages_in, &mut tally.messages_in),
+            (&self.bytes_in, &mut tally.bytes_in),
+            (&self.messages_out, &mut tally.messages_out),
+            (&self.bytes_out, &mut tally.bytes_out),
+        ];
+        for (counters, counts) in families {
+            for (kind, count) in counts.iter_mut().enumerate() {
+                if *count > 0 {
+                    counters.add(kind, std::mem::take(count));
+                }
+            }
+        }
     }
 
     /// A protocol violation the server closes for with `code`.

@@ -202,7 +202,7 @@ impl<H: Handler> Turn<'_, H> {
             let Some(event) = event else { break Fed::All };
             match event {
                 Event::Message(msg) => {
-                    self.ctx.stats.message_in(&msg);
+                    self.ctx.tally.message_in(&msg);
                     let last_of_read = used == input_len;
                     self.call(entry, key, "on_message", last_of_read, |handler, conn, state| {
                         handler.on_message(conn, state, msg)
