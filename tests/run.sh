@@ -155,6 +155,11 @@ EXTERNAL_CLIENTS=(
   "chromium|node tests/clients/chromium.js"
 )
 AUTOBAHN_CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,8.*,9.*,10.*"
+# permessage-deflate (RFC 7692): a step of their own, with their own expected files
+AUTOBAHN_DEFLATE_CASES="12.*,13.*"
+# What Surge's echo server (`--deflate`, the shared policy) answers every deflate offer of
+# the real clients above; the deflate-capable ones assert it.
+SURGE_DEFLATE_ANSWER="permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 SERVER_TIME_LIMIT=1800 # seconds; the echo server is killed after this anyway
 
 # build_release: the release binaries the external suites use
@@ -170,7 +175,8 @@ start_echo_server() {
   if [ -n "${SURGE_ECHO_SERVER_CMD:-}" ]; then
     read -r -a cmd <<<"${SURGE_ECHO_SERVER_CMD//\{PORT\}/0}"
   else
-    cmd=(target/release/surge echo --listen 127.0.0.1:0)
+    cmd=(target/release/surge echo --listen 127.0.0.1:0 --deflate)
+    export SURGE_EXPECT_EXTENSIONS="$SURGE_DEFLATE_ANSWER"
   fi
   echo "starting: ${cmd[*]}"
   start_bg echo-server "$LOGS/echo-server.log" timeout "$SERVER_TIME_LIMIT" "${cmd[@]}"
@@ -181,13 +187,14 @@ start_echo_server() {
   echo "echo server pid $ECHO_PID at $ECHO_URL"
 }
 
+# autobahn_server [CASES REPORT EXPECTED]: the fuzzingclient grades the echo server
 autobahn_server() {
-  local out="$ROOT/tests/autobahn/reports/server" rc=0
-  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 tests/autobahn/run.sh "${ECHO_URL%/}" "$AUTOBAHN_CASES" || rc=$?
+  local cases=${1:-$AUTOBAHN_CASES} out="$ROOT/tests/autobahn/reports/${2:-server}" rc=0
+  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 tests/autobahn/run.sh "${ECHO_URL%/}" "$cases" || rc=$?
   # run.sh exits 1 when a case FAILED: the expected file decides; 2 = not set up
   [ "$rc" -le 1 ] || return 1
   [ -f "$out/index.json" ] || return 1
-  python3 tests/autobahn/compare.py "$out" tests/autobahn/expected-server.json
+  python3 tests/autobahn/compare.py "$out" "tests/autobahn/${3:-expected-server.json}"
 }
 
 server_still_running() {
@@ -196,7 +203,7 @@ server_still_running() {
 }
 
 suite_external_server() {
-  local entry name cmd names=(build-release echo-server-start autobahn-server echo-server-survived)
+  local entry name cmd names=(build-release echo-server-start autobahn-server autobahn-server-deflate echo-server-survived)
   for entry in "${EXTERNAL_CLIENTS[@]}"; do names+=("client:${entry%%|*}"); done
   any_selected "${names[@]}" || return 0
   if [ -z "${SURGE_ECHO_SERVER_CMD:-}" ]; then
@@ -232,8 +239,10 @@ suite_external_server() {
   done
   if [ "$MODE" = fast ]; then
     skip_step autobahn-server "SURGE_TESTS=fast"
+    skip_step autobahn-server-deflate "SURGE_TESTS=fast"
   else
     run_step autobahn-server autobahn_server
+    run_step autobahn-server-deflate autobahn_server "$AUTOBAHN_DEFLATE_CASES" server-deflate expected-server-deflate.json
   fi
   run_step echo-server-survived server_still_running
   stop_bg "$ECHO_PID"
@@ -281,22 +290,28 @@ loadgen_report_render() {
   node tests/clients/report_render.js "$LOGS/loadgen-report.html" 4 "$LOGS/loadgen-report.png"
 }
 
-# autobahn_client: Autobahn's fuzzingserver grades Surge's client side, cases 1-10
-# (surge-loadgen autobahn-client), then compare.py against expected-client.json.
+# autobahn_client [CASES REPORT EXPECTED]: Autobahn's fuzzingserver grades Surge's client
+# side (surge-loadgen autobahn-client), cases 1-10 by default, then compare.py against
+# the expected file (expected-client.json by default).
 autobahn_client() {
-  local out="$ROOT/tests/autobahn/reports/client" rc=0
-  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 AUTOBAHN_AGENT=surge-loadgen \
-    tests/autobahn/run-client.sh "$AUTOBAHN_CASES" || rc=$?
+  local cases=${1:-$AUTOBAHN_CASES} out="$ROOT/tests/autobahn/reports/${2:-client}" rc=0
+  # The compression cases (1000 messages of up to 128 KiB each, deflated by wstest in
+  # Python) take about 11 minutes on 2 cores: a longer bound per case and for the run.
+  local case_timeout=60s run_timeout=900
+  if [ "$cases" = "$AUTOBAHN_DEFLATE_CASES" ]; then case_timeout=180s run_timeout=1500; fi
+  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=$run_timeout AUTOBAHN_AGENT=surge-loadgen \
+    AUTOBAHN_CLIENT="$ROOT/target/release/surge-loadgen autobahn-client {URL} --agent {AGENT} --case-timeout $case_timeout" \
+    tests/autobahn/run-client.sh "$cases" || rc=$?
   # run-client.sh exits 1 when a case FAILED: the expected file decides; 2 = not set up,
   # 3 = the client failed (a case hit its time limit) or no report
   [ "$rc" -le 1 ] || return 1
-  python3 tests/autobahn/compare.py "$out" tests/autobahn/expected-client.json
+  python3 tests/autobahn/compare.py "$out" "tests/autobahn/${3:-expected-client.json}"
 }
 
 suite_loadgen() {
   local port
   any_selected loadgen-build loadgen:python_websockets loadgen:node_ws loadgen-report-render \
-    autobahn-client || return 0
+    autobahn-client autobahn-client-deflate || return 0
   if ! has_package surge-loadgen; then
     skip_step loadgen "no surge-loadgen package in the workspace"
     return 0
@@ -312,9 +327,11 @@ suite_loadgen() {
   if [ "$MODE" = fast ]; then
     skip_step loadgen-report-render "SURGE_TESTS=fast"
     skip_step autobahn-client "SURGE_TESTS=fast"
+    skip_step autobahn-client-deflate "SURGE_TESTS=fast"
   else
     run_step loadgen-report-render loadgen_report_render
     run_step autobahn-client autobahn_client
+    run_step autobahn-client-deflate autobahn_client "$AUTOBAHN_DEFLATE_CASES" client-deflate expected-client-deflate.json
   fi
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use surge_proto::connection::Limits;
 use surge_proto::handshake::HandshakeLimits;
 
+use crate::deflate::DeflateConfig;
 use crate::readiness::ReadyFlag;
 
 /// What [`Conn::send`](crate::Conn::send) does once a connection's unsent output has reached
@@ -118,6 +119,10 @@ pub enum ConfigError {
     /// Pinning asked for a core this process may not use (or core ids cannot be listed).
     #[error("core {0} is not available for pinning")]
     UnknownCore(usize),
+    /// permessage-deflate settings outside what DEFLATE allows (window 9..=15, memLevel
+    /// 1..=9, level 0..=9).
+    #[error("permessage-deflate: window bits must be 9..=15, memLevel 1..=9, level 0..=9")]
+    InvalidDeflate,
 }
 
 /// The smallest read buffer accepted.
@@ -164,6 +169,7 @@ pub struct Config {
     assembly_budget: usize,
     http_body_limit: usize,
     readiness: Vec<(&'static str, ReadyFlag)>,
+    deflate: Option<DeflateConfig>,
 }
 
 impl Config {
@@ -197,6 +203,7 @@ impl Config {
                 assembly_budget: 1 << 30,
                 http_body_limit: 64 << 10,
                 readiness: Vec::new(),
+                deflate: None,
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
@@ -292,6 +299,11 @@ impl Config {
     /// The conditions `GET /readyz` requires besides accepting, by name.
     pub fn readiness(&self) -> &[(&'static str, ReadyFlag)] {
         &self.readiness
+    }
+
+    /// permessage-deflate, when on.
+    pub fn deflate(&self) -> Option<&DeflateConfig> {
+        self.deflate.as_ref()
     }
 
     /// Whether `origin` (the request's `Origin` header, if any) may connect.
@@ -455,6 +467,14 @@ impl ConfigBuilder {
         self
     }
 
+    /// Turns permessage-deflate on (RFC 7692; off by default): offers are accepted as
+    /// `config` allows. [`DeflateConfig::default`] costs nothing per connection at rest;
+    /// see [`deflate`](crate::deflate) for what each memory policy costs.
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.config.deflate = Some(config);
+        self
+    }
+
     /// Checks the settings together.
     pub fn build(self) -> Result<Config, ConfigError> {
         let ConfigBuilder { mut config, pinning, low_watermark_set } = self;
@@ -503,6 +523,9 @@ impl ConfigBuilder {
         }
         if config.handshake_limits.max_headers > MAX_HEADERS {
             return Err(ConfigError::TooManyHeaders);
+        }
+        if config.deflate.is_some_and(|deflate| !deflate.is_valid()) {
+            return Err(ConfigError::InvalidDeflate);
         }
         config.pinning = match pinning {
             Pinning::Off => Vec::new(),

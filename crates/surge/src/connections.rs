@@ -17,6 +17,7 @@ use crate::buffer_pool::BufferPool;
 use crate::config::Config;
 use crate::conn::{flag, ConnCore, ConnEntry, ConnIo, Phase, SendResult};
 use crate::context::{LoopCtx, Shutdown};
+use crate::deflate::CompressedBroadcast;
 use crate::handle::{ConnectionId, ServerHandle, ShutdownReport};
 use crate::handler::Handler;
 use crate::key::ConnKey;
@@ -80,6 +81,7 @@ impl<H: Handler> Connections<H> {
                 reply: Vec::with_capacity(512),
                 stats,
                 tally: Tally::default(),
+                deflate: None,
             },
             expired: Vec::new(),
             scratch: Vec::new(),
@@ -319,16 +321,31 @@ impl<H: Handler> Connections<H> {
         }
     }
 
-    /// A broadcast frame for every open connection; refusals go to `on_refused`.
+    /// A broadcast frame for every open connection; refusals go to `on_refused`. A
+    /// connection with permessage-deflate gets the frame compressed: once per distinct
+    /// compressor configuration and shared, or by its own compressor (context takeover).
     pub(crate) fn broadcast(&mut self, frame: &SharedFrame) {
         let Connections { conns, handler, ctx, spare, .. } = self;
         let mut turn = Turn { handler, ctx, spare };
+        let msg = frame.message();
+        let mut compressed = CompressedBroadcast::default();
         for (key, entry) in conns.iter_mut() {
-            if !entry.core.phase.is_open() {
-                continue;
-            }
-            if entry.core.send_shared(turn.ctx, key, frame) == SendResult::Backpressure {
-                turn.refused(entry, key, frame.message());
+            let Phase::Open(ws) = &entry.core.phase else { continue };
+            let deflate = ws.extension().as_ref().filter(|session| session.compresses(msg.len()));
+            let how = deflate.map(|session| (session.shares_compressor(), session.send_config()));
+            let sent = match (how, &turn.ctx.deflate) {
+                (Some((true, config)), Some(codecs)) => {
+                    match compressed.frame(codecs, config, msg) {
+                        Some(frame) => entry.core.send_shared(turn.ctx, key, &frame),
+                        None => entry.core.send(turn.ctx, key, msg, false),
+                    }
+                }
+                // Context takeover: its own compressor, through the connection.
+                (Some(_), _) => entry.core.send(turn.ctx, key, msg, false),
+                (None, _) => entry.core.send_shared(turn.ctx, key, frame),
+            };
+            if sent == SendResult::Backpressure {
+                turn.refused(entry, key, msg);
             }
         }
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::buffer_pool::BufferPool;
 use crate::config::Config;
+use crate::deflate::LoopCodecs;
 use crate::handle::{ConnectionId, ServerHandle, ShutdownReport};
 use crate::key::ConnKey;
 use crate::outbox::Outboxes;
@@ -48,6 +49,8 @@ pub(crate) struct LoopCtx {
     pub(crate) stats: Arc<LoopStats>,
     /// This turn's per-message counts, published to `stats` at its end.
     pub(crate) tally: Tally,
+    /// permessage-deflate's shared codecs and counters, made at the first agreement.
+    pub(crate) deflate: Option<LoopCodecs>,
 }
 
 impl LoopCtx {
@@ -80,6 +83,15 @@ impl LoopCtx {
     /// `ConnCore::arm_timer`.
     pub(crate) fn tick_after(&self, timeout: Duration) -> u64 {
         self.tick_at(self.now + timeout)
+    }
+
+    /// The loop's shared deflate codecs (made on first use, with the configured threshold).
+    pub(crate) fn deflate_codecs(&mut self, threshold: usize) -> &LoopCodecs {
+        self.deflate.get_or_insert_with(|| {
+            std::rc::Rc::new(std::cell::RefCell::new(surge_proto::deflate::SharedCodecs::new(
+                threshold,
+            )))
+        })
     }
 
     /// The id by which other threads name connection `key`.

@@ -145,6 +145,9 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         self.conns.flush_dirty(&mut self.backend);
         let ctx = &mut self.conns.ctx;
         ctx.stats.publish(&mut ctx.tally);
+        if let Some(codecs) = &ctx.deflate {
+            ctx.stats.deflate(&codecs.borrow().stats());
+        }
         // The turn's one more clock read: its length, for the histogram.
         let stats = &ctx.stats;
         stats.events.record(events);
@@ -160,6 +163,13 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
     /// Whether a shutdown has finished: no connection is left.
     pub(crate) fn finished(&self) -> bool {
         self.conns.ctx.shutdown.is_some() && self.conns.is_empty()
+    }
+
+    /// What permessage-deflate did on this loop: messages compressed and inflated, bytes
+    /// before and after (the counters a metrics export reads).
+    #[cfg(test)]
+    pub(crate) fn deflate_stats(&self) -> surge_proto::deflate::DeflateStats {
+        self.conns.ctx.deflate.as_ref().map(|codecs| codecs.borrow().stats()).unwrap_or_default()
     }
 
     /// What the shutdown achieved so far (empty when none was asked for).

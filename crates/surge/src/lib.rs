@@ -99,6 +99,7 @@ pub mod config;
 mod conn;
 mod connections;
 mod context;
+pub mod deflate;
 pub mod echo;
 pub mod error;
 mod event_loop;
@@ -122,6 +123,7 @@ mod upgrade;
 
 pub use config::{BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning};
 pub use conn::{Conn, SendResult};
+pub use deflate::{DeflateConfig, DeflateMemory};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};
 pub use handler::{Handler, Upgrade};

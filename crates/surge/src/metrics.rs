@@ -164,6 +164,16 @@ impl Collector for Gather {
             |s| &s.limits,
             false,
         )?;
+        family(
+            &mut out,
+            loops,
+            "surge_deflate_messages",
+            "permessage-deflate: messages compressed (sent) and inflated (received)",
+            "way",
+            |s| &s.deflate_messages,
+            false,
+        )?;
+        family(&mut out, loops, "surge_deflate_bytes", "permessage-deflate: payload bytes before and after compressing and inflating (the ratio: after over before)", "way", |s| &s.deflate_bytes, false)?;
         histogram(
             &mut out,
             loops,

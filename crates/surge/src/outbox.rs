@@ -25,6 +25,11 @@ impl SharedFrame {
         SharedFrame(buf.into())
     }
 
+    /// A frame already encoded (a compressed broadcast's).
+    pub(crate) fn from_frame(frame: &[u8]) -> Self {
+        SharedFrame(frame.into())
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.0.len()
     }

@@ -17,6 +17,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use surge_proto::close::CloseCode;
+use surge_proto::deflate::DeflateStats;
 use surge_proto::message::Message;
 
 /// A monotonic count written by one thread.
@@ -28,6 +29,11 @@ impl Counter {
     #[inline]
     pub(crate) fn add(&self, n: u64) {
         self.0.store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Sets a total the loop keeps elsewhere (a codec's counters).
+    pub(crate) fn set(&self, total: u64) {
+        self.0.store(total, Ordering::Relaxed);
     }
 
     #[inline]
@@ -193,6 +199,13 @@ pub(crate) const LIMITS: &[&str; 7] = &[
     "read_paused",
 ];
 
+/// permessage-deflate's message counts: compressed (sent), inflated (received).
+pub(crate) const DEFLATE_MESSAGES: &[&str; 2] = &["compressed", "inflated"];
+
+/// permessage-deflate's byte counts: before and after compressing, before and after inflating.
+pub(crate) const DEFLATE_BYTES: &[&str; 4] =
+    &["compress_before", "compress_after", "inflate_before", "inflate_after"];
+
 /// What backpressure did to a send.
 pub(crate) const BACKPRESSURE: &[&str; 2] = &["handed_back", "closed"];
 
@@ -244,6 +257,9 @@ pub(crate) struct LoopStats {
     pub(crate) turn_nanos: Histogram<13>,
     /// Backend reports handled per turn.
     pub(crate) events: Histogram<13>,
+    /// The loop's permessage-deflate totals, copied from its shared codecs each turn.
+    pub(crate) deflate_messages: Counters<2>,
+    pub(crate) deflate_bytes: Counters<4>,
 }
 
 impl Default for LoopStats {
@@ -265,6 +281,8 @@ impl Default for LoopStats {
             limits: Counters::new(LIMITS),
             turn_nanos: Histogram::new(TURN_NANOS),
             events: Histogram::new(EVENTS),
+            deflate_messages: Counters::new(DEFLATE_MESSAGES),
+            deflate_bytes: Counters::new(DEFLATE_BYTES),
         }
     }
 }
@@ -299,6 +317,17 @@ impl Tally {
 }
 
 impl LoopStats {
+    /// Copies the loop's permessage-deflate totals.
+    pub(crate) fn deflate(&self, totals: &DeflateStats) {
+        self.deflate_messages.counts[0].set(totals.messages_compressed);
+        self.deflate_messages.counts[1].set(totals.messages_inflated);
+        let bytes =
+            [totals.bytes_before, totals.bytes_after, totals.inflated_from, totals.inflated_to];
+        for (counter, total) in self.deflate_bytes.counts.iter().zip(bytes) {
+            counter.set(total);
+        }
+    }
+
     /// Adds the turn's tally and clears it.
     pub(crate) fn publish(&self, tally: &mut Tally) {
         let families = [

@@ -4,7 +4,13 @@
 //! surge [echo] [--listen ADDR:PORT]... [--threads N] [--pin [CORES]] [--max-message SIZE]
 //!       [--max-connections N] [--idle-timeout DUR] [--handshake-timeout DUR]
 //!       [--close-timeout DUR] [--backpressure-limit SIZE] [--log LEVEL]
+//!       [--deflate[=shared|stream:WINDOW_BITS:MEM_LEVEL]] [--deflate-level N]
+//!       [--deflate-threshold SIZE]
 //! ```
+//!
+//! `--deflate` accepts permessage-deflate offers (RFC 7692): `shared` (the default policy)
+//! keeps no compression state per connection, `stream:12:4` gives each connection its own
+//! streams with a 12-bit window and memLevel 4 (context takeover).
 //!
 //! SIGINT or SIGTERM starts a graceful shutdown (Close 1001 to every connection, up to the
 //! close timeout for the peers to answer); a second signal exits at once.
@@ -18,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use surge::echo::EchoHandler;
-use surge::{Config, Pinning, Server};
+use surge::{Config, DeflateConfig, DeflateMemory, Pinning, Server};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -66,6 +72,17 @@ struct EchoArgs {
     /// Unsent bytes per connection at which reading and sending pause [default: 1MiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     backpressure_limit: Option<u64>,
+    /// Accept permessage-deflate: "shared" (no context takeover, per-loop codecs) or
+    /// "stream:BITS:MEMLEVEL" (a stream per connection, e.g. stream:12:4).
+    #[arg(long, value_name = "POLICY", num_args = 0..=1, default_missing_value = "shared",
+          value_parser = parse_deflate)]
+    deflate: Option<DeflateMemory>,
+    /// Compression level 0-9 with --deflate [default: 6].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=9))]
+    deflate_level: Option<u8>,
+    /// Messages shorter than this go out uncompressed with --deflate [default: 64].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    deflate_threshold: Option<u64>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
@@ -144,7 +161,34 @@ fn build_config(args: &EchoArgs) -> Result<Config, String> {
         let limit = usize::try_from(limit).map_err(|_| "backpressure limit too large")?;
         builder = builder.backpressure_limit(limit);
     }
+    if let Some(memory) = args.deflate {
+        let default = DeflateConfig::default();
+        let threshold = match args.deflate_threshold {
+            Some(size) => usize::try_from(size).map_err(|_| "deflate threshold too large")?,
+            None => default.threshold,
+        };
+        let level = args.deflate_level.unwrap_or(default.level);
+        builder = builder.deflate(DeflateConfig { memory, level, threshold });
+    } else if args.deflate_level.is_some() || args.deflate_threshold.is_some() {
+        return Err("--deflate-level and --deflate-threshold need --deflate".into());
+    }
     builder.build().map_err(|e| e.to_string())
+}
+
+/// `shared`, or `stream:BITS:MEMLEVEL` (e.g. `stream:12:4`).
+fn parse_deflate(text: &str) -> Result<DeflateMemory, String> {
+    if text == "shared" {
+        return Ok(DeflateMemory::Shared);
+    }
+    let bad = || format!("bad deflate policy {text:?} (expected shared or stream:BITS:MEMLEVEL)");
+    let rest = text.strip_prefix("stream:").ok_or_else(bad)?;
+    let (bits, level) = rest.split_once(':').ok_or_else(bad)?;
+    let window_bits: u8 = bits.parse().map_err(|_| bad())?;
+    let mem_level: u8 = level.parse().map_err(|_| bad())?;
+    if !(9..=15).contains(&window_bits) || !(1..=9).contains(&mem_level) {
+        return Err(format!("{}: window bits 9-15, memLevel 1-9", bad()));
+    }
+    Ok(DeflateMemory::PerConnection { window_bits, mem_level })
 }
 
 /// `all`, or a list of cores and ranges: `0,2,4-7`.

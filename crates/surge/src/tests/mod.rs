@@ -2,6 +2,7 @@
 //! clock. Timeouts, backpressure and shutdown happen at exact instants, asserted as such.
 
 mod backpressure;
+mod deflate;
 mod http;
 mod shutdown;
 mod timeouts;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use surge_client::{ClientEndpoint, Keys, Opening};
 use surge_proto::close::CloseCode;
 use surge_proto::connection::Limits;
+use surge_proto::deflate::ClientOffer;
 use surge_proto::handshake::ClientRequest;
 use surge_proto::message::Message;
 
@@ -132,13 +134,23 @@ struct Client {
 impl Client {
     /// Connects and completes the opening handshake at the current instant.
     fn open<H: Handler>(sim: &mut Sim<H>, window: usize) -> Client {
+        Client::open_with(sim, window, None)
+    }
+
+    /// [`Client::open`], offering permessage-deflate as `offer` says.
+    fn open_with<H: Handler>(
+        sim: &mut Sim<H>,
+        window: usize,
+        offer: Option<ClientOffer>,
+    ) -> Client {
         let peer = sim.connect(window);
         let mut request = Vec::new();
         let keys = Keys { nonce: [7; 16], mask_seed: 7 };
-        let mut endpoint = ClientEndpoint::start(
+        let mut endpoint = ClientEndpoint::start_with(
             &ClientRequest::new("sim", "/"),
             keys,
             Limits::default(),
+            offer,
             &mut request,
         )
         .unwrap();
