@@ -144,6 +144,17 @@ suite_cargo() {
   run_step cargo-test cargo test --workspace --no-fail-fast
 }
 
+# Two Surge nodes and a redis-server of the test's own (it starts, SIGSTOPs, kills and
+# restarts it on a free loopback port, and stops it): crates/surge/tests/cluster.rs.
+cluster_test() {
+  command -v redis-server >/dev/null || { echo "no redis-server (tests/setup.sh installs it)"; exit 77; }
+  timeout -k 10 300 cargo test -p surge --test cluster
+}
+
+suite_cluster() {
+  run_step cluster cluster_test
+}
+
 # External clients run against the Surge echo server; URL is appended.
 # ("name|command"; browser: in fast mode skipped)
 EXTERNAL_CLIENTS=(
@@ -455,7 +466,7 @@ summary() {
 }
 
 # ------------------------------------------------------------------- main
-SUITES=(suite_setup suite_cargo suite_asan suite_external_server suite_loadgen suite_http_metrics suite_fuzz)
+SUITES=(suite_setup suite_cargo suite_cluster suite_asan suite_external_server suite_loadgen suite_http_metrics suite_fuzz)
 suite_setup
 WORKSPACE_PACKAGES=$(workspace_packages || true)
 for s in "${SUITES[@]:1}"; do "$s"; done

@@ -4,8 +4,8 @@
 # Called by tests/run.sh; also usable alone. Checks before installing, prints
 # one line per component ("ok" or "installing"), and installs nothing on a
 # second run. Components:
-#   apt       chromium, golang-go, golang-github-gorilla-websocket-dev, prometheus
-#             (promtool and a Prometheus server for the metrics steps) (Debian)
+#   apt       chromium, golang-go, golang-github-gorilla-websocket-dev, redis-server,
+#             prometheus (promtool and a Prometheus server for the metrics steps) (Debian)
 #   python    .venv/ with tests/python/requirements.txt (== pins)
 #   autobahn  tests/autobahn/venv via tests/autobahn/setup.sh
 #   node      tests/node/node_modules via `npm ci` (ws, wscat, playwright-core)
@@ -34,7 +34,9 @@ timed() { # timed NAME CMD... : run, print elapsed
 }
 
 # ---------------------------------------------------------------- apt
-APT_PKGS=(chromium golang-go golang-github-gorilla-websocket-dev prometheus)
+APT_PKGS=(chromium golang-go golang-github-gorilla-websocket-dev)
+APT_PKGS+=(redis-server) # the cluster test (crates/surge/tests/cluster.rs) runs its own
+APT_PKGS+=(prometheus)   # promtool and a Prometheus server: the metrics steps
 apt_missing() {
   local p
   for p in "${APT_PKGS[@]}"; do

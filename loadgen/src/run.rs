@@ -618,6 +618,7 @@ fn build(
             handshake: encode_histogram(&c.handshake)?,
         },
         server: None,
+        fanout: None,
     };
     Ok(RunOutcome { result, latency: c.total.latency, service: c.total.service })
 }

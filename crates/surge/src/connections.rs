@@ -25,6 +25,7 @@ use crate::outbox::{Flushed, Outboxes, SharedFrame};
 use crate::slab::Slab;
 use crate::stats::{status_index, Limit, Tally};
 use crate::timer::{TimerEntry, TimerWheel};
+use crate::topics::{Outcome, Pending, TopicList};
 use crate::transport::{Stream, Transport};
 use crate::turn::{ReadEnd, Turn};
 use crate::upgrade;
@@ -45,6 +46,9 @@ pub(crate) struct Connections<H: Handler> {
     scratch: Vec<ConnKey>,
     /// Messages addressed to connections that were gone.
     stale: u64,
+    /// Scratch: the subscribers one publish reaches; the publishes being delivered.
+    reached: Vec<ConnKey>,
+    delivering: Vec<Pending>,
 }
 
 impl<H: Handler> Connections<H> {
@@ -81,11 +85,16 @@ impl<H: Handler> Connections<H> {
                 reply: Vec::with_capacity(512),
                 stats,
                 tally: Tally::default(),
+                topics: Default::default(),
+                frames: Default::default(),
+                publishes: Vec::new(),
                 deflate: None,
             },
             expired: Vec::new(),
             scratch: Vec::new(),
             stale: 0,
+            reached: Vec::new(),
+            delivering: Vec::new(),
         }
     }
 
@@ -150,6 +159,7 @@ impl<H: Handler> Connections<H> {
         if let ReadEnd::Lost = turn.read(entry, key, read_buf, until_would_block) {
             self.remove(key);
         }
+        self.publish_pending();
     }
 
     /// Connection `key` can take more output after a partial flush.
@@ -158,6 +168,7 @@ impl<H: Handler> Connections<H> {
         if entry.core.io.has(flag::WRITE_BLOCKED) {
             self.flush_one(backend, key);
         }
+        self.publish_pending();
     }
 
     // ---- writing ---------------------------------------------------------------------
@@ -165,6 +176,8 @@ impl<H: Handler> Connections<H> {
     /// The end of a turn: one flush for each connection with output.
     pub(crate) fn flush_dirty(&mut self, backend: &mut impl Backend) {
         for _ in 0..FLUSH_PASSES {
+            // What `on_drain` and `on_missed` published in the last pass.
+            self.publish_pending();
             if self.ctx.dirty.is_empty() {
                 return;
             }
@@ -307,6 +320,7 @@ impl<H: Handler> Connections<H> {
             }
             _ => self.stale += 1,
         }
+        self.publish_pending();
     }
 
     /// Starts the close handshake of connection `id`, asked from another thread.
@@ -330,24 +344,85 @@ impl<H: Handler> Connections<H> {
         let msg = frame.message();
         let mut compressed = CompressedBroadcast::default();
         for (key, entry) in conns.iter_mut() {
-            let Phase::Open(ws) = &entry.core.phase else { continue };
-            let deflate = ws.extension().as_ref().filter(|session| session.compresses(msg.len()));
-            let how = deflate.map(|session| (session.shares_compressor(), session.send_config()));
-            let sent = match (how, &turn.ctx.deflate) {
-                (Some((true, config)), Some(codecs)) => {
-                    match compressed.frame(codecs, config, msg) {
-                        Some(frame) => entry.core.send_shared(turn.ctx, key, &frame),
-                        None => entry.core.send(turn.ctx, key, msg, false),
-                    }
-                }
-                // Context takeover: its own compressor, through the connection.
-                (Some(_), _) => entry.core.send(turn.ctx, key, msg, false),
-                (None, _) => entry.core.send_shared(turn.ctx, key, frame),
-            };
+            if !entry.core.phase.is_open() {
+                continue;
+            }
+            let sent = send_shared_to(&mut entry.core, turn.ctx, key, frame, &mut compressed);
             if sent == SendResult::Backpressure {
                 turn.refused(entry, key, msg);
             }
         }
+        self.publish_pending();
+    }
+
+    // ---- topics ----------------------------------------------------------------------
+
+    /// Subscribes connection `id` to `topic`, asked from another thread.
+    pub(crate) fn subscribe(&mut self, id: ConnectionId, topic: &str, on: bool) {
+        let Connections { conns, ctx, .. } = self;
+        match conns.get_mut(id.key) {
+            Some(entry) if id.loop_index == ctx.index && entry.core.phase.is_open() => {
+                if on {
+                    ctx.subscribe(id.key, topic);
+                } else {
+                    ctx.unsubscribe(id.key, topic);
+                }
+            }
+            _ => self.stale += 1,
+        }
+    }
+
+    /// Delivers a publish to this loop's subscribers of `topics`, each once. `via`: it came
+    /// from another node on the channel of `topics[via]`, and goes only to the subscribers
+    /// of that topic who are in none of the topics listed before it (they have a copy from
+    /// an earlier channel).
+    pub(crate) fn publish(&mut self, topics: &TopicList, frame: &SharedFrame, via: Option<usize>) {
+        let outcome = self.reach(topics, frame, None, via);
+        self.count(outcome);
+    }
+
+    /// Delivers what handlers published since the last call to the loop's other
+    /// subscribers, in publish order.
+    pub(crate) fn publish_pending(&mut self) {
+        while !self.ctx.publishes.is_empty() {
+            let mut delivering = std::mem::take(&mut self.delivering);
+            std::mem::swap(&mut delivering, &mut self.ctx.publishes);
+            for pending in delivering.drain(..) {
+                let mut outcome = pending.served;
+                outcome +=
+                    self.reach(&pending.topics, &pending.frame, Some(pending.publisher), None);
+                self.count(outcome);
+            }
+            self.delivering = delivering;
+        }
+    }
+
+    fn reach(
+        &mut self,
+        topics: &TopicList,
+        frame: &SharedFrame,
+        except: Option<ConnKey>,
+        via: Option<usize>,
+    ) -> Outcome {
+        let mut reached = std::mem::take(&mut self.reached);
+        self.ctx.topics.reach(topics, except, via, &mut reached);
+        let Connections { conns, ctx, .. } = self;
+        let mut outcome = Outcome::default();
+        let mut compressed = CompressedBroadcast::default();
+        for &key in &reached {
+            if let Some(entry) = conns.get_mut(key) {
+                outcome += entry.core.deliver_published(ctx, key, |core, ctx| {
+                    send_shared_to(core, ctx, key, frame, &mut compressed)
+                });
+            }
+        }
+        reached.clear();
+        self.reached = reached;
+        outcome
+    }
+
+    fn count(&self, outcome: Outcome) {
+        self.ctx.handle.shared.topic_counters[usize::from(self.ctx.index)].count(outcome);
     }
 
     // ---- shutdown --------------------------------------------------------------------
@@ -423,5 +498,31 @@ impl<H: Handler> Connections<H> {
             self.ctx.pool.give_held(held);
         }
         // Dropping the stream closes it, which also takes it out of the backend's set.
+    }
+}
+
+/// Queues a frame many connections get (a broadcast's, a publish's) for the open connection
+/// `core`: as it is, or, with permessage-deflate, compressed once per distinct compressor
+/// configuration among the connections `compressed` has served (shared), or by its own
+/// compressor (context takeover).
+fn send_shared_to(
+    core: &mut ConnCore,
+    ctx: &mut LoopCtx,
+    key: ConnKey,
+    frame: &SharedFrame,
+    compressed: &mut CompressedBroadcast,
+) -> SendResult {
+    let msg = frame.message();
+    let Phase::Open(ws) = &core.phase else { return SendResult::Closed };
+    let deflate = ws.extension().as_ref().filter(|session| session.compresses(msg.len()));
+    let how = deflate.map(|session| (session.shares_compressor(), session.send_config()));
+    match (how, &ctx.deflate) {
+        (Some((true, config)), Some(codecs)) => match compressed.frame(codecs, config, msg) {
+            Some(frame) => core.send_shared(ctx, key, &frame),
+            None => core.send(ctx, key, msg, false),
+        },
+        // Context takeover: its own compressor, through the connection.
+        (Some(_), _) => core.send(ctx, key, msg, false),
+        (None, _) => core.send_shared(ctx, key, frame),
     }
 }

@@ -160,6 +160,12 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         }
     }
 
+    /// The loop's topic table.
+    #[cfg(test)]
+    pub(crate) fn topics(&self) -> &crate::topics::TopicTable {
+        &self.conns.ctx.topics
+    }
+
     /// Whether a shutdown has finished: no connection is left.
     pub(crate) fn finished(&self) -> bool {
         self.conns.ctx.shutdown.is_some() && self.conns.is_empty()
@@ -264,6 +270,12 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             match command {
                 Command::Send { id, msg } => self.conns.deliver(id, msg.as_message()),
                 Command::Broadcast(frame) => self.conns.broadcast(&frame),
+                Command::Subscribe { id, topic } => self.conns.subscribe(id, &topic, true),
+                Command::Unsubscribe { id, topic } => self.conns.subscribe(id, &topic, false),
+                Command::Publish { topics, frame } => self.conns.publish(&topics, &frame, None),
+                Command::Remote { topics, via, frame } => {
+                    self.conns.publish(&topics, &frame, Some(via))
+                }
                 Command::Close { id, frame } => self.conns.close(id, &frame),
                 Command::Adopt(stream, peer) => self.conns.adopt(&mut self.backend, stream, peer),
                 Command::Shutdown { deadline } => {

@@ -223,10 +223,14 @@ pub(crate) fn builtin(
         "/readyz" => {
             let draining =
                 ctx.shutdown.is_some() || ctx.handle.shared.shutting_down.load(Ordering::Acquire);
-            let waiting = ctx.config.readiness().iter().find(|(_, flag)| !flag.get());
+            // A cluster's broker is a readiness condition of its own, named `broker`.
+            let broker = ctx.handle.shared.broker.as_ref().filter(|link| !link.ready());
+            let waiting = broker.map(|_| "broker").or_else(|| {
+                ctx.config.readiness().iter().find(|(_, flag)| !flag.get()).map(|(name, _)| *name)
+            });
             match (draining, waiting) {
                 (true, _) => respond(request, 503, &[TEXT], b"not ready: draining\n", close, out),
-                (false, Some((name, _))) => {
+                (false, Some(name)) => {
                     let body = format!("not ready: {name}\n");
                     respond(request, 503, &[TEXT], body.as_bytes(), close, out)
                 }
@@ -234,8 +238,7 @@ pub(crate) fn builtin(
             }
         }
         _ => {
-            let mut text = String::new();
-            ctx.handle.shared.metrics.encode(&mut text);
+            let text = ctx.handle.metrics_text();
             let content_type = ("Content-Type", crate::metrics::CONTENT_TYPE.as_bytes());
             respond(request, 200, &[content_type], text.as_bytes(), close, out)
         }

@@ -13,7 +13,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::admission::Admissions;
+use crate::cluster::BrokerStats;
 use crate::stats::{Counter, Counters, Histogram, LoopStats};
+use crate::topics::TopicStats;
 
 /// The content type of the answer.
 pub(crate) use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -39,13 +41,23 @@ impl Metrics {
         Arc::clone(&self.loops[usize::from(index)])
     }
 
-    /// Appends the text exposition to `out`.
-    pub(crate) fn encode(&self, out: &mut String) {
-        // Writing to a String does not fail, and the collector's writes are all the crate's.
-        if let Err(fmt::Error) =
-            prometheus_client::encoding::prometheus_text::encode(out, &self.registry)
-        {
-            tracing::error!("metrics could not be encoded");
+    /// Appends the text exposition to `out`: the loops' counts, then pub/sub's (`topics`,
+    /// one per loop) and the broker's (in a cluster), read by the caller now.
+    pub(crate) fn encode(
+        &self,
+        topics: Vec<TopicStats>,
+        broker: Option<BrokerStats>,
+        out: &mut String,
+    ) {
+        let mut pubsub = Registry::default();
+        pubsub.register_collector(Box::new(PubSub { topics, broker }));
+        for registry in [&self.registry, &pubsub] {
+            // Writing to a String does not fail, and the collectors' writes are the crate's.
+            if let Err(fmt::Error) =
+                prometheus_client::encoding::prometheus_text::encode(out, registry)
+            {
+                tracing::error!("metrics could not be encoded");
+            }
         }
     }
 }
@@ -190,6 +202,136 @@ impl Collector for Gather {
             1.0,
             |s| &s.events,
         )?;
+        Ok(())
+    }
+}
+
+/// Pub/sub's and the broker's counters, as read for one scrape.
+#[derive(Debug)]
+struct PubSub {
+    topics: Vec<TopicStats>,
+    broker: Option<BrokerStats>,
+}
+
+impl Collector for PubSub {
+    fn encode(&self, mut out: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let topics = &self.topics[..];
+        let per_loop = |out: &mut DescriptorEncoder<'_>,
+                        name: &str,
+                        help: &str,
+                        kind,
+                        value: &dyn Fn(&TopicStats) -> u64| {
+            let mut metric = descriptor(out, name, help, kind)?;
+            for (index, stats) in topics.iter().enumerate() {
+                let labels = loop_label(index);
+                let family = metric.encode_family(&labels)?;
+                match kind {
+                    MetricType::Gauge => ConstGauge::new(value(stats) as i64).encode(family)?,
+                    _ => ConstCounter::new(value(stats)).encode(family)?,
+                }
+            }
+            Ok::<(), fmt::Error>(())
+        };
+        per_loop(
+            &mut out,
+            "surge_pubsub_publishes",
+            "Publishes handled (each loop counts each publish that reached it)",
+            MetricType::Counter,
+            &|s| s.publishes,
+        )?;
+        per_loop(
+            &mut out,
+            "surge_pubsub_deliveries",
+            "Publish frames queued to subscribers",
+            MetricType::Counter,
+            &|s| s.deliveries,
+        )?;
+        per_loop(
+            &mut out,
+            "surge_pubsub_skipped",
+            "Deliveries skipped at a subscriber's backpressure limit (on_missed)",
+            MetricType::Counter,
+            &|s| s.skipped,
+        )?;
+        per_loop(
+            &mut out,
+            "surge_pubsub_closed",
+            "Subscribers closed with 1008 at their backpressure limit",
+            MetricType::Counter,
+            &|s| s.closed,
+        )?;
+        per_loop(
+            &mut out,
+            "surge_pubsub_topics",
+            "Topics with local subscribers",
+            MetricType::Gauge,
+            &|s| s.topics,
+        )?;
+        per_loop(
+            &mut out,
+            "surge_pubsub_subscriptions",
+            "Subscriptions",
+            MetricType::Gauge,
+            &|s| s.subscriptions,
+        )?;
+        let Some(broker) = &self.broker else { return Ok(()) };
+        let gauges = [
+            (
+                "surge_broker_up",
+                "Both connections to Redis are up (1) or not (0)",
+                u64::from(broker.up),
+            ),
+            (
+                "surge_broker_sharded",
+                "Sharded pub/sub in use (1) or classic (0)",
+                u64::from(broker.sharded),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            ConstGauge::new(value as i64).encode(descriptor(
+                &mut out,
+                name,
+                help,
+                MetricType::Gauge,
+            )?)?;
+        }
+        let counters = [
+            (
+                "surge_broker_published",
+                "Publishes Redis took for the other nodes",
+                broker.published,
+            ),
+            (
+                "surge_broker_undelivered",
+                "Publishes not delivered to the other nodes (queue full, Redis down or late)",
+                broker.undelivered,
+            ),
+            ("surge_broker_received", "Publishes from other nodes received", broker.received),
+            ("surge_broker_own", "This node's own publishes back from Redis (dropped)", broker.own),
+            (
+                "surge_broker_rejected",
+                "Messages on the broker's channels that were not Surge publishes",
+                broker.rejected,
+            ),
+            (
+                "surge_broker_overflowed",
+                "Publishes from other nodes dropped for a loop whose queue was full",
+                broker.overflowed,
+            ),
+            (
+                "surge_broker_reconnects",
+                "Reconnections to Redis after a failure",
+                broker.reconnects,
+            ),
+        ];
+        for (name, help, value) in counters {
+            ConstCounter::new(value).encode(descriptor(
+                &mut out,
+                name,
+                help,
+                MetricType::Counter,
+            )?)?;
+        }
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -12,12 +12,13 @@ use mio::{Poll, Waker};
 use crate::acceptor;
 use crate::admission::Admissions;
 use crate::backend::{MioBackend, WAKER};
+use crate::broker::{self, Broker};
+use crate::cluster::{BrokerCounters, BrokerLink};
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::event_loop::{EventLoop, LoopSetup};
 use crate::handle::{Command, LoopIndex, LoopRemote, ServerHandle, Shared, ShutdownReport};
 use crate::handler::Handler;
-use crate::metrics::Metrics;
 
 /// A running server: its loops, their addresses, and a handle to reach them.
 ///
@@ -40,6 +41,8 @@ pub struct Server {
     handle: ServerHandle,
     local_addrs: Vec<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
+    /// In a cluster: the broker's threads.
+    broker: Option<Broker>,
 }
 
 impl Server {
@@ -68,15 +71,29 @@ impl Server {
             polls.push(poll);
         }
         let (report_tx, report_rx) = crossbeam_channel::unbounded();
+        let (link, broker_ends) = match config.cluster() {
+            Some(cluster) => {
+                let (outgoing, outgoing_rx) = crossbeam_channel::bounded(cluster.queue());
+                let (interest, interest_rx) = crossbeam_channel::unbounded();
+                let counters = Arc::new(BrokerCounters::default());
+                let link = BrokerLink { outgoing, interest, counters: Arc::clone(&counters) };
+                (Some(link), Some((cluster, counters, outgoing_rx, interest_rx)))
+            }
+            None => (None, None),
+        };
         let admissions = Admissions::new(config.max_connections());
-        let handle = ServerHandle {
-            shared: Arc::new(Shared {
-                loops: remotes,
-                metrics: Metrics::new(config.threads(), Arc::clone(&admissions)),
-                admissions,
-                shutting_down: AtomicBool::new(false),
-                reports: Mutex::new(Some(report_rx)),
-            }),
+        let handle =
+            ServerHandle { shared: Arc::new(Shared::new(remotes, admissions, report_rx, link)) };
+        let broker = match broker_ends {
+            Some((cluster, counters, outgoing, interest)) => {
+                let shared = Arc::downgrade(&handle.shared);
+                let id = broker::node_id();
+                Some(
+                    broker::start(cluster, id, counters, outgoing, interest, shared)
+                        .map_err(|source| ServerError::Spawn { source })?,
+                )
+            }
+            None => None,
         };
 
         let factory = Arc::new(factory);
@@ -104,7 +121,7 @@ impl Server {
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(source) => {
-                    let server = Server { handle, local_addrs, threads };
+                    let server = Server { handle, local_addrs, threads, broker };
                     server.abort();
                     return Err(ServerError::Spawn { source });
                 }
@@ -115,16 +132,16 @@ impl Server {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
-                    Server { handle, local_addrs, threads }.abort();
+                    Server { handle, local_addrs, threads, broker }.abort();
                     return Err(error);
                 }
                 Err(_) => {
-                    Server { handle, local_addrs, threads }.abort();
+                    Server { handle, local_addrs, threads, broker }.abort();
                     return Err(ServerError::FactoryPanicked(0));
                 }
             }
         }
-        Ok(Server { handle, local_addrs, threads })
+        Ok(Server { handle, local_addrs, threads, broker })
     }
 
     /// A handle for sending, broadcasting and shutting down, from any thread.
@@ -146,6 +163,12 @@ impl Server {
                 tracing::error!("a loop thread panicked");
             }
         }
+        // The loops are gone: the broker's threads see the shutdown and stop.
+        for thread in self.broker.into_iter().flat_map(|broker| broker.threads) {
+            if thread.join().is_err() {
+                tracing::error!("a broker thread panicked");
+            }
+        }
     }
 
     /// Shuts down gracefully (see [`ServerHandle::shutdown`]) and waits for the loops.
@@ -157,6 +180,7 @@ impl Server {
 
     /// Stops loops that started, when starting the rest failed.
     fn abort(self) {
+        self.handle.shared.shutting_down.store(true, std::sync::atomic::Ordering::Release);
         for remote in &self.handle.shared.loops {
             let _ = remote.submit(Command::Shutdown { deadline: Instant::now() });
         }

@@ -512,13 +512,20 @@ impl<H: Handler> Turn<'_, H> {
         }
     }
 
-    /// Output that reached the low watermark again: `on_drain`, once per refused send.
+    /// Output that reached the low watermark again: `on_drain`, once per refused send, then
+    /// `on_missed` with the count of publishes skipped meanwhile.
     pub(crate) fn drain(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey) {
         if entry.core.io.has(flag::BACKPRESSURED) {
             entry.core.io.clear(flag::BACKPRESSURED);
             self.call(entry, key, "on_drain", false, |handler, conn, state| {
                 handler.on_drain(conn, state)
             });
+            let missed = self.ctx.topics.take_missed(key);
+            if missed > 0 {
+                self.call(entry, key, "on_missed", false, |handler, conn, state| {
+                    handler.on_missed(conn, state, missed)
+                });
+            }
         }
     }
 
@@ -596,6 +603,7 @@ impl<H: Handler> Turn<'_, H> {
         let Some(App { state, admission }) = entry.app.take() else { return };
         drop(admission);
         self.ctx.stats.closed.inc();
+        self.ctx.leave_topics(key);
         let id = self.ctx.id(key);
         let handler = &mut *self.handler;
         // A panic here is only logged: the connection is going anyway.

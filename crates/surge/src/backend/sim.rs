@@ -152,15 +152,13 @@ impl<H: Handler> Sim<H> {
         let waker = mio::Waker::new(waker_poll.registry(), super::WAKER).expect("a waker");
         let (commands, receiver) = crossbeam_channel::unbounded();
         let (reports, report_rx) = crossbeam_channel::unbounded();
-        let admissions = crate::admission::Admissions::new(config.max_connections());
         let handle = ServerHandle {
-            shared: Arc::new(Shared {
-                loops: vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
-                metrics: crate::metrics::Metrics::new(1, Arc::clone(&admissions)),
-                admissions,
-                shutting_down: AtomicBool::new(false),
-                reports: Mutex::new(Some(report_rx)),
-            }),
+            shared: Arc::new(Shared::new(
+                vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
+                crate::admission::Admissions::new(config.max_connections()),
+                report_rx,
+                None,
+            )),
         };
         let start = Instant::now();
         let world = Arc::new(Mutex::new(World {
@@ -238,6 +236,16 @@ impl<H: Handler> Sim<H> {
     /// Queues a command for the loop, as another thread's handle would.
     pub(crate) fn command(&self, command: Command) {
         self.handle.shared.loops[0].submit(command).expect("the loop's queue");
+    }
+
+    /// The handle other threads would hold.
+    pub(crate) fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// Slots the loop's topic table keeps.
+    pub(crate) fn topic_slots(&self) -> usize {
+        self.event_loop.topics().slots()
     }
 
     /// The virtual instant `after` from the start.

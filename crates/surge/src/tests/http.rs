@@ -307,6 +307,8 @@ fn metrics_count_what_the_connections_did() {
         "surge_handshakes_failed_total{loop=\"0\",status=\"400\"} 1",
         "surge_loop_turn_seconds_bucket{loop=\"0\",le=\"+Inf\"}",
         "surge_loop_events_per_turn_count{loop=\"0\"}",
+        "surge_pubsub_publishes_total{loop=\"0\"} 0",
+        "surge_pubsub_subscriptions{loop=\"0\"} 0",
     ] {
         assert!(body.lines().any(|l| l.starts_with(line)), "no {line:?} in\n{body}");
     }

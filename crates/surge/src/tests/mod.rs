@@ -6,6 +6,7 @@ mod deflate;
 mod http;
 mod shutdown;
 mod timeouts;
+mod topics;
 mod upgrade;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -129,6 +130,8 @@ struct Client {
     peer: Peer,
     endpoint: ClientEndpoint,
     input: Vec<u8>,
+    /// Frames encoded and not yet written.
+    out: Vec<u8>,
 }
 
 impl Client {
@@ -161,13 +164,22 @@ impl Client {
             panic!("not accepted: {:?}", String::from_utf8_lossy(&answer));
         };
         let head = String::from_utf8_lossy(&answer[..answer.len() - early.len()]).into_owned();
-        Client { head, peer, endpoint, input: early }
+        Client { head, peer, endpoint, input: early, out: Vec::new() }
     }
 
     fn send_text(&mut self, text: &str) {
-        let mut out = Vec::new();
-        self.endpoint.connection().send(Message::Text(text), &mut out).unwrap();
-        self.peer.write(&out);
+        self.queue_text(text);
+        self.flush();
+    }
+
+    /// Encodes a text message to go with the next [`flush`](Self::flush).
+    fn queue_text(&mut self, text: &str) {
+        self.endpoint.connection().send(Message::Text(text), &mut self.out).unwrap();
+    }
+
+    /// Writes what was queued, in one piece.
+    fn flush(&mut self) {
+        self.peer.write(&std::mem::take(&mut self.out));
     }
 
     /// Everything the server wrote since the last look, as messages (pongs left out).
@@ -194,6 +206,13 @@ impl Client {
         let mut out = Vec::new();
         self.endpoint.connection().poll_transmit(&mut out);
         self.peer.write(&out);
+    }
+
+    /// Ends the client's side of the stream without a close handshake.
+    fn hang_up(&mut self) {
+        let mut state = self.peer.state();
+        state.peer_shut = true;
+        state.input_edge = true;
     }
 
     /// Whether the server has dropped the connection.
