@@ -352,6 +352,82 @@ suite_loadgen() {
   fi
 }
 
+# HTTP beside the WebSocket and the metrics, against target/release/surge echo on a
+# loopback port of its own: curl on each route (http:curl), promtool check metrics on the
+# /metrics answer (metrics:promtool), and a real Prometheus server (Debian's, on a port of
+# its own, scraping every second) whose query API must return the series of the traffic
+# tests/metrics/prometheus_check.py sent (metrics:prometheus). Bounded: the servers exit
+# after 300 s at the latest; the steps take a few seconds.
+http_curl() {
+  local port base code
+  port=$(logged_port "$1" "$2" 30)
+  base="http://127.0.0.1:$port"
+  [ "$(curl -sf "$base/healthz")" = ok ]
+  [ "$(curl -sf "$base/readyz")" = ready ]
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$base/nowhere")
+  [ "$code" = 404 ] || { echo "/nowhere: $code, not 404"; return 1; }
+  curl -s -D - -o /dev/null -X POST "$base/healthz" | tr -d '\r' >"$LOGS/http-405.txt"
+  grep -q '^HTTP/1.1 405 ' "$LOGS/http-405.txt" && grep -qi '^Allow: GET, HEAD$' "$LOGS/http-405.txt" ||
+    { cat "$LOGS/http-405.txt"; return 1; }
+  head -c 70000 /dev/zero >"$LOGS/http-body.bin"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Expect:' --data-binary "@$LOGS/http-body.bin" "$base/upload")
+  [ "$code" = 413 ] || { echo "a 70000-byte body: $code, not 413"; return 1; }
+  # Two requests on one connection: curl says it reused it.
+  curl -sv "$base/healthz" "$base/metrics" -o /dev/null -o /dev/null 2>&1 | grep -q 'Re-using existing connection' ||
+    { echo "curl did not keep the connection"; return 1; }
+  curl -sf "$base/metrics" | grep -q '^surge_http_responses_total{loop="0",status="200"} [1-9]'
+  echo "healthz, readyz, 404, 405 with Allow, 413, keep-alive and the counts: as expected"
+}
+
+metrics_promtool() {
+  local port
+  port=$(logged_port "$1" "$2" 30)
+  curl -sf "http://127.0.0.1:$port/metrics" >"$LOGS/metrics.txt"
+  promtool check metrics <"$LOGS/metrics.txt"
+  echo "promtool accepts the $(grep -c '^# TYPE' "$LOGS/metrics.txt") families of /metrics"
+}
+
+# metrics_prometheus SURGE_PORT PROMETHEUS_LOG PROMETHEUS_PID PROMETHEUS_PORT
+metrics_prometheus() {
+  [ "$1" != 0 ] || { echo "the surge server did not start"; return 1; }
+  wait_port "$4" "$3" 60 || { tail -n 20 "$2"; return 1; }
+  timeout 60 "$PY" tests/metrics/prometheus_check.py "$1" "$4"
+}
+
+suite_http_metrics() {
+  local surge_pid port prom_port prom_dir="$LOGS/prometheus"
+  any_selected http:curl metrics:promtool metrics:prometheus || return 0
+  run_step http-build cargo build --release -p surge
+  [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" != failed ] || return 0
+  start_bg http-echo "$LOGS/http-echo.log" timeout 300 target/release/surge echo --listen 127.0.0.1:0 --threads 1
+  surge_pid=$BG_PID
+  run_step http:curl http_curl "$LOGS/http-echo.log" "$surge_pid"
+  if command -v promtool >/dev/null; then
+    run_step metrics:promtool metrics_promtool "$LOGS/http-echo.log" "$surge_pid"
+  else
+    skip_step metrics:promtool "no promtool (Debian's prometheus package; tests/setup.sh installs it)"
+  fi
+  stop_bg "$surge_pid"
+  selected metrics:prometheus || return 0
+  if ! command -v prometheus >/dev/null; then
+    skip_step metrics:prometheus "no prometheus (tests/setup.sh installs Debian's)"
+    return 0
+  fi
+  start_bg prom-echo "$LOGS/prom-echo.log" timeout 300 target/release/surge echo --listen 127.0.0.1:0 --threads 1
+  surge_pid=$BG_PID
+  port=$(logged_port "$LOGS/prom-echo.log" "$surge_pid" 30) || port=0
+  # Prometheus cannot report a port it chose: take a free one and hand it over at once.
+  prom_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  rm -rf "$prom_dir" && mkdir -p "$prom_dir"
+  printf '%s\n' 'global:' '  scrape_interval: 1s' '  evaluation_interval: 1s' 'scrape_configs:' \
+    '  - job_name: surge' '    static_configs:' "      - targets: [\"127.0.0.1:$port\"]" >"$prom_dir/prometheus.yml"
+  start_bg prometheus "$LOGS/prometheus.log" timeout 300 prometheus --config.file="$prom_dir/prometheus.yml" \
+    --storage.tsdb.path="$prom_dir/data" --web.listen-address="127.0.0.1:$prom_port"
+  run_step metrics:prometheus metrics_prometheus "$port" "$LOGS/prometheus.log" "$BG_PID" "$prom_port"
+  stop_bg "$BG_PID"
+  stop_bg "$surge_pid"
+}
+
 # fuzz_target NAME: FUZZ_SECONDS of libFuzzer; full log in target/test-logs
 fuzz_target() {
   local rc=0 log="$LOGS/fuzz-$1.log"
@@ -520,7 +596,7 @@ summary() {
 }
 
 # ------------------------------------------------------------------- main
-SUITES=(suite_setup suite_cargo suite_cluster suite_asan suite_external_server suite_wss suite_loadgen suite_fuzz)
+SUITES=(suite_setup suite_cargo suite_cluster suite_asan suite_external_server suite_wss suite_loadgen suite_http_metrics suite_fuzz)
 suite_setup
 WORKSPACE_PACKAGES=$(workspace_packages || true)
 for s in "${SUITES[@]:1}"; do "$s"; done

@@ -38,6 +38,9 @@ pub enum Error {
         /// What went wrong.
         failure: ConnectError,
     },
+    /// The target's metrics could not be scraped (`--scrape-metrics`).
+    #[error(transparent)]
+    Scrape(#[from] crate::scrape::ScrapeError),
     /// The operating system's random source failed (handshake nonces, masking seeds).
     #[error("random source: {0}")]
     Random(getrandom::Error),

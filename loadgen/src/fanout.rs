@@ -629,6 +629,7 @@ fn build(
             service: encode_histogram(&new_histogram())?,
             handshake: encode_histogram(&handshake)?,
         },
+        server: None,
         fanout: Some(fanout),
     })
 }

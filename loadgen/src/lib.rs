@@ -54,6 +54,7 @@ pub mod platform;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod scrape;
 pub mod stats;
 pub mod sweep;
 pub mod target;

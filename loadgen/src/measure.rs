@@ -107,6 +107,12 @@ pub struct RunArgs {
     /// on shared storage, or written by `ssh host 'echo T > FILE'`).
     #[arg(long, value_name = "FILE")]
     pub start_file: Option<PathBuf>,
+    /// Scrape the target's Prometheus metrics (Surge's `/metrics`) when the warm-up starts
+    /// and when the run ends, and report the server's own figures beside the measurement:
+    /// messages in and out, sends at the backpressure limit, limit hits, loop turn time.
+    /// Without a URL: `/metrics` on the target's own address.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub scrape_metrics: Option<String>,
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
@@ -238,7 +244,12 @@ pub fn main(args: &RunArgs) -> Result<Option<Failure>, Error> {
     if !args.find_rate.is_empty() {
         return find_rate_main(args, &config, &target, outputs.json);
     }
-    let opts = RunOptions { hlog: outputs.hlog, progress: !args.quiet, verbose: true };
+    let opts = RunOptions {
+        hlog: outputs.hlog,
+        progress: !args.quiet,
+        verbose: true,
+        scrape: args.scrape_metrics.clone(),
+    };
     let outcome = run::run(&config, &target, opts)?;
     print!("{}", report::summary(&outcome.result));
     let _ = std::io::stdout().flush();

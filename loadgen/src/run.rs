@@ -28,6 +28,7 @@ use crate::report::{
     unix_seconds, ChurnStats, ConfigRecord, ConnStats, CpuStats, Encoded, OutputFile, RunResult,
     Sample,
 };
+use crate::scrape::{MetricsUrl, Scrape, ServerFigures};
 use crate::stats::{
     encode_histogram, new_histogram, CloseCodes, ErrorCounts, HistogramError, Percentiles, Recorder,
 };
@@ -46,6 +47,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Print the core split and the like on stderr.
     pub verbose: bool,
+    /// Scrape the target's `/metrics` at the start of the warm-up and at the end: `Some("")`
+    /// for the target's own address, else an `http://` URL.
+    pub scrape: Option<String>,
 }
 
 /// A finished run: the result and the full histograms.
@@ -175,6 +179,18 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
     // A wss target is probed by TCP only: the run's own handshakes report TLS failures.
     let probed = if tls.is_some() { None } else { ws.as_ref() };
     probe(addr, probed, &config.target, connect_timeout)?;
+    let scrape = match opts.scrape.as_deref() {
+        None => None,
+        Some("") => Some(MetricsUrl::beside(
+            addr,
+            &ws.as_ref().map_or(addr.to_string(), |w| w.host.clone()),
+        )),
+        Some(url) => Some(MetricsUrl::parse(url)?),
+    };
+    // Fails early, before any load, when the metrics are not there.
+    if let Some(url) = &scrape {
+        url.fetch(connect_timeout)?;
+    }
 
     let started_unix_s = unix_seconds(SystemTime::now());
     let shared = Arc::new(Shared::new(config.warmup, config.duration));
@@ -215,17 +231,26 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
     }
     drop(tx);
 
-    let collected = collect(rx, &shared, threads, config, opts.progress, opts.hlog);
+    let collected =
+        collect(rx, &shared, threads, config, opts.progress, opts.hlog, scrape.as_ref());
     if collected.is_err() {
         shared.stop();
     }
     for h in handles {
         let _ = h.join();
     }
-    let collected = collected?;
+    let mut collected = collected?;
+    let server_figures = match (&scrape, collected.scrape_before.take()) {
+        (Some(url), Some(before)) => {
+            Some(ServerFigures::between(url, &before, &url.fetch(connect_timeout)?))
+        }
+        _ => None,
+    };
     drop(server);
     let process_cpu = platform::process_cpu_time().map_err(Error::os("process CPU time"))?;
-    build(config, collected, started_unix_s, embedded_desc, process_cpu)
+    let mut outcome = build(config, collected, started_unix_s, embedded_desc, process_cpu)?;
+    outcome.result.server = server_figures;
+    Ok(outcome)
 }
 
 /// Checks once, blocking, that the target accepts a connection (and, for WebSocket, the
@@ -278,6 +303,8 @@ struct Collected {
     hlog_offset: Duration,
     /// Where measurement began, by the wall clock.
     measure_start: Option<SystemTime>,
+    /// The target's metrics as the warm-up began.
+    scrape_before: Option<Scrape>,
 }
 
 /// The interval log's tags: untagged latency and `service` for one agent on its own;
@@ -311,6 +338,7 @@ fn collect(
     config: &RunConfig,
     progress: bool,
     hlog: Option<OutputFile>,
+    scrape: Option<&MetricsUrl>,
 ) -> Result<Collected, Error> {
     let (hlog_path, mut hlog_file) = match hlog.map(OutputFile::into_parts) {
         Some((path, file)) => (path, Some(std::io::BufWriter::new(file))),
@@ -399,6 +427,7 @@ fn collect(
         wall: Duration::ZERO,
         hlog_offset: Duration::ZERO,
         measure_start: None,
+        scrape_before: None,
     };
     let mut done = 0;
     let mut finalize = |p: Pending, index: u32, c: &mut Collected| -> Result<(), Error> {
@@ -443,6 +472,10 @@ fn collect(
         }
         if go_at.is_some_and(|at| Instant::now() >= at) {
             go_at = None;
+            // The clients are up and idle: the server's figures start here.
+            if let Some(url) = scrape {
+                c.scrape_before = Some(url.fetch(config.connect_timeout)?);
+            }
             let phases = shared.go();
             // Interval timestamps in the hlog count from the start of the log.
             c.hlog_offset = phases.measure.saturating_duration_since(begin);
@@ -592,6 +625,7 @@ fn build(
             service: encode_histogram(&c.total.service)?,
             handshake: encode_histogram(&c.handshake)?,
         },
+        server: None,
         fanout: None,
     };
     Ok(RunOutcome { result, latency: c.total.latency, service: c.total.service })

@@ -8,6 +8,7 @@ use surge_proto::connection::Limits;
 use surge_proto::handshake::HandshakeLimits;
 
 use crate::deflate::DeflateConfig;
+use crate::readiness::ReadyFlag;
 use crate::tls::{TlsConfig, TlsContext, TlsError};
 
 /// What [`Conn::send`](crate::Conn::send) does once a connection's unsent output has reached
@@ -268,6 +269,8 @@ pub struct Config {
     max_connections_per_address: Option<usize>,
     handshakes_per_second_per_address: Option<u32>,
     rate_limit: Option<RateLimit>,
+    http_body_limit: usize,
+    readiness: Vec<(&'static str, ReadyFlag)>,
     cluster: Option<Cluster>,
     deflate: Option<DeflateConfig>,
 }
@@ -278,7 +281,7 @@ impl Config {
     /// 16 MiB messages and frames, handshake 10 s, idle 120 s (ping at half), close 5 s,
     /// 1 MiB backpressure limit with a 256 KiB low watermark, [`BackpressurePolicy::HandBack`],
     /// 100 000 connections, 64 KiB read buffer, 100 ms timer tick, 1 GiB for partly received
-    /// messages.
+    /// messages, 64 KiB HTTP request bodies, no readiness condition beyond accepting.
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
@@ -305,6 +308,8 @@ impl Config {
                 max_connections_per_address: None,
                 handshakes_per_second_per_address: None,
                 rate_limit: None,
+                http_body_limit: 64 << 10,
+                readiness: Vec::new(),
                 cluster: None,
                 deflate: None,
             },
@@ -420,6 +425,14 @@ impl Config {
     /// Memory all connections together may hold in messages that arrived in part.
     pub fn assembly_budget(&self) -> usize {
         self.assembly_budget
+    }
+    /// Largest body a plain HTTP request may carry; past it the answer is 413.
+    pub fn http_body_limit(&self) -> usize {
+        self.http_body_limit
+    }
+    /// The conditions `GET /readyz` requires besides accepting, by name.
+    pub fn readiness(&self) -> &[(&'static str, ReadyFlag)] {
+        &self.readiness
     }
 
     /// The cluster this node is part of, if any.
@@ -605,6 +618,21 @@ impl ConfigBuilder {
     /// it ([`RatePolicy`]). Off by default.
     pub fn rate_limit(mut self, limit: RateLimit) -> Self {
         self.config.rate_limit = limit.is_set().then_some(limit);
+        self
+    }
+
+    /// Largest body a plain HTTP request (not an upgrade) may carry, by its
+    /// `Content-Length`; a larger one is answered 413 and the connection closed (0: none may).
+    pub fn http_body_limit(mut self, bytes: usize) -> Self {
+        self.config.http_body_limit = bytes;
+        self
+    }
+
+    /// Adds a condition to `GET /readyz`: it answers 503 while `flag` is unset (a
+    /// dependency of the application's: a database, a warm cache). A [`cluster`](Self::cluster)'s
+    /// broker is a condition already, named `broker`.
+    pub fn ready_when(mut self, name: &'static str, flag: ReadyFlag) -> Self {
+        self.config.readiness.push((name, flag));
         self
     }
 

@@ -23,6 +23,7 @@ use crate::context::LoopCtx;
 use crate::handle::{ConnectionId, LoopIndex, ServerHandle};
 use crate::key::ConnKey;
 use crate::outbox::{Outbox, SharedFrame};
+use crate::stats::{close_index, kind_index};
 use crate::topics::{Audience, Outcome, Pending};
 use crate::transport::{Stream, Transport};
 
@@ -52,8 +53,11 @@ pub(crate) enum Phase {
         parser: ServerHandshake,
         /// The client's address, for the handler's look at the request.
         peer: SocketAddr,
-        /// The tick the handshake must be done by.
+        /// The tick the handshake (or the next plain HTTP request) must be done by.
         deadline: u64,
+        /// Input the connection must hold before the request is looked at again: a plain
+        /// HTTP request whose body is still coming (0: look at every arrival).
+        body_until: usize,
     },
     /// Upgraded, and the application holds it: the record's [`App`] is there.
     Open(WsConnection),
@@ -123,8 +127,10 @@ pub(crate) mod flag {
     pub(crate) const BACKPRESSURED: u8 = 1 << 2;
     /// Reading stopped at the backpressure limit; resumes under the low watermark.
     pub(crate) const READ_PAUSED: u8 = 1 << 3;
+    /// A plain HTTP request was answered and the connection kept for the next one.
+    pub(crate) const KEPT_ALIVE: u8 = 1 << 4;
     /// Reading stopped past the rate limit; listed in the loop's `throttled`.
-    pub(crate) const THROTTLED: u8 = 1 << 4;
+    pub(crate) const THROTTLED: u8 = 1 << 5;
 }
 
 /// Everything the engine keeps for one connection except the application's part.
@@ -266,7 +272,7 @@ impl ConnIo {
     /// Writes `head` then `body` through the transport with one call if nothing is queued
     /// ahead of them (or the bytes would go out of order), and queues whatever it does not
     /// take.
-    fn write_now(&mut self, ctx: &mut LoopCtx, key: ConnKey, head: &[u8], body: &[u8]) {
+    pub(crate) fn write_now(&mut self, ctx: &mut LoopCtx, key: ConnKey, head: &[u8], body: &[u8]) {
         let total = head.len() + body.len();
         let mut written = 0;
         while self.out.is_none() && !self.has(flag::WRITE_BLOCKED) && written < total {
@@ -318,10 +324,12 @@ impl ConnCore {
         }
         Some(match ctx.config.backpressure_policy() {
             BackpressurePolicy::HandBack => {
+                ctx.stats.backpressure.add(0, 1);
                 self.io.set(flag::BACKPRESSURED);
                 SendResult::Backpressure
             }
             BackpressurePolicy::Close1008 => {
+                ctx.stats.backpressure.add(1, 1);
                 // Cannot fail: the connection could still send.
                 let _ = self.start_close(ctx, key, CloseCode::POLICY_VIOLATION, "backpressure");
                 SendResult::Closed
@@ -349,11 +357,15 @@ impl ConnCore {
             let mut header = [0; MAX_HEADER_LEN];
             if let Ok(Some(len)) = ws.send_header(&msg, &mut header) {
                 self.io.write_now(ctx, key, &header[..len], msg.as_bytes());
+                ctx.tally.message_out(kind_index(&msg), msg.len());
                 return SendResult::Sent;
             }
         }
         match self.io.queue(ctx, key, |buf| ws.send(msg, buf)) {
-            Ok(()) => SendResult::Sent,
+            Ok(()) => {
+                ctx.tally.message_out(kind_index(&msg), msg.len());
+                SendResult::Sent
+            }
             Err(_) => SendResult::Closed,
         }
     }
@@ -371,6 +383,7 @@ impl ConnCore {
         let out = self.io.out.get_or_insert_with(|| ctx.outboxes.take());
         out.push_shared(&mut ctx.pool, frame);
         self.io.mark_dirty(ctx, key);
+        ctx.tally.message_out(usize::from(!frame.is_text()), frame.payload_len());
         SendResult::Sent
     }
 
@@ -409,6 +422,7 @@ impl ConnCore {
         let now = ctx.now;
         let Some(ws) = self.phase.ws_mut() else { return Err(SendError::Closed) };
         self.io.queue(ctx, key, |buf| ws.close(now, code, reason, buf))?;
+        ctx.stats.closes_sent.add(close_index(code), 1);
         self.arm_timer(ctx, key);
         Ok(())
     }

@@ -23,6 +23,7 @@ use crate::handler::Handler;
 use crate::key::ConnKey;
 use crate::outbox::{Flushed, Outboxes, SharedFrame};
 use crate::slab::Slab;
+use crate::stats::{status_index, Limit, Tally};
 use crate::timer::{TimerEntry, TimerWheel};
 use crate::topics::{Outcome, Pending, TopicList};
 use crate::transport::{Stream, Transport};
@@ -61,6 +62,7 @@ impl<H: Handler> Connections<H> {
     ) -> Self {
         let assembly_budget = (config.assembly_budget() / config.threads()).max(1);
         let wheel = TimerWheel::new(now, config.timer_tick());
+        let stats = handle.shared.metrics.loop_stats(index);
         Connections {
             conns: Slab::new(),
             read_buf: vec![0; config.read_buffer_size()].into_boxed_slice(),
@@ -82,6 +84,8 @@ impl<H: Handler> Connections<H> {
                 tick: 0,
                 shutdown: None,
                 reply: Vec::with_capacity(512),
+                stats,
+                tally: Tally::default(),
                 topics: Default::default(),
                 frames: Default::default(),
                 publishes: Vec::new(),
@@ -123,8 +127,10 @@ impl<H: Handler> Connections<H> {
                 parser: ServerHandshake::new(*self.ctx.config.handshake_limits()),
                 peer,
                 deadline: self.ctx.tick_after(self.ctx.config.handshake_timeout()),
+                body_until: 0,
             },
         };
+        self.ctx.stats.accepted.inc();
         let Some(key) = self.conns.insert(ConnEntry { core, app: None }) else { return };
         let Some(entry) = self.conns.get_mut(key) else { return };
         if let Err(error) = backend.register(key, &mut entry.core.io.stream) {
@@ -324,6 +330,10 @@ impl<H: Handler> Connections<H> {
         };
         if expired {
             tracing::debug!(id = %ctx.id(key), "timed out");
+            let between_requests = core.io.has(flag::KEPT_ALIVE) && core.io.held.is_none();
+            if matches!(core.phase, Phase::Handshake { .. }) && !between_requests {
+                ctx.stats.limit(Limit::HandshakeTimeout);
+            }
             self.remove(key);
             return;
         }
@@ -464,7 +474,14 @@ impl<H: Handler> Connections<H> {
             let Some(entry) = conns.get_mut(key) else { continue };
             let core = &mut entry.core;
             match core.phase {
-                Phase::Handshake { .. } => upgrade::refuse(core, ctx, key, 503),
+                // A keep-alive HTTP connection between requests stays for its next one (a
+                // load balancer's `/readyz` then hears 503) until its timeout or the deadline.
+                Phase::Handshake { .. }
+                    if core.io.has(flag::KEPT_ALIVE) && core.io.held.is_none() => {}
+                Phase::Handshake { .. } => {
+                    ctx.stats.refused.add(status_index(503), 1);
+                    upgrade::refuse(core, ctx, key, 503);
+                }
                 // Fails only when our Close is already out. Whatever is left at the deadline
                 // is dropped then (see `EventLoop::turn`).
                 Phase::Open(_) => {

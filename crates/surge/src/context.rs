@@ -11,6 +11,7 @@ use crate::deflate::LoopCodecs;
 use crate::handle::{Command, ConnectionId, ServerHandle, ShutdownReport};
 use crate::key::ConnKey;
 use crate::outbox::{FramePool, Outboxes, SharedFrame};
+use crate::stats::{LoopStats, Tally};
 use crate::timer::{TimerEntry, TimerWheel};
 use crate::topics::{Interest, Pending, TopicList, TopicTable};
 
@@ -47,6 +48,10 @@ pub(crate) struct LoopCtx {
     pub(crate) shutdown: Option<Shutdown>,
     /// Where handshake answers are encoded before being written at once.
     pub(crate) reply: Vec<u8>,
+    /// This loop's counts (only this loop writes them).
+    pub(crate) stats: Arc<LoopStats>,
+    /// This turn's per-message counts, published to `stats` at its end.
+    pub(crate) tally: Tally,
     /// Who of this loop's connections is subscribed to what.
     pub(crate) topics: TopicTable,
     /// Frames of this loop's publishes, reused.

@@ -118,11 +118,15 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         ctx.tick = ctx.wheel.tick_of(now);
         let EventLoop { backend, conns, writable, listening, .. } = self;
         let mut woken = false;
-        backend.drain(|ready| match ready {
-            Ready::Input { key, peer_done } => conns.on_readable(key, peer_done),
-            Ready::Output(key) => writable.push(key),
-            Ready::Listener(index) => listening.push(index),
-            Ready::Wake => woken = true,
+        let mut events = 0;
+        backend.drain(|ready| {
+            events += 1;
+            match ready {
+                Ready::Input { key, peer_done } => conns.on_readable(key, peer_done),
+                Ready::Output(key) => writable.push(key),
+                Ready::Listener(index) => listening.push(index),
+                Ready::Wake => woken = true,
+            }
         });
         for key in self.writable.drain(..) {
             self.conns.on_writable(&mut self.backend, key);
@@ -140,6 +144,16 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         self.retry_accepts();
         self.conns.fire_timers();
         self.conns.flush_dirty(&mut self.backend);
+        let ctx = &mut self.conns.ctx;
+        ctx.stats.publish(&mut ctx.tally);
+        if let Some(codecs) = &ctx.deflate {
+            ctx.stats.deflate(&codecs.borrow().stats());
+        }
+        // The turn's one more clock read: its length, for the histogram.
+        let stats = &ctx.stats;
+        stats.events.record(events);
+        let took = self.backend.now().saturating_duration_since(now);
+        stats.turn_nanos.record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
         if let Some(shutdown) = &self.conns.ctx.shutdown {
             if !self.conns.is_empty() && now >= shutdown.deadline {
                 self.conns.drop_all();

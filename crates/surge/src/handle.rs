@@ -19,6 +19,7 @@ use crate::admission::Admissions;
 use crate::cluster::{BrokerLink, BrokerStats};
 use crate::error::HandleError;
 use crate::key::ConnKey;
+use crate::metrics::Metrics;
 use crate::outbox::SharedFrame;
 use crate::tls::{TlsContext, TlsError};
 use crate::topics::{LoopTopicCounters, TopicList, TopicStats};
@@ -211,6 +212,8 @@ pub(crate) struct Shared {
     pub(crate) shutting_down: AtomicBool,
     /// Each loop sends one report as it exits; the first shutdown takes them all.
     pub(crate) reports: Mutex<Option<Receiver<ShutdownReport>>>,
+    /// Every loop's counts, for `/metrics`.
+    pub(crate) metrics: Metrics,
     /// Each loop's publish counters, by loop index.
     pub(crate) topic_counters: Vec<LoopTopicCounters>,
     /// The node's link to the other nodes' broker, in a cluster.
@@ -229,6 +232,7 @@ impl Shared {
         Shared {
             tls,
             topic_counters: remotes.iter().map(|_| LoopTopicCounters::default()).collect(),
+            metrics: Metrics::new(remotes.len(), Arc::clone(&admissions)),
             loops: remotes,
             admissions,
             shutting_down: AtomicBool::new(false),
@@ -401,6 +405,15 @@ impl ServerHandle {
     /// Open WebSocket connections across all loops.
     pub fn connections(&self) -> usize {
         self.shared.admissions.open()
+    }
+
+    /// The server's metrics in the Prometheus text format, as `GET /metrics` answers them
+    /// (every loop's counts, read now).
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        let topics = self.shared.topic_counters.iter().map(LoopTopicCounters::read).collect();
+        self.shared.metrics.encode(topics, self.broker_stats(), &mut text);
+        text
     }
 
     /// Shuts the server down gracefully and waits for it: listeners close, handshakes in

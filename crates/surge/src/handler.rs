@@ -5,6 +5,7 @@ use surge_proto::message::Message;
 
 use crate::conn::Conn;
 use crate::handle::ConnectionId;
+use crate::http::{HttpRequest, HttpResponse};
 use crate::request::Request;
 
 /// An application's side of the server. One handler is made per event loop by the factory
@@ -92,6 +93,38 @@ pub trait Handler {
     /// end of stream, close timeout, shutdown deadline).
     fn on_close(&mut self, id: ConnectionId, state: Self::State, code: CloseCode, reason: &str) {
         let _ = (id, state, code, reason);
+    }
+
+    /// A plain HTTP request (not an upgrade) for a path the engine does not answer itself
+    /// (`/healthz`, `/readyz` and `/metrics` are its own): the application's routes, such as
+    /// a status page or a token endpoint. By default every path is 404. Answer 405 with
+    /// [`HttpResponse::method_not_allowed`] for a known path and a wrong method. A panic
+    /// here answers 500.
+    ///
+    /// ```
+    /// use surge::{Conn, Handler, HttpRequest, HttpResponse, Request, Upgrade};
+    /// use surge_proto::message::Message;
+    ///
+    /// struct Status;
+    ///
+    /// impl Handler for Status {
+    ///     type State = ();
+    ///     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+    ///         Upgrade::accept(())
+    ///     }
+    ///     fn on_message(&mut self, _: &mut Conn<'_>, _: &mut (), _: Message<'_>) {}
+    ///     fn on_http(&mut self, req: &HttpRequest<'_>) -> HttpResponse {
+    ///         match (req.method(), req.path()) {
+    ///             ("GET", "/status") => HttpResponse::new(200).with_body("application/json", "{}"),
+    ///             (_, "/status") => HttpResponse::method_not_allowed("GET"),
+    ///             _ => HttpResponse::not_found(),
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn on_http(&mut self, req: &HttpRequest<'_>) -> HttpResponse {
+        let _ = req;
+        HttpResponse::not_found()
     }
 }
 

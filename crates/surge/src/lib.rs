@@ -7,8 +7,11 @@
 //! itself (handshake, frames, UTF-8, close codes, the idle and close timers, extensions) is
 //! [`surge_proto`], which does no I/O and reads no clock.
 //!
-//! What it is not: not an HTTP server (a request that is not a WebSocket upgrade gets an
-//! HTTP error), not async (handlers are plain callbacks on the loop's thread and must not
+//! Beside the WebSocket, on the same port: plain HTTP/1.1 requests (keep-alive, pipelined)
+//! reach the built-in `/healthz`, `/readyz` and `/metrics` (every loop's counts in the
+//! Prometheus text format) and the handler's [`Handler::on_http`] routes.
+//!
+//! What it is not: not a general HTTP server (no chunked bodies, no HTTP/2), not async (handlers are plain callbacks on the loop's thread and must not
 //! block it), and not a client (that is `surge-client`, on the same `surge_proto`). TLS,
 //! permessage-deflate and io_uring are not here yet; each has a seam to plug into.
 //!
@@ -41,7 +44,9 @@
 //! Each module uses only modules listed before it (the graph has no circle).
 //!
 //! - Leaves: `key` (a connection's name in its loop), `admission` (the connection cap as a
-//!   token), `buffer_pool`, `timer` (the wheel), `slab`, `request`, `config`, `error`.
+//!   token), `buffer_pool`, `timer` (the wheel), `slab`, `request`, `readiness`, `config`,
+//!   `error`, `stats` (each loop's counts), then `metrics` (the counts gathered for
+//!   `/metrics`).
 //! - Pub/sub below the loops: `topics` (a loop's table: who is subscribed, whom a publish
 //!   reaches, each once), `cluster` (the loops' side of the broker: its bounded queue, its
 //!   counters, the message format on Redis).
@@ -49,7 +54,8 @@
 //!   an in-memory pipe in tests), `outbox` (queued output, written through a transport),
 //!   `handle` (ids, commands and the handle other threads hold), `backend` (what waits for
 //!   I/O and flushes: its module docs say what a backend must provide).
-//! - Per message: `context` (the loop state a turn lends out), `conn` (a connection's record,
+//! - Per message: `context` (the loop state a turn lends out), `http` (plain requests beside
+//!   the upgrade, and the built-in routes), `conn` (a connection's record,
 //!   its phases, what a send costs; `Conn`), `handler` (the embedding API), `upgrade` (the
 //!   server's checks and refusals), `turn` (the per-message path: read, handshake, protocol
 //!   events, every handler call under one `catch_unwind`).
@@ -115,12 +121,16 @@ pub mod error;
 mod event_loop;
 mod handle;
 mod handler;
+mod http;
 mod key;
+mod metrics;
 mod outbox;
 mod rate;
+mod readiness;
 mod request;
 mod server;
 mod slab;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod timer;
@@ -141,6 +151,8 @@ pub use deflate::{DeflateConfig, DeflateMemory};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};
 pub use handler::{Handler, Upgrade};
+pub use http::{HttpRequest, HttpResponse};
+pub use readiness::ReadyFlag;
 pub use request::Request;
 pub use server::Server;
 /// The protocol crate, re-exported so that embedders name one dependency.

@@ -67,17 +67,28 @@ impl SharedFrame {
 
     /// The message this frame carries (for handing a refused broadcast back).
     pub(crate) fn message(&self) -> Message<'_> {
-        let bytes = &self.0;
-        let header_len = match bytes.get(1).map(|b| b & 0x7F) {
+        let payload = self.0.get(self.header_len()..).unwrap_or_default();
+        match std::str::from_utf8(payload) {
+            Ok(text) if self.is_text() => Message::Text(text),
+            _ => Message::Binary(payload),
+        }
+    }
+
+    /// Whether the frame is a text message's.
+    pub(crate) fn is_text(&self) -> bool {
+        self.0.first().is_some_and(|b| b & 0x0F == 0x1)
+    }
+
+    /// The length of the message this frame carries.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.len().saturating_sub(self.header_len())
+    }
+
+    fn header_len(&self) -> usize {
+        match self.0.get(1).map(|b| b & 0x7F) {
             Some(126) => 4,
             Some(127) => 10,
             _ => 2,
-        };
-        let payload = bytes.get(header_len..).unwrap_or_default();
-        let is_text = bytes.first().is_some_and(|b| b & 0x0F == 0x1);
-        match std::str::from_utf8(payload) {
-            Ok(text) if is_text => Message::Text(text),
-            _ => Message::Binary(payload),
         }
     }
 }

@@ -8,11 +8,12 @@
 //! `on_open`, `on_message`, `on_drain` or `on_refused` closes that connection with 1011, one
 //! in `on_upgrade` answers 500, one in `on_close` is logged; the loop goes on.
 
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use surge_proto::close::CloseCode;
 use surge_proto::connection::Event;
-use surge_proto::handshake::EMPTY_HEADER;
+use surge_proto::handshake::{HandshakeError, ServerHandshake, UpgradeRequest, EMPTY_HEADER};
 use surge_proto::message::Message;
 
 use crate::admission::LimitCounters;
@@ -22,8 +23,10 @@ use crate::conn::{flag, App, Conn, ConnCore, ConnEntry, Phase, SendResult, WsCon
 use crate::context::LoopCtx;
 use crate::handle::ConnectionId;
 use crate::handler::{Handler, Upgrade};
+use crate::http;
 use crate::key::ConnKey;
 use crate::request::Request;
+use crate::stats::{close_index, status_index, Limit};
 use crate::transport::Transport;
 use crate::upgrade;
 
@@ -44,6 +47,26 @@ pub(crate) enum Intake {
     More,
     /// Paused at the backpressure limit: no more until the output drains.
     Paused,
+}
+
+/// Where reading a connection's request heads stopped.
+enum Step<'a> {
+    /// A valid upgrade request, to be answered.
+    Upgrade(UpgradeRequest<'a, 'a>),
+    /// Waiting for more input; keep what is unread.
+    Keep,
+    /// Nothing unread is left to keep (every request answered, or the connection closing).
+    Spent,
+}
+
+/// What answering a plain HTTP request left.
+enum Served {
+    /// Answered; the connection is kept, and the next request starts this many bytes on.
+    Next(usize),
+    /// The body has not all come.
+    Wait,
+    /// Answered (or refused), and the connection closes.
+    Closed,
 }
 
 /// How far feeding input to a connection went.
@@ -102,6 +125,7 @@ impl<H: Handler> Turn<'_, H> {
             if entry.core.phase.is_open() && io.buffered() >= self.ctx.config.backpressure_limit() {
                 // Stop reading: TCP flow control holds the peer back until we drain.
                 io.set(flag::READ_PAUSED);
+                self.ctx.stats.limit(Limit::ReadPaused);
                 return ReadEnd::Done;
             }
             let n = match io.stream.read(read_buf) {
@@ -189,6 +213,7 @@ impl<H: Handler> Turn<'_, H> {
             let Some(event) = event else { break Fed::All };
             match event {
                 Event::Message(msg) => {
+                    self.ctx.tally.message_in(&msg);
                     let last_of_read = used == input_len;
                     let len = msg.len();
                     self.call(entry, key, "on_message", last_of_read, |handler, conn, state| {
@@ -204,10 +229,12 @@ impl<H: Handler> Turn<'_, H> {
                 Event::Pong(_) => {}
                 Event::Close(frame) => {
                     let code = frame.code().unwrap_or(CloseCode::NO_STATUS);
+                    self.ctx.stats.closes_received.add(close_index(code), 1);
                     self.close_app(entry, key, code, frame.reason());
                     break Fed::Ended;
                 }
                 Event::Error(error) => {
+                    self.ctx.stats.protocol_close(error.close_code());
                     tracing::debug!(id = %self.ctx.id(key), %error, "protocol violation");
                     self.close_app(entry, key, error.close_code(), "");
                     break Fed::Ended;
@@ -240,6 +267,7 @@ impl<H: Handler> Turn<'_, H> {
         if held_after > 0 && ctx.assembly_bytes > ctx.assembly_budget && entry.core.phase.is_open()
         {
             tracing::warn!(id = %ctx.id(key), "partly received messages past the budget; closing with 1013");
+            ctx.stats.limit(Limit::AssemblyBudget);
             // Fails only when our Close is already out.
             let _ = entry.core.start_close(self.ctx, key, CloseCode::TRY_AGAIN_LATER, "busy");
             self.close_app(entry, key, CloseCode::TRY_AGAIN_LATER, "busy");
@@ -303,16 +331,16 @@ impl<H: Handler> Turn<'_, H> {
 
     /// Handles new handshake bytes: parses the head (where it lies when it came in one read,
     /// gathered when in pieces), checks it, asks the handler, answers, and feeds the frames
-    /// that came right behind it. Returns whether to go on reading.
+    /// that came right behind it. Plain HTTP requests ahead of it are answered in order (see
+    /// `http`). Returns whether to go on reading.
     fn handshake(
         &mut self,
         entry: &mut ConnEntry<H::State>,
         key: ConnKey,
         input: &mut [u8],
     ) -> bool {
-        let core = &mut entry.core;
-        let mut stash = core.io.take_stash();
-        let Phase::Handshake { parser, peer, .. } = &mut core.phase else { return true };
+        let mut stash = entry.core.io.take_stash();
+        let Phase::Handshake { peer, .. } = &entry.core.phase else { return true };
         let peer = *peer;
         if let Some(stash) = stash.as_mut() {
             stash.extend_from_slice(input);
@@ -323,21 +351,52 @@ impl<H: Handler> Turn<'_, H> {
         };
         let mut headers = [EMPTY_HEADER; MAX_HEADERS];
         let id = self.ctx.id(key);
-        let request = match parser.parse(buf, &mut headers) {
-            Ok(None) => {
+        // Where the request being read starts: past the plain HTTP requests answered.
+        let mut start = 0;
+        let step = loop {
+            let core = &mut entry.core;
+            let Phase::Handshake { parser, body_until, .. } = &mut core.phase else {
+                break Step::Spent;
+            };
+            let pending = &buf[start..];
+            if pending.is_empty() {
+                break Step::Spent;
+            }
+            if pending.len() < *body_until {
+                break Step::Keep;
+            }
+            match parser.parse(pending, &mut headers) {
+                Ok(None) => break Step::Keep,
+                Ok(Some(request)) => break Step::Upgrade(request),
+                Err(error) => match self.plain(core, key, pending, peer, error) {
+                    Served::Next(len) => start += len,
+                    Served::Wait => break Step::Keep,
+                    Served::Closed => break Step::Spent,
+                },
+            }
+        };
+        let request = match step {
+            Step::Upgrade(request) => request,
+            Step::Keep => {
+                let io = &mut entry.core.io;
                 match stash {
-                    Some(stash) => core.io.put_stash(&mut self.ctx.pool, stash),
-                    None => core.io.hold(&mut self.ctx.pool, input),
+                    Some(mut stash) => {
+                        stash.drain(..start);
+                        io.put_stash(&mut self.ctx.pool, stash);
+                    }
+                    None => io.hold(&mut self.ctx.pool, &input[start..]),
                 }
                 return true;
             }
-            Err(error) => {
-                tracing::debug!(%id, %error, "bad handshake");
-                self.refuse(core, key, error.status(), stash);
+            Step::Spent => {
+                if let Some(stash) = stash {
+                    self.ctx.pool.give(stash);
+                }
+                entry.core.io.settle_held(&mut self.ctx.pool);
                 return true;
             }
-            Ok(Some(request)) => request,
         };
+        let core = &mut entry.core;
         let head_len = request.head_len();
         let view = Request::new(request, peer);
         let decision = upgrade::admit(self.ctx, &view).and_then(|admission| {
@@ -353,6 +412,7 @@ impl<H: Handler> Turn<'_, H> {
         let (protocol, headers, state, admission) = match decision {
             Ok(accepted) => accepted,
             Err(status) => {
+                self.ctx.stats.refused.add(status_index(status), 1);
                 self.refuse(core, key, status, stash);
                 return true;
             }
@@ -371,6 +431,7 @@ impl<H: Handler> Turn<'_, H> {
         {
             tracing::error!(%id, %error, "the handler's 101 cannot be sent");
             drop(admission);
+            self.ctx.stats.refused.add(status_index(500), 1);
             self.refuse(core, key, 500, stash);
             return true;
         }
@@ -381,13 +442,15 @@ impl<H: Handler> Turn<'_, H> {
         // The handshake was the connection's first input: silence counts from it.
         ws.handle_input(self.ctx.now);
         core.phase = Phase::Open(ws);
+        core.io.clear(flag::KEPT_ALIVE);
         core.arm_timer(self.ctx, key);
         entry.app = Some(App { state, admission });
+        self.ctx.stats.opened.inc();
         self.call(entry, key, "on_open", false, |handler, conn, state| {
             handler.on_open(conn, state)
         });
         // Frames the client sent right behind its request.
-        let rest = &mut buf[head_len..];
+        let rest = &mut buf[start + head_len..];
         let go_on = match self.feed(entry, key, rest) {
             Fed::Paused(used) => {
                 entry.core.io.hold_back(&mut self.ctx.pool, &rest[used..]);
@@ -400,6 +463,105 @@ impl<H: Handler> Turn<'_, H> {
         }
         entry.core.io.settle_held(&mut self.ctx.pool);
         go_on
+    }
+
+    /// A request head the upgrade parser refused. An upgrade attempt gets the refusal it
+    /// always got; a plain HTTP request is read (its body may still be coming) and answered
+    /// by a built-in route or the handler's `on_http`, and the connection is kept for the
+    /// next request unless the client or the answer ends it.
+    fn plain(
+        &mut self,
+        core: &mut ConnCore,
+        key: ConnKey,
+        input: &[u8],
+        peer: SocketAddr,
+        error: HandshakeError,
+    ) -> Served {
+        let ctx = &mut *self.ctx;
+        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        let parsed = match error {
+            HandshakeError::HeadTooLarge | HandshakeError::TooManyHeaders => {
+                ctx.stats.limit(Limit::HeadSize);
+                http::Parsed::Upgrade
+            }
+            HandshakeError::MalformedHttp => http::Parsed::Upgrade,
+            _ => {
+                let max = ctx.config.handshake_limits().max_headers;
+                http::parse(input, &mut headers[..max], peer, ctx.config.http_body_limit())
+            }
+        };
+        let mut reply = std::mem::take(&mut ctx.reply);
+        reply.clear();
+        let (status, close) = match parsed {
+            http::Parsed::Upgrade => {
+                tracing::debug!(id = %ctx.id(key), %error, "bad handshake");
+                ctx.stats.failed.add(status_index(error.status()), 1);
+                ctx.reply = reply;
+                upgrade::refuse(core, ctx, key, error.status());
+                return Served::Closed;
+            }
+            http::Parsed::Incomplete(total) => {
+                ctx.reply = reply;
+                if let Phase::Handshake { body_until, .. } = &mut core.phase {
+                    *body_until = total;
+                }
+                return Served::Wait;
+            }
+            http::Parsed::Bad(status, limit) => {
+                if let Some(limit) = limit {
+                    ctx.stats.limit(limit);
+                }
+                (http::refuse(status, true, &mut reply), true)
+            }
+            http::Parsed::Request { request, len, keep_alive } => {
+                // Draining: answer, then close.
+                let close = !keep_alive || ctx.shutdown.is_some();
+                let status = match http::builtin(ctx, &request, close, &mut reply) {
+                    Some(status) => status,
+                    None => {
+                        let handler = &mut *self.handler;
+                        match guarded(ctx.id(key), "on_http", || handler.on_http(&request)) {
+                            Some(response) => {
+                                let headers: Vec<(&str, &[u8])> =
+                                    response.headers.iter().map(|(n, v)| (*n, &v[..])).collect();
+                                let body = &response.body;
+                                http::respond(
+                                    &request,
+                                    response.status,
+                                    &headers,
+                                    body,
+                                    close,
+                                    &mut reply,
+                                )
+                            }
+                            None => http::refuse(500, close, &mut reply),
+                        }
+                    }
+                };
+                if !close {
+                    ctx.stats.http.add(status_index(status), 1);
+                    core.io.write_now(ctx, key, &reply, &[]);
+                    ctx.reply = reply;
+                    core.io.set(flag::KEPT_ALIVE);
+                    core.phase = Phase::Handshake {
+                        parser: ServerHandshake::new(*ctx.config.handshake_limits()),
+                        peer,
+                        deadline: ctx.tick_after(ctx.config.handshake_timeout()),
+                        body_until: 0,
+                    };
+                    // The wheel entry for the old deadline re-arms for the new one.
+                    core.arm_timer(ctx, key);
+                    return Served::Next(len);
+                }
+                (status, true)
+            }
+        };
+        debug_assert!(close);
+        ctx.stats.http.add(status_index(status), 1);
+        core.io.write_now(ctx, key, &reply, &[]);
+        ctx.reply = reply;
+        upgrade::close_after_answer(core, ctx, key);
+        Served::Closed
     }
 
     /// Refuses the handshake with `status`, returning the gathered head to the pool.
@@ -500,6 +662,7 @@ impl<H: Handler> Turn<'_, H> {
     ) {
         let Some(App { state, admission }) = entry.app.take() else { return };
         drop(admission);
+        self.ctx.stats.closed.inc();
         self.ctx.leave_topics(key);
         let id = self.ctx.id(key);
         let handler = &mut *self.handler;

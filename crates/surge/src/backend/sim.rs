@@ -254,6 +254,11 @@ impl<H: Handler> Sim<H> {
         self.start + after
     }
 
+    /// The loop's metrics, as `/metrics` answers them.
+    pub(crate) fn metrics_text(&self) -> String {
+        self.handle.metrics_text()
+    }
+
     /// What permessage-deflate did on the loop.
     pub(crate) fn deflate_stats(&self) -> surge_proto::deflate::DeflateStats {
         self.event_loop.deflate_stats()

@@ -3,6 +3,7 @@
 
 mod backpressure;
 mod deflate;
+mod http;
 mod limits;
 mod shutdown;
 mod timeouts;
@@ -24,6 +25,7 @@ use crate::config::ConfigBuilder;
 use crate::conn::{Conn, SendResult};
 use crate::handle::ConnectionId;
 use crate::handler::{Handler, Upgrade};
+use crate::http::{HttpRequest, HttpResponse};
 use crate::request::Request;
 use crate::transport::memory::Peer;
 use crate::Config;
@@ -95,6 +97,17 @@ impl Handler for Probe {
 
     fn on_close(&mut self, _: ConnectionId, _: (), code: CloseCode, _: &str) {
         self.0.seen().closes.push(code.as_u16());
+    }
+
+    /// `GET /hello` says hello; `POST /echo` answers its body; `/panic` panics.
+    fn on_http(&mut self, req: &HttpRequest<'_>) -> HttpResponse {
+        match (req.method(), req.path()) {
+            ("GET", "/hello") => HttpResponse::new(200).with_body("text/plain", "hello"),
+            (_, "/hello") => HttpResponse::method_not_allowed("GET"),
+            ("POST", "/echo") => HttpResponse::new(200).with_body("text/plain", req.body()),
+            (_, "/panic") => panic!("asked to"),
+            _ => HttpResponse::not_found(),
+        }
     }
 }
 

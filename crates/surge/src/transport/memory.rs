@@ -134,6 +134,13 @@ impl Peer {
         std::mem::take(&mut state.to_client)
     }
 
+    /// Ends the peer's output (its FIN).
+    pub(crate) fn shut(&self) {
+        let mut state = self.state();
+        state.peer_shut = true;
+        state.input_edge = true;
+    }
+
     /// Whether the server has dropped the connection.
     pub(crate) fn server_gone(&self) -> bool {
         self.state().server_gone

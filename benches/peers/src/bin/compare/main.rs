@@ -58,7 +58,8 @@ usage: benches/compare.sh [OPTIONS]
   --idle N              idle connections for the RSS figure (default 10000)
   --sweep LIST          Surge's server thread counts for the sweep (default 1..cores)
   --servers LIST        only these: floor,surge,surge-baseline,fws-current,fws-multi,tt-current,
-                        tt-multi,node-ws
+                        tt-multi,node-ws; and surge-scraped (Surge with its /metrics asked for
+                        every second during each run; only when listed)
   --baseline-surge PATH another build of the surge binary (an older commit's), run beside this
                         one as the server surge-baseline, Surge (baseline): an A/B of two
                         builds, paired by round like every other ratio to Surge
@@ -276,6 +277,11 @@ fn peers(o: &Opts) -> Vec<Peer> {
     if o.baseline_surge.is_some() {
         all.insert(2, p("surge-baseline", "Surge (baseline)", t, true));
     }
+    // Only when asked for (--servers surge,surge-scraped): Surge while a client asks for
+    // its /metrics every second, as a Prometheus server would.
+    if o.servers.as_ref().is_some_and(|s| s.iter().any(|id| id == "surge-scraped")) {
+        all.insert(2, p("surge-scraped", "Surge, /metrics scraped every 1 s", t, true));
+    }
     all.into_iter().filter(|p| o.servers.as_ref().is_none_or(|s| s.contains(&p.id))).collect()
 }
 
@@ -456,6 +462,8 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
         Ok(bg) => bg,
         Err(e) => return json!({ "error": e }),
     };
+    let scraper = (p.id == "surge-scraped")
+        .then(|| procs::Scraper::start(server.addr, Duration::from_secs(1)));
     // The measured window opens after start-up, the ramp (10k connections/s) and the warm-up;
     // sample the server inside it, a little in from each end.
     let opens = 0.25 + sc.connections as f64 / 10_000.0 + o.warmup;
@@ -469,6 +477,7 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
     let (c1, w1) = (procs::cpu_seconds(server.pid), Instant::now());
     let (s1, l1) = (procs::cores_busy(&p.cores), procs::cores_busy(&o.client_cores));
     let ok = bg.wait(Duration::from_secs_f64(o.duration + o.warmup + 60.0));
+    let scrapes = scraper.map(procs::Scraper::finish);
     let window = (w1 - w0).as_secs_f64();
     let cpu = match (c0, c1) {
         (Some(a), Some(b)) => Some((b - a) / window),
@@ -493,6 +502,7 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
         "other_on_server_cores": server_cores_busy.zip(cpu).map(|(b, c)| (b.0 - c).max(0.0)),
         "cores_shared_with_client": p.cores.iter().any(|c| o.client_cores.contains(c)),
         "client_cores_busy": client_cores_busy.map(|b| b.0),
+        "metrics_scrapes": scrapes,
     });
     match result {
         Some(r) if ok => {
