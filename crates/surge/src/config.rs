@@ -32,6 +32,22 @@ pub enum Pinning {
     Cores(Vec<usize>),
 }
 
+/// What waits for I/O in each loop ([`ConfigBuilder::backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// io_uring where the system allows it (probed once at start), epoll otherwise, with
+    /// one log line saying why.
+    #[default]
+    Auto,
+    /// Readiness through epoll (kqueue elsewhere), via mio: a `read` and a `write` per
+    /// connection and turn.
+    Epoll,
+    /// io_uring (Linux): multishot accept and receive into a provided buffer ring, sends
+    /// submitted from the output queue, one `io_uring_enter` per loop turn. Starting fails
+    /// where the system refuses it.
+    IoUring,
+}
+
 /// Which setting a [`ConfigError`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -58,6 +74,8 @@ pub enum Setting {
     ReadBufferSize,
     /// [`ConfigBuilder::assembly_budget`].
     AssemblyBudget,
+    /// [`ConfigBuilder::io_uring_buffers`].
+    IoUringBuffers,
 }
 
 impl std::fmt::Display for Setting {
@@ -74,6 +92,7 @@ impl std::fmt::Display for Setting {
             Setting::MaxConnections => "max connections",
             Setting::ReadBufferSize => "read buffer size",
             Setting::AssemblyBudget => "assembly budget",
+            Setting::IoUringBuffers => "io_uring buffers",
         })
     }
 }
@@ -116,6 +135,10 @@ pub enum ConfigError {
     /// Pinning asked for a core this process may not use (or core ids cannot be listed).
     #[error("core {0} is not available for pinning")]
     UnknownCore(usize),
+    /// io_uring buffers: a count that is not a power of two up to 32768, or a size under
+    /// 64 bytes (or over 1 GiB).
+    #[error("{0}: the count must be a power of two up to 32768, the size 64 B to 1 GiB")]
+    Invalid(Setting),
 }
 
 /// The smallest read buffer accepted.
@@ -160,6 +183,8 @@ pub struct Config {
     timer_tick: Duration,
     pool_budget: usize,
     assembly_budget: usize,
+    backend: Backend,
+    io_uring_buffers: (u16, usize),
 }
 
 impl Config {
@@ -168,7 +193,7 @@ impl Config {
     /// 16 MiB messages and frames, handshake 10 s, idle 120 s (ping at half), close 5 s,
     /// 1 MiB backpressure limit with a 256 KiB low watermark, [`BackpressurePolicy::HandBack`],
     /// 100 000 connections, 64 KiB read buffer, 100 ms timer tick, 1 GiB for partly received
-    /// messages.
+    /// messages, [`Backend::Auto`] with 512 io_uring receive buffers of 16 KiB per loop.
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
@@ -191,6 +216,8 @@ impl Config {
                 timer_tick: Duration::from_millis(100),
                 pool_budget: 16 << 20,
                 assembly_budget: 1 << 30,
+                backend: Backend::Auto,
+                io_uring_buffers: (512, 16 << 10),
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
@@ -266,6 +293,17 @@ impl Config {
     /// Size of each loop's read buffer.
     pub fn read_buffer_size(&self) -> usize {
         self.read_buffer_size
+    }
+
+    /// The backend asked for (see [`Server::backend`](crate::Server::backend) for the one
+    /// a running server chose).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The io_uring backend's provided receive buffers per loop: how many, and their size.
+    pub fn io_uring_buffers(&self) -> (u16, usize) {
+        self.io_uring_buffers
     }
     /// Resolution of the timers.
     pub fn timer_tick(&self) -> Duration {
@@ -408,6 +446,32 @@ impl ConfigBuilder {
         self.config.read_buffer_size = bytes;
         self
     }
+    /// What waits for I/O (default [`Backend::Auto`]: io_uring where the system allows it).
+    ///
+    /// ```
+    /// use surge::{config::Backend, Config};
+    ///
+    /// let config = Config::builder()
+    ///     .listen("127.0.0.1:0".parse().unwrap())
+    ///     .backend(Backend::Epoll)
+    ///     .build()?;
+    /// assert_eq!(config.backend(), Backend::Epoll);
+    /// # Ok::<(), surge::ConfigError>(())
+    /// ```
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.config.backend = backend;
+        self
+    }
+    /// The io_uring backend's provided receive buffers per loop (default 512 of 16 KiB):
+    /// `count` a power of two from 1 to 32768, `size` at least 64 bytes. Every receive
+    /// completion takes one until the protocol has consumed it (the same turn); when a
+    /// turn's receives want more than there are, the rest wait in the kernel for the next
+    /// turn (nothing is lost, and the count of such waits is in the loop's statistics).
+    /// The memory is allocated and touched at start: `count * size` per loop.
+    pub fn io_uring_buffers(mut self, count: u16, size: usize) -> Self {
+        self.config.io_uring_buffers = (count, size);
+        self
+    }
     /// Resolution of the handshake, idle and close timers (default 100 ms).
     pub fn timer_tick(mut self, tick: Duration) -> Self {
         self.config.timer_tick = tick;
@@ -469,6 +533,11 @@ impl ConfigBuilder {
                 low: config.low_watermark,
                 limit: config.backpressure_limit,
             });
+        }
+        let (buffers, buffer_size) = config.io_uring_buffers;
+        if !buffers.is_power_of_two() || buffers > 1 << 15 || !(64..=1 << 30).contains(&buffer_size)
+        {
+            return Err(ConfigError::Invalid(Setting::IoUringBuffers));
         }
         if config.read_buffer_size < MIN_READ_BUFFER {
             return Err(ConfigError::ReadBufferTooSmall);

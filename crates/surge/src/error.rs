@@ -29,6 +29,13 @@ pub enum ServerError {
         /// What the system said.
         source: io::Error,
     },
+    /// The io_uring backend was asked for and the system refused it (or a loop's ring
+    /// could not be set up).
+    #[error("cannot set up io_uring: {}", Described(source))]
+    IoUring {
+        /// What the system said.
+        source: io::Error,
+    },
     /// A loop thread could not be started.
     #[error("cannot start a loop thread: {}", Described(source))]
     Spawn {

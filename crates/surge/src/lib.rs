@@ -83,7 +83,8 @@
 //! let report = server.shutdown(Duration::from_secs(5));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![forbid(unsafe_code)]
+// Unsafe code lives only in the io_uring backend (`backend::uring`), which allows it.
+#![deny(unsafe_code)]
 
 mod acceptor;
 mod admission;
@@ -110,7 +111,9 @@ mod transport;
 mod turn;
 mod upgrade;
 
-pub use config::{BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning};
+#[cfg(target_os = "linux")]
+pub use backend::IoUringStats;
+pub use config::{Backend, BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning};
 pub use conn::{Conn, SendResult};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};

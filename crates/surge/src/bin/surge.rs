@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use surge::echo::EchoHandler;
-use surge::{Config, Pinning, Server};
+use surge::{Backend, Config, Pinning, Server};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -66,6 +66,10 @@ struct EchoArgs {
     /// Unsent bytes per connection at which reading and sending pause [default: 1MiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     backpressure_limit: Option<u64>,
+    /// What waits for I/O: auto (io_uring where the system allows it, else epoll), epoll,
+    /// or io-uring.
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
+    backend: Backend,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
@@ -97,6 +101,7 @@ fn run(args: &EchoArgs) -> Result<(), String> {
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let server = Server::start(config, |_| EchoHandler).map_err(|e| e.to_string())?;
+    tracing::info!(backend = ?server.backend(), "loops started");
     for addr in server.local_addrs() {
         tracing::info!("listening on ws://{addr}");
     }
@@ -115,7 +120,7 @@ fn run(args: &EchoArgs) -> Result<(), String> {
 }
 
 fn build_config(args: &EchoArgs) -> Result<Config, String> {
-    let mut builder = Config::builder();
+    let mut builder = Config::builder().backend(args.backend);
     for &addr in &args.listen {
         builder = builder.listen(addr);
     }
@@ -145,6 +150,15 @@ fn build_config(args: &EchoArgs) -> Result<Config, String> {
         builder = builder.backpressure_limit(limit);
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+fn parse_backend(text: &str) -> Result<Backend, String> {
+    match text {
+        "auto" => Ok(Backend::Auto),
+        "epoll" => Ok(Backend::Epoll),
+        "io-uring" | "io_uring" | "uring" => Ok(Backend::IoUring),
+        _ => Err(format!("unknown backend {text:?} (expected auto, epoll or io-uring)")),
+    }
 }
 
 /// `all`, or a list of cores and ranges: `0,2,4-7`.
