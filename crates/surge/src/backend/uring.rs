@@ -436,7 +436,8 @@ impl UringBackend {
         let Some(slot) = self.live(key) else {
             // The connection is gone; only its buffer matters.
             if let Some(id) = buffer {
-                self.buffers.recycle(id);
+                let len = usize::try_from(result).unwrap_or(0);
+                self.buffers.give_back(id, len, cqueue::buffer_more(flags));
             }
             return;
         };
@@ -444,6 +445,10 @@ impl UringBackend {
             slot.recv = Recv::Idle;
         }
         let go_on = !more && !slot.paused;
+        if let (Some(id), true) = (buffer, result <= 0) {
+            // A buffer with no bytes in it (not what the kernel does today): just back.
+            self.buffers.give_back(id, 0, cqueue::buffer_more(flags));
+        }
         match result {
             len if len > 0 => {
                 let Some(id) = buffer else {
@@ -451,8 +456,9 @@ impl UringBackend {
                     f(Ready::Input { key, peer_done: true });
                     return;
                 };
-                f(Ready::Received { key, bytes: self.buffers.get(id, len as usize) });
-                self.buffers.recycle(id);
+                let len = len as usize;
+                f(Ready::Received { key, bytes: self.buffers.get(id, len) });
+                self.buffers.give_back(id, len, cqueue::buffer_more(flags));
                 if go_on {
                     UringCounters::bump(&self.counters.rearmed);
                     self.rearm.push(key);

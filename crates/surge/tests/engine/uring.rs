@@ -13,8 +13,7 @@ use crate::harness::{start, TestHandler};
 /// message spans several buffers. Every echo must still come back whole and in order.
 #[test]
 fn a_buffer_ring_far_smaller_than_the_demand_loses_nothing() {
-    let config =
-        config(1).backend(Backend::IoUring).io_uring_buffers(4, 64).build().unwrap();
+    let config = config(1).backend(Backend::IoUring).io_uring_buffers(4, 64).build().unwrap();
     let (server, _) = start(config);
     let addr = server.local_addrs()[0];
     let clients: Vec<_> = (0..24)
@@ -60,8 +59,7 @@ fn refuse_io_uring_on_this_thread() {
         libc::sock_filter { code: RET_K, jt: 0, jf: 0, k: RET_ERRNO | libc::EPERM as u32 },
         libc::sock_filter { code: RET_K, jt: 0, jf: 0, k: RET_ALLOW },
     ];
-    let program =
-        libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+    let program = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
     // SAFETY: prctl with these options reads only its integer arguments and, for
     // PR_SET_SECCOMP, the `sock_fprog` and the filter it points at, both alive on this frame
     // for the call. They change only this thread (and threads it starts from now on).

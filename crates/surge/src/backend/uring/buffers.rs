@@ -1,6 +1,12 @@
 //! The provided buffer ring of one loop: `count` buffers of `size` bytes the kernel picks
-//! from for every multishot receive, each handed back to it (`recycle`) as soon as the
+//! from for every multishot receive, each handed back to it (`give_back`) as soon as the
 //! loop has handled the bytes it carried.
+//!
+//! Where the kernel has it (6.12, `IOU_PBUF_RING_INC`), buffers are consumed incrementally:
+//! a receive takes only what it fills, and the next one goes on in the same buffer (the
+//! completion says so with `IORING_CQE_F_BUF_MORE`), so that a 20-byte message does not
+//! take a whole buffer, and a few large buffers serve many connections; a buffer goes back
+//! once the kernel has moved past it.
 
 use std::alloc::{self, Layout};
 use std::io;
@@ -12,6 +18,9 @@ use io_uring::IoUring;
 
 /// The ring of buffer descriptors must be page aligned.
 const PAGE: usize = 4096;
+
+/// `IOU_PBUF_RING_INC`: buffers consumed incrementally.
+const INCREMENTAL: u16 = 2;
 
 /// The buffers and the ring of their descriptors, registered with one io_uring.
 pub(super) struct BufRing {
@@ -27,6 +36,10 @@ pub(super) struct BufRing {
     /// The kernel still has the ring (unregistering failed): leak it rather than free
     /// memory the kernel may write.
     kernel_holds: bool,
+    /// Per buffer, the bytes of it completions have filled so far (incremental mode).
+    filled: Box<[u32]>,
+    /// The kernel consumes buffers incrementally.
+    pub(super) incremental: bool,
 }
 
 impl BufRing {
@@ -58,19 +71,26 @@ impl BufRing {
             tail: 0,
             group,
             kernel_holds: false,
+            filled: vec![0; usize::from(count)].into_boxed_slice(),
+            incremental: false,
         };
         // SAFETY: `memory` is `memory_size` bytes we own.
         unsafe { memory.as_ptr().write_bytes(0, memory_size) };
         // SAFETY: the descriptor ring is page aligned, `count` entries long, and stays
         // allocated until `Drop`, which frees it only once the kernel has let go of it
         // (`unregister`, or the ring's end).
-        unsafe {
+        let register = |flags| unsafe {
             ring.submitter().register_buf_ring_with_flags(
                 entries.as_ptr() as u64,
                 count,
                 group,
-                0,
-            )?;
+                flags,
+            )
+        };
+        // Incremental where the kernel has it, whole buffers where not.
+        ring_buffers.incremental = register(INCREMENTAL).is_ok();
+        if !ring_buffers.incremental {
+            register(0)?;
         }
         ring_buffers.kernel_holds = true;
         for id in 0..count {
@@ -80,23 +100,33 @@ impl BufRing {
         Ok(ring_buffers)
     }
 
-    /// The first `len` bytes of buffer `id`, which a completion just filled.
+    /// The `len` bytes a completion just filled in buffer `id` (after what earlier
+    /// completions filled of it, in incremental mode).
     pub(super) fn get(&mut self, id: u16, len: usize) -> &mut [u8] {
-        assert!(id < self.count && len <= self.size, "a completion names a buffer we gave");
-        // SAFETY: buffer `id` lies inside `memory` (checked above), the kernel is done
-        // writing it (its completion was posted), and it is not handed back until the
-        // borrow ends (`recycle` takes `&mut self`).
+        let at = self.filled.get(usize::from(id)).map_or(usize::MAX, |&at| at as usize);
+        assert!(
+            id < self.count && at.checked_add(len).is_some_and(|end| end <= self.size),
+            "a completion names bytes of a buffer we gave"
+        );
+        // SAFETY: bytes `at..at + len` of buffer `id` lie inside `memory` (checked above),
+        // the kernel is done writing them (their completion was posted) and writes nothing
+        // before `at + len` of this buffer again until it is handed back, which takes
+        // `&mut self` and so waits for this borrow to end.
         unsafe {
-            std::slice::from_raw_parts_mut(
-                self.memory.as_ptr().add(usize::from(id) * self.size),
-                len,
-            )
+            let start = self.memory.as_ptr().add(usize::from(id) * self.size + at);
+            std::slice::from_raw_parts_mut(start, len)
         }
     }
 
-    /// Hands buffer `id` back to the kernel.
-    pub(super) fn recycle(&mut self, id: u16) {
-        if id < self.count {
+    /// The `len` bytes of buffer `id` that `get` lent are handled: the buffer goes back to
+    /// the kernel, unless it is still filling it (`kernel_keeps`: the completion had
+    /// `IORING_CQE_F_BUF_MORE`).
+    pub(super) fn give_back(&mut self, id: u16, len: usize, kernel_keeps: bool) {
+        let Some(filled) = self.filled.get_mut(usize::from(id)) else { return };
+        if kernel_keeps {
+            *filled += len as u32;
+        } else {
+            *filled = 0;
             self.put(id);
             self.publish();
         }

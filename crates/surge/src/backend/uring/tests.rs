@@ -68,6 +68,28 @@ fn received_bytes_arrive_whole_and_in_order_through_few_small_buffers() {
 }
 
 #[test]
+fn small_receives_share_a_buffer_where_the_kernel_consumes_them_incrementally() {
+    let (mut backend, _stream, mut client, _) = pair((2, 4096));
+    let mut starts = Vec::new();
+    for piece in [b"first", b"again"] {
+        client.write_all(piece).unwrap();
+        pump(&mut backend, |ready| match ready {
+            Ready::Received { bytes, .. } => {
+                assert_eq!(bytes, piece);
+                starts.push(bytes.as_ptr() as usize);
+                true
+            }
+            _ => false,
+        });
+    }
+    if backend.buffers.incremental {
+        assert_eq!(starts[1], starts[0] + 5, "the second receive goes on in the same buffer");
+    } else {
+        assert_ne!(starts[1], starts[0] + 5);
+    }
+}
+
+#[test]
 fn lent_segments_go_out_whole_in_one_slice_or_many() {
     let (mut backend, mut stream, mut client, key) = pair((4, 4096));
     let mut pool = BufferPool::new(1 << 20);
