@@ -193,7 +193,7 @@ impl Config {
     /// 16 MiB messages and frames, handshake 10 s, idle 120 s (ping at half), close 5 s,
     /// 1 MiB backpressure limit with a 256 KiB low watermark, [`BackpressurePolicy::HandBack`],
     /// 100 000 connections, 64 KiB read buffer, 100 ms timer tick, 1 GiB for partly received
-    /// messages, [`Backend::Auto`] with 64 io_uring receive buffers of 64 KiB per loop.
+    /// messages, [`Backend::Auto`] with 8 io_uring receive buffers of 64 KiB per loop.
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
@@ -217,7 +217,7 @@ impl Config {
                 pool_budget: 16 << 20,
                 assembly_budget: 1 << 30,
                 backend: Backend::Auto,
-                io_uring_buffers: (64, 64 << 10),
+                io_uring_buffers: (8, 64 << 10),
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
@@ -462,14 +462,17 @@ impl ConfigBuilder {
         self.config.backend = backend;
         self
     }
-    /// The io_uring backend's provided receive buffers per loop (default 64 of 64 KiB):
+    /// The io_uring backend's provided receive buffers per loop (default 8 of 64 KiB):
     /// `count` a power of two from 1 to 32768, `size` at least 64 bytes. A receive fills
     /// part of one (Linux 6.12 on: the next receive goes on in the same buffer; before, it
     /// takes a whole one), and the buffer goes back to the kernel in the same turn, once the
     /// protocol has consumed it; when a turn's receives want more than there is, the rest
     /// wait in the kernel for the next turn (nothing is lost, and such waits are counted:
     /// [`Server::io_uring_stats`](crate::Server::io_uring_stats)). The memory is allocated
-    /// and touched at start: `count * size` per loop.
+    /// and touched at start: `count * size` per loop. Incremental receives walk through the
+    /// whole ring, so a ring that fits the core's cache (the default's 512 KiB) costs less
+    /// per byte than a larger one (measured: 64 x 64 KiB took about 8% more server CPU per
+    /// 16 KiB echo); before Linux 6.12 a turn receives for at most `count` connections.
     pub fn io_uring_buffers(mut self, count: u16, size: usize) -> Self {
         self.config.io_uring_buffers = (count, size);
         self

@@ -263,9 +263,10 @@ impl UringBackend {
         (count, size): (u16, usize),
         counters: Arc<UringCounters>,
     ) -> io::Result<Self> {
-        // Room for a turn's submissions: a receive re-armed and a send per buffer's worth
-        // of connections; the completion queue four times that.
-        let entries = (u32::from(count) * 2).clamp(64, 4096);
+        // Room for a turn's submissions (a send and now and then a receive re-armed per
+        // connection served; more go in an early submit, counted), and four times that in
+        // the completion queue; rings with few buffers (a test's) get small queues too.
+        let entries = (u32::from(count) * 16).clamp(64, 2048);
         let ring = new_ring(entries)?;
         let buffers = BufRing::new(&ring, count, size, BUFFER_GROUP)?;
         let mut backend = UringBackend {

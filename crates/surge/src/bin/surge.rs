@@ -70,6 +70,9 @@ struct EchoArgs {
     /// or io-uring.
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
     backend: Backend,
+    /// io_uring receive buffers per loop, COUNTxSIZE, e.g. 16x64KiB [default: 8x64KiB].
+    #[arg(long, value_name = "COUNTxSIZE", value_parser = parse_buffers)]
+    io_uring_buffers: Option<(u16, usize)>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
@@ -114,6 +117,10 @@ fn run(args: &EchoArgs) -> Result<(), String> {
             std::process::exit(130);
         }
     });
+    #[cfg(target_os = "linux")]
+    if server.backend() == Backend::IoUring {
+        tracing::info!(stats = ?server.io_uring_stats(), "io_uring");
+    }
     let report = server.shutdown(grace);
     tracing::info!(closed_cleanly = report.closed_cleanly, forced = report.forced, "stopped");
     Ok(())
@@ -145,11 +152,21 @@ fn build_config(args: &EchoArgs) -> Result<Config, String> {
     if let Some(timeout) = args.close_timeout {
         builder = builder.close_timeout(timeout);
     }
+    if let Some((count, size)) = args.io_uring_buffers {
+        builder = builder.io_uring_buffers(count, size);
+    }
     if let Some(limit) = args.backpressure_limit {
         let limit = usize::try_from(limit).map_err(|_| "backpressure limit too large")?;
         builder = builder.backpressure_limit(limit);
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+fn parse_buffers(text: &str) -> Result<(u16, usize), String> {
+    let bad = || format!("bad buffers {text:?} (expected COUNTxSIZE, e.g. 16x64KiB)");
+    let (count, size) = text.split_once('x').ok_or_else(bad)?;
+    let size = usize::try_from(parse_size(size)?).map_err(|_| bad())?;
+    Ok((count.parse().map_err(|_| bad())?, size))
 }
 
 fn parse_backend(text: &str) -> Result<Backend, String> {
