@@ -218,6 +218,8 @@ impl<H: Handler> Connections<H> {
                 entry.core.io.clear(flag::DIRTY);
                 if !entry.core.io.has(flag::WRITE_BLOCKED) {
                     self.flush_one(backend, key);
+                } else {
+                    backend.output_waits(key);
                 }
             }
             list.clear();

@@ -143,6 +143,11 @@ pub(crate) trait Backend {
         drop(stream);
         out
     }
+    /// Connection `key` has output queued behind a write still in flight (a completion
+    /// backend's send): its completion is wanted promptly, not held back for a batch.
+    fn output_waits(&mut self, key: ConnKey) {
+        let _ = key;
+    }
     /// Connection `key` reached the backpressure limit: stop receiving for it (a completion
     /// backend; a readiness backend is simply not read).
     fn pause_reading(&mut self, key: ConnKey) {

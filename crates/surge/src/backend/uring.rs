@@ -53,6 +53,12 @@ use buffers::BufRing;
 /// The buffer group of the loop's provided buffer ring.
 const BUFFER_GROUP: u16 = 0;
 
+/// How long a wait may hold back the completions of the sends it has just submitted, hoping
+/// for one more event to handle with them in the same turn. Sends to a socket with room
+/// complete during the submission itself; without this, every turn that sends would be
+/// followed by a turn for those completions alone, and a second `io_uring_enter`.
+const BATCH_WAIT: Duration = Duration::from_micros(100);
+
 /// Connection slots a request's user data can name (the rest of its bits: the operation
 /// and the slot's generation).
 const MAX_SLOTS: u32 = 1 << 29;
@@ -188,6 +194,8 @@ struct Slot {
     paused: bool,
     /// The send in flight.
     send: Option<Box<InFlight>>,
+    /// Output waits behind the send in flight (counted in `UringBackend::backlogged`).
+    backlog: bool,
 }
 
 /// A send in flight: the `msghdr` and iovecs the kernel reads (they point into the
@@ -244,6 +252,10 @@ pub(crate) struct UringBackend {
         reason = "the kernel holds pointers into a send's record: it must not move, so it is boxed"
     )]
     spare_sends: Vec<Box<InFlight>>,
+    /// Sends queued since the last wait.
+    fresh_sends: u32,
+    /// Connections with output waiting behind their send in flight.
+    backlogged: usize,
     /// Connections whose receive ended and is to be armed again after this drain.
     rearm: Vec<ConnKey>,
     /// The last wait's completions (copied out, so the queue is free while they are
@@ -280,6 +292,8 @@ impl UringBackend {
             slots: Vec::new(),
             orphans: Vec::new(),
             spare_sends: Vec::new(),
+            fresh_sends: 0,
+            backlogged: 0,
             rearm: Vec::new(),
             completions: Vec::with_capacity(entries as usize * 4),
             nodelay,
@@ -486,7 +500,14 @@ impl UringBackend {
 
     /// A send completion: the connection's, or an orphan's.
     fn on_send(&mut self, data: u64, key: ConnKey, result: i32, f: &mut impl FnMut(Ready<'_>)) {
-        let own = self.live(key).and_then(|slot| slot.send.take());
+        let mut backlog = false;
+        let own = self.live(key).and_then(|slot| {
+            backlog = std::mem::take(&mut slot.backlog);
+            slot.send.take()
+        });
+        if backlog {
+            self.backlogged -= 1;
+        }
         let Some(mut sent) = own else {
             if let Some(i) = self.orphans.iter().position(|(d, _)| *d == data) {
                 let (_, mut sent) = self.orphans.swap_remove(i);
@@ -539,7 +560,15 @@ impl Backend for UringBackend {
     const COMPLETES_READS: bool = true;
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let want = u32::from(timeout != Some(Duration::ZERO));
+        let fresh = std::mem::take(&mut self.fresh_sends);
+        let (want, timeout) = match timeout {
+            Some(Duration::ZERO) => (0, timeout),
+            // Nothing waits for this turn's sends: wait for them and one more event, briefly.
+            _ if fresh > 0 && self.backlogged == 0 => {
+                (fresh.saturating_add(1), Some(timeout.map_or(BATCH_WAIT, |t| t.min(BATCH_WAIT))))
+            }
+            _ => (1, timeout),
+        };
         self.enter(want, timeout)?;
         self.collect();
         Ok(())
@@ -647,6 +676,7 @@ impl Backend for UringBackend {
             recv: Recv::Idle,
             paused: false,
             send: None,
+            backlog: false,
         };
         self.arm_recv(key);
         Ok(())
@@ -688,8 +718,17 @@ impl Backend for UringBackend {
         if let Some(slot) = self.live(key) {
             slot.send = Some(sent);
         }
+        self.fresh_sends += 1;
         self.push(entry.user_data(data));
         Ok(Flushed::Partial)
+    }
+
+    fn output_waits(&mut self, key: ConnKey) {
+        let Some(slot) = self.live(key) else { return };
+        if slot.send.is_some() && !slot.backlog {
+            slot.backlog = true;
+            self.backlogged += 1;
+        }
     }
 
     fn watch_writable(&mut self, _: ConnKey, _: &mut Stream, _: bool) -> io::Result<()> {
@@ -705,8 +744,12 @@ impl Backend for UringBackend {
     ) -> Option<Box<Outbox>> {
         let Some(slot) = self.live(key) else { return out };
         slot.live = false;
+        let backlog = std::mem::take(&mut slot.backlog);
         let receiving = slot.recv != Recv::Idle;
         let sending = slot.send.take();
+        if backlog {
+            self.backlogged -= 1;
+        }
         if receiving {
             self.cancel(user_data(Op::Recv, key.slot, key.generation));
         }
