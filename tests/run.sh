@@ -167,6 +167,17 @@ suite_cargo() {
   run_step cargo-test:io-uring cargo_test_io_uring
 }
 
+# Two Surge nodes and a redis-server of the test's own (it starts, SIGSTOPs, kills and
+# restarts it on a free loopback port, and stops it): crates/surge/tests/cluster.rs.
+cluster_test() {
+  command -v redis-server >/dev/null || { echo "no redis-server (tests/setup.sh installs it)"; exit 77; }
+  timeout -k 10 300 cargo test -p surge --test cluster
+}
+
+suite_cluster() {
+  run_step cluster cluster_test
+}
+
 # External clients run against the Surge echo server; URL is appended.
 # ("name|command"; browser: in fast mode skipped)
 EXTERNAL_CLIENTS=(
@@ -178,6 +189,11 @@ EXTERNAL_CLIENTS=(
   "chromium|node tests/clients/chromium.js"
 )
 AUTOBAHN_CASES="1.*,2.*,3.*,4.*,5.*,6.*,7.*,8.*,9.*,10.*"
+# permessage-deflate (RFC 7692): a step of their own, with their own expected files
+AUTOBAHN_DEFLATE_CASES="12.*,13.*"
+# What Surge's echo server (`--deflate`, the shared policy) answers every deflate offer of
+# the real clients above; the deflate-capable ones assert it.
+SURGE_DEFLATE_ANSWER="permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 SERVER_TIME_LIMIT=1800 # seconds; the echo server is killed after this anyway
 
 # build_release: the release binaries the external suites use
@@ -193,7 +209,8 @@ start_echo_server() {
   if [ -n "${SURGE_ECHO_SERVER_CMD:-}" ]; then
     read -r -a cmd <<<"${SURGE_ECHO_SERVER_CMD//\{PORT\}/0}"
   else
-    cmd=(target/release/surge echo --listen 127.0.0.1:0 --backend "${1:-epoll}")
+    cmd=(target/release/surge echo --listen 127.0.0.1:0 --deflate --backend "${1:-epoll}")
+    export SURGE_EXPECT_EXTENSIONS="$SURGE_DEFLATE_ANSWER"
   fi
   echo "starting: ${cmd[*]}"
   start_bg echo-server "$LOGS/echo-server.log" timeout "$SERVER_TIME_LIMIT" "${cmd[@]}"
@@ -204,13 +221,14 @@ start_echo_server() {
   echo "echo server pid $ECHO_PID at $ECHO_URL"
 }
 
+# autobahn_server [CASES REPORT EXPECTED]: the fuzzingclient grades the echo server
 autobahn_server() {
-  local out="$ROOT/tests/autobahn/reports/${AUTOBAHN_REPORT:-server}" rc=0
-  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 tests/autobahn/run.sh "${ECHO_URL%/}" "$AUTOBAHN_CASES" || rc=$?
+  local cases=${1:-$AUTOBAHN_CASES} out="$ROOT/tests/autobahn/reports/${2:-server}" rc=0
+  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 tests/autobahn/run.sh "${ECHO_URL%/}" "$cases" || rc=$?
   # run.sh exits 1 when a case FAILED: the expected file decides; 2 = not set up
   [ "$rc" -le 1 ] || return 1
   [ -f "$out/index.json" ] || return 1
-  python3 tests/autobahn/compare.py "$out" tests/autobahn/expected-server.json
+  python3 tests/autobahn/compare.py "$out" "tests/autobahn/${3:-expected-server.json}"
 }
 
 server_still_running() {
@@ -224,7 +242,8 @@ suite_external_server() {
   local entry backend suffix names=(build-release)
   for backend in epoll io-uring; do
     suffix=$([ "$backend" = epoll ] && echo "" || echo "@$backend")
-    names+=("echo-server-start$suffix" "autobahn-server$suffix" "echo-server-survived$suffix")
+    names+=("echo-server-start$suffix" "autobahn-server$suffix" "autobahn-server-deflate$suffix"
+      "echo-server-survived$suffix")
     for entry in "${EXTERNAL_CLIENTS[@]}"; do names+=("client:${entry%%|*}$suffix"); done
   done
   any_selected "${names[@]}" || return 0
@@ -255,7 +274,8 @@ suite_external_server() {
 external_server_on() {
   local backend=$1 suffix=$2 entry name cmd
   # shellcheck disable=SC2046
-  any_selected "echo-server-start$suffix" "autobahn-server$suffix" "echo-server-survived$suffix" \
+  any_selected "echo-server-start$suffix" "autobahn-server$suffix" "autobahn-server-deflate$suffix" \
+    "echo-server-survived$suffix" \
     $(for entry in "${EXTERNAL_CLIENTS[@]}"; do echo "client:${entry%%|*}$suffix"; done) || return 0
   # started here, in the main shell, so that the pid outlives the step
   local t0=$SECONDS rc=0
@@ -278,8 +298,11 @@ external_server_on() {
   done
   if [ "$MODE" = fast ]; then
     skip_step "autobahn-server$suffix" "SURGE_TESTS=fast"
+    skip_step "autobahn-server-deflate$suffix" "SURGE_TESTS=fast"
   else
-    AUTOBAHN_REPORT="server$suffix" run_step "autobahn-server$suffix" autobahn_server
+    run_step "autobahn-server$suffix" autobahn_server "$AUTOBAHN_CASES" "server$suffix"
+    run_step "autobahn-server-deflate$suffix" autobahn_server "$AUTOBAHN_DEFLATE_CASES" \
+      "server-deflate$suffix" expected-server-deflate.json
   fi
   run_step "echo-server-survived$suffix" server_still_running
   stop_bg "$ECHO_PID"
@@ -327,22 +350,28 @@ loadgen_report_render() {
   node tests/clients/report_render.js "$LOGS/loadgen-report.html" 4 "$LOGS/loadgen-report.png"
 }
 
-# autobahn_client: Autobahn's fuzzingserver grades Surge's client side, cases 1-10
-# (surge-loadgen autobahn-client), then compare.py against expected-client.json.
+# autobahn_client [CASES REPORT EXPECTED]: Autobahn's fuzzingserver grades Surge's client
+# side (surge-loadgen autobahn-client), cases 1-10 by default, then compare.py against
+# the expected file (expected-client.json by default).
 autobahn_client() {
-  local out="$ROOT/tests/autobahn/reports/client" rc=0
-  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 AUTOBAHN_AGENT=surge-loadgen \
-    tests/autobahn/run-client.sh "$AUTOBAHN_CASES" || rc=$?
+  local cases=${1:-$AUTOBAHN_CASES} out="$ROOT/tests/autobahn/reports/${2:-client}" rc=0
+  # The compression cases (1000 messages of up to 128 KiB each, deflated by wstest in
+  # Python) take about 11 minutes on 2 cores: a longer bound per case and for the run.
+  local case_timeout=60s run_timeout=900
+  if [ "$cases" = "$AUTOBAHN_DEFLATE_CASES" ]; then case_timeout=180s run_timeout=1500; fi
+  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=$run_timeout AUTOBAHN_AGENT=surge-loadgen \
+    AUTOBAHN_CLIENT="$ROOT/target/release/surge-loadgen autobahn-client {URL} --agent {AGENT} --case-timeout $case_timeout" \
+    tests/autobahn/run-client.sh "$cases" || rc=$?
   # run-client.sh exits 1 when a case FAILED: the expected file decides; 2 = not set up,
   # 3 = the client failed (a case hit its time limit) or no report
   [ "$rc" -le 1 ] || return 1
-  python3 tests/autobahn/compare.py "$out" tests/autobahn/expected-client.json
+  python3 tests/autobahn/compare.py "$out" "tests/autobahn/${3:-expected-client.json}"
 }
 
 suite_loadgen() {
   local port
   any_selected loadgen-build loadgen:python_websockets loadgen:node_ws loadgen-report-render \
-    autobahn-client || return 0
+    autobahn-client autobahn-client-deflate || return 0
   if ! has_package surge-loadgen; then
     skip_step loadgen "no surge-loadgen package in the workspace"
     return 0
@@ -358,9 +387,11 @@ suite_loadgen() {
   if [ "$MODE" = fast ]; then
     skip_step loadgen-report-render "SURGE_TESTS=fast"
     skip_step autobahn-client "SURGE_TESTS=fast"
+    skip_step autobahn-client-deflate "SURGE_TESTS=fast"
   else
     run_step loadgen-report-render loadgen_report_render
     run_step autobahn-client autobahn_client
+    run_step autobahn-client-deflate autobahn_client "$AUTOBAHN_DEFLATE_CASES" client-deflate expected-client-deflate.json
   fi
 }
 
@@ -415,7 +446,7 @@ summary() {
 }
 
 # ------------------------------------------------------------------- main
-SUITES=(suite_setup suite_cargo suite_asan suite_external_server suite_loadgen suite_fuzz)
+SUITES=(suite_setup suite_cargo suite_cluster suite_asan suite_external_server suite_loadgen suite_fuzz)
 suite_setup
 WORKSPACE_PACKAGES=$(workspace_packages || true)
 for s in "${SUITES[@]:1}"; do "$s"; done

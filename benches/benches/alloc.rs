@@ -4,7 +4,13 @@
 //!
 //! A counting global allocator counts only on threads that opted in; the handler factory
 //! runs on the loop's thread, so it opts the loop in. Clients (same process, other
-//! threads) pipeline 20-byte text messages over loopback.
+//! threads) pipeline 20-byte text messages over loopback; then, with permessage-deflate
+//! negotiated, a 137-byte JSON-like text under each memory policy (the shared per-loop
+//! codecs, and a stream per connection at window 12, memLevel 4): inflated into the loop's
+//! spare buffer, compressed into the pooled output buffer, zero allocations as well. Last,
+//! the publish path: a room of 16 (`surge broadcast`'s handler: one topic, the sender
+//! included), each message published, encoded once into a pooled shared frame and queued to
+//! every member.
 //!
 //! ```text
 //! cargo bench -p surge-benches --bench alloc            # report
@@ -19,10 +25,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use surge::broadcast::RoomHandler;
 use surge::echo::EchoHandler;
-use surge::{Config, Server};
+use surge::{Config, DeflateConfig, DeflateMemory, Server};
 use surge_client::blocking::{self, Received};
 use surge_client::Keys;
+use surge_proto::deflate::ClientOffer;
 use surge_proto::handshake::ClientRequest;
 use surge_proto::message::Message;
 
@@ -76,35 +84,60 @@ const CLIENT_THREADS: usize = 2;
 const CONNECTIONS_PER_THREAD: usize = 8;
 /// Messages each connection has in flight (sent in one write, then read back).
 const WINDOW: usize = 16;
-const WARM_UP: u64 = 200_000;
-const MEASURED: u64 = 1_000_000;
 /// Longest wait for a connection or an echo.
 const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A 137-byte JSON-like text, what a feed sends.
+const JSON: &str = r#"{"type":"trade","symbol":"BTC-USD","price":43251.75,"size":0.0125,"side":"buy","ts":1733050000123,"id":"7f3a9c2e-41d8-4b6a-9e1f-0c5d123"}"#;
+
+/// One measured setup.
+struct Case {
+    name: &'static str,
+    deflate: Option<DeflateConfig>,
+    text: &'static str,
+    warm_up: u64,
+    measured: u64,
+}
 
 /// One client connection: the workspace's blocking client.
 struct Client(blocking::Client);
 
 impl Client {
-    fn connect(addr: SocketAddr, seed: u64) -> Client {
+    fn connect(addr: SocketAddr, seed: u64, deflate: bool) -> Client {
         let host = addr.to_string();
         let nonce = (u128::from(seed) * 0x9E37_79B9_7F4A_7C15).to_le_bytes();
         let keys = Keys { nonce, mask_seed: seed };
         let request = ClientRequest::new(&host, "/");
-        Client(blocking::Client::connect(addr, &request, keys, PATIENCE).expect("connect"))
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        let offer = deflate.then(ClientOffer::default);
+        let client = blocking::Client::over_with(stream, &request, keys, offer, PATIENCE);
+        let client = client.expect("handshake");
+        assert_eq!(client.deflate().is_some(), deflate, "deflate negotiated as asked");
+        Client(client)
     }
 
     /// Sends a window of messages in one write and reads their echoes back.
-    fn round(&mut self) {
+    fn round(&mut self, message: &str) {
+        self.send_window(message);
+        self.recv_window(message);
+    }
+
+    /// Sends a window of messages in one write.
+    fn send_window(&mut self, message: &str) {
         self.0
             .write_frames(|ws, out| {
                 for _ in 0..WINDOW {
-                    ws.send(Message::Text("twenty bytes of text"), out).unwrap();
+                    ws.send(Message::Text(message), out).unwrap();
                 }
             })
             .unwrap();
+    }
+
+    /// Reads a window of messages as long as `message`.
+    fn recv_window(&mut self, message: &str) {
         for _ in 0..WINDOW {
             match self.0.recv_within(PATIENCE).unwrap() {
-                Some(Received::Text(text)) => assert_eq!(text.len(), 20),
+                Some(Received::Text(text)) => assert_eq!(text.len(), message.len()),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -113,11 +146,51 @@ impl Client {
 
 fn main() -> ExitCode {
     let strict = std::env::args().any(|arg| arg == "--strict");
-    let config = Config::builder()
-        .listen("127.0.0.1:0".parse().unwrap())
-        .threads(1)
-        .build()
-        .expect("config");
+    let cases = [
+        Case {
+            name: "echo",
+            deflate: None,
+            text: "twenty bytes of text",
+            warm_up: 200_000,
+            measured: 1_000_000,
+        },
+        Case {
+            name: "echo/deflate-shared",
+            deflate: Some(DeflateConfig::default()),
+            text: JSON,
+            warm_up: 20_000,
+            measured: 100_000,
+        },
+        Case {
+            name: "echo/deflate-stream-12-4",
+            deflate: Some(DeflateConfig {
+                memory: DeflateMemory::PerConnection { window_bits: 12, mem_level: 4 },
+                ..DeflateConfig::default()
+            }),
+            text: JSON,
+            warm_up: 20_000,
+            measured: 100_000,
+        },
+    ];
+    let mut clean = true;
+    for case in &cases {
+        clean &= run(case);
+    }
+    clean &= publish_case();
+    if strict && !clean {
+        eprintln!("alloc: expected no allocation on the steady-state echo and publish paths");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs one case; whether it allocated nothing.
+fn run(case: &Case) -> bool {
+    let mut builder = Config::builder().listen("127.0.0.1:0".parse().unwrap()).threads(1);
+    if let Some(deflate) = case.deflate {
+        builder = builder.deflate(deflate);
+    }
+    let config = builder.build().expect("config");
     let server = Server::start(config, |_| {
         // Runs on the loop's thread: count its allocations from here on.
         COUNTED.with(|counted| counted.set(true));
@@ -127,7 +200,8 @@ fn main() -> ExitCode {
     let addr = server.local_addrs()[0];
 
     let echoed = Arc::new(AtomicU64::new(0));
-    let target = WARM_UP + MEASURED;
+    let (warm_up, target) = (case.warm_up, case.warm_up + case.measured);
+    let (deflate, text) = (case.deflate.is_some(), case.text);
     let start = Arc::new(Barrier::new(CLIENT_THREADS + 1));
     // Connections close only after the count is taken (closing allocates, e.g. the slab's
     // free list, and is not the echo path).
@@ -139,12 +213,14 @@ fn main() -> ExitCode {
             let done = Arc::clone(&done);
             std::thread::spawn(move || {
                 let mut conns: Vec<Client> = (0..CONNECTIONS_PER_THREAD)
-                    .map(|c| Client::connect(addr, (t * CONNECTIONS_PER_THREAD + c) as u64 + 1))
+                    .map(|c| {
+                        Client::connect(addr, (t * CONNECTIONS_PER_THREAD + c) as u64 + 1, deflate)
+                    })
                     .collect();
                 start.wait();
                 while echoed.load(Ordering::Relaxed) < target {
                     for conn in &mut conns {
-                        conn.round();
+                        conn.round(text);
                     }
                     echoed.fetch_add((CONNECTIONS_PER_THREAD * WINDOW) as u64, Ordering::Relaxed);
                 }
@@ -154,35 +230,96 @@ fn main() -> ExitCode {
         })
         .collect();
     start.wait();
-
-    while echoed.load(Ordering::Relaxed) < WARM_UP {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let (allocs_before, echoed_before, started) =
-        (ALLOCATIONS.load(Ordering::Relaxed), echoed.load(Ordering::Relaxed), Instant::now());
-    while echoed.load(Ordering::Relaxed) < target {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let (allocs_after, echoed_after, elapsed) =
-        (ALLOCATIONS.load(Ordering::Relaxed), echoed.load(Ordering::Relaxed), started.elapsed());
+    let (allocations, messages, elapsed) = measure(&echoed, warm_up, target);
     done.wait();
     for client in clients {
         client.join().expect("client thread");
     }
     server.shutdown(Duration::from_secs(2));
 
-    let messages = echoed_after - echoed_before;
-    let allocations = allocs_after - allocs_before;
     let per_million = allocations as f64 * 1e6 / messages as f64;
     println!(
-        "alloc/echo: {allocations} allocations on the loop thread over {messages} echoed \
-         messages = {per_million:.2} per million ({:.0} msg/s, {} connections, 1 loop)",
+        "alloc/{}: {allocations} allocations on the loop thread over {messages} echoed \
+         {}-byte messages = {per_million:.2} per million ({:.0} msg/s, {} connections, 1 loop)",
+        case.name,
+        text.len(),
         messages as f64 / elapsed.as_secs_f64(),
         CLIENT_THREADS * CONNECTIONS_PER_THREAD,
     );
-    if strict && allocations > 0 {
-        eprintln!("alloc/echo: expected no allocation on the steady-state echo path");
-        return ExitCode::FAILURE;
+    allocations == 0
+}
+
+/// Allocations and messages between `warm_up` and `target` messages, as the clients count
+/// them in `messages`, and the time between.
+fn measure(messages: &AtomicU64, warm_up: u64, target: u64) -> (u64, u64, Duration) {
+    while messages.load(Ordering::Relaxed) < warm_up {
+        std::thread::sleep(Duration::from_millis(1));
     }
-    ExitCode::SUCCESS
+    let (allocs_before, before, started) =
+        (ALLOCATIONS.load(Ordering::Relaxed), messages.load(Ordering::Relaxed), Instant::now());
+    while messages.load(Ordering::Relaxed) < target {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (allocs_after, after, elapsed) =
+        (ALLOCATIONS.load(Ordering::Relaxed), messages.load(Ordering::Relaxed), started.elapsed());
+    (allocs_after - allocs_before, after - before, elapsed)
+}
+
+/// Members of the publish case's room.
+const ROOM: usize = 16;
+
+/// The publish path; whether it allocated nothing.
+fn publish_case() -> bool {
+    let config = Config::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .threads(1)
+        .build()
+        .expect("config");
+    let server = Server::start(config, |_| {
+        // Runs on the loop's thread: count its allocations from here on.
+        COUNTED.with(|counted| counted.set(true));
+        RoomHandler
+    })
+    .expect("server");
+    let addr = server.local_addrs()[0];
+    let (warm_up, target) = (200_000, 1_200_000);
+    let text = "twenty bytes of text";
+    let delivered = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(Barrier::new(2));
+    let client = {
+        let (delivered, done) = (Arc::clone(&delivered), Arc::clone(&done));
+        let handle = server.handle().clone();
+        std::thread::spawn(move || {
+            let mut members: Vec<Client> =
+                (0..ROOM).map(|c| Client::connect(addr, c as u64 + 100, false)).collect();
+            while handle.topic_stats().subscriptions < ROOM as u64 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut round = 0;
+            while delivered.load(Ordering::Relaxed) < target {
+                // One member publishes a window; every member, itself too, receives it.
+                members[round % ROOM].send_window(text);
+                for member in &mut members {
+                    member.recv_window(text);
+                }
+                delivered.fetch_add((ROOM * WINDOW) as u64, Ordering::Relaxed);
+                round += 1;
+            }
+            done.wait();
+            drop(members);
+        })
+    };
+    let (allocations, deliveries, elapsed) = measure(&delivered, warm_up, target);
+    done.wait();
+    client.join().expect("client thread");
+    server.shutdown(Duration::from_secs(2));
+    let per_million = allocations as f64 * 1e6 / deliveries as f64;
+    println!(
+        "alloc/publish: {allocations} allocations on the loop thread over {deliveries} \
+         deliveries of {}-byte messages (a room of {ROOM}) = {per_million:.2} per million \
+         ({:.0} deliveries/s, 1 loop)",
+        text.len(),
+        deliveries as f64 / elapsed.as_secs_f64(),
+    );
+    allocations == 0
 }

@@ -1,11 +1,11 @@
-//! The permessage-deflate backend as a measured choice: zlib-rs (what `surge-proto` ships,
-//! through `surge_proto::deflate`) against C zlib (the system's libz through libz-sys, called
-//! the same way: raw deflate, sync flush, tail stripped; inflate with the tail appended), in
-//! the same run.
+//! The permessage-deflate backend as a measured choice: C zlib (what `surge-proto` ships,
+//! through `surge_proto::deflate`: the system's libz through libz-sys) against zlib-rs (the
+//! Rust port of zlib-ng, called the same way: raw deflate, sync flush, tail stripped;
+//! inflate with the tail appended), in the same run.
 //!
 //! First a table of state sizes: the heap bytes one stream holds, counted by a global
-//! allocator that both libraries allocate through (zlib-rs uses Rust's allocator; C zlib is
-//! given `zalloc`/`zfree` that call it), for window bits 9, 12, 15 and memLevel 1, 4, 8;
+//! allocator that both libraries allocate through (zlib-rs uses Rust's allocator; surge-proto
+//! gives C zlib `zalloc`/`zfree` that call it), for window bits 9, 12, 15 and memLevel 1, 4, 8;
 //! deflate after it is made, inflate after its first message (C zlib allocates its window on
 //! first use). Then criterion: ns per message and MB/s of input for compressing and for
 //! inflating a 137 B JSON-like text message and 16 KiB of text, window 15, memLevel 8,
@@ -20,7 +20,6 @@
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::ffi::{c_int, c_uint, c_void};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
@@ -69,91 +68,25 @@ fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
-// ------------------------------------------------------------------ C zlib, the same calls
+// ------------------------------------------------------------------ zlib-rs, the same calls
 
-mod c_zlib {
+mod zlib_rs_direct {
     use super::*;
-    use libz_sys as z;
+    use zlib_rs::{DeflateConfig, DeflateFlush, InflateFlush, Method, Strategy};
 
-    /// Bytes in front of each block: its total size, for `zfree`.
-    const HEADER: usize = 16;
-
-    /// `zalloc` through Rust's global allocator, so that the counting allocator sees it.
-    unsafe extern "C" fn zalloc(_opaque: *mut c_void, items: c_uint, size: c_uint) -> *mut c_void {
-        let Some(total) =
-            (items as usize).checked_mul(size as usize).and_then(|n| n.checked_add(HEADER))
-        else {
-            return std::ptr::null_mut();
-        };
-        let Ok(layout) = Layout::from_size_align(total, HEADER) else {
-            return std::ptr::null_mut();
-        };
-        // SAFETY: `layout` has a non-zero size (at least HEADER).
-        let base = unsafe { std::alloc::alloc(layout) };
-        if base.is_null() {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: `base` is valid for `total >= HEADER` bytes and aligned to 16, so for a usize.
-        unsafe { base.cast::<usize>().write(total) };
-        // SAFETY: HEADER <= total: still inside the block.
-        unsafe { base.add(HEADER).cast() }
-    }
-
-    /// `zfree` for blocks from [`zalloc`].
-    unsafe extern "C" fn zfree(_opaque: *mut c_void, ptr: *mut c_void) {
-        if ptr.is_null() {
-            return;
-        }
-        // SAFETY: `ptr` came from `zalloc`, HEADER bytes after the start of its block, where
-        // the block's size is stored; the layout is the one it was allocated with.
-        unsafe {
-            let base = ptr.cast::<u8>().sub(HEADER);
-            let total = base.cast::<usize>().read();
-            std::alloc::dealloc(base, Layout::from_size_align_unchecked(total, HEADER));
-        }
-    }
-
-    fn new_stream() -> Box<z::z_stream> {
-        Box::new(z::z_stream {
-            next_in: std::ptr::null_mut(),
-            avail_in: 0,
-            total_in: 0,
-            next_out: std::ptr::null_mut(),
-            avail_out: 0,
-            total_out: 0,
-            msg: std::ptr::null_mut(),
-            state: std::ptr::null_mut(),
-            zalloc,
-            zfree,
-            opaque: std::ptr::null_mut(),
-            data_type: 0,
-            adler: 0,
-            reserved: 0,
-        })
-    }
-
-    /// A raw deflate stream; boxed because zlib's state points back at it.
-    pub struct Deflate(Box<z::z_stream>);
+    /// A raw deflate stream of zlib-rs, called as surge-proto's backend called it before
+    /// the switch to C zlib.
+    pub struct Deflate(zlib_rs::Deflate);
 
     impl Deflate {
         pub fn new(window_bits: u8, mem_level: u8, level: u8) -> Self {
-            let mut strm = new_stream();
-            // SAFETY: `strm` is a valid, boxed (never moved) z_stream with our allocator; the
-            // version string and struct size are libz-sys's own.
-            let rc = unsafe {
-                z::deflateInit2_(
-                    &mut *strm,
-                    c_int::from(level),
-                    z::Z_DEFLATED,
-                    -c_int::from(window_bits),
-                    c_int::from(mem_level),
-                    z::Z_DEFAULT_STRATEGY,
-                    z::zlibVersion(),
-                    std::mem::size_of::<z::z_stream>() as c_int,
-                )
-            };
-            assert_eq!(rc, z::Z_OK);
-            Self(strm)
+            Self(zlib_rs::Deflate::new_with_config(DeflateConfig {
+                level: i32::from(level),
+                method: Method::Deflated,
+                window_bits: -i32::from(window_bits),
+                mem_level: i32::from(mem_level),
+                strategy: Strategy::Default,
+            }))
         }
 
         /// Appends the permessage-deflate payload of `message` to `out`, then resets (no
@@ -164,96 +97,55 @@ mod c_zlib {
 
         pub fn compress_keep(&mut self, message: &[u8], out: &mut Vec<u8>, keep: bool) {
             let start = out.len();
-            out.resize(start + message.len() + message.len() / 1024 + 64, 0);
-            let strm = &mut *self.0;
-            strm.next_in = message.as_ptr().cast_mut();
-            strm.avail_in = message.len() as c_uint;
-            let mut done = start;
+            let mut input = message;
+            let mut room = message.len() + message.len() / 1024 + 64;
             loop {
-                strm.next_out = out[done..].as_mut_ptr();
-                strm.avail_out = (out.len() - done) as c_uint;
-                // SAFETY: next_in/avail_in describe `message` and next_out/avail_out the
-                // spare part of `out`, both alive for the call; zlib only reads the input.
-                let rc = unsafe { z::deflate(strm, z::Z_SYNC_FLUSH) };
-                assert!(rc == z::Z_OK || rc == z::Z_BUF_ERROR);
-                done = out.len() - strm.avail_out as usize;
-                if strm.avail_out != 0 {
+                let len = out.len();
+                out.resize(len + room, 0);
+                let (in0, out0) = (self.0.total_in(), self.0.total_out());
+                self.0.compress(input, &mut out[len..], DeflateFlush::SyncFlush).unwrap();
+                let produced = (self.0.total_out() - out0) as usize;
+                input = &input[(self.0.total_in() - in0) as usize..];
+                out.truncate(len + produced);
+                if input.is_empty() && produced < room {
                     break;
                 }
-                out.resize(out.len() * 2, 0);
+                room *= 2;
             }
-            out.truncate(done);
-            assert!(out.ends_with(&TAIL));
-            out.truncate(done - TAIL.len());
+            assert!(out[start..].ends_with(&TAIL));
+            out.truncate(out.len() - TAIL.len());
             if !keep {
-                // SAFETY: a stream made by deflateInit2_.
-                unsafe { z::deflateReset(strm) };
+                self.0.reset();
             }
         }
     }
 
-    impl Drop for Deflate {
-        fn drop(&mut self) {
-            // SAFETY: a stream made by deflateInit2_, ended once.
-            unsafe { z::deflateEnd(&mut *self.0) };
-        }
-    }
-
-    /// A raw inflate stream.
-    pub struct Inflate(Box<z::z_stream>);
+    /// A raw inflate stream of zlib-rs.
+    pub struct Inflate(zlib_rs::Inflate);
 
     impl Inflate {
         pub fn new(window_bits: u8) -> Self {
-            let mut strm = new_stream();
-            // SAFETY: as in `Deflate::new`.
-            let rc = unsafe {
-                z::inflateInit2_(
-                    &mut *strm,
-                    -c_int::from(window_bits),
-                    z::zlibVersion(),
-                    std::mem::size_of::<z::z_stream>() as c_int,
-                )
-            };
-            assert_eq!(rc, z::Z_OK);
-            Self(strm)
+            Self(zlib_rs::Inflate::new(false, window_bits))
         }
 
         /// Resets, then appends the inflated `payload` (tail appended) to `out`.
         pub fn decompress(&mut self, payload: &[u8], out: &mut Vec<u8>) {
-            let strm = &mut *self.0;
-            // SAFETY: a stream made by inflateInit2_.
-            unsafe { z::inflateReset(strm) };
-            for input in [payload, &TAIL[..]] {
-                strm.next_in = input.as_ptr().cast_mut();
-                strm.avail_in = input.len() as c_uint;
+            self.0.reset(false);
+            for mut input in [payload, &TAIL[..]] {
                 loop {
                     let len = out.len();
                     out.resize(len + 16 * 1024, 0);
-                    strm.next_out = out[len..].as_mut_ptr();
-                    strm.avail_out = (16 * 1024) as c_uint;
-                    // SAFETY: as in `Deflate::compress`.
-                    let rc = unsafe { z::inflate(strm, z::Z_SYNC_FLUSH) };
-                    assert!(rc == z::Z_OK || rc == z::Z_BUF_ERROR, "inflate: {rc}");
-                    let produced = 16 * 1024 - strm.avail_out as usize;
+                    let (in0, out0) = (self.0.total_in(), self.0.total_out());
+                    self.0.decompress(input, &mut out[len..], InflateFlush::SyncFlush).unwrap();
+                    let produced = (self.0.total_out() - out0) as usize;
+                    input = &input[(self.0.total_in() - in0) as usize..];
                     out.truncate(len + produced);
-                    if strm.avail_out != 0 {
+                    if produced < 16 * 1024 {
                         break;
                     }
                 }
             }
         }
-    }
-
-    impl Drop for Inflate {
-        fn drop(&mut self) {
-            // SAFETY: a stream made by inflateInit2_, ended once.
-            unsafe { z::inflateEnd(&mut *self.0) };
-        }
-    }
-
-    pub fn version() -> String {
-        // SAFETY: zlibVersion returns a static NUL-terminated string.
-        unsafe { std::ffi::CStr::from_ptr(z::zlibVersion()) }.to_string_lossy().into_owned()
     }
 }
 
@@ -294,7 +186,7 @@ fn text_16k() -> Vec<u8> {
 
 fn state_table() {
     let message = text_16k();
-    println!("permessage-deflate state per stream, heap bytes (C zlib {})", c_zlib::version());
+    println!("permessage-deflate state per stream, heap bytes (C zlib through surge-proto)");
     println!(
         "{:>4} {:>8} | {:>14} {:>14} | {:>14} {:>14}",
         "bits", "memLevel", "zlib-rs defl", "C zlib defl", "zlib-rs infl", "C zlib infl"
@@ -302,35 +194,34 @@ fn state_table() {
     for bits in [9u8, 12, 15] {
         for mem_level in [1u8, 4, 8] {
             let before = live();
-            let rs = Compressor::new(CompressorConfig {
+            let mut c = Compressor::new(CompressorConfig {
                 window_bits: bits,
                 mem_level,
                 level: 6,
                 no_context_takeover: true,
             })
             .unwrap();
-            let rs_deflate = live() - before;
-            let before = live();
-            let c = c_zlib::Deflate::new(bits, mem_level, 6);
             let c_deflate = live() - before;
+            let before = live();
+            let rs = zlib_rs_direct::Deflate::new(bits, mem_level, 6);
+            let rs_deflate = live() - before;
 
             // Inflate: after one message (C zlib allocates its window on first use).
             let mut wire = Vec::new();
-            let mut rs_c = rs;
-            rs_c.compress(&message, &mut wire).unwrap();
+            c.compress(&message, &mut wire).unwrap();
             let mut out = Vec::with_capacity(message.len() + 16 * 1024);
             let before = live();
-            let mut rs_inflate = Decompressor::new(bits).unwrap();
-            rs_inflate.decompress(&wire, true, &mut out, usize::MAX).unwrap();
-            let rs_inflate_bytes = live() - before;
+            let mut c_inflate = Decompressor::new(bits).unwrap();
+            c_inflate.decompress(&wire, true, &mut out, usize::MAX).unwrap();
+            let c_inflate_bytes = live() - before;
             out.clear();
             let before = live();
-            let mut c_inflate = c_zlib::Inflate::new(bits);
-            c_inflate.decompress(&wire, &mut out);
-            let c_inflate_bytes = live() - before;
+            let mut rs_inflate = zlib_rs_direct::Inflate::new(bits);
+            rs_inflate.decompress(&wire, &mut out);
+            let rs_inflate_bytes = live() - before;
             assert_eq!(out, message);
             println!("{bits:>4} {mem_level:>8} | {rs_deflate:>14} {c_deflate:>14} | {rs_inflate_bytes:>14} {c_inflate_bytes:>14}");
-            drop((rs_c, c, rs_inflate, c_inflate));
+            drop((c, rs, c_inflate, rs_inflate));
         }
     }
 }
@@ -355,24 +246,24 @@ fn speed(c: &mut Criterion) {
 
         let mut group = c.benchmark_group(format!("deflate-compress/{name}"));
         group.throughput(Throughput::Bytes(message.len() as u64));
-        let mut rs = Compressor::new(CompressorConfig {
-            no_context_takeover: true,
-            ..CompressorConfig::default()
-        })
-        .unwrap();
+        let mut rs = zlib_rs_direct::Deflate::new(15, 8, 6);
         let mut out = Vec::with_capacity(2 * message.len() + 64);
         group.bench_function(BenchmarkId::from_parameter("zlib-rs"), |b| {
             b.iter(|| {
                 out.clear();
-                rs.compress(black_box(&message), &mut out).unwrap();
+                rs.compress(black_box(&message), &mut out);
                 black_box(out.len())
             })
         });
-        let mut cz = c_zlib::Deflate::new(15, 8, 6);
+        let mut cz = Compressor::new(CompressorConfig {
+            no_context_takeover: true,
+            ..CompressorConfig::default()
+        })
+        .unwrap();
         group.bench_function(BenchmarkId::from_parameter("c-zlib"), |b| {
             b.iter(|| {
                 out.clear();
-                cz.compress(black_box(&message), &mut out);
+                cz.compress(black_box(&message), &mut out).unwrap();
                 black_box(out.len())
             })
         });
@@ -380,20 +271,20 @@ fn speed(c: &mut Criterion) {
 
         let mut group = c.benchmark_group(format!("deflate-inflate/{name}"));
         group.throughput(Throughput::Bytes(message.len() as u64));
-        let mut rs = Decompressor::shared();
+        let mut rs = zlib_rs_direct::Inflate::new(15);
         let mut out = Vec::with_capacity(message.len() + 32 * 1024);
         group.bench_function(BenchmarkId::from_parameter("zlib-rs"), |b| {
             b.iter(|| {
                 out.clear();
-                rs.decompress_message(black_box(&wire), &mut out, 1 << 20).unwrap();
+                rs.decompress(black_box(&wire), &mut out);
                 black_box(out.len())
             })
         });
-        let mut ci = c_zlib::Inflate::new(15);
+        let mut ci = Decompressor::shared();
         group.bench_function(BenchmarkId::from_parameter("c-zlib"), |b| {
             b.iter(|| {
                 out.clear();
-                ci.decompress(black_box(&wire), &mut out);
+                ci.decompress_message(black_box(&wire), &mut out, 1 << 20).unwrap();
                 black_box(out.len())
             })
         });
@@ -417,20 +308,20 @@ fn variants(c: &mut Criterion) {
                 no_context_takeover: !keep,
                 ..CompressorConfig::default()
             };
-            let mut rs = Compressor::new(config).unwrap();
+            let mut cz = Compressor::new(config).unwrap();
             let param = format!("w{bits}-m{mem_level}");
+            let mut rs = zlib_rs_direct::Deflate::new(bits, mem_level, 6);
             group.bench_function(BenchmarkId::new(format!("zlib-rs-{label}"), &param), |b| {
                 b.iter(|| {
                     out.clear();
-                    rs.compress(black_box(&message), &mut out).unwrap();
+                    rs.compress_keep(black_box(&message), &mut out, keep);
                     black_box(out.len())
                 })
             });
-            let mut cz = c_zlib::Deflate::new(bits, mem_level, 6);
             group.bench_function(BenchmarkId::new(format!("c-zlib-{label}"), &param), |b| {
                 b.iter(|| {
                     out.clear();
-                    cz.compress_keep(black_box(&message), &mut out, keep);
+                    cz.compress(black_box(&message), &mut out).unwrap();
                     black_box(out.len())
                 })
             });

@@ -8,6 +8,9 @@
 //!    judges what the client sent, how it answered pings and how it closed.
 //! 3. `GET /updateReports?agent=AGENT`: the server writes its report (`index.json` per agent).
 //!
+//! Every connection offers permessage-deflate (`permessage-deflate; client_max_window_bits`,
+//! what browsers send); the server's answer decides.
+//!
 //! Every byte of protocol work is the shared client endpoint's ([`ClientEndpoint`], over
 //! surge-proto), exactly as the load generator's workers use it: its blocking opening
 //! handshake, then frames, pongs and the close handshake. The I/O around it is a small
@@ -22,6 +25,7 @@ use clap::Args;
 use surge_client::blocking::{self, is_timeout, read_until, write_until, ConnectError};
 use surge_client::ClientEndpoint;
 use surge_proto::connection::{Event, Limits};
+use surge_proto::deflate::ClientOffer;
 use surge_proto::error::ProtocolError;
 use surge_proto::handshake::ClientRequest;
 use surge_proto::message::Message;
@@ -121,20 +125,29 @@ impl Server {
         let keys = platform::random_keys().map_err(AutobahnError::Random)?;
         let timed_out = Session { ending: Ending::TimedOut, echoed: 0, first_text: None };
         let request = ClientRequest::new(&self.host, target);
-        let (endpoint, mut first) =
-            match blocking::open(&mut stream, &request, keys, Limits::default(), deadline) {
-                Ok(open) => open,
-                Err(e) if e.is_timeout() => return Ok(timed_out),
-                Err(ConnectError::Handshake(source)) => {
-                    return Err(AutobahnError::Handshake { target: target.to_owned(), source })
-                }
-                Err(ConnectError::Eof) => {
-                    return Err(AutobahnError::HandshakeEof { target: target.to_owned() })
-                }
-                Err(ConnectError::Io(source) | ConnectError::Connect(source)) => {
-                    return Err(AutobahnError::HandshakeIo { target: target.to_owned(), source })
-                }
-            };
+        // Offered on every connection, as browsers do: the fuzzingserver agrees in the
+        // compression cases (12.*, 13.*) only, with the parameters each case names.
+        let offer = Some(ClientOffer::default());
+        let (endpoint, mut first) = match blocking::open_with(
+            &mut stream,
+            &request,
+            keys,
+            Limits::default(),
+            offer,
+            deadline,
+        ) {
+            Ok(open) => open,
+            Err(e) if e.is_timeout() => return Ok(timed_out),
+            Err(ConnectError::Handshake(source)) => {
+                return Err(AutobahnError::Handshake { target: target.to_owned(), source })
+            }
+            Err(ConnectError::Eof) => {
+                return Err(AutobahnError::HandshakeEof { target: target.to_owned() })
+            }
+            Err(ConnectError::Io(source) | ConnectError::Connect(source)) => {
+                return Err(AutobahnError::HandshakeIo { target: target.to_owned(), source })
+            }
+        };
         let mut buf = vec![0u8; READ_BUF];
         let mut ws = Ws {
             endpoint,

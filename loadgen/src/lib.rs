@@ -32,7 +32,7 @@
 //! Modules, bottom up: [`platform`] (checked system calls), [`units`], [`target`],
 //! [`workload`], [`stats`], [`config`], [`error`], [`machine`]; the engine: [`client`] (one
 //! thread's loop), [`run`] (the coordinator), [`report`], [`health`], [`threshold`], [`failure`]; the commands, each with its own
-//! options: [`measure`] (with [`find_rate`]), [`merge`], [`compare`], [`sweep`], [`floor`], [`autobahn`]; and [`cli`] over them.
+//! options: [`measure`] (with [`find_rate`]), [`merge`], [`compare`], [`sweep`], [`floor`], [`autobahn`], [`fanout`] (pub/sub rooms: delivery latency, reach, loss, order); and [`cli`] over them.
 
 pub mod autobahn;
 pub mod cli;
@@ -42,6 +42,7 @@ pub mod config;
 pub mod embedded;
 pub mod error;
 pub mod failure;
+pub mod fanout;
 pub mod find_rate;
 pub mod floor;
 pub mod health;

@@ -333,6 +333,40 @@ pub struct RunResult {
     pub cpu: CpuStats,
     /// The full histograms.
     pub histograms: Encoded,
+    /// A `fanout` run's reach, loss, order and spread (absent for echo runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutStats>,
+}
+
+/// What the fan-out measured beyond latency and rate (the `fanout` part of the JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FanoutStats {
+    /// Subscribers, publishers, rooms.
+    pub subscribers: usize,
+    /// Publishers.
+    pub publishers: usize,
+    /// Rooms.
+    pub topics: usize,
+    /// Messages published in the window.
+    pub published: u64,
+    /// Deliveries expected: each published message times its room's subscribers.
+    pub expected: u64,
+    /// Distinct deliveries received.
+    pub received: u64,
+    /// `received / expected`.
+    pub reach: f64,
+    /// Expected and never received.
+    pub lost: u64,
+    /// Received more than once.
+    pub duplicates: u64,
+    /// Received after a later message of the same publisher.
+    pub reordered: u64,
+    /// From a message's first delivery to its last, µs.
+    pub spread_us: Percentiles,
+    /// Per subscriber: the lowest, median and highest of the subscribers' p50 latency, µs.
+    pub subscriber_p50_us: [f64; 3],
+    /// The same of the subscribers' p99 latency, µs.
+    pub subscriber_p99_us: [f64; 3],
 }
 
 impl RunResult {

@@ -584,6 +584,7 @@ fn build(
             service: encode_histogram(&c.total.service)?,
             handshake: encode_histogram(&c.handshake)?,
         },
+        fanout: None,
     };
     Ok(RunOutcome { result, latency: c.total.latency, service: c.total.service })
 }

@@ -33,7 +33,7 @@ async function fail(msg) {
 }
 
 // Runs inside the page.
-async function pageTest([url, timeoutMs]) {
+async function pageTest([url, timeoutMs, expectExtensions]) {
   const ws = new WebSocket(url);
   ws.binaryType = 'arraybuffer';
   const queue = [];
@@ -64,6 +64,9 @@ async function pageTest([url, timeoutMs]) {
     ws.onerror = () => resolve(false);
   });
   if (!opened) return 'connect failed';
+  // permessage-deflate as the server agreed (the browser offers it on every connection).
+  if (expectExtensions !== null && ws.extensions !== expectExtensions)
+    return `extensions: ${JSON.stringify(ws.extensions)}, want ${JSON.stringify(expectExtensions)}`;
   ws.onerror = () => push({ kind: 'error' });
 
   const eqBuf = (a, b) => {
@@ -93,6 +96,7 @@ async function pageTest([url, timeoutMs]) {
     ['ünïcödé ✓ 🚀', 'utf-8 text'],
     [new Uint8Array([0, 1, 2, 0xfe, 0xff, 0x80]).buffer, 'binary'],
     [big.buffer, '1 MiB binary'],
+    [JSON.stringify(Array.from({ length: 200 }, (_, i) => ({ id: i, price: 100 + i, side: 'buy' }))), 'JSON text'],
     ['x'.repeat(1 << 20), '1 MiB text'],
   ];
   try {
@@ -142,7 +146,8 @@ async function pageTest([url, timeoutMs]) {
   try {
     const page = await browser.newPage();
     await page.setContent('<!doctype html><title>surge ws test</title>');
-    const result = await page.evaluate(pageTest, [url, TIMEOUT_MS]);
+    const expect = process.env.SURGE_EXPECT_EXTENSIONS ?? null;
+    const result = await page.evaluate(pageTest, [url, TIMEOUT_MS, expect]);
     if (result !== 'ok') await fail(result);
   } catch (e) {
     await fail(e.message.split('\n')[0]);

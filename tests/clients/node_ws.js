@@ -25,7 +25,13 @@ if (!url || process.argv.length !== 3) {
 }
 setTimeout(() => fail(`timed out after ${TIMEOUT_MS / 1000}s`), TIMEOUT_MS).unref();
 
-const ws = new WebSocket(url, { handshakeTimeout: TIMEOUT_MS, maxPayload: 16 << 20 });
+// perMessageDeflate: offered ("permessage-deflate; client_max_window_bits"); with
+// SURGE_EXPECT_EXTENSIONS set, the server's answer must be exactly that value.
+const ws = new WebSocket(url, { handshakeTimeout: TIMEOUT_MS, maxPayload: 16 << 20, perMessageDeflate: true });
+let agreed = null;
+ws.on('upgrade', (res) => {
+  agreed = res.headers['sec-websocket-extensions'] ?? '';
+});
 let onClose = null;
 ws.on('error', (err) => fail(`${err.message}`));
 ws.on('close', (code, reason) => {
@@ -50,7 +56,10 @@ async function echo(payload, binary, what) {
 }
 
 ws.on('open', async () => {
+  const expect = process.env.SURGE_EXPECT_EXTENSIONS;
+  if (expect !== undefined && agreed !== expect) fail(`extensions: ${JSON.stringify(agreed)}, want ${JSON.stringify(expect)}`);
   await echo('hello websocket', false, 'text');
+  await echo(JSON.stringify(Array.from({ length: 200 }, (_, i) => ({ id: i, price: 100 + i }))), false, 'JSON text');
   await echo('ünïcödé ✓ 🚀', false, 'utf-8 text');
   await echo(Buffer.from([0, 1, 2, 0xfe, 0xff, 0x80]), true, 'binary');
   const big = Buffer.alloc(1 << 20);
@@ -66,7 +75,7 @@ ws.on('open', async () => {
 
   onClose = (code) => {
     if (code !== 1000) fail(`close: server's close code ${code}, want 1000`);
-    console.log(`${NAME}: OK (text, binary, 1 MiB, ping/pong, close 1000)`);
+    console.log(`${NAME}: OK (text, JSON, binary, 1 MiB, ping/pong, close 1000; extensions ${JSON.stringify(agreed)})`);
     process.exit(0);
   };
   ws.close(1000, 'bye');

@@ -8,7 +8,8 @@ Against an echo server: text echo, binary echo, 1 MiB binary echo, a ping whose
 pong carries the same payload (websockets only acknowledges a ping when a pong
 with the same payload arrives), and a close with code 1000 whose answering
 close frame must carry 1000. The client offers permessage-deflate (the
-library's default), which the server may decline. Exit 0 on success; on failure
+library's default), which the server may decline; with SURGE_EXPECT_EXTENSIONS
+set, the server's Sec-WebSocket-Extensions answer must be exactly that. Exit 0 on success; on failure
 one line "python_websockets: FAIL: ..." and exit 1. Limited to 30 s.
 """
 from driver import TIMEOUT, run
@@ -32,9 +33,16 @@ def check(url, fail):
                        ping_interval=None, proxy=None)
     except Exception as e:  # noqa: BLE001 - one clear line
         fail("connect %s: %s: %s" % (url, type(e).__name__, e))
+    import json
+    import os
+    agreed = conn.response.headers.get("Sec-WebSocket-Extensions")
+    expect = os.environ.get("SURGE_EXPECT_EXTENSIONS")
+    if expect is not None and agreed != expect:
+        fail("extensions: %r, want %r" % (agreed, expect))
     try:
         with conn as ws:
             echo(ws, "hello websocket", "text")
+            echo(ws, json.dumps([{"id": i, "price": 100 + i} for i in range(200)]), "JSON text")
             echo(ws, "ünïcödé ✓ 🚀", "utf-8 text")
             echo(ws, bytes([0, 1, 2, 0xFE, 0xFF, 0x80]), "binary")
             echo(ws, bytes((i * 31 + 7) & 0xFF for i in range(1 << 20)), "1 MiB binary")

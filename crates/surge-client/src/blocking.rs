@@ -7,7 +7,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use surge_proto::close::CloseCode;
-use surge_proto::connection::{Connection, Event, Limits};
+use surge_proto::connection::{Event, Limits};
+use surge_proto::deflate::{ClientOffer, DeflateStats, Params};
 use surge_proto::error::{ProtocolError, SendError};
 use surge_proto::handshake::{ClientHandshakeError, ClientRequest};
 use surge_proto::message::Message;
@@ -100,8 +101,21 @@ pub fn open(
     limits: Limits,
     deadline: Instant,
 ) -> Result<(ClientEndpoint, Vec<u8>), ConnectError> {
+    open_with(stream, request, keys, limits, None, deadline)
+}
+
+/// [`open`], offering permessage-deflate as `offer` says (see
+/// [`ClientEndpoint::start_with`]).
+pub fn open_with(
+    stream: &mut TcpStream,
+    request: &ClientRequest<'_>,
+    keys: Keys,
+    limits: Limits,
+    offer: Option<ClientOffer>,
+    deadline: Instant,
+) -> Result<(ClientEndpoint, Vec<u8>), ConnectError> {
     let mut out = Vec::new();
-    let mut endpoint = ClientEndpoint::start(request, keys, limits, &mut out)?;
+    let mut endpoint = ClientEndpoint::start_with(request, keys, limits, offer, &mut out)?;
     write_until(stream, &out, deadline).map_err(ConnectError::Io)?;
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
@@ -177,14 +191,27 @@ impl Client {
     /// Opens `request` over a connected `stream` (one with socket options of the caller's),
     /// within `timeout`.
     pub fn over(
-        mut stream: TcpStream,
+        stream: TcpStream,
         request: &ClientRequest<'_>,
         keys: Keys,
         timeout: Duration,
     ) -> Result<Client, ConnectError> {
+        Client::over_with(stream, request, keys, None, timeout)
+    }
+
+    /// [`over`](Self::over), offering permessage-deflate as `offer` says; whether the
+    /// server agreed is [`deflate`](Self::deflate).
+    pub fn over_with(
+        mut stream: TcpStream,
+        request: &ClientRequest<'_>,
+        keys: Keys,
+        offer: Option<ClientOffer>,
+        timeout: Duration,
+    ) -> Result<Client, ConnectError> {
         stream.set_nodelay(true).map_err(ConnectError::Io)?;
         let deadline = Instant::now() + timeout;
-        let (endpoint, pending) = open(&mut stream, request, keys, Limits::default(), deadline)?;
+        let (endpoint, pending) =
+            open_with(&mut stream, request, keys, Limits::default(), offer, deadline)?;
         Ok(Client {
             stream,
             endpoint,
@@ -197,13 +224,23 @@ impl Client {
         })
     }
 
+    /// The permessage-deflate parameters agreed, if any.
+    pub fn deflate(&self) -> Option<Params> {
+        self.endpoint.deflate()
+    }
+
+    /// What this connection compressed and inflated.
+    pub fn deflate_stats(&self) -> DeflateStats {
+        self.endpoint.deflate_stats()
+    }
+
     /// The socket.
     pub fn stream(&self) -> &TcpStream {
         &self.stream
     }
 
     /// The protocol state (to ask whether it may still send, or is closed).
-    pub fn connection(&mut self) -> &mut Connection {
+    pub fn connection(&mut self) -> &mut crate::ClientConnection {
         self.endpoint.connection()
     }
 
@@ -217,7 +254,7 @@ impl Client {
     /// Writes whatever `frames` encodes with the protocol state, in one write.
     pub fn write_frames(
         &mut self,
-        frames: impl FnOnce(&mut Connection, &mut Vec<u8>),
+        frames: impl FnOnce(&mut crate::ClientConnection, &mut Vec<u8>),
     ) -> io::Result<()> {
         self.out.clear();
         frames(self.endpoint.connection(), &mut self.out);

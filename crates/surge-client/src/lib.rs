@@ -15,6 +15,8 @@
 pub mod blocking;
 
 use surge_proto::connection::{Connection, Event, Limits};
+use surge_proto::deflate::codec::CompressorConfig;
+use surge_proto::deflate::{ClientOffer, DeflateSession, DeflateStats, Params, SharedCodecs};
 use surge_proto::handshake::{ClientHandshake, ClientHandshakeError, ClientRequest, EMPTY_HEADER};
 
 pub use surge_proto;
@@ -45,13 +47,21 @@ pub enum Opening {
     },
 }
 
+/// The protocol state of a client connection: permessage-deflate when it was agreed.
+pub type ClientConnection = Connection<Option<DeflateSession<Box<SharedCodecs>>>>;
+
 /// A WebSocket client connection without I/O: the opening handshake, then frames.
 #[derive(Debug)]
 pub struct ClientEndpoint {
     /// While opening: the handshake and the answer's bytes so far.
     opening: Option<(ClientHandshake, Vec<u8>)>,
-    proto: Connection,
+    proto: ClientConnection,
     assembly: Vec<u8>,
+    keys: Keys,
+    /// The permessage-deflate offer made, if any.
+    offer: Option<ClientOffer>,
+    /// What the server agreed to, once open.
+    agreed: Option<Params>,
 }
 
 impl ClientEndpoint {
@@ -62,12 +72,45 @@ impl ClientEndpoint {
         limits: Limits,
         out: &mut Vec<u8>,
     ) -> Result<Self, ClientHandshakeError> {
-        let handshake = ClientHandshake::start(request, keys.nonce, out)?;
+        Self::start_with(request, keys, limits, None, out)
+    }
+
+    /// Starts the opening handshake offering permessage-deflate as `offer` says (when
+    /// `Some`); the server's answer is checked against it, and a compressed connection
+    /// compresses every message it sends (context takeover as agreed, window 15 or what
+    /// the server allows, level 6).
+    pub fn start_with(
+        request: &ClientRequest<'_>,
+        keys: Keys,
+        limits: Limits,
+        offer: Option<ClientOffer>,
+        out: &mut Vec<u8>,
+    ) -> Result<Self, ClientHandshakeError> {
+        let value = offer.map(|offer| offer.to_string());
+        let mut headers: Vec<(&str, &[u8])> = request.headers.to_vec();
+        if let Some(value) = &value {
+            headers.push(("Sec-WebSocket-Extensions", value.as_bytes()));
+        }
+        let request = ClientRequest { headers: &headers, ..*request };
+        let handshake = ClientHandshake::start(&request, keys.nonce, out)?;
         Ok(ClientEndpoint {
             opening: Some((handshake, Vec::new())),
-            proto: Connection::client(limits, keys.mask_seed),
+            proto: Connection::client_with(limits, keys.mask_seed, None),
             assembly: Vec::new(),
+            keys,
+            offer,
+            agreed: None,
         })
+    }
+
+    /// The permessage-deflate parameters the server agreed to, if it did.
+    pub fn deflate(&self) -> Option<Params> {
+        self.agreed
+    }
+
+    /// What this connection compressed and inflated (zero without deflate).
+    pub fn deflate_stats(&self) -> DeflateStats {
+        self.proto.extension().as_ref().map(DeflateSession::stats).unwrap_or_default()
     }
 
     /// Whether the opening handshake completed.
@@ -83,12 +126,32 @@ impl ClientEndpoint {
         };
         head.extend_from_slice(bytes);
         let mut headers = [EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let head_len = match handshake.parse_response(head, &mut headers)? {
+        let (head_len, agreed) = match handshake.parse_response(head, &mut headers)? {
             None => return Ok(Opening::Pending),
-            Some(response) => response.head_len(),
+            Some(response) => {
+                let answers = response
+                    .headers()
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                    .map(|h| h.value);
+                let agreed = match &self.offer {
+                    Some(offer) => offer
+                        .check_response(answers)
+                        .map_err(ClientHandshakeError::DeflateAnswer)?,
+                    None => None,
+                };
+                (response.head_len(), agreed)
+            }
         };
         let early = head.split_off(head_len);
         self.opening = None;
+        if let Some(params) = agreed {
+            let codecs = Box::new(SharedCodecs::new(0));
+            let session = DeflateSession::client(codecs, &params, CompressorConfig::default());
+            self.proto =
+                Connection::client_with(*self.proto.limits(), self.keys.mask_seed, Some(session));
+            self.agreed = Some(params);
+        }
         Ok(Opening::Open { early })
     }
 
@@ -99,20 +162,20 @@ impl ClientEndpoint {
     pub fn read<'a>(
         &'a mut self,
         input: &'a mut [u8],
-    ) -> (usize, Option<Event<'a>>, &'a mut Connection) {
+    ) -> (usize, Option<Event<'a>>, &'a mut ClientConnection) {
         let (used, event) = self.proto.read(input, &mut self.assembly);
         (used, event, &mut self.proto)
     }
 
     /// The protocol state, to send, close, answer pings and keep its timers.
     #[inline]
-    pub fn connection(&mut self) -> &mut Connection {
+    pub fn connection(&mut self) -> &mut ClientConnection {
         &mut self.proto
     }
 
     /// The protocol state, to ask it (whether it owes the server frames, may send, closed).
     #[inline]
-    pub fn protocol(&self) -> &Connection {
+    pub fn protocol(&self) -> &ClientConnection {
         &self.proto
     }
 }

@@ -275,6 +275,11 @@ impl<E: Extension> Connection<E> {
         &self.limits
     }
 
+    /// The negotiated extension.
+    pub fn extension(&self) -> &E {
+        &self.extension
+    }
+
     /// Feeds received bytes; see the [module documentation](self) for the calling pattern.
     ///
     /// Returns the number of bytes of `input` used and the next event, if any. When the event

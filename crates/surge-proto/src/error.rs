@@ -54,6 +54,10 @@ pub enum ProtocolError {
     /// A Close frame with a code that may not be sent.
     #[error("close code {0} may not be sent")]
     InvalidCloseCode(CloseCode),
+    /// A compressed message (permessage-deflate) whose payload is not a valid DEFLATE
+    /// stream, or ends inside a block.
+    #[error("corrupt compressed message")]
+    CorruptCompression,
 }
 
 impl ProtocolError {

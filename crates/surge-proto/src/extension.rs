@@ -101,3 +101,78 @@ impl Extension for NoExtension {
         None
     }
 }
+
+/// An extension negotiated on some connections only: `None` behaves as [`NoExtension`].
+///
+/// ```
+/// use surge_proto::extension::{Extension, NoExtension};
+///
+/// let maybe: Option<NoExtension> = None;
+/// assert_eq!(maybe.allowed_rsv(), 0);
+/// assert!(!maybe.transforms_output());
+/// ```
+impl<E: Extension> Extension for Option<E> {
+    #[inline]
+    fn allowed_rsv(&self) -> u8 {
+        self.as_ref().map_or(0, E::allowed_rsv)
+    }
+
+    #[inline]
+    fn decodes(&self, rsv: u8) -> bool {
+        self.as_ref().is_some_and(|e| e.decodes(rsv))
+    }
+
+    fn decode(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        out: &mut Vec<u8>,
+        max_len: usize,
+    ) -> Result<(), ProtocolError> {
+        match self {
+            Some(e) => e.decode(input, last, out, max_len),
+            None => NoExtension.decode(input, last, out, max_len),
+        }
+    }
+
+    #[inline]
+    fn transforms_output(&self) -> bool {
+        self.as_ref().is_some_and(E::transforms_output)
+    }
+
+    fn encode(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Option<u8> {
+        self.as_mut().and_then(|e| e.encode(payload, out))
+    }
+}
+
+/// An extension kept out of line: the connection pays a pointer for it.
+impl<E: Extension + ?Sized> Extension for Box<E> {
+    #[inline]
+    fn allowed_rsv(&self) -> u8 {
+        (**self).allowed_rsv()
+    }
+
+    #[inline]
+    fn decodes(&self, rsv: u8) -> bool {
+        (**self).decodes(rsv)
+    }
+
+    fn decode(
+        &mut self,
+        input: &[u8],
+        last: bool,
+        out: &mut Vec<u8>,
+        max_len: usize,
+    ) -> Result<(), ProtocolError> {
+        (**self).decode(input, last, out, max_len)
+    }
+
+    #[inline]
+    fn transforms_output(&self) -> bool {
+        (**self).transforms_output()
+    }
+
+    fn encode(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Option<u8> {
+        (**self).encode(payload, out)
+    }
+}

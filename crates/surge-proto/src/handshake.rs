@@ -209,6 +209,9 @@ pub enum ClientHandshakeError {
     /// The server answered with an extension; none are offered.
     #[error("server answered with an extension that was not offered")]
     UnexpectedExtension,
+    /// The server's permessage-deflate answer does not fit the offer.
+    #[error("permessage-deflate answer refused: {0}")]
+    DeflateAnswer(crate::deflate::negotiate::ResponseError),
 }
 
 /// Computes `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`: base64(SHA-1(key + GUID)).
@@ -964,6 +967,10 @@ pub struct ClientHandshake {
     expected_accept: [u8; 28],
     /// The offered subprotocols joined with `,` (tokens never contain one).
     offered: String,
+    /// The request offered extensions (a `Sec-WebSocket-Extensions` field among its
+    /// headers): the answer's are then the caller's to check (for permessage-deflate,
+    /// `deflate::ClientOffer::check_response`); otherwise any is refused.
+    extensions_offered: bool,
 }
 
 impl ClientHandshake {
@@ -1028,6 +1035,10 @@ impl ClientHandshake {
             scanner: HeadScanner::default(),
             expected_accept: accept_key(&key),
             offered,
+            extensions_offered: request
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions")),
         })
     }
 
@@ -1117,7 +1128,7 @@ impl ClientHandshake {
             (0, _) => return Err(ClientHandshakeError::MissingAccept),
             _ => return Err(ClientHandshakeError::DuplicateAccept),
         }
-        if extension {
+        if extension && !self.extensions_offered {
             return Err(ClientHandshakeError::UnexpectedExtension);
         }
         if protocols > 1 {

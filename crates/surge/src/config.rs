@@ -6,6 +6,8 @@ use std::time::Duration;
 use surge_proto::connection::Limits;
 use surge_proto::handshake::HandshakeLimits;
 
+use crate::deflate::DeflateConfig;
+
 /// What [`Conn::send`](crate::Conn::send) does once a connection's unsent output has reached
 /// the [backpressure limit](ConfigBuilder::backpressure_limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,6 +50,47 @@ pub enum Backend {
     IoUring,
 }
 
+/// Whether a cluster uses Redis' sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`, Redis 7), which
+/// spreads channels over a Redis Cluster's shards instead of sending every message to
+/// every shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sharding {
+    /// Sharded where the server has the commands (asked at each connection).
+    #[default]
+    Auto,
+    /// Classic `SUBSCRIBE`/`PUBLISH`.
+    Off,
+    /// Sharded; a server without it fails each connection (the broker stays down).
+    On,
+}
+
+/// How the nodes of a cluster share topics: a Redis server and how to use it. See
+/// [`ConfigBuilder::cluster`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    url: String,
+    sharding: Sharding,
+    queue: usize,
+}
+
+impl Cluster {
+    /// The Redis URL, `redis://HOST:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether sharded pub/sub is used.
+    pub fn sharding(&self) -> Sharding {
+        self.sharding
+    }
+
+    /// Publishes that may wait for Redis; past it, a publish is counted as not delivered
+    /// to the other nodes.
+    pub fn queue(&self) -> usize {
+        self.queue
+    }
+}
+
 /// Which setting a [`ConfigError`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -76,6 +119,8 @@ pub enum Setting {
     AssemblyBudget,
     /// [`ConfigBuilder::io_uring_buffers`].
     IoUringBuffers,
+    /// [`ConfigBuilder::cluster_queue`].
+    ClusterQueue,
 }
 
 impl std::fmt::Display for Setting {
@@ -93,6 +138,7 @@ impl std::fmt::Display for Setting {
             Setting::ReadBufferSize => "read buffer size",
             Setting::AssemblyBudget => "assembly budget",
             Setting::IoUringBuffers => "io_uring buffers",
+            Setting::ClusterQueue => "cluster queue",
         })
     }
 }
@@ -139,6 +185,13 @@ pub enum ConfigError {
     /// 64 bytes (or over 1 GiB).
     #[error("{0}: the count must be a power of two up to 32768, the size 64 B to 1 GiB")]
     Invalid(Setting),
+    /// The cluster's Redis URL cannot be used (expected `redis://HOST:PORT`).
+    #[error("bad cluster URL (expected redis://HOST:PORT)")]
+    ClusterUrl,
+    /// permessage-deflate settings outside what DEFLATE allows (window 9..=15, memLevel
+    /// 1..=9, level 0..=9).
+    #[error("permessage-deflate: window bits must be 9..=15, memLevel 1..=9, level 0..=9")]
+    InvalidDeflate,
 }
 
 /// The smallest read buffer accepted.
@@ -185,6 +238,8 @@ pub struct Config {
     assembly_budget: usize,
     backend: Backend,
     io_uring_buffers: (u16, usize),
+    cluster: Option<Cluster>,
+    deflate: Option<DeflateConfig>,
 }
 
 impl Config {
@@ -218,6 +273,8 @@ impl Config {
                 assembly_budget: 1 << 30,
                 backend: Backend::Auto,
                 io_uring_buffers: (8, 64 << 10),
+                cluster: None,
+                deflate: None,
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
@@ -316,6 +373,16 @@ impl Config {
     /// Memory all connections together may hold in messages that arrived in part.
     pub fn assembly_budget(&self) -> usize {
         self.assembly_budget
+    }
+
+    /// The cluster this node is part of, if any.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// permessage-deflate, when on.
+    pub fn deflate(&self) -> Option<&DeflateConfig> {
+        self.deflate.as_ref()
     }
 
     /// Whether `origin` (the request's `Origin` header, if any) may connect.
@@ -496,6 +563,59 @@ impl ConfigBuilder {
         self
     }
 
+    /// Makes this node part of a cluster whose nodes share topics through the Redis server
+    /// at `url` (`redis://HOST:PORT`): a publish reaches the subscribers on every node.
+    ///
+    /// A node subscribes to a topic's channel only while it has subscribers to the topic. A
+    /// publish is delivered on its own node at once and sent to Redis tagged with the node,
+    /// which drops its own copy when it comes back. One publisher's messages to a topic keep
+    /// their order on every node. Delivery across nodes is **at most once**: while Redis is
+    /// down or slow, local delivery goes on and publishes for the other nodes are counted as
+    /// not delivered ([`BrokerStats::undelivered`](crate::BrokerStats)), never queued
+    /// beyond [`cluster_queue`](Self::cluster_queue); the node reconnects with backoff,
+    /// subscribes again, and is not [`ready`](crate::ServerHandle::ready) until then.
+    ///
+    /// ```
+    /// let config = surge::Config::builder()
+    ///     .listen("127.0.0.1:0".parse().unwrap())
+    ///     .cluster("redis://127.0.0.1:6379")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.cluster().unwrap().url(), "redis://127.0.0.1:6379");
+    /// ```
+    pub fn cluster(mut self, url: impl Into<String>) -> Self {
+        let cluster = self.config.cluster.get_or_insert(Cluster {
+            url: String::new(),
+            sharding: Sharding::Auto,
+            queue: 65_536,
+        });
+        cluster.url = url.into();
+        self
+    }
+    /// Sharded pub/sub or classic (default [`Sharding::Auto`]); only with
+    /// [`cluster`](Self::cluster).
+    pub fn cluster_sharding(mut self, sharding: Sharding) -> Self {
+        if let Some(cluster) = &mut self.config.cluster {
+            cluster.sharding = sharding;
+        }
+        self
+    }
+    /// Publishes that may wait for Redis (default 65 536); only with
+    /// [`cluster`](Self::cluster).
+    pub fn cluster_queue(mut self, publishes: usize) -> Self {
+        if let Some(cluster) = &mut self.config.cluster {
+            cluster.queue = publishes;
+        }
+        self
+    }
+    /// Turns permessage-deflate on (RFC 7692; off by default): offers are accepted as
+    /// `config` allows. [`DeflateConfig::default`] costs nothing per connection at rest;
+    /// see [`deflate`](crate::deflate) for what each memory policy costs.
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.config.deflate = Some(config);
+        self
+    }
+
     /// Checks the settings together.
     pub fn build(self) -> Result<Config, ConfigError> {
         let ConfigBuilder { mut config, pinning, low_watermark_set } = self;
@@ -510,6 +630,7 @@ impl ConfigBuilder {
             (config.limits.max_message_size == 0, Setting::MaxMessageSize),
             (config.max_connections == 0, Setting::MaxConnections),
             (config.assembly_budget == 0, Setting::AssemblyBudget),
+            (config.cluster.as_ref().is_some_and(|c| c.queue == 0), Setting::ClusterQueue),
         ];
         if let Some((_, setting)) = positive.iter().find(|(zero, _)| *zero) {
             return Err(ConfigError::Zero(*setting));
@@ -547,8 +668,17 @@ impl ConfigBuilder {
         if config.read_buffer_size < MIN_READ_BUFFER {
             return Err(ConfigError::ReadBufferTooSmall);
         }
+        if let Some(cluster) = &config.cluster {
+            let info = redis::IntoConnectionInfo::into_connection_info(cluster.url.as_str());
+            if !cluster.url.starts_with("redis://") || info.is_err() {
+                return Err(ConfigError::ClusterUrl);
+            }
+        }
         if config.handshake_limits.max_headers > MAX_HEADERS {
             return Err(ConfigError::TooManyHeaders);
+        }
+        if config.deflate.is_some_and(|deflate| !deflate.is_valid()) {
+            return Err(ConfigError::InvalidDeflate);
         }
         config.pinning = match pinning {
             Pinning::Off => Vec::new(),
@@ -614,6 +744,11 @@ mod tests {
         assert_eq!(
             base().pinning(Pinning::Cores(vec![usize::MAX])).build().unwrap_err(),
             ConfigError::UnknownCore(usize::MAX)
+        );
+        assert_eq!(base().cluster("http://x").build().unwrap_err(), ConfigError::ClusterUrl);
+        assert_eq!(
+            base().cluster("redis://h:1").cluster_queue(0).build().unwrap_err(),
+            ConfigError::Zero(Setting::ClusterQueue)
         );
         let err = base().close_timeout(Duration::from_millis(10)).build().unwrap_err();
         assert_eq!(err.to_string(), "close timeout must be at least 200ms (two timer ticks)");

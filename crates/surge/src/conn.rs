@@ -9,7 +9,8 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 
 use surge_proto::close::CloseCode;
-use surge_proto::connection::Connection as WsConnection;
+use surge_proto::connection::Connection;
+use surge_proto::deflate::DeflateSession;
 use surge_proto::error::SendError;
 use surge_proto::frame::MAX_HEADER_LEN;
 use surge_proto::handshake::ServerHandshake;
@@ -22,7 +23,12 @@ use crate::context::LoopCtx;
 use crate::handle::{ConnectionId, LoopIndex, ServerHandle};
 use crate::key::ConnKey;
 use crate::outbox::{Outbox, SharedFrame};
+use crate::topics::{Audience, Outcome, Pending};
 use crate::transport::{Stream, Transport};
+
+/// The protocol state of an open connection: permessage-deflate when it was agreed, out of
+/// line (a connection without it pays one pointer; one with it about 48 bytes at rest).
+pub(crate) type WsConnection = Connection<Option<Box<DeflateSession>>>;
 
 /// A reply at least this large to the last message of a read goes to the stream as it is
 /// sent, straight from where it lies (the read buffer, for an echo), when nothing is queued
@@ -367,9 +373,33 @@ impl ConnCore {
             return refused;
         }
         let out = self.io.out.get_or_insert_with(|| ctx.outboxes.take());
-        out.push_shared(frame.clone());
+        out.push_shared(&mut ctx.pool, frame);
         self.io.mark_dirty(ctx, key);
         SendResult::Sent
+    }
+
+    /// Queues a published frame with `send` (as it is, or compressed), applying the policy
+    /// for publishes at the backpressure limit: skip it and count it missed (reported to the
+    /// handler when the output drains), or close with 1008.
+    pub(crate) fn deliver_published(
+        &mut self,
+        ctx: &mut LoopCtx,
+        key: ConnKey,
+        send: impl FnOnce(&mut ConnCore, &mut LoopCtx) -> SendResult,
+    ) -> Outcome {
+        let could_send = matches!(&self.phase, Phase::Open(ws) if ws.can_send());
+        let mut outcome = Outcome::default();
+        match send(self, ctx) {
+            SendResult::Sent => outcome.deliveries = 1,
+            SendResult::Backpressure => {
+                ctx.topics.missed(key);
+                outcome.skipped = 1;
+            }
+            // Closed just now by the 1008 policy, or closing already (then it is leaving
+            // its topics and misses nothing it would have been sent).
+            SendResult::Closed => outcome.closed = u64::from(could_send),
+        }
+        outcome
     }
 
     /// Queues our Close and starts the close deadline.
@@ -509,6 +539,52 @@ impl Conn<'_> {
     /// A handle to the whole server (to broadcast, or reach other connections).
     pub fn handle(&self) -> &ServerHandle {
         &self.ctx.handle
+    }
+
+    /// Subscribes this connection to `topic` (any string; topics need not be declared).
+    /// Returns whether it was not subscribed yet. A connection leaves all its topics when
+    /// it closes.
+    pub fn subscribe(&mut self, topic: &str) -> bool {
+        self.ctx.subscribe(self.key, topic)
+    }
+
+    /// Unsubscribes this connection from `topic`; returns whether it was subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.ctx.unsubscribe(self.key, topic)
+    }
+
+    /// Publishes `msg` to every subscriber of `topic`, this connection too when it is one:
+    /// [`publish_to`](Self::publish_to) with one topic and [`Audience::Everyone`].
+    pub fn publish(&mut self, topic: &str, msg: Message<'_>) {
+        self.publish_to(&[topic], msg, Audience::Everyone);
+    }
+
+    /// Publishes `msg` to the subscribers of `topics`: each gets it once, however many of
+    /// the topics it is subscribed to. The frame is encoded once and shared.
+    ///
+    /// Order: every subscriber receives one publisher's messages to a topic in publish
+    /// order, and this connection's own copy (under [`Audience::Everyone`]) is queued at
+    /// once, so a [`send`](Self::send) after a publish arrives after it. The loop's other
+    /// subscribers get it as soon as this handler call returns, before any other handler
+    /// call; other loops and, in a cluster, other nodes get it through their queues.
+    ///
+    /// A subscriber over its backpressure limit misses it (counted, and reported to
+    /// [`Handler::on_missed`](crate::Handler::on_missed)) or is closed with 1008, as
+    /// [configured](crate::BackpressurePolicy).
+    pub fn publish_to(&mut self, topics: &[&str], msg: Message<'_>, audience: Audience) {
+        let ctx = &mut *self.ctx;
+        let topics = ctx.topics.list(topics);
+        let frame = ctx.frames.encode(msg);
+        let served = if audience == Audience::Everyone
+            && ctx.topics.is_subscribed(self.key, &topics)
+        {
+            let key = self.key;
+            self.core.deliver_published(ctx, key, |core, ctx| core.send_shared(ctx, key, &frame))
+        } else {
+            Outcome::default()
+        };
+        ctx.fan_out(&topics, &frame);
+        ctx.publishes.push(Pending { topics, frame, publisher: self.key, served });
     }
 }
 

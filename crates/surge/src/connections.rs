@@ -17,12 +17,14 @@ use crate::buffer_pool::BufferPool;
 use crate::config::Config;
 use crate::conn::{flag, ConnCore, ConnEntry, ConnIo, Phase, SendResult};
 use crate::context::{LoopCtx, Shutdown};
+use crate::deflate::CompressedBroadcast;
 use crate::handle::{ConnectionId, ServerHandle, ShutdownReport};
 use crate::handler::Handler;
 use crate::key::ConnKey;
 use crate::outbox::{Flushed, Outbox, Outboxes, SharedFrame};
 use crate::slab::Slab;
 use crate::timer::{TimerEntry, TimerWheel};
+use crate::topics::{Outcome, Pending, TopicList};
 use crate::transport::{Stream, Transport};
 use crate::turn::{Intake, ReadEnd, Turn};
 use crate::upgrade;
@@ -45,6 +47,9 @@ pub(crate) struct Connections<H: Handler> {
     stale: u64,
     /// Connections removed this turn, for the backend to retire (`bury`).
     retired: Vec<(ConnKey, Stream, Option<Box<Outbox>>)>,
+    /// Scratch: the subscribers one publish reaches; the publishes being delivered.
+    reached: Vec<ConnKey>,
+    delivering: Vec<Pending>,
 }
 
 impl<H: Handler> Connections<H> {
@@ -78,11 +83,17 @@ impl<H: Handler> Connections<H> {
                 tick: 0,
                 shutdown: None,
                 reply: Vec::with_capacity(512),
+                topics: Default::default(),
+                frames: Default::default(),
+                publishes: Vec::new(),
+                deflate: None,
             },
             expired: Vec::new(),
             scratch: Vec::new(),
             stale: 0,
             retired: Vec::new(),
+            reached: Vec::new(),
+            delivering: Vec::new(),
         }
     }
 
@@ -193,6 +204,7 @@ impl<H: Handler> Connections<H> {
         if let ReadEnd::Lost = turn.read(entry, key, read_buf, until_would_block) {
             self.remove(key);
         }
+        self.publish_pending();
     }
 
     /// Connection `key` can take more output after a partial flush.
@@ -201,6 +213,7 @@ impl<H: Handler> Connections<H> {
         if entry.core.io.has(flag::WRITE_BLOCKED) {
             self.flush_one(backend, key);
         }
+        self.publish_pending();
     }
 
     // ---- writing ---------------------------------------------------------------------
@@ -208,6 +221,8 @@ impl<H: Handler> Connections<H> {
     /// The end of a turn: one flush for each connection with output.
     pub(crate) fn flush_dirty(&mut self, backend: &mut impl Backend) {
         for _ in 0..FLUSH_PASSES {
+            // What `on_drain` and `on_missed` published in the last pass.
+            self.publish_pending();
             if self.ctx.dirty.is_empty() {
                 return;
             }
@@ -348,6 +363,7 @@ impl<H: Handler> Connections<H> {
             }
             _ => self.stale += 1,
         }
+        self.publish_pending();
     }
 
     /// Starts the close handshake of connection `id`, asked from another thread.
@@ -362,18 +378,94 @@ impl<H: Handler> Connections<H> {
         }
     }
 
-    /// A broadcast frame for every open connection; refusals go to `on_refused`.
+    /// A broadcast frame for every open connection; refusals go to `on_refused`. A
+    /// connection with permessage-deflate gets the frame compressed: once per distinct
+    /// compressor configuration and shared, or by its own compressor (context takeover).
     pub(crate) fn broadcast(&mut self, frame: &SharedFrame) {
         let Connections { conns, handler, ctx, spare, .. } = self;
         let mut turn = Turn { handler, ctx, spare };
+        let msg = frame.message();
+        let mut compressed = CompressedBroadcast::default();
         for (key, entry) in conns.iter_mut() {
             if !entry.core.phase.is_open() {
                 continue;
             }
-            if entry.core.send_shared(turn.ctx, key, frame) == SendResult::Backpressure {
-                turn.refused(entry, key, frame.message());
+            let sent = send_shared_to(&mut entry.core, turn.ctx, key, frame, &mut compressed);
+            if sent == SendResult::Backpressure {
+                turn.refused(entry, key, msg);
             }
         }
+        self.publish_pending();
+    }
+
+    // ---- topics ----------------------------------------------------------------------
+
+    /// Subscribes connection `id` to `topic`, asked from another thread.
+    pub(crate) fn subscribe(&mut self, id: ConnectionId, topic: &str, on: bool) {
+        let Connections { conns, ctx, .. } = self;
+        match conns.get_mut(id.key) {
+            Some(entry) if id.loop_index == ctx.index && entry.core.phase.is_open() => {
+                if on {
+                    ctx.subscribe(id.key, topic);
+                } else {
+                    ctx.unsubscribe(id.key, topic);
+                }
+            }
+            _ => self.stale += 1,
+        }
+    }
+
+    /// Delivers a publish to this loop's subscribers of `topics`, each once. `via`: it came
+    /// from another node on the channel of `topics[via]`, and goes only to the subscribers
+    /// of that topic who are in none of the topics listed before it (they have a copy from
+    /// an earlier channel).
+    pub(crate) fn publish(&mut self, topics: &TopicList, frame: &SharedFrame, via: Option<usize>) {
+        let outcome = self.reach(topics, frame, None, via);
+        self.count(outcome);
+    }
+
+    /// Delivers what handlers published since the last call to the loop's other
+    /// subscribers, in publish order.
+    pub(crate) fn publish_pending(&mut self) {
+        while !self.ctx.publishes.is_empty() {
+            let mut delivering = std::mem::take(&mut self.delivering);
+            std::mem::swap(&mut delivering, &mut self.ctx.publishes);
+            for pending in delivering.drain(..) {
+                let mut outcome = pending.served;
+                outcome +=
+                    self.reach(&pending.topics, &pending.frame, Some(pending.publisher), None);
+                self.count(outcome);
+            }
+            self.delivering = delivering;
+        }
+    }
+
+    fn reach(
+        &mut self,
+        topics: &TopicList,
+        frame: &SharedFrame,
+        except: Option<ConnKey>,
+        via: Option<usize>,
+    ) -> Outcome {
+        let mut reached = std::mem::take(&mut self.reached);
+        self.ctx.topics.reach(topics, except, via, &mut reached);
+        let Connections { conns, ctx, .. } = self;
+        let mut outcome = Outcome::default();
+        let mut compressed = CompressedBroadcast::default();
+        for &key in &reached {
+            if let Some(entry) = conns.get_mut(key) {
+                outcome += entry.core.deliver_published(ctx, key, |core, ctx| {
+                    send_shared_to(core, ctx, key, frame, &mut compressed)
+                });
+            }
+        }
+        reached.clear();
+        self.reached = reached;
+        outcome
+    }
+
+    fn count(&self, outcome: Outcome) {
+        self.ctx.handle.shared.topic_counters[usize::from(self.ctx.index)].count(outcome);
     }
 
     // ---- shutdown --------------------------------------------------------------------
@@ -441,5 +533,31 @@ impl<H: Handler> Connections<H> {
         // The backend closes the stream at the end of the turn (`bury`), and gives the
         // output queue back once nothing of it is in flight.
         self.retired.push((key, stream, out));
+    }
+}
+
+/// Queues a frame many connections get (a broadcast's, a publish's) for the open connection
+/// `core`: as it is, or, with permessage-deflate, compressed once per distinct compressor
+/// configuration among the connections `compressed` has served (shared), or by its own
+/// compressor (context takeover).
+fn send_shared_to(
+    core: &mut ConnCore,
+    ctx: &mut LoopCtx,
+    key: ConnKey,
+    frame: &SharedFrame,
+    compressed: &mut CompressedBroadcast,
+) -> SendResult {
+    let msg = frame.message();
+    let Phase::Open(ws) = &core.phase else { return SendResult::Closed };
+    let deflate = ws.extension().as_ref().filter(|session| session.compresses(msg.len()));
+    let how = deflate.map(|session| (session.shares_compressor(), session.send_config()));
+    match (how, &ctx.deflate) {
+        (Some((true, config)), Some(codecs)) => match compressed.frame(codecs, config, msg) {
+            Some(frame) => core.send_shared(ctx, key, &frame),
+            None => core.send(ctx, key, msg, false),
+        },
+        // Context takeover: its own compressor, through the connection.
+        (Some(_), _) => core.send(ctx, key, msg, false),
+        (None, _) => core.send_shared(ctx, key, frame),
     }
 }

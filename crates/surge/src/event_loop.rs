@@ -162,9 +162,22 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         self.conns.bury(&mut self.backend);
     }
 
+    /// The loop's topic table.
+    #[cfg(test)]
+    pub(crate) fn topics(&self) -> &crate::topics::TopicTable {
+        &self.conns.ctx.topics
+    }
+
     /// Whether a shutdown has finished: no connection is left.
     pub(crate) fn finished(&self) -> bool {
         self.conns.ctx.shutdown.is_some() && self.conns.is_empty()
+    }
+
+    /// What permessage-deflate did on this loop: messages compressed and inflated, bytes
+    /// before and after (the counters a metrics export reads).
+    #[cfg(test)]
+    pub(crate) fn deflate_stats(&self) -> surge_proto::deflate::DeflateStats {
+        self.conns.ctx.deflate.as_ref().map(|codecs| codecs.borrow().stats()).unwrap_or_default()
     }
 
     /// What the shutdown achieved so far (empty when none was asked for).
@@ -259,6 +272,12 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             match command {
                 Command::Send { id, msg } => self.conns.deliver(id, msg.as_message()),
                 Command::Broadcast(frame) => self.conns.broadcast(&frame),
+                Command::Subscribe { id, topic } => self.conns.subscribe(id, &topic, true),
+                Command::Unsubscribe { id, topic } => self.conns.subscribe(id, &topic, false),
+                Command::Publish { topics, frame } => self.conns.publish(&topics, &frame, None),
+                Command::Remote { topics, via, frame } => {
+                    self.conns.publish(&topics, &frame, Some(via))
+                }
                 Command::Close { id, frame } => self.conns.close(id, &frame),
                 Command::Adopt(stream, peer) => self.conns.adopt(&mut self.backend, stream, peer),
                 Command::Shutdown { deadline } => {

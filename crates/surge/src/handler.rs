@@ -13,7 +13,7 @@ use crate::request::Request;
 /// (an `Arc`, a channel, a [`ServerHandle`](crate::ServerHandle)).
 ///
 /// Every call for one connection happens on its loop, in order: `on_upgrade`, `on_open`,
-/// then `on_message`, `on_drain` and `on_refused` any number of times, then exactly one
+/// then `on_message`, `on_drain`, `on_missed` and `on_refused` any number of times, then exactly one
 /// `on_close`. A panic in any of them is caught: the connection is closed with 1011
 /// (internal error), the panic is logged, and the loop and every other connection go on.
 ///
@@ -74,6 +74,16 @@ pub trait Handler {
     fn on_refused(&mut self, conn: &mut Conn<'_>, state: &mut Self::State, msg: Message<'_>) {
         let _ = (state, msg);
         let _ = conn.close(CloseCode::POLICY_VIOLATION, "backpressure");
+    }
+
+    /// Publishes to this connection's topics were skipped while its output was over the
+    /// backpressure limit (under [`BackpressurePolicy::HandBack`](crate::BackpressurePolicy)):
+    /// `missed` of them since the last call, exactly. Called once the output has drained
+    /// under the low watermark (after [`on_drain`](Self::on_drain)). Also
+    /// counted in [`TopicStats::skipped`](crate::TopicStats). By default nothing more is
+    /// done: a feed of prices can skip, a chat may want to tell its user.
+    fn on_missed(&mut self, conn: &mut Conn<'_>, state: &mut Self::State, missed: u64) {
+        let _ = (conn, state, missed);
     }
 
     /// The WebSocket is closed; no more calls for this connection follow. `code` is the

@@ -10,7 +10,13 @@
 //! What it is not: not an HTTP server (a request that is not a WebSocket upgrade gets an
 //! HTTP error), not async (handlers are plain callbacks on the loop's thread and must not
 //! block it), and not a client (that is `surge-client`, on the same `surge_proto`). TLS,
-//! permessage-deflate, pub/sub and io_uring are not here yet; each has a seam to plug into.
+//! permessage-deflate and io_uring are not here yet; each has a seam to plug into.
+//!
+//! Topics: a connection subscribes ([`Conn::subscribe`], [`ServerHandle::subscribe`]) and
+//! anyone publishes ([`Conn::publish`], [`ServerHandle::publish`]); each loop keeps its own
+//! table, a publish is encoded once and shared, and nodes share topics through Redis
+//! ([`ConfigBuilder::cluster`], at most once across nodes). The ordering promise is on
+//! [`Conn::publish_to`].
 //!
 //! ```text
 //!                 backend (mio today; what waits, owns listeners, carries out flushes)
@@ -25,7 +31,9 @@
 //!                 (a large reply to the last message of a read: written at once)
 //!    timers: the wheel --> handshake / linger deadlines, or the protocol's handle_timeout
 //!    end of turn --> Backend::flush per connection with output --> pool takes buffers back
-//!  other threads --> ServerHandle::{send, broadcast, close, shutdown} --> channel + waker
+//!  other threads --> ServerHandle::{send, broadcast, publish, close, shutdown} --> channel + waker
+//!  publish --> this loop's subscribers after the handler call; other loops' queues;
+//!               the broker's bounded queue --> Redis --> other nodes' brokers --> their loops
 //! ```
 //!
 //! # Where things are
@@ -34,6 +42,9 @@
 //!
 //! - Leaves: `key` (a connection's name in its loop), `admission` (the connection cap as a
 //!   token), `buffer_pool`, `timer` (the wheel), `slab`, `request`, `config`, `error`.
+//! - Pub/sub below the loops: `topics` (a loop's table: who is subscribed, whom a publish
+//!   reaches, each once), `cluster` (the loops' side of the broker: its bounded queue, its
+//!   counters, the message format on Redis).
 //! - The seams and what crosses threads: `transport` (a connection's byte stream: TCP, and
 //!   an in-memory pipe in tests), `outbox` (queued output, written through a transport),
 //!   `handle` (ids, commands and the handle other threads hold), `backend` (what waits for
@@ -43,7 +54,9 @@
 //!   server's checks and refusals), `turn` (the per-message path: read, handshake, protocol
 //!   events, every handler call under one `catch_unwind`).
 //! - A loop and its set-up: `connections` (the slab and what is done to it), `event_loop`
-//!   (the turn, accepting, commands), `acceptor` (listeners), `server` (threads).
+//!   (the turn, accepting, commands), `acceptor` (listeners), `broker` (the cluster's
+//!   threads between the loops and Redis), `server` (threads).
+//! - Handlers shipped: `echo`, `broadcast` (a room per path).
 //! - Tests only, on top: `backend::sim` (a backend on a virtual clock) and `tests` (the
 //!   engine's timeouts, backpressure and shutdown at exact instants).
 //!
@@ -89,11 +102,15 @@
 mod acceptor;
 mod admission;
 mod backend;
+pub mod broadcast;
+mod broker;
 mod buffer_pool;
+mod cluster;
 pub mod config;
 mod conn;
 mod connections;
 mod context;
+pub mod deflate;
 pub mod echo;
 pub mod error;
 mod event_loop;
@@ -107,14 +124,19 @@ mod slab;
 #[cfg(test)]
 mod tests;
 mod timer;
+mod topics;
 mod transport;
 mod turn;
 mod upgrade;
 
 #[cfg(target_os = "linux")]
 pub use backend::IoUringStats;
-pub use config::{Backend, BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning};
+pub use cluster::BrokerStats;
+pub use config::{
+    Backend, BackpressurePolicy, Cluster, Config, ConfigBuilder, ConfigError, Pinning, Sharding,
+};
 pub use conn::{Conn, SendResult};
+pub use deflate::{DeflateConfig, DeflateMemory};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};
 pub use handler::{Handler, Upgrade};
@@ -124,3 +146,4 @@ pub use server::Server;
 pub use surge_proto;
 pub use surge_proto::close::CloseCode;
 pub use surge_proto::message::Message;
+pub use topics::{Audience, TopicStats};

@@ -69,7 +69,8 @@ impl<'a> Request<'a> {
         self.inner.subprotocols()
     }
 
-    /// The extensions offered (none is negotiated by this server).
+    /// The extensions offered. The server negotiates permessage-deflate itself when
+    /// [`ConfigBuilder::deflate`](crate::ConfigBuilder::deflate) turns it on.
     pub fn extensions(&self) -> impl Iterator<Item = ExtensionOffer<'a>> + 'a {
         self.inner.extensions()
     }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,8 @@ use crate::admission::Admissions;
 #[cfg(target_os = "linux")]
 use crate::backend::{IoUringStats, UringBackend, UringCounters};
 use crate::backend::{MioBackend, WAKER};
+use crate::broker::{self, Broker};
+use crate::cluster::{BrokerCounters, BrokerLink};
 use crate::config::{Backend, Config};
 use crate::error::ServerError;
 use crate::event_loop::{EventLoop, LoopSetup};
@@ -44,6 +46,8 @@ pub struct Server {
     backend: Backend,
     #[cfg(target_os = "linux")]
     counters: Arc<UringCounters>,
+    /// In a cluster: the broker's threads.
+    broker: Option<Broker>,
 }
 
 impl Server {
@@ -75,13 +79,29 @@ impl Server {
             polls.push(poll);
         }
         let (report_tx, report_rx) = crossbeam_channel::unbounded();
-        let handle = ServerHandle {
-            shared: Arc::new(Shared {
-                loops: remotes,
-                admissions: Admissions::new(config.max_connections()),
-                shutting_down: AtomicBool::new(false),
-                reports: Mutex::new(Some(report_rx)),
-            }),
+        let (link, broker_ends) = match config.cluster() {
+            Some(cluster) => {
+                let (outgoing, outgoing_rx) = crossbeam_channel::bounded(cluster.queue());
+                let (interest, interest_rx) = crossbeam_channel::unbounded();
+                let counters = Arc::new(BrokerCounters::default());
+                let link = BrokerLink { outgoing, interest, counters: Arc::clone(&counters) };
+                (Some(link), Some((cluster, counters, outgoing_rx, interest_rx)))
+            }
+            None => (None, None),
+        };
+        let admissions = Admissions::new(config.max_connections());
+        let handle =
+            ServerHandle { shared: Arc::new(Shared::new(remotes, admissions, report_rx, link)) };
+        let broker = match broker_ends {
+            Some((cluster, counters, outgoing, interest)) => {
+                let shared = Arc::downgrade(&handle.shared);
+                let id = broker::node_id();
+                Some(
+                    broker::start(cluster, id, counters, outgoing, interest, shared)
+                        .map_err(|source| ServerError::Spawn { source })?,
+                )
+            }
+            None => None,
         };
 
         let factory = Arc::new(factory);
@@ -123,6 +143,7 @@ impl Server {
                         backend,
                         #[cfg(target_os = "linux")]
                         counters,
+                        broker,
                     };
                     server.abort();
                     return Err(ServerError::Spawn { source });
@@ -136,6 +157,7 @@ impl Server {
             backend,
             #[cfg(target_os = "linux")]
             counters,
+            broker,
         };
         drop(ready_tx);
         for _ in 0..server.threads.len() {
@@ -185,6 +207,12 @@ impl Server {
                 tracing::error!("a loop thread panicked");
             }
         }
+        // The loops are gone: the broker's threads see the shutdown and stop.
+        for thread in self.broker.into_iter().flat_map(|broker| broker.threads) {
+            if thread.join().is_err() {
+                tracing::error!("a broker thread panicked");
+            }
+        }
     }
 
     /// Shuts down gracefully (see [`ServerHandle::shutdown`]) and waits for the loops.
@@ -196,6 +224,7 @@ impl Server {
 
     /// Stops loops that started, when starting the rest failed.
     fn abort(self) {
+        self.handle.shared.shutting_down.store(true, std::sync::atomic::Ordering::Release);
         for remote in &self.handle.shared.loops {
             let _ = remote.submit(Command::Shutdown { deadline: Instant::now() });
         }

@@ -11,13 +11,13 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use surge_proto::close::CloseCode;
-use surge_proto::connection::{Connection as WsConnection, Event};
+use surge_proto::connection::Event;
 use surge_proto::handshake::EMPTY_HEADER;
 use surge_proto::message::Message;
 
 use crate::buffer_pool::MAX_POOLED_CAPACITY;
 use crate::config::MAX_HEADERS;
-use crate::conn::{flag, App, Conn, ConnCore, ConnEntry, Phase, SendResult};
+use crate::conn::{flag, App, Conn, ConnCore, ConnEntry, Phase, SendResult, WsConnection};
 use crate::context::LoopCtx;
 use crate::handle::ConnectionId;
 use crate::handler::{Handler, Upgrade};
@@ -323,9 +323,15 @@ impl<H: Handler> Turn<'_, H> {
                 return true;
             }
         };
+        let deflate = self.ctx.config.deflate().copied();
+        let agreed = deflate.and_then(|deflate| Some((deflate, deflate.negotiate(&view)?)));
+        let answer = agreed.map(|(_, params)| params.to_string());
         // Borrowed views of the handler's headers (no allocation when there are none).
-        let extra: Vec<(&str, &[u8])> =
+        let mut extra: Vec<(&str, &[u8])> =
             headers.iter().map(|(name, value)| (*name, value.as_slice())).collect();
+        if let Some(answer) = &answer {
+            extra.push(("Sec-WebSocket-Extensions", answer.as_bytes()));
+        }
         if let Err(error) =
             core.io.answer_now(self.ctx, key, |out| request.accept(protocol, &extra, out))
         {
@@ -334,7 +340,10 @@ impl<H: Handler> Turn<'_, H> {
             self.refuse(core, key, 500, stash);
             return true;
         }
-        let mut ws = WsConnection::server(*self.ctx.config.limits());
+        let session = agreed.map(|(deflate, params)| {
+            Box::new(deflate.session(self.ctx.deflate_codecs(deflate.threshold), &params))
+        });
+        let mut ws = WsConnection::server_with(*self.ctx.config.limits(), session);
         // The handshake was the connection's first input: silence counts from it.
         ws.handle_input(self.ctx.now);
         core.phase = Phase::Open(ws);
@@ -367,13 +376,20 @@ impl<H: Handler> Turn<'_, H> {
         }
     }
 
-    /// Output that reached the low watermark again: `on_drain`, once per refused send.
+    /// Output that reached the low watermark again: `on_drain`, once per refused send, then
+    /// `on_missed` with the count of publishes skipped meanwhile.
     pub(crate) fn drain(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey) {
         if entry.core.io.has(flag::BACKPRESSURED) {
             entry.core.io.clear(flag::BACKPRESSURED);
             self.call(entry, key, "on_drain", false, |handler, conn, state| {
                 handler.on_drain(conn, state)
             });
+            let missed = self.ctx.topics.take_missed(key);
+            if missed > 0 {
+                self.call(entry, key, "on_missed", false, |handler, conn, state| {
+                    handler.on_missed(conn, state, missed)
+                });
+            }
         }
     }
 
@@ -450,6 +466,7 @@ impl<H: Handler> Turn<'_, H> {
     ) {
         let Some(App { state, admission }) = entry.app.take() else { return };
         drop(admission);
+        self.ctx.leave_topics(key);
         let id = self.ctx.id(key);
         let handler = &mut *self.handler;
         // A panic here is only logged: the connection is going anyway.

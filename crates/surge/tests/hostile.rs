@@ -18,6 +18,8 @@ mod server;
 #[path = "hostile/wire.rs"]
 mod wire;
 
+#[path = "hostile/deflate.rs"]
+mod deflate;
 #[path = "hostile/faults.rs"]
 mod faults;
 #[path = "hostile/frames.rs"]

@@ -54,7 +54,9 @@ func main() {
 	deadline := time.Now().Add(timeout)
 	time.AfterFunc(timeout, func() { fail("timed out after %v", timeout) })
 
-	dialer := websocket.Dialer{HandshakeTimeout: timeout}
+	// EnableCompression offers "permessage-deflate; server_no_context_takeover;
+	// client_no_context_takeover"; with SURGE_EXPECT_EXTENSIONS set the answer must be it.
+	dialer := websocket.Dialer{HandshakeTimeout: timeout, EnableCompression: true}
 	c, resp, err := dialer.Dial(url, nil)
 	if err != nil {
 		fail("connect %s: %v", url, err)
@@ -62,11 +64,17 @@ func main() {
 	if resp.StatusCode != 101 {
 		fail("handshake status %d", resp.StatusCode)
 	}
+	if expect, ok := os.LookupEnv("SURGE_EXPECT_EXTENSIONS"); ok {
+		if got := resp.Header.Get("Sec-WebSocket-Extensions"); got != expect {
+			fail("extensions: %q, want %q", got, expect)
+		}
+	}
 	c.SetReadDeadline(deadline)
 	c.SetWriteDeadline(deadline)
 	c.SetReadLimit(16 << 20)
 
 	echo(c, websocket.TextMessage, []byte("hello websocket"), "text")
+	echo(c, websocket.TextMessage, bytes.Repeat([]byte(`{"id":1,"price":100,"side":"buy"},`), 200), "JSON text")
 	echo(c, websocket.BinaryMessage, []byte{0, 1, 2, 0xfe, 0xff, 0x80}, "binary")
 	big := make([]byte, 1<<20)
 	for i := range big {

@@ -12,15 +12,25 @@
 //!   consumed, bytes produced and the end of a final block, and resets to an empty window
 //!   (its 15-bit form without allocating);
 //! - every allocation through Rust's global allocator, so that a counting allocator sees the
-//!   whole state;
-//! - no `unsafe` in this crate to call it.
+//!   whole state.
 //!
-//! The backend is zlib-rs (the Rust port of zlib-ng that flate2 uses for its `zlib-rs`
-//! feature), called directly rather than through flate2 because flate2 cannot set the memory
-//! level. Why this one and not C zlib: `benches/benches/deflate.rs` measures both, side by
-//! side; the figures and the reasoning are in the [module docs](super).
+//! The backend is C zlib (the system's libz, or the copy libz-sys builds when there is
+//! none), called through libz-sys's raw bindings: the only way to choose zlib's memory level
+//! (flate2 fixes it at 8) and to stop at a block boundary. Why C zlib and not zlib-rs: its
+//! state per stream is a fraction of zlib-rs's (23.5 KiB against 151 KiB for a compressor
+//! at window 12, memLevel 1), which is what makes per-connection streams affordable, and a
+//! fresh window is cheaper to start from, which is what a shared compressor does for every
+//! message; `benches/benches/deflate.rs` measures both; the figures are in the
+//! [module docs](super).
+//!
+//! This is the crate's only `unsafe` outside the SIMD kernels: each block says why it holds,
+//! and `tests/deflate.rs` runs again under AddressSanitizer (`asan.sh`).
+#![allow(unsafe_code)]
 
-use zlib_rs::{DeflateConfig, DeflateFlush, InflateFlush, Method, Status, Strategy};
+use core::ffi::{c_int, c_uint, c_void};
+use std::alloc::Layout;
+
+use libz_sys as z;
 
 /// What one call did: bytes of input consumed, bytes of output produced, whether the final
 /// block ended (decompression only).
@@ -35,22 +45,141 @@ pub(crate) struct Progress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Failed;
 
+/// Bytes in front of each block zlib gets from [`zalloc`]: the block's size, for [`zfree`];
+/// 16 keeps the block as aligned as `malloc`'s.
+const HEADER: usize = 16;
+
+/// zlib's `zalloc`, through Rust's global allocator.
+unsafe extern "C" fn zalloc(_opaque: *mut c_void, items: c_uint, size: c_uint) -> *mut c_void {
+    let Some(total) =
+        (items as usize).checked_mul(size as usize).and_then(|n| n.checked_add(HEADER))
+    else {
+        return core::ptr::null_mut();
+    };
+    let Ok(layout) = Layout::from_size_align(total, HEADER) else {
+        return core::ptr::null_mut();
+    };
+    // SAFETY: `layout` has a non-zero size (at least HEADER bytes).
+    let base = unsafe { std::alloc::alloc(layout) };
+    if base.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `base` is valid for `total >= HEADER` bytes and 16-aligned, so for a usize.
+    unsafe { base.cast::<usize>().write(total) };
+    // SAFETY: HEADER <= total: the result is inside the block.
+    unsafe { base.add(HEADER).cast() }
+}
+
+/// zlib's `zfree`, for blocks from [`zalloc`].
+unsafe extern "C" fn zfree(_opaque: *mut c_void, ptr: *mut c_void) {
+    if ptr.is_null() {
+        return;
+    }
+    // SAFETY: zlib frees only what `zalloc` gave it: `ptr` is HEADER bytes into a block
+    // whose first word holds its size, and that size with HEADER alignment is the layout it
+    // was allocated with (checked there).
+    unsafe {
+        let base = ptr.cast::<u8>().sub(HEADER);
+        let total = base.cast::<usize>().read();
+        std::alloc::dealloc(base, Layout::from_size_align_unchecked(total, HEADER));
+    }
+}
+
+/// A zlib stream, boxed: zlib's state points back at it, so it must never move.
+struct Stream(Box<z::z_stream>);
+
+// SAFETY: the stream and the state zlib hangs off it belong to this value alone; zlib keeps
+// no thread-local or global state for a stream, and its allocator functions are Rust's
+// global allocator, which any thread may call. Moving it to another thread is sound; it is
+// never shared (no `Sync`).
+unsafe impl Send for Stream {}
+
+impl Stream {
+    fn new() -> Self {
+        Stream(Box::new(z::z_stream {
+            next_in: core::ptr::null_mut(),
+            avail_in: 0,
+            total_in: 0,
+            next_out: core::ptr::null_mut(),
+            avail_out: 0,
+            total_out: 0,
+            msg: core::ptr::null_mut(),
+            state: core::ptr::null_mut(),
+            zalloc,
+            zfree,
+            opaque: core::ptr::null_mut(),
+            data_type: 0,
+            adler: 0,
+            reserved: 0,
+        }))
+    }
+
+    /// Runs one call of `step` (`deflate` or `inflate`) from `input` into `output` with
+    /// `flush`; returns zlib's code and the progress.
+    fn run(
+        &mut self,
+        input: &[u8],
+        output: &mut [u8],
+        flush: c_int,
+        step: unsafe extern "C" fn(z::z_streamp, c_int) -> c_int,
+    ) -> (c_int, usize, usize) {
+        // Larger slices go in 4 GiB steps: the caller loops on the progress.
+        let in_len = input.len().min(c_uint::MAX as usize) as c_uint;
+        let out_len = output.len().min(c_uint::MAX as usize) as c_uint;
+        let strm = &mut *self.0;
+        strm.next_in = input.as_ptr().cast_mut();
+        strm.avail_in = in_len;
+        strm.next_out = output.as_mut_ptr();
+        strm.avail_out = out_len;
+        // SAFETY: the stream was initialised by deflateInit2_/inflateInit2_ (the only way a
+        // `Deflate` or `Inflate` is made) and is boxed, so never moved since; next_in and
+        // avail_in describe `input` and next_out and avail_out `output`, both borrowed for
+        // the whole call. zlib only reads through next_in (the `cast_mut` is for the C
+        // signature) and writes at most avail_out bytes at next_out.
+        let rc = unsafe { step(strm, flush) };
+        let consumed = (in_len - strm.avail_in) as usize;
+        let produced = (out_len - strm.avail_out) as usize;
+        // No pointer into the caller's buffers outlives the call.
+        strm.next_in = core::ptr::null_mut();
+        strm.next_out = core::ptr::null_mut();
+        strm.avail_in = 0;
+        strm.avail_out = 0;
+        (rc, consumed, produced)
+    }
+}
+
+/// The size zlib checks the stream structure against.
+fn stream_size() -> c_int {
+    core::mem::size_of::<z::z_stream>() as c_int
+}
+
 /// A raw deflate compressor.
 pub(crate) struct Deflate {
-    inner: zlib_rs::Deflate,
+    stream: Stream,
 }
 
 impl Deflate {
     /// `window_bits` 9..=15, `mem_level` 1..=9, `level` 0..=9: checked by the caller.
     pub(crate) fn new(window_bits: u8, mem_level: u8, level: u8) -> Self {
-        let config = DeflateConfig {
-            level: i32::from(level),
-            method: Method::Deflated,
-            window_bits: -i32::from(window_bits),
-            mem_level: i32::from(mem_level),
-            strategy: Strategy::Default,
+        let mut stream = Stream::new();
+        // SAFETY: a fresh, boxed z_stream with our allocator; the version string and the
+        // structure size are those libz-sys was built against, as deflateInit2_ requires.
+        let rc = unsafe {
+            z::deflateInit2_(
+                &mut *stream.0,
+                c_int::from(level),
+                z::Z_DEFLATED,
+                -c_int::from(window_bits),
+                c_int::from(mem_level),
+                z::Z_DEFAULT_STRATEGY,
+                z::zlibVersion(),
+                stream_size(),
+            )
         };
-        Self { inner: zlib_rs::Deflate::new_with_config(config) }
+        // Only out of memory (which Rust's allocator does not return) or settings outside
+        // the ranges the caller checks can fail here.
+        assert_eq!(rc, z::Z_OK, "deflateInit2 with checked settings");
+        Self { stream }
     }
 
     /// Compresses as much of `input` into `output` as fits, ending with a sync flush once all
@@ -60,19 +189,26 @@ impl Deflate {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<Progress, Failed> {
-        let (in0, out0) = (self.inner.total_in(), self.inner.total_out());
-        let status =
-            self.inner.compress(input, output, DeflateFlush::SyncFlush).map_err(|_| Failed)?;
-        Ok(Progress {
-            consumed: delta(self.inner.total_in(), in0),
-            produced: delta(self.inner.total_out(), out0),
-            stream_end: status == Status::StreamEnd,
-        })
+        let (rc, consumed, produced) = self.stream.run(input, output, z::Z_SYNC_FLUSH, z::deflate);
+        match rc {
+            // Z_BUF_ERROR: no progress was possible (no room); not an error of the stream.
+            z::Z_OK | z::Z_BUF_ERROR => Ok(Progress { consumed, produced, stream_end: false }),
+            _ => Err(Failed),
+        }
     }
 
     /// Forgets the window: the next output starts a stream that refers to nothing before it.
     pub(crate) fn reset(&mut self) {
-        self.inner.reset();
+        // SAFETY: a stream initialised by deflateInit2_ and never moved; deflateReset keeps
+        // its memory and only clears it.
+        unsafe { z::deflateReset(&mut *self.stream.0) };
+    }
+}
+
+impl Drop for Deflate {
+    fn drop(&mut self) {
+        // SAFETY: a stream initialised by deflateInit2_, ended once, here.
+        unsafe { z::deflateEnd(&mut *self.stream.0) };
     }
 }
 
@@ -87,13 +223,24 @@ pub(crate) enum Until {
 
 /// A raw deflate decompressor.
 pub(crate) struct Inflate {
-    inner: zlib_rs::Inflate,
+    stream: Stream,
 }
 
 impl Inflate {
     /// `window_bits` 8..=15: checked by the caller.
     pub(crate) fn new(window_bits: u8) -> Self {
-        Self { inner: zlib_rs::Inflate::new(false, window_bits) }
+        let mut stream = Stream::new();
+        // SAFETY: as in `Deflate::new`, for inflateInit2_.
+        let rc = unsafe {
+            z::inflateInit2_(
+                &mut *stream.0,
+                -c_int::from(window_bits),
+                z::zlibVersion(),
+                stream_size(),
+            )
+        };
+        assert_eq!(rc, z::Z_OK, "inflateInit2 with checked settings");
+        Self { stream }
     }
 
     pub(crate) fn inflate(
@@ -102,27 +249,32 @@ impl Inflate {
         output: &mut [u8],
         until: Until,
     ) -> Result<Progress, Failed> {
-        let (in0, out0) = (self.inner.total_in(), self.inner.total_out());
         let flush = match until {
-            Until::Sync => InflateFlush::SyncFlush,
-            Until::Block => InflateFlush::Block,
+            Until::Sync => z::Z_SYNC_FLUSH,
+            Until::Block => z::Z_BLOCK,
         };
-        let status = self.inner.decompress(input, output, flush).map_err(|_| Failed)?;
-        Ok(Progress {
-            consumed: delta(self.inner.total_in(), in0),
-            produced: delta(self.inner.total_out(), out0),
-            stream_end: status == Status::StreamEnd,
-        })
+        let (rc, consumed, produced) = self.stream.run(input, output, flush, z::inflate);
+        match rc {
+            z::Z_OK | z::Z_BUF_ERROR => Ok(Progress { consumed, produced, stream_end: false }),
+            z::Z_STREAM_END => Ok(Progress { consumed, produced, stream_end: true }),
+            // Z_DATA_ERROR (corrupt), Z_NEED_DICT (impossible raw), Z_MEM_ERROR,
+            // Z_STREAM_ERROR: the message is lost either way.
+            _ => Err(Failed),
+        }
     }
 
-    /// Forgets the window and any partial block, and sets the window to 15 bits (zlib-rs's
-    /// reset always restores the default); the window's memory is kept.
+    /// Forgets the window and any partial block, and sets the window to 15 bits; the
+    /// window's memory is kept when it was already 15 bits.
     pub(crate) fn reset_to_15_bits(&mut self) {
-        self.inner.reset(false);
+        // SAFETY: a stream initialised by inflateInit2_ and never moved; inflateReset2 frees
+        // (through our zfree) a window of another size, to be made again on first use.
+        unsafe { z::inflateReset2(&mut *self.stream.0, -15) };
     }
 }
 
-/// `now - before` as a `usize`; both are counters of bytes that fit in memory.
-fn delta(now: u64, before: u64) -> usize {
-    usize::try_from(now.saturating_sub(before)).unwrap_or(usize::MAX)
+impl Drop for Inflate {
+    fn drop(&mut self) {
+        // SAFETY: a stream initialised by inflateInit2_, ended once, here.
+        unsafe { z::inflateEnd(&mut *self.stream.0) };
+    }
 }

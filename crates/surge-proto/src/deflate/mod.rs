@@ -53,8 +53,9 @@
 //!
 //! # The backend, measured
 //!
-//! zlib-rs 0.6 (the Rust port of zlib-ng) against C zlib 1.2.13 (the system's, through
-//! libz-sys), measured by `benches/benches/deflate.rs` in one run:
+//! C zlib 1.2.13 (the system's, through libz-sys's raw bindings; `backend.rs`) against
+//! zlib-rs 0.6 (the Rust port of zlib-ng), measured by `benches/benches/deflate.rs` in one
+//! run:
 //!
 //! ```text
 //! cargo bench -p surge-benches --bench deflate
@@ -81,46 +82,44 @@
 //! table is fixed at 2^16 entries, 128 KiB, whatever the memLevel) against 9 KiB for C zlib;
 //! its decompressor always allocates a 32 KiB window, whatever the window bits.
 //!
-//! Speed (level 6, window 15, memLevel 8, no context takeover; time per message, three runs
-//! on a 2-core machine shared with other builds at a load of 6 to 9, so absolute figures are
-//! high and noisy; both columns of a run come from the same process minutes apart):
+//! Speed (level 6, window 15, memLevel 8, no context takeover unless said; criterion's
+//! middle estimate per message on the 2-core machine shared with other builds, both columns
+//! from one process minutes apart; the first run's figures, with zlib-rs as the backend,
+//! were 13.3 / 20.8 us for the 137 B compression, the same order):
 //!
 //! ```text
-//!                          zlib-rs                  C zlib
-//! compress 137 B JSON    20.8 / 16.6 / 13.6 us    13.3 / 10.2 / 8.8 us   (115 B out: 1.19x)
-//! inflate  137 B JSON     4.4 /  4.3 /  3.3 us     5.0 /  5.0 / 3.4 us
-//! compress 16 KiB text    500 /  495 /  335 us     470 /  513 / 324 us   (3233 B out: 5.07x)
-//! inflate  16 KiB text   29.2 / 31.9 / 21.7 us    42.5 / 43.7 / 28.3 us
+//!                                  zlib-rs     C zlib
+//! compress 137 B JSON              10.6 us     8.1 us    (115 B out: 1.19x)
+//! inflate  137 B JSON               3.0 us     4.3 us
+//! compress 16 KiB text              406 us     359 us    (3120 B out: 5.25x)
+//! inflate  16 KiB text             19.9 us    21.5 us
+//! compress 137 B, w9 m1, reset      9.1 us     8.3 us
+//! compress 137 B, w9 m1, takeover   2.4 us     2.3 us
+//! compress 137 B, w9 m8, reset     14.7 us    12.2 us
 //! ```
 //!
-//! So C zlib compresses a small message from a fresh window about 1.6x faster (likely in
-//! part the reset: zlib-rs clears its fixed 128 KiB hash table, C zlib 64 KiB at memLevel 8;
-//! not profiled), zlib-rs inflates 4-16% faster at 137 B and 1.3-1.45x faster at 16 KiB,
-//! and 16 KiB compression is a tie. For a 137 B echo (inflate + compress) C zlib cost about
-//! 12 us to zlib-rs's 17 in the last run.
-//!
-//! **The default is zlib-rs, for what it can be called through, not for its figures.** It is
-//! the only backend here that this crate can drive without `unsafe` and still set the
-//! memory level and stop at a block boundary (`Z_BLOCK`, which the truncation check needs):
-//! flate2, the safe wrapper of C zlib, fixes memLevel at 8 and has no `Z_BLOCK`. It needs
-//! no C toolchain or system library. And the default policy
-//! ([`negotiate::ServerPolicy::default`]) has no context takeover in either direction, so
-//! one compressor and one decompressor per event loop serve every connection: its state is
-//! paid per loop (418 KiB at window 15, memLevel 8), not per connection.
-//!
-//! **Where C zlib wins, and what that would take.** Small-message CPU (above), and
-//! per-connection streams (context takeover) at 100,000 connections: at window 12 zlib-rs
-//! costs 151 KiB + 46 KiB per connection whatever the memLevel, while C zlib at memLevel 4
-//! costs 30 KiB + 11 KiB, under a 64 KiB budget. Calling C zlib with a chosen memLevel needs libz-sys and `unsafe` (flate2,
-//! the safe wrapper, fixes memLevel at 8, 150 KiB at window 12): a second `backend.rs`, behind
-//! a cargo feature. The bench's `c_zlib` module is that code, with its SAFETY comments.
+//! **The backend is C zlib, for memory first.** The issue's budget of 64 KiB per active
+//! connection at window 12 with context takeover is out of reach for zlib-rs whatever the
+//! memLevel (151 KiB + 47 KiB), and within it for C zlib (23.5 + 11.4 KiB at memLevel 1,
+//! 30.7 + 11.4 at memLevel 4). It also compresses from a fresh window 1.2-1.3x faster, which
+//! is what the shared (no context takeover) compressor does for every message; zlib-rs
+//! inflates 5-30% faster, which matters less (inflate is a fifth of compress). The price is
+//! `unsafe`: raw FFI calls in one file, each with its `// SAFETY:` reasoning, allocations
+//! routed through Rust's allocator (`zalloc`/`zfree`, so a counting allocator and ASan see
+//! them), the stream boxed because zlib's state points back at it, and `tests/deflate.rs`
+//! run under AddressSanitizer by `asan.sh` (the C library itself is not instrumented; the
+//! hand-over of buffers and every allocation is). It needs a C compiler only where no
+//! system zlib is found (libz-sys then builds its bundled copy). flate2 is no alternative:
+//! it fixes memLevel at 8 (150 KiB at window 12) and has no `Z_BLOCK`.
 
 mod backend;
 pub mod codec;
 pub mod header;
 pub mod negotiate;
+pub mod session;
 
 pub use codec::{
     CompressError, Compressor, CompressorConfig, ConfigError, DecompressError, Decompressor,
 };
 pub use negotiate::{ClientOffer, Direction, Params, ServerPolicy};
+pub use session::{DeflateSession, DeflateStats, SharedCodecs};

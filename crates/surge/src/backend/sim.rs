@@ -153,12 +153,12 @@ impl<H: Handler> Sim<H> {
         let (commands, receiver) = crossbeam_channel::unbounded();
         let (reports, report_rx) = crossbeam_channel::unbounded();
         let handle = ServerHandle {
-            shared: Arc::new(Shared {
-                loops: vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
-                admissions: crate::admission::Admissions::new(config.max_connections()),
-                shutting_down: AtomicBool::new(false),
-                reports: Mutex::new(Some(report_rx)),
-            }),
+            shared: Arc::new(Shared::new(
+                vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
+                crate::admission::Admissions::new(config.max_connections()),
+                report_rx,
+                None,
+            )),
         };
         let start = Instant::now();
         let world = Arc::new(Mutex::new(World {
@@ -238,9 +238,24 @@ impl<H: Handler> Sim<H> {
         self.handle.shared.loops[0].submit(command).expect("the loop's queue");
     }
 
+    /// The handle other threads would hold.
+    pub(crate) fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// Slots the loop's topic table keeps.
+    pub(crate) fn topic_slots(&self) -> usize {
+        self.event_loop.topics().slots()
+    }
+
     /// The virtual instant `after` from the start.
     pub(crate) fn at(&self, after: Duration) -> Instant {
         self.start + after
+    }
+
+    /// What permessage-deflate did on the loop.
+    pub(crate) fn deflate_stats(&self) -> surge_proto::deflate::DeflateStats {
+        self.event_loop.deflate_stats()
     }
 
     /// What the shutdown achieved so far.

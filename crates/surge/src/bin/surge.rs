@@ -4,7 +4,19 @@
 //! surge [echo] [--listen ADDR:PORT]... [--threads N] [--pin [CORES]] [--max-message SIZE]
 //!       [--max-connections N] [--idle-timeout DUR] [--handshake-timeout DUR]
 //!       [--close-timeout DUR] [--backpressure-limit SIZE] [--log LEVEL]
+//!       [--deflate[=shared|stream:WINDOW_BITS:MEM_LEVEL]] [--deflate-level N]
+//!       [--deflate-threshold SIZE]
+//! surge broadcast [the same options] [--cluster redis://HOST:PORT]
+//!       [--cluster-sharding auto|on|off] [--backpressure-policy skip|close]
 //! ```
+//!
+//! `echo` sends every message back; `broadcast` is a chat room per path: every message
+//! received on path P goes to every connection on path P, the sender included, on every
+//! node of the cluster.
+//!
+//! `--deflate` accepts permessage-deflate offers (RFC 7692): `shared` (the default policy)
+//! keeps no compression state per connection, `stream:12:4` gives each connection its own
+//! streams with a 12-bit window and memLevel 4 (context takeover).
 //!
 //! SIGINT or SIGTERM starts a graceful shutdown (Close 1001 to every connection, up to the
 //! close timeout for the peers to answer); a second signal exits at once.
@@ -17,8 +29,12 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use surge::broadcast::RoomHandler;
 use surge::echo::EchoHandler;
-use surge::{Backend, Config, Pinning, Server};
+use surge::{
+    Backend, BackpressurePolicy, Config, ConfigBuilder, DeflateConfig, DeflateMemory, Handler,
+    LoopIndex, Pinning, Server, Sharding,
+};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -35,6 +51,23 @@ struct Cli {
 enum Command {
     /// Send every message back to its sender (the default).
     Echo(EchoArgs),
+    /// A room per path: every message goes to every connection on its path, sender included.
+    Broadcast(BroadcastArgs),
+}
+
+#[derive(Args, Debug)]
+struct BroadcastArgs {
+    #[command(flatten)]
+    server: EchoArgs,
+    /// Share the rooms with other nodes through this Redis server.
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    cluster: Option<String>,
+    /// Redis' sharded pub/sub (SSUBSCRIBE/SPUBLISH): auto (where the server has it), on, off.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_sharding)]
+    cluster_sharding: Sharding,
+    /// A member over the backpressure limit: skip messages (counted) or close it with 1008.
+    #[arg(long, value_name = "POLICY", default_value = "skip", value_parser = parse_policy)]
+    backpressure_policy: BackpressurePolicy,
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +106,17 @@ struct EchoArgs {
     /// io_uring receive buffers per loop, COUNTxSIZE, e.g. 16x64KiB [default: 8x64KiB].
     #[arg(long, value_name = "COUNTxSIZE", value_parser = parse_buffers)]
     io_uring_buffers: Option<(u16, usize)>,
+    /// Accept permessage-deflate: "shared" (no context takeover, per-loop codecs) or
+    /// "stream:BITS:MEMLEVEL" (a stream per connection, e.g. stream:12:4).
+    #[arg(long, value_name = "POLICY", num_args = 0..=1, default_missing_value = "shared",
+          value_parser = parse_deflate)]
+    deflate: Option<DeflateMemory>,
+    /// Compression level 0-9 with --deflate [default: 6].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=9))]
+    deflate_level: Option<u8>,
+    /// Messages shorter than this go out uncompressed with --deflate [default: 64].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    deflate_threshold: Option<u64>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive list.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log: String,
@@ -80,11 +124,21 @@ struct EchoArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let args = match cli.command {
-        Some(Command::Echo(args)) => args,
-        None => cli.echo,
+    let result = match cli.command {
+        Some(Command::Echo(args)) => run(&args, Ok, |_| EchoHandler),
+        None => run(&cli.echo, Ok, |_| EchoHandler),
+        Some(Command::Broadcast(args)) => {
+            let cluster = |mut builder: ConfigBuilder| {
+                builder = builder.backpressure_policy(args.backpressure_policy);
+                if let Some(url) = &args.cluster {
+                    builder = builder.cluster(url.as_str()).cluster_sharding(args.cluster_sharding);
+                }
+                Ok(builder)
+            };
+            run(&args.server, cluster, |_| RoomHandler)
+        }
     };
-    match run(&args) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("surge: {message}");
@@ -93,17 +147,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &EchoArgs) -> Result<(), String> {
+fn run<H: Handler + 'static>(
+    args: &EchoArgs,
+    more: impl FnOnce(ConfigBuilder) -> Result<ConfigBuilder, String>,
+    factory: impl Fn(LoopIndex) -> H + Send + Sync + 'static,
+) -> Result<(), String> {
     let filter = EnvFilter::try_new(&args.log).map_err(|e| format!("bad --log filter: {e}"))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     raise_descriptor_limit();
 
-    let config = build_config(args)?;
+    let config = more(server_config(args)?)?.build().map_err(|e| e.to_string())?;
     let grace = config.close_timeout();
     // Signals are caught before the loops start, so none is lost in between.
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let server = Server::start(config, |_| EchoHandler).map_err(|e| e.to_string())?;
+    let server = Server::start(config, factory).map_err(|e| e.to_string())?;
     tracing::info!(backend = ?server.backend(), "loops started");
     for addr in server.local_addrs() {
         tracing::info!("listening on ws://{addr}");
@@ -126,7 +184,7 @@ fn run(args: &EchoArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn build_config(args: &EchoArgs) -> Result<Config, String> {
+fn server_config(args: &EchoArgs) -> Result<ConfigBuilder, String> {
     let mut builder = Config::builder().backend(args.backend);
     for &addr in &args.listen {
         builder = builder.listen(addr);
@@ -159,7 +217,53 @@ fn build_config(args: &EchoArgs) -> Result<Config, String> {
         let limit = usize::try_from(limit).map_err(|_| "backpressure limit too large")?;
         builder = builder.backpressure_limit(limit);
     }
-    builder.build().map_err(|e| e.to_string())
+    if let Some(memory) = args.deflate {
+        let default = DeflateConfig::default();
+        let threshold = match args.deflate_threshold {
+            Some(size) => usize::try_from(size).map_err(|_| "deflate threshold too large")?,
+            None => default.threshold,
+        };
+        let level = args.deflate_level.unwrap_or(default.level);
+        builder = builder.deflate(DeflateConfig { memory, level, threshold });
+    } else if args.deflate_level.is_some() || args.deflate_threshold.is_some() {
+        return Err("--deflate-level and --deflate-threshold need --deflate".into());
+    }
+    Ok(builder)
+}
+
+/// `auto`, `on` or `off`.
+fn parse_sharding(text: &str) -> Result<Sharding, String> {
+    match text {
+        "auto" => Ok(Sharding::Auto),
+        "on" => Ok(Sharding::On),
+        "off" => Ok(Sharding::Off),
+        _ => Err(format!("bad sharding {text:?} (expected auto, on or off)")),
+    }
+}
+
+/// `skip` or `close`.
+fn parse_policy(text: &str) -> Result<BackpressurePolicy, String> {
+    match text {
+        "skip" => Ok(BackpressurePolicy::HandBack),
+        "close" => Ok(BackpressurePolicy::Close1008),
+        _ => Err(format!("bad backpressure policy {text:?} (expected skip or close)")),
+    }
+}
+
+/// `shared`, or `stream:BITS:MEMLEVEL` (e.g. `stream:12:4`).
+fn parse_deflate(text: &str) -> Result<DeflateMemory, String> {
+    if text == "shared" {
+        return Ok(DeflateMemory::Shared);
+    }
+    let bad = || format!("bad deflate policy {text:?} (expected shared or stream:BITS:MEMLEVEL)");
+    let rest = text.strip_prefix("stream:").ok_or_else(bad)?;
+    let (bits, level) = rest.split_once(':').ok_or_else(bad)?;
+    let window_bits: u8 = bits.parse().map_err(|_| bad())?;
+    let mem_level: u8 = level.parse().map_err(|_| bad())?;
+    if !(9..=15).contains(&window_bits) || !(1..=9).contains(&mem_level) {
+        return Err(format!("{}: window bits 9-15, memLevel 1-9", bad()));
+    }
+    Ok(DeflateMemory::PerConnection { window_bits, mem_level })
 }
 
 fn parse_buffers(text: &str) -> Result<(u16, usize), String> {
@@ -298,5 +402,26 @@ mod tests {
         assert_eq!(args.listen, ["127.0.0.1:9001".parse().unwrap()]);
         let cli = Cli::try_parse_from(["surge", "--idle-timeout", "off"]).unwrap();
         assert_eq!(cli.echo.idle_timeout, Some(Idle(None)));
+    }
+
+    #[test]
+    fn broadcast_takes_the_server_options_and_a_cluster() {
+        let cli = Cli::try_parse_from([
+            "surge",
+            "broadcast",
+            "--threads",
+            "1",
+            "--cluster",
+            "redis://127.0.0.1:6379",
+            "--cluster-sharding",
+            "off",
+        ])
+        .unwrap();
+        let Some(Command::Broadcast(args)) = cli.command else { panic!("broadcast") };
+        assert_eq!(args.server.threads, Some(1));
+        assert_eq!(args.cluster.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(args.cluster_sharding, Sharding::Off);
+        assert_eq!(args.backpressure_policy, BackpressurePolicy::HandBack);
+        assert!(Cli::try_parse_from(["surge", "broadcast", "--cluster-sharding", "x"]).is_err());
     }
 }

@@ -2,8 +2,10 @@
 //! clock. Timeouts, backpressure and shutdown happen at exact instants, asserted as such.
 
 mod backpressure;
+mod deflate;
 mod shutdown;
 mod timeouts;
+mod topics;
 mod upgrade;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,6 +14,7 @@ use std::time::Duration;
 use surge_client::{ClientEndpoint, Keys, Opening};
 use surge_proto::close::CloseCode;
 use surge_proto::connection::Limits;
+use surge_proto::deflate::ClientOffer;
 use surge_proto::handshake::ClientRequest;
 use surge_proto::message::Message;
 
@@ -114,18 +117,30 @@ struct Client {
     peer: Peer,
     endpoint: ClientEndpoint,
     input: Vec<u8>,
+    /// Frames encoded and not yet written.
+    out: Vec<u8>,
 }
 
 impl Client {
     /// Connects and completes the opening handshake at the current instant.
     fn open<H: Handler>(sim: &mut Sim<H>, window: usize) -> Client {
+        Client::open_with(sim, window, None)
+    }
+
+    /// [`Client::open`], offering permessage-deflate as `offer` says.
+    fn open_with<H: Handler>(
+        sim: &mut Sim<H>,
+        window: usize,
+        offer: Option<ClientOffer>,
+    ) -> Client {
         let peer = sim.connect(window);
         let mut request = Vec::new();
         let keys = Keys { nonce: [7; 16], mask_seed: 7 };
-        let mut endpoint = ClientEndpoint::start(
+        let mut endpoint = ClientEndpoint::start_with(
             &ClientRequest::new("sim", "/"),
             keys,
             Limits::default(),
+            offer,
             &mut request,
         )
         .unwrap();
@@ -136,13 +151,22 @@ impl Client {
             panic!("not accepted: {:?}", String::from_utf8_lossy(&answer));
         };
         let head = String::from_utf8_lossy(&answer[..answer.len() - early.len()]).into_owned();
-        Client { head, peer, endpoint, input: early }
+        Client { head, peer, endpoint, input: early, out: Vec::new() }
     }
 
     fn send_text(&mut self, text: &str) {
-        let mut out = Vec::new();
-        self.endpoint.connection().send(Message::Text(text), &mut out).unwrap();
-        self.peer.write(&out);
+        self.queue_text(text);
+        self.flush();
+    }
+
+    /// Encodes a text message to go with the next [`flush`](Self::flush).
+    fn queue_text(&mut self, text: &str) {
+        self.endpoint.connection().send(Message::Text(text), &mut self.out).unwrap();
+    }
+
+    /// Writes what was queued, in one piece.
+    fn flush(&mut self) {
+        self.peer.write(&std::mem::take(&mut self.out));
     }
 
     /// Everything the server wrote since the last look, as messages (pongs left out).
@@ -169,6 +193,13 @@ impl Client {
         let mut out = Vec::new();
         self.endpoint.connection().poll_transmit(&mut out);
         self.peer.write(&out);
+    }
+
+    /// Ends the client's side of the stream without a close handshake.
+    fn hang_up(&mut self) {
+        let mut state = self.peer.state();
+        state.peer_shut = true;
+        state.input_edge = true;
     }
 
     /// Whether the server has dropped the connection.

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 use surge::surge_proto::close::CloseCode;
-use surge::surge_proto::connection::Connection;
+use surge::surge_proto::deflate::ClientOffer;
 use surge::surge_proto::frame::OpCode;
 use surge::surge_proto::handshake::{ClientHandshakeError, ClientRequest};
 use surge::surge_proto::message::Message;
 use surge::{Backend, Config, ConfigBuilder};
 use surge_client::blocking::{self, ConnectError};
+use surge_client::ClientConnection;
 use surge_client::Keys;
 
 /// What the client got.
@@ -92,6 +93,16 @@ impl Client {
         Client(blocking::Client::over(socket.into(), &request, keys(), PATIENCE).unwrap())
     }
 
+    /// Connects offering permessage-deflate as `offer` says.
+    pub fn connect_deflate(addr: SocketAddr, offer: ClientOffer) -> Client {
+        let host = addr.to_string();
+        let request = ClientRequest::new(&host, "/");
+        let stream = TcpStream::connect(addr).unwrap();
+        Client(
+            blocking::Client::over_with(stream, &request, keys(), Some(offer), PATIENCE).unwrap(),
+        )
+    }
+
     /// Connects; `Err(status)` when the server refuses the handshake.
     pub fn try_connect(addr: SocketAddr, origin: Option<&str>) -> Result<Client, u16> {
         let host = addr.to_string();
@@ -144,7 +155,7 @@ impl Client {
     }
 
     /// Writes whatever `frames` encodes, in one write.
-    pub fn write_frames(&mut self, frames: impl FnOnce(&mut Connection, &mut Vec<u8>)) {
+    pub fn write_frames(&mut self, frames: impl FnOnce(&mut ClientConnection, &mut Vec<u8>)) {
         self.0.write_frames(frames).unwrap();
     }
 

@@ -5,6 +5,7 @@
 mod backpressure;
 mod client;
 mod cross_thread;
+mod deflate;
 mod echo;
 mod harness;
 mod limits;
