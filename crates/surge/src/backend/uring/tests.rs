@@ -104,7 +104,7 @@ fn lent_segments_go_out_whole_in_one_slice_or_many() {
         let mut bytes = Vec::new();
         surge_proto::frame::encode_message(&mut bytes, Message::Binary(&[i; 300]));
         expected.extend_from_slice(&bytes);
-        out.push_shared(frame);
+        out.push_shared(&mut pool, &frame);
         out.append(&mut pool, |buf| buf.push(i));
         expected.push(i);
     }
@@ -138,7 +138,7 @@ fn a_retired_connection_keeps_its_output_until_the_kernel_lets_go() {
     let mut out = Box::new(Outbox::default());
     let deadline = Instant::now() + PATIENCE;
     loop {
-        out.push_shared(chunk.clone());
+        out.push_shared(&mut pool, &chunk);
         assert_eq!(backend.flush(key, &mut stream, &mut out, &mut pool).unwrap(), Flushed::Partial);
         backend.wait(Some(Duration::from_millis(50))).unwrap();
         let mut sent = None;
@@ -168,7 +168,7 @@ fn the_ring_ends_cleanly_with_receives_and_sends_armed() {
     let (mut backend, mut stream, mut client, key) = pair((8, 128));
     let mut pool = BufferPool::new(1 << 20);
     let mut out = Outbox::default();
-    out.push_shared(SharedFrame::encode(Message::Binary(&vec![1; 8 << 20])));
+    out.push_shared(&mut pool, &SharedFrame::encode(Message::Binary(&vec![1; 8 << 20])));
     let _ = backend.flush(key, &mut stream, &mut out, &mut pool).unwrap();
     client.write_all(b"bytes the loop never takes").unwrap();
     // Dropped first: the kernel is done with the send's memory before the queue goes.
