@@ -137,11 +137,34 @@ suite_setup() {
   ONLY='' run_step setup tests/setup.sh # always, whatever SURGE_ONLY says
 }
 
+# io_uring_available: whether this kernel and sandbox let a process set up an io_uring
+# (a ring of one entry, through python's ctypes: no build needed).
+io_uring_available() {
+  python3 - <<'EOF'
+import ctypes, os, platform, sys
+nr = {"x86_64": 425, "aarch64": 425}.get(platform.machine())
+if nr is None:
+    sys.exit(1)
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(nr, 1, ctypes.byref(ctypes.create_string_buffer(120)))
+sys.exit(0 if fd >= 0 and os.close(fd) is None else 1)
+EOF
+}
+
+# cargo_test_io_uring: the engine and hostile suites again, on the io_uring backend (the
+# workspace run above is on epoll); skipped where the system refuses io_uring.
+cargo_test_io_uring() {
+  if ! io_uring_available; then echo "io_uring refused here: the io_uring pass is skipped"; return 77; fi
+  SURGE_TEST_BACKEND=io-uring cargo test -p surge --test engine --test hostile
+}
+
 suite_cargo() {
   run_step cargo-fmt cargo fmt --all -- --check
   run_step cargo-clippy cargo clippy --workspace --all-targets -- -D warnings
   # --no-fail-fast: one failing package must not hide the others' results (doc tests too).
-  run_step cargo-test cargo test --workspace --no-fail-fast
+  # The engine and hostile suites run on epoll here, then on io_uring.
+  run_step cargo-test env SURGE_TEST_BACKEND=epoll cargo test --workspace --no-fail-fast
+  run_step cargo-test:io-uring cargo_test_io_uring
 }
 
 # Two Surge nodes and a redis-server of the test's own (it starts, SIGSTOPs, kills and
@@ -180,13 +203,13 @@ build_release() {
   cargo build --release "${pkgs[@]}"
 }
 
-# start_echo_server: sets ECHO_URL, ECHO_PID (main shell)
+# start_echo_server [BACKEND]: sets ECHO_URL, ECHO_PID (main shell)
 start_echo_server() {
   local port cmd
   if [ -n "${SURGE_ECHO_SERVER_CMD:-}" ]; then
     read -r -a cmd <<<"${SURGE_ECHO_SERVER_CMD//\{PORT\}/0}"
   else
-    cmd=(target/release/surge echo --listen 127.0.0.1:0 --deflate)
+    cmd=(target/release/surge echo --listen 127.0.0.1:0 --deflate --backend "${1:-epoll}")
     export SURGE_EXPECT_EXTENSIONS="$SURGE_DEFLATE_ANSWER"
   fi
   echo "starting: ${cmd[*]}"
@@ -213,9 +236,16 @@ server_still_running() {
   echo "echo server pid $ECHO_PID still running"
 }
 
+# The external server suite runs once per backend; the epoll run keeps the plain step
+# names, the io_uring one suffixes them with @io-uring.
 suite_external_server() {
-  local entry name cmd names=(build-release echo-server-start autobahn-server autobahn-server-deflate echo-server-survived)
-  for entry in "${EXTERNAL_CLIENTS[@]}"; do names+=("client:${entry%%|*}"); done
+  local entry backend suffix names=(build-release)
+  for backend in epoll io-uring; do
+    suffix=$([ "$backend" = epoll ] && echo "" || echo "@$backend")
+    names+=("echo-server-start$suffix" "autobahn-server$suffix" "autobahn-server-deflate$suffix"
+      "echo-server-survived$suffix")
+    for entry in "${EXTERNAL_CLIENTS[@]}"; do names+=("client:${entry%%|*}$suffix"); done
+  done
   any_selected "${names[@]}" || return 0
   if [ -z "${SURGE_ECHO_SERVER_CMD:-}" ]; then
     if ! has_package surge; then
@@ -229,33 +259,52 @@ suite_external_server() {
       return 0
     fi
   fi
+  external_server_on epoll ""
+  # A harness self-test (SURGE_ECHO_SERVER_CMD) has no backends to go through.
+  [ -z "${SURGE_ECHO_SERVER_CMD:-}" ] || return 0
+  if io_uring_available; then
+    external_server_on io-uring @io-uring
+  else
+    skip_step "external-server@io-uring" "io_uring refused here"
+  fi
+}
+
+# external_server_on BACKEND SUFFIX: the echo server on BACKEND, the external clients and
+# Autobahn against it, then a check that it survived them.
+external_server_on() {
+  local backend=$1 suffix=$2 entry name cmd
+  # shellcheck disable=SC2046
+  any_selected "echo-server-start$suffix" "autobahn-server$suffix" "autobahn-server-deflate$suffix" \
+    "echo-server-survived$suffix" \
+    $(for entry in "${EXTERNAL_CLIENTS[@]}"; do echo "client:${entry%%|*}$suffix"; done) || return 0
   # started here, in the main shell, so that the pid outlives the step
   local t0=$SECONDS rc=0
-  if selected echo-server-start; then
+  if selected "echo-server-start$suffix"; then
     echo
-    echo "=== step: echo-server-start"
-    start_echo_server || rc=$?
-    record echo-server-start "$([ $rc = 0 ] && echo passed || echo failed)" $((SECONDS - t0))
+    echo "=== step: echo-server-start$suffix"
+    start_echo_server "$backend" || rc=$?
+    record "echo-server-start$suffix" "$([ $rc = 0 ] && echo passed || echo failed)" $((SECONDS - t0))
     [ $rc = 0 ] || return 0
   else
-    start_echo_server >/dev/null || return 0
+    start_echo_server "$backend" >/dev/null || return 0
   fi
 
   for entry in "${EXTERNAL_CLIENTS[@]}"; do
     name=${entry%%|*}
     cmd=${entry#*|}
-    if [ "$name" = chromium ] && [ "$MODE" = fast ]; then skip_step "client:$name" "SURGE_TESTS=fast"; continue; fi
+    if [ "$name" = chromium ] && [ "$MODE" = fast ]; then skip_step "client:$name$suffix" "SURGE_TESTS=fast"; continue; fi
     # shellcheck disable=SC2086
-    run_step "client:$name" timeout 120 $cmd "$ECHO_URL"
+    run_step "client:$name$suffix" timeout 120 $cmd "$ECHO_URL"
   done
   if [ "$MODE" = fast ]; then
-    skip_step autobahn-server "SURGE_TESTS=fast"
-    skip_step autobahn-server-deflate "SURGE_TESTS=fast"
+    skip_step "autobahn-server$suffix" "SURGE_TESTS=fast"
+    skip_step "autobahn-server-deflate$suffix" "SURGE_TESTS=fast"
   else
-    run_step autobahn-server autobahn_server
-    run_step autobahn-server-deflate autobahn_server "$AUTOBAHN_DEFLATE_CASES" server-deflate expected-server-deflate.json
+    run_step "autobahn-server$suffix" autobahn_server "$AUTOBAHN_CASES" "server$suffix"
+    run_step "autobahn-server-deflate$suffix" autobahn_server "$AUTOBAHN_DEFLATE_CASES" \
+      "server-deflate$suffix" expected-server-deflate.json
   fi
-  run_step echo-server-survived server_still_running
+  run_step "echo-server-survived$suffix" server_still_running
   stop_bg "$ECHO_PID"
 }
 
@@ -451,11 +500,18 @@ suite_fuzz() {
   done
 }
 
-# The SIMD masking kernels and the UTF-8 fast path are the crate's only unsafe code: their
+# The SIMD masking kernels and the UTF-8 fast path are surge-proto's only unsafe code: their
 # exhaustive length/alignment tests run again under AddressSanitizer (no Miri here).
 suite_asan() {
   if [ "$MODE" = fast ]; then skip_step asan "SURGE_TESTS=fast"; return 0; fi
   run_step asan:surge-proto bash crates/surge-proto/asan.sh
+  # The io_uring backend's unsafe code (buffer ring, lent sends): its tests, and the
+  # engine's io_uring tests, under ASan; needs a system that allows io_uring.
+  if io_uring_available; then
+    run_step asan:surge-uring bash crates/surge/asan.sh
+  else
+    skip_step asan:surge-uring "io_uring refused here"
+  fi
 }
 
 # wss: `surge echo --tls-*` with a test PKI made at each run (tests/wss/make-certs.sh; the

@@ -227,6 +227,14 @@ impl ConnIo {
         self.put_stash(pool, stash);
     }
 
+    /// Keeps more input behind what is already kept (input that came while paused).
+    pub(crate) fn hold_more(&mut self, pool: &mut BufferPool, input: &[u8]) {
+        let mut stash = self.take_stash().unwrap_or_else(|| pool.take());
+        stash.extend_from_slice(input);
+        self.put_stash(pool, stash);
+        self.set(flag::READ_PAUSED);
+    }
+
     /// Keeps the input past the backpressure limit and stops reading until the output drains.
     pub(crate) fn hold_back(&mut self, pool: &mut BufferPool, input: &[u8]) {
         self.hold(pool, input);

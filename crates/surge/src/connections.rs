@@ -21,13 +21,13 @@ use crate::deflate::CompressedBroadcast;
 use crate::handle::{ConnectionId, ServerHandle, ShutdownReport};
 use crate::handler::Handler;
 use crate::key::ConnKey;
-use crate::outbox::{Flushed, Outboxes, SharedFrame};
+use crate::outbox::{Flushed, Outbox, Outboxes, SharedFrame};
 use crate::slab::Slab;
 use crate::stats::{status_index, Limit, Tally};
 use crate::timer::{TimerEntry, TimerWheel};
 use crate::topics::{Outcome, Pending, TopicList};
 use crate::transport::{Stream, Transport};
-use crate::turn::{ReadEnd, Turn};
+use crate::turn::{Intake, ReadEnd, Turn};
 use crate::upgrade;
 
 /// Flush passes per turn (a flush can run `on_drain`, which can queue more).
@@ -46,6 +46,8 @@ pub(crate) struct Connections<H: Handler> {
     scratch: Vec<ConnKey>,
     /// Messages addressed to connections that were gone.
     stale: u64,
+    /// Connections removed this turn, for the backend to retire (`bury`).
+    retired: Vec<(ConnKey, Stream, Option<Box<Outbox>>)>,
     /// Scratch: the subscribers one publish reaches; the publishes being delivered.
     reached: Vec<ConnKey>,
     delivering: Vec<Pending>,
@@ -94,6 +96,7 @@ impl<H: Handler> Connections<H> {
             expired: Vec::new(),
             scratch: Vec::new(),
             stale: 0,
+            retired: Vec::new(),
             reached: Vec::new(),
             delivering: Vec::new(),
         }
@@ -144,19 +147,67 @@ impl<H: Handler> Connections<H> {
     // ---- reading ---------------------------------------------------------------------
 
     /// Reads the connections that asked to be read again (no readiness edge comes for
-    /// them).
-    pub(crate) fn read_again(&mut self) {
+    /// them); with a completion backend, feeds what they hold and has them receive again.
+    pub(crate) fn read_again<B: Backend>(&mut self, backend: &mut B) {
         if self.ctx.again.is_empty() {
             return;
         }
         let mut list = std::mem::take(&mut self.scratch);
         std::mem::swap(&mut list, &mut self.ctx.again);
         for &key in &list {
-            // No fresh readiness edge comes for these: read until the kernel has nothing.
-            self.on_readable(key, true);
+            if B::COMPLETES_READS {
+                self.resume(backend, key);
+            } else {
+                // No fresh readiness edge comes for these: read until the kernel has nothing.
+                self.on_readable(key, true);
+            }
         }
         list.clear();
         self.scratch = list;
+    }
+
+    /// A completion backend's connection out of its backpressure pause: what it held back
+    /// goes first; then it receives again, unless that paused it once more.
+    fn resume(&mut self, backend: &mut impl Backend, key: ConnKey) {
+        let Connections { conns, handler, ctx, spare, .. } = self;
+        let Some(entry) = conns.get_mut(key) else { return };
+        if let Intake::More = (Turn { handler, ctx, spare }).feed_held(entry, key) {
+            backend.resume_reading(key);
+        }
+    }
+
+    /// Bytes a completion backend received for connection `key`; returns whether the
+    /// connection paused at the backpressure limit (the backend is to stop receiving).
+    pub(crate) fn on_received(&mut self, key: ConnKey, bytes: &mut [u8]) -> bool {
+        let Connections { conns, handler, ctx, spare, .. } = self;
+        let Some(entry) = conns.get_mut(key) else { return false };
+        matches!((Turn { handler, ctx, spare }).take(entry, key, bytes), Intake::Paused)
+    }
+
+    /// A completion backend's send for connection `key` ended: the lent output is released
+    /// as far as it went (the flush that follows sends the rest); an error ends the
+    /// connection.
+    pub(crate) fn on_sent(&mut self, key: ConnKey, written: Result<usize, i32>) {
+        let Some(entry) = self.conns.get_mut(key) else { return };
+        match (written, entry.core.io.out.as_mut()) {
+            (Ok(written), Some(out)) => out.sent(written, &mut self.ctx.pool),
+            (Ok(_), None) => {}
+            (Err(errno), _) => {
+                let error = std::io::Error::from_raw_os_error(errno);
+                tracing::debug!(id = %self.ctx.id(key), %error, "send failed");
+                self.remove(key);
+            }
+        }
+    }
+
+    /// Hands the connections removed this turn to the backend, which closes their streams
+    /// (and keeps output the kernel still reads from).
+    pub(crate) fn bury(&mut self, backend: &mut impl Backend) {
+        for (key, stream, out) in self.retired.drain(..) {
+            if let Some(out) = backend.retire(key, stream, out) {
+                self.ctx.outboxes.give(out, &mut self.ctx.pool);
+            }
+        }
     }
 
     /// Input for connection `key` (`until_would_block`: no further edge will say so).
@@ -196,6 +247,8 @@ impl<H: Handler> Connections<H> {
                 entry.core.io.clear(flag::DIRTY);
                 if !entry.core.io.has(flag::WRITE_BLOCKED) {
                     self.flush_one(backend, key);
+                } else {
+                    backend.output_waits(key);
                 }
             }
             list.clear();
@@ -522,15 +575,14 @@ impl<H: Handler> Connections<H> {
                 shutdown.report.forced += 1;
             }
         }
-        let ConnIo { out, held, .. } = core.io;
-        if let Some(out) = out {
-            self.ctx.outboxes.give(out, &mut self.ctx.pool);
-        }
+        let ConnIo { out, held, stream, .. } = core.io;
         if let Some(held) = held {
             self.ctx.assembly_bytes -= held.assembly.capacity();
             self.ctx.pool.give_held(held);
         }
-        // Dropping the stream closes it, which also takes it out of the backend's set.
+        // The backend closes the stream at the end of the turn (`bury`), and gives the
+        // output queue back once nothing of it is in flight.
+        self.retired.push((key, stream, out));
     }
 }
 

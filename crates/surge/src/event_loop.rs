@@ -45,6 +45,8 @@ pub(crate) struct EventLoop<H: Handler, B: Backend> {
     /// busy handing out the reports): writable connections, listeners with connections.
     writable: Vec<ConnKey>,
     listening: Vec<usize>,
+    /// Connections a completion backend is to stop receiving for (backpressure).
+    paused: Vec<ConnKey>,
     commands: Receiver<Command>,
     reports: Sender<ShutdownReport>,
     conns: Connections<H>,
@@ -67,6 +69,7 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             backend,
             writable: Vec::new(),
             listening: Vec::new(),
+            paused: Vec::new(),
             commands: setup.commands,
             reports: setup.reports,
             deal: setup.deal,
@@ -116,18 +119,30 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         let ctx = &mut self.conns.ctx;
         ctx.now = now;
         ctx.tick = ctx.wheel.tick_of(now);
-        let EventLoop { backend, conns, writable, listening, .. } = self;
+        let EventLoop { backend, conns, writable, listening, paused, .. } = self;
         let mut woken = false;
         let mut events = 0;
         backend.drain(|ready| {
             events += 1;
             match ready {
                 Ready::Input { key, peer_done } => conns.on_readable(key, peer_done),
+                Ready::Received { key, bytes } => {
+                    if conns.on_received(key, bytes) {
+                        paused.push(key);
+                    }
+                }
+                Ready::Sent { key, written } => {
+                    conns.on_sent(key, written);
+                    writable.push(key);
+                }
                 Ready::Output(key) => writable.push(key),
                 Ready::Listener(index) => listening.push(index),
                 Ready::Wake => woken = true,
             }
         });
+        for key in self.paused.drain(..) {
+            self.backend.pause_reading(key);
+        }
         for key in self.writable.drain(..) {
             self.conns.on_writable(&mut self.backend, key);
         }
@@ -140,7 +155,7 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         }
         self.listening = listening;
         self.conns.resume_throttled();
-        self.conns.read_again();
+        self.conns.read_again(&mut self.backend);
         self.retry_accepts();
         self.conns.fire_timers();
         self.conns.flush_dirty(&mut self.backend);
@@ -159,6 +174,7 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
                 self.conns.drop_all();
             }
         }
+        self.conns.bury(&mut self.backend);
     }
 
     /// The loop's topic table.

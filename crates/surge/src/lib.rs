@@ -102,7 +102,8 @@
 //! let report = server.shutdown(Duration::from_secs(5));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![forbid(unsafe_code)]
+// Unsafe code lives only in the io_uring backend (`backend::uring`), which allows it.
+#![deny(unsafe_code)]
 
 mod acceptor;
 mod admission;
@@ -141,9 +142,11 @@ mod turn;
 mod upgrade;
 
 pub use admission::LimitStats;
+#[cfg(target_os = "linux")]
+pub use backend::IoUringStats;
 pub use cluster::BrokerStats;
 pub use config::{
-    BackpressurePolicy, Cluster, Config, ConfigBuilder, ConfigError, Pinning, RateLimit,
+    Backend, BackpressurePolicy, Cluster, Config, ConfigBuilder, ConfigError, Pinning, RateLimit,
     RatePolicy, Sharding,
 };
 pub use conn::{Conn, SendResult};

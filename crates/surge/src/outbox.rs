@@ -14,8 +14,8 @@ use surge_proto::message::Message;
 use crate::buffer_pool::BufferPool;
 use crate::transport::Transport;
 
-/// Slices handed to one `writev`.
-const MAX_IOV: usize = 64;
+/// Slices handed to one `writev` (or one submitted send).
+pub(crate) const MAX_IOV: usize = 64;
 
 /// Shared frames at most this long are copied into the connection's own buffer rather than
 /// queued by reference: copying a few dozen bytes costs less than a reference (a count to
@@ -184,6 +184,9 @@ pub(crate) struct Outbox {
     head: usize,
     /// Bytes queued and not yet written.
     len: usize,
+    /// Front segments lent to a send in flight (a completion backend's): they are not
+    /// appended to, and not released, until [`sent`](Self::sent) says how much went.
+    lent: usize,
 }
 
 impl Outbox {
@@ -199,7 +202,9 @@ impl Outbox {
         pool: &mut BufferPool,
         encode: impl FnOnce(&mut Vec<u8>) -> R,
     ) -> R {
-        if !matches!(self.segments.back(), Some(Segment::Owned(_))) {
+        if self.segments.len() == self.lent
+            || !matches!(self.segments.back(), Some(Segment::Owned(_)))
+        {
             self.segments.push_back(Segment::Owned(pool.take()));
         }
         let Some(Segment::Owned(buf)) = self.segments.back_mut() else {
@@ -260,6 +265,28 @@ impl Outbox {
         Ok(Flushed::All)
     }
 
+    /// Lends the queued bytes from the front (at most [`MAX_IOV`] slices) to a send that
+    /// completes later, handing each slice to `lend`; returns how many bytes were lent.
+    /// The segments stay put, unchanged, until [`sent`](Self::sent).
+    pub(crate) fn lend(&mut self, mut lend: impl FnMut(&[u8])) -> usize {
+        debug_assert_eq!(self.lent, 0, "one send in flight at a time");
+        let mut bytes = 0;
+        for (i, segment) in self.segments.iter().take(MAX_IOV).enumerate() {
+            let slice = if i == 0 { &segment.bytes()[self.head..] } else { segment.bytes() };
+            lend(slice);
+            bytes += slice.len();
+            self.lent = i + 1;
+        }
+        bytes
+    }
+
+    /// The lent send is over, `written` bytes of it taken: those are released, the rest is
+    /// queued as before.
+    pub(crate) fn sent(&mut self, written: usize, pool: &mut BufferPool) {
+        self.lent = 0;
+        self.consume(written, pool);
+    }
+
     /// Bytes one write call offers: the first `MAX_IOV` segments less what is written.
     fn offered(&self) -> usize {
         self.segments.iter().take(MAX_IOV).map(|s| s.bytes().len()).sum::<usize>() - self.head
@@ -292,6 +319,7 @@ impl Outbox {
         }
         self.head = 0;
         self.len = 0;
+        self.lent = 0;
     }
 }
 
@@ -376,6 +404,32 @@ mod tests {
         assert_eq!(out.write_to(&mut socket, &mut pool).unwrap(), Flushed::All);
         assert_eq!(socket.got.len(), frame.len() * (MAX_IOV * 2 + 3));
         assert_eq!(socket.calls, 3);
+    }
+
+    #[test]
+    fn lent_segments_stay_put_until_the_send_completes() {
+        let mut pool = BufferPool::new(1 << 20);
+        let mut out = Outbox::default();
+        out.append(&mut pool, |buf| buf.extend_from_slice(b"abc"));
+        let long = SharedFrame::encode(Message::Binary(&[5; COPY_MAX + 1]));
+        out.push_shared(&mut pool, &long);
+        let mut lent = Vec::new();
+        assert_eq!(out.lend(|slice| lent.push(slice.as_ptr())), 3 + long.len());
+        // Appending while lent starts a new buffer (a small shared frame too): the lent ones
+        // do not move or grow.
+        out.append(&mut pool, |buf| buf.extend_from_slice(b"def"));
+        out.push_shared(&mut pool, &SharedFrame::encode(Message::Text("hi")));
+        assert_eq!(out.segments.len(), 3);
+        assert_eq!(out.segments[0].bytes().as_ptr(), lent[0]);
+        assert_eq!(out.segments[0].bytes(), b"abc");
+        out.sent(4, &mut pool);
+        assert_eq!(out.len(), long.len() - 1 + 3 + 4);
+        // The short send: the rest goes next, from where it stopped.
+        let mut again = Vec::new();
+        assert_eq!(out.lend(|slice| again.extend_from_slice(slice)), long.len() - 1 + 7);
+        assert_eq!(&again[long.len() - 1..], b"def\x81\x02hi");
+        out.sent(again.len(), &mut pool);
+        assert_eq!(out.len(), 0);
     }
 
     #[test]

@@ -103,22 +103,8 @@ impl<H: Handler> Turn<'_, H> {
         read_buf: &mut [u8],
         until_would_block: bool,
     ) -> ReadEnd {
-        // Input held back at the backpressure limit goes first.
-        if entry.core.phase.is_open() {
-            if let Some(mut stash) = entry.core.io.take_stash() {
-                match self.feed(entry, key, &mut stash) {
-                    Fed::Paused(used) => {
-                        stash.drain(..used);
-                        entry.core.io.put_stash(&mut self.ctx.pool, stash);
-                        entry.core.io.set(flag::READ_PAUSED);
-                        return ReadEnd::Done;
-                    }
-                    Fed::All | Fed::Ended => {
-                        self.ctx.pool.give(stash);
-                        entry.core.io.settle_held(&mut self.ctx.pool);
-                    }
-                }
-            }
+        if let Intake::Paused = self.feed_held(entry, key) {
+            return ReadEnd::Done;
         }
         for _ in 0..MAX_READS_PER_EVENT {
             let io = &mut entry.core.io;
@@ -155,6 +141,46 @@ impl<H: Handler> Turn<'_, H> {
         }
         self.ctx.again.push(key);
         ReadEnd::Done
+    }
+
+    /// Feeds the input held back at the backpressure limit (it goes ahead of anything read
+    /// after it); pauses again if it meets the limit again.
+    pub(crate) fn feed_held(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey) -> Intake {
+        if !entry.core.phase.is_open() {
+            return Intake::More;
+        }
+        let Some(mut stash) = entry.core.io.take_stash() else { return Intake::More };
+        match self.feed(entry, key, &mut stash) {
+            Fed::Paused(used) => {
+                stash.drain(..used);
+                entry.core.io.put_stash(&mut self.ctx.pool, stash);
+                entry.core.io.set(flag::READ_PAUSED);
+                Intake::Paused
+            }
+            Fed::All | Fed::Ended => {
+                self.ctx.pool.give(stash);
+                entry.core.io.settle_held(&mut self.ctx.pool);
+                Intake::More
+            }
+        }
+    }
+
+    /// Bytes a completion backend received for connection `key`: kept behind what is held
+    /// back while reading is paused (the backend was asked to stop, and these were on their
+    /// way), else received after it.
+    pub(crate) fn take(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        input: &mut [u8],
+    ) -> Intake {
+        if !entry.core.io.has(flag::READ_PAUSED) {
+            if let Intake::More = self.feed_held(entry, key) {
+                return self.receive(entry, key, input);
+            }
+        }
+        entry.core.io.hold_more(&mut self.ctx.pool, input);
+        Intake::Paused
     }
 
     /// Bytes arrived for connection `key`: the backend seam's input, whatever read them (a

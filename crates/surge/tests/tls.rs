@@ -18,7 +18,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
 use surge::echo::EchoHandler;
 use surge::tls::{TlsConfig, TlsError};
-use surge::{Config, Server};
+use surge::{Backend, Config, Server, ServerError};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -301,6 +301,26 @@ fn a_bad_key_is_refused_when_the_config_is_built() {
             cert.display()
         )
     );
+}
+
+#[test]
+fn tls_is_served_on_epoll_and_an_explicit_io_uring_is_refused() {
+    let pki = Pki::new("backend");
+    let (cert, key, _) = pki.leaf("leaf", &["localhost"]);
+    let config = |backend| {
+        Config::builder()
+            .listen("127.0.0.1:0".parse().unwrap())
+            .threads(1)
+            .backend(backend)
+            .tls(TlsConfig::new(&cert, &key))
+            .build()
+            .unwrap()
+    };
+    let auto = Server::start(config(Backend::Auto), |_| EchoHandler).unwrap();
+    assert_eq!(auto.backend(), Backend::Epoll);
+    auto.shutdown(Duration::ZERO);
+    let refused = Server::start(config(Backend::IoUring), |_| EchoHandler);
+    assert!(matches!(refused, Err(ServerError::IoUringWithTls)), "{:?}", refused.err());
 }
 
 // ---- hostile input ------------------------------------------------------------------------

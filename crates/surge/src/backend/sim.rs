@@ -57,7 +57,7 @@ pub(crate) struct SimBackend {
     world: Arc<Mutex<World>>,
     handle: ServerHandle,
     /// What the last wait found.
-    found: Vec<Ready>,
+    found: Vec<Ready<'static>>,
 }
 
 impl Backend for SimBackend {
@@ -85,7 +85,7 @@ impl Backend for SimBackend {
         Ok(())
     }
 
-    fn drain(&mut self, f: impl FnMut(Ready)) {
+    fn drain(&mut self, f: impl FnMut(Ready<'_>)) {
         self.found.drain(..).for_each(f);
     }
 

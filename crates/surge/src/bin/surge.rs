@@ -40,8 +40,8 @@ use surge::broadcast::RoomHandler;
 use surge::echo::EchoHandler;
 use surge::tls::TlsConfig;
 use surge::{
-    BackpressurePolicy, Config, ConfigBuilder, DeflateConfig, DeflateMemory, Handler, LoopIndex,
-    Pinning, RateLimit, RatePolicy, Server, Sharding,
+    Backend, BackpressurePolicy, Config, ConfigBuilder, DeflateConfig, DeflateMemory, Handler,
+    LoopIndex, Pinning, RateLimit, RatePolicy, Server, Sharding,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -131,6 +131,13 @@ struct EchoArgs {
     /// A further certificate for clients whose SNI is NAME; repeat for several.
     #[arg(long, value_name = "NAME=CERT,KEY", value_parser = parse_sni, requires = "tls_cert")]
     tls_sni: Vec<SniPair>,
+    /// What waits for I/O: auto (io_uring where the system allows it, else epoll), epoll,
+    /// or io-uring.
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = parse_backend)]
+    backend: Backend,
+    /// io_uring receive buffers per loop, COUNTxSIZE, e.g. 16x64KiB [default: 8x64KiB].
+    #[arg(long, value_name = "COUNTxSIZE", value_parser = parse_buffers)]
+    io_uring_buffers: Option<(u16, usize)>,
     /// Accept permessage-deflate: "shared" (no context takeover, per-loop codecs) or
     /// "stream:BITS:MEMLEVEL" (a stream per connection, e.g. stream:12:4).
     #[arg(long, value_name = "POLICY", num_args = 0..=1, default_missing_value = "shared",
@@ -188,6 +195,7 @@ fn run<H: Handler + 'static>(
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let scheme = if config.tls().is_some() { "wss" } else { "ws" };
     let server = Server::start(config, factory).map_err(|e| e.to_string())?;
+    tracing::info!(backend = ?server.backend(), "loops started");
     for addr in server.local_addrs() {
         tracing::info!("listening on {scheme}://{addr}");
     }
@@ -209,13 +217,17 @@ fn run<H: Handler + 'static>(
             std::process::exit(130);
         }
     });
+    #[cfg(target_os = "linux")]
+    if server.backend() == Backend::IoUring {
+        tracing::info!(stats = ?server.io_uring_stats(), "io_uring");
+    }
     let report = server.shutdown(grace);
     tracing::info!(closed_cleanly = report.closed_cleanly, forced = report.forced, "stopped");
     Ok(())
 }
 
 fn server_config(args: &EchoArgs) -> Result<ConfigBuilder, String> {
-    let mut builder = Config::builder();
+    let mut builder = Config::builder().backend(args.backend);
     for &addr in &args.listen {
         builder = builder.listen(addr);
     }
@@ -239,6 +251,9 @@ fn server_config(args: &EchoArgs) -> Result<ConfigBuilder, String> {
     }
     if let Some(timeout) = args.close_timeout {
         builder = builder.close_timeout(timeout);
+    }
+    if let Some((count, size)) = args.io_uring_buffers {
+        builder = builder.io_uring_buffers(count, size);
     }
     if let Some(limit) = args.backpressure_limit {
         let limit = usize::try_from(limit).map_err(|_| "backpressure limit too large")?;
@@ -337,6 +352,22 @@ fn parse_deflate(text: &str) -> Result<DeflateMemory, String> {
         return Err(format!("{}: window bits 9-15, memLevel 1-9", bad()));
     }
     Ok(DeflateMemory::PerConnection { window_bits, mem_level })
+}
+
+fn parse_buffers(text: &str) -> Result<(u16, usize), String> {
+    let bad = || format!("bad buffers {text:?} (expected COUNTxSIZE, e.g. 16x64KiB)");
+    let (count, size) = text.split_once('x').ok_or_else(bad)?;
+    let size = usize::try_from(parse_size(size)?).map_err(|_| bad())?;
+    Ok((count.parse().map_err(|_| bad())?, size))
+}
+
+fn parse_backend(text: &str) -> Result<Backend, String> {
+    match text {
+        "auto" => Ok(Backend::Auto),
+        "epoll" => Ok(Backend::Epoll),
+        "io-uring" | "io_uring" | "uring" => Ok(Backend::IoUring),
+        _ => Err(format!("unknown backend {text:?} (expected auto, epoll or io-uring)")),
+    }
 }
 
 /// `all`, or a list of cores and ranges: `0,2,4-7`.

@@ -57,13 +57,14 @@ usage: benches/compare.sh [OPTIONS]
   --rate R              open-loop rate, messages/s over all connections (default 20k)
   --idle N              idle connections for the RSS figure (default 10000)
   --sweep LIST          Surge's server thread counts for the sweep (default 1..cores)
-  --servers LIST        only these: floor,surge,surge-baseline,fws-current,fws-multi,tt-current,
-                        tt-multi,node-ws; and surge-scraped (Surge with its /metrics asked for
-                        every second during each run; only when listed)
+  --servers LIST        only these: floor,surge,surge-uring,surge-baseline,fws-current,fws-multi,
+                        tt-current,tt-multi,node-ws (surge: the epoll backend, surge-uring:
+                        io_uring); and surge-scraped (Surge with its /metrics asked for every
+                        second during each run; only when listed)
   --baseline-surge PATH another build of the surge binary (an older commit's), run beside this
                         one as the server surge-baseline, Surge (baseline): an A/B of two
                         builds, paired by round like every other ratio to Surge
-  --scenarios LIST      only these: 20b,1k,16k,pipelined,open,idle,sweep
+  --scenarios LIST      only these: 20b,1conn,1000conn,1k,16k,pipelined,open,idle,sweep
   --nice N              run the servers and the load generator under `nice -n N`
                         (negative: ahead of other work on a shared machine; needs root)
   --no-alloc            skip the allocation count (cargo bench --bench alloc)
@@ -223,21 +224,33 @@ impl Peer {
                 port.to_string(),
                 limit.to_string(),
             ],
-            id if id.starts_with("surge") => vec![
-                match (&o.baseline_surge, id) {
-                    (Some(baseline), "surge-baseline") => baseline.to_string_lossy().into_owned(),
-                    _ => rel("target/release/surge"),
-                },
-                "echo".into(),
-                "--listen".into(),
-                listen,
-                "--threads".into(),
-                t,
-                "--pin".into(),
-                cores_str(&self.cores),
-                "--log".into(),
-                "warn".into(),
-            ],
+            id if id.starts_with("surge") => {
+                let mut v = vec![
+                    match (&o.baseline_surge, id) {
+                        (Some(baseline), "surge-baseline") => {
+                            baseline.to_string_lossy().into_owned()
+                        }
+                        _ => rel("target/release/surge"),
+                    },
+                    "echo".into(),
+                    "--listen".into(),
+                    listen,
+                    "--threads".into(),
+                    t,
+                    "--pin".into(),
+                    cores_str(&self.cores),
+                    "--log".into(),
+                    "warn".into(),
+                ];
+                // "surge" (and the sweep) is the epoll backend, "surge-uring" the io_uring
+                // one; the baseline build runs as it comes (it may predate the flag).
+                match id {
+                    "surge-baseline" => {}
+                    "surge-uring" => v.extend(["--backend".into(), "io-uring".into()]),
+                    _ => v.extend(["--backend".into(), "epoll".into()]),
+                }
+                v
+            }
             id => {
                 let (bin, rt) = id.split_once('-').expect("peer id");
                 let bin = if bin == "fws" { "fws-echo" } else { "tungstenite-echo" };
@@ -268,6 +281,7 @@ fn peers(o: &Opts) -> Vec<Peer> {
     let mut all = vec![
         p("floor", "TCP echo floor (raw, mio)", t, false),
         p("surge", "Surge", t, true),
+        p("surge-uring", "Surge, io_uring", t, true),
         p("fws-current", "fastwebsockets, current-thread", t, true),
         p("fws-multi", "fastwebsockets, multi-thread", t, true),
         p("tt-current", "tokio-tungstenite, current-thread", t, true),
@@ -328,6 +342,8 @@ fn scenarios(o: &Opts) -> Vec<Scenario> {
     };
     let all = vec![
         s("20b", "100 conns × 20 B", 100, 20, 1, None),
+        s("1conn", "1 conn × 20 B", 1, 20, 1, None),
+        s("1000conn", "1000 conns × 20 B", 1000, 20, 1, None),
         s("1k", "10 conns × 1 KiB", 10, 1024, 1, None),
         s("16k", "200 conns × 16 KiB", 200, 16384, 1, None),
         s("pipelined", "100 conns × 20 B, 16 in flight", 100, 20, 16, None),
