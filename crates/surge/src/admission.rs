@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -42,7 +42,8 @@ impl Refusal {
     }
 }
 
-/// What the limits on one client have refused so far, across loops.
+/// What the limits on one client have refused so far, across loops (each loop counts its
+/// own, as `surge_limit_hits`; this is their sum).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LimitStats {
@@ -54,30 +55,6 @@ pub struct LimitStats {
     pub rate_paused: u64,
     /// Connections closed with 1008 past their message or byte rate.
     pub rate_closed: u64,
-}
-
-/// The counters behind [`LimitStats`].
-#[derive(Debug, Default)]
-pub(crate) struct LimitCounters {
-    address_full: AtomicU64,
-    address_rate: AtomicU64,
-    pub(crate) rate_paused: AtomicU64,
-    pub(crate) rate_closed: AtomicU64,
-}
-
-impl LimitCounters {
-    pub(crate) fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> LimitStats {
-        LimitStats {
-            address_full: self.address_full.load(Ordering::Relaxed),
-            address_rate: self.address_rate.load(Ordering::Relaxed),
-            rate_paused: self.rate_paused.load(Ordering::Relaxed),
-            rate_closed: self.rate_closed.load(Ordering::Relaxed),
-        }
-    }
 }
 
 /// One address's open connections and handshake allowance.
@@ -97,7 +74,6 @@ pub(crate) struct Admissions {
     per_address_max: Option<usize>,
     per_address_rate: Option<u32>,
     addresses: Mutex<HashMap<IpAddr, AddressEntry>>,
-    pub(crate) counters: LimitCounters,
 }
 
 impl Admissions {
@@ -108,7 +84,6 @@ impl Admissions {
             per_address_max: config.max_connections_per_address(),
             per_address_rate: config.handshakes_per_second_per_address(),
             addresses: Mutex::new(HashMap::new()),
-            counters: LimitCounters::default(),
         })
     }
 
@@ -158,13 +133,11 @@ impl Admissions {
             entry.allowance = (entry.allowance + elapsed * rate).min(rate);
             entry.refilled = now;
             if entry.allowance < 1.0 {
-                LimitCounters::count(&self.counters.address_rate);
                 return Err(Refusal::AddressRate);
             }
             entry.allowance -= 1.0;
         }
         if self.per_address_max.is_some_and(|max| entry.open >= max) {
-            LimitCounters::count(&self.counters.address_full);
             return Err(Refusal::AddressFull);
         }
         entry.open += 1;
@@ -272,7 +245,6 @@ mod tests {
         drop(held);
         let again = admissions.admit(A, now, None).unwrap();
         drop((other, again));
-        assert_eq!(admissions.counters.snapshot().address_full, 1);
         assert!(admissions.addresses.lock().unwrap().is_empty(), "nothing kept for idle addresses");
     }
 
@@ -289,6 +261,5 @@ mod tests {
         let later = start + Duration::from_millis(340);
         assert!(admissions.admit(A, later, None).is_ok());
         assert_eq!(admissions.admit(A, later, None).unwrap_err(), Refusal::AddressRate);
-        assert_eq!(admissions.counters.snapshot().address_rate, 2);
     }
 }

@@ -117,7 +117,8 @@ impl<H: Handler> Connections<H> {
         if self.ctx.shutdown.is_some() {
             return;
         }
-        let stream = match stream.secured(self.ctx.config.tls_context().map(|tls| &**tls)) {
+        let tls = self.ctx.config.tls_context().map(|tls| &**tls);
+        let stream = match stream.secured(tls, &self.ctx.stats) {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::warn!(%error, "cannot start TLS on a connection");

@@ -19,7 +19,7 @@ use crate::admission::Admissions;
 use crate::cluster::{BrokerLink, BrokerStats};
 use crate::error::HandleError;
 use crate::key::ConnKey;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Optional};
 use crate::outbox::SharedFrame;
 use crate::tls::{TlsContext, TlsError};
 use crate::topics::{LoopTopicCounters, TopicList, TopicStats};
@@ -228,11 +228,13 @@ impl Shared {
         reports: Receiver<ShutdownReport>,
         broker: Option<BrokerLink>,
         tls: Option<Arc<TlsContext>>,
+        io_uring: bool,
     ) -> Self {
+        let optional = Optional { tls: tls.is_some(), io_uring };
         Shared {
             tls,
             topic_counters: remotes.iter().map(|_| LoopTopicCounters::default()).collect(),
-            metrics: Metrics::new(remotes.len(), Arc::clone(&admissions)),
+            metrics: Metrics::new(remotes.len(), Arc::clone(&admissions), optional),
             loops: remotes,
             admissions,
             shutting_down: AtomicBool::new(false),
@@ -399,7 +401,7 @@ impl ServerHandle {
 
     /// What the limits on one client have refused so far (per-address caps, rates).
     pub fn limit_stats(&self) -> crate::LimitStats {
-        self.shared.admissions.counters.snapshot()
+        self.shared.metrics.limit_stats()
     }
 
     /// Open WebSocket connections across all loops.

@@ -12,13 +12,22 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::admission::Admissions;
+use crate::admission::{Admissions, LimitStats};
 use crate::cluster::BrokerStats;
-use crate::stats::{Counter, Counters, Histogram, LoopStats};
+use crate::stats::{Counter, Counters, Histogram, Limit, LoopStats, UringCounts};
 use crate::topics::TopicStats;
 
 /// The content type of the answer.
 pub(crate) use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The families only some servers have.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Optional {
+    /// The server serves TLS: its handshakes.
+    pub(crate) tls: bool,
+    /// The loops run on io_uring: its counts.
+    pub(crate) io_uring: bool,
+}
 
 /// Every loop's counts and the registry that writes them.
 #[derive(Debug)]
@@ -28,12 +37,31 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Counts for `loops` loops, with the server-wide open count from `admissions`.
-    pub(crate) fn new(loops: usize, admissions: Arc<Admissions>) -> Self {
+    /// Counts for `loops` loops, with the server-wide open count from `admissions`, and the
+    /// `optional` families this server has.
+    pub(crate) fn new(loops: usize, admissions: Arc<Admissions>, optional: Optional) -> Self {
         let stats: Vec<Arc<LoopStats>> = (0..loops).map(|_| Arc::default()).collect();
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Gather { loops: stats.clone(), admissions }));
+        let gather = Gather { loops: stats.clone(), admissions, optional };
+        registry.register_collector(Box::new(gather));
         Metrics { loops: stats, registry }
+    }
+
+    /// The per-client limits' hits, summed over the loops.
+    pub(crate) fn limit_stats(&self) -> LimitStats {
+        let sum = |limit| self.loops.iter().map(|s| s.limit_hits(limit)).sum();
+        LimitStats {
+            address_full: sum(Limit::AddressConnections),
+            address_rate: sum(Limit::AddressHandshakeRate),
+            rate_paused: sum(Limit::RatePaused),
+            rate_closed: sum(Limit::RateClosed),
+        }
+    }
+
+    /// `pick` of the io_uring counts, summed over the loops.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn uring_sum(&self, pick: impl Fn(&UringCounts) -> &Counter) -> u64 {
+        self.loops.iter().map(|s| pick(&s.uring).get()).sum()
     }
 
     /// Loop `index`'s counts, for the loop to write.
@@ -67,6 +95,7 @@ impl Metrics {
 struct Gather {
     loops: Vec<Arc<LoopStats>>,
     admissions: Arc<Admissions>,
+    optional: Optional,
 }
 
 impl Collector for Gather {
@@ -176,6 +205,38 @@ impl Collector for Gather {
             |s| &s.limits,
             false,
         )?;
+        if self.optional.tls {
+            family(
+                &mut out,
+                loops,
+                "surge_tls_handshakes",
+                "TLS handshakes completed, by kind (full or resumed)",
+                "kind",
+                |s| &s.tls_handshakes,
+                false,
+            )?;
+            family(
+                &mut out,
+                loops,
+                "surge_tls_handshakes_failed",
+                "TLS handshakes that failed, by reason",
+                "reason",
+                |s| &s.tls_failures,
+                false,
+            )?;
+        }
+        if self.optional.io_uring {
+            let uring: [(&str, &str, fn(&UringCounts) -> &Counter); 5] = [
+                ("surge_io_uring_no_buffers", "io_uring receives that found no provided buffer free (ENOBUFS); the bytes waited in the socket", |u| &u.no_buffers),
+                ("surge_io_uring_rearms", "io_uring multishot receives and accepts armed again after the kernel ended them", |u| &u.rearmed),
+                ("surge_io_uring_cq_overflows", "io_uring waits that found completions the kernel held back (completion queue full)", |u| &u.cq_overflows),
+                ("surge_io_uring_short_sends", "io_uring sends that took less than offered (the rest went with the next)", |u| &u.short_sends),
+                ("surge_io_uring_early_submits", "io_uring submissions made before the turn's end (submission queue full)", |u| &u.early_submits),
+            ];
+            for (name, help, pick) in uring {
+                counter(&mut out, loops, name, help, |s| pick(&s.uring))?;
+            }
+        }
         family(
             &mut out,
             loops,

@@ -12,7 +12,7 @@ use mio::{Poll, Waker};
 use crate::acceptor;
 use crate::admission::Admissions;
 #[cfg(target_os = "linux")]
-use crate::backend::{IoUringStats, UringBackend, UringCounters};
+use crate::backend::{IoUringStats, UringBackend};
 use crate::backend::{MioBackend, WAKER};
 use crate::broker::{self, Broker};
 use crate::cluster::{BrokerCounters, BrokerLink};
@@ -44,8 +44,6 @@ pub struct Server {
     local_addrs: Vec<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
     backend: Backend,
-    #[cfg(target_os = "linux")]
-    counters: Arc<UringCounters>,
     /// In a cluster: the broker's threads.
     broker: Option<Broker>,
 }
@@ -61,8 +59,6 @@ impl Server {
     {
         let config = Arc::new(config);
         let backend = choose_backend(config.backend(), config.tls().is_some())?;
-        #[cfg(target_os = "linux")]
-        let counters = Arc::new(UringCounters::default());
         let listeners = acceptor::bind(&config)?;
         let local_addrs = listeners.local_addrs.clone();
 
@@ -97,6 +93,7 @@ impl Server {
                 report_rx,
                 link,
                 config.tls_context().cloned(),
+                backend == Backend::IoUring,
             )),
         };
         let broker = match broker_ends {
@@ -134,8 +131,6 @@ impl Server {
                 backend,
                 poll,
                 listeners,
-                #[cfg(target_os = "linux")]
-                counters: Arc::clone(&counters),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("surge-loop-{index}"))
@@ -148,8 +143,6 @@ impl Server {
                         local_addrs,
                         threads,
                         backend,
-                        #[cfg(target_os = "linux")]
-                        counters,
                         broker,
                     };
                     server.abort();
@@ -162,8 +155,6 @@ impl Server {
             local_addrs,
             threads,
             backend,
-            #[cfg(target_os = "linux")]
-            counters,
             broker,
         };
         drop(ready_tx);
@@ -192,7 +183,14 @@ impl Server {
     /// What the io_uring backend met so far, over all loops (all zero on epoll).
     #[cfg(target_os = "linux")]
     pub fn io_uring_stats(&self) -> IoUringStats {
-        self.counters.snapshot()
+        let metrics = &self.handle.shared.metrics;
+        IoUringStats {
+            no_buffers: metrics.uring_sum(|u| &u.no_buffers),
+            rearmed: metrics.uring_sum(|u| &u.rearmed),
+            cq_overflows: metrics.uring_sum(|u| &u.cq_overflows),
+            short_sends: metrics.uring_sum(|u| &u.short_sends),
+            early_submits: metrics.uring_sum(|u| &u.early_submits),
+        }
     }
 
     /// A handle for sending, broadcasting and shutting down, from any thread.
@@ -279,8 +277,6 @@ struct LoopIo {
     backend: Backend,
     poll: Poll,
     listeners: Vec<mio::net::TcpListener>,
-    #[cfg(target_os = "linux")]
-    counters: Arc<UringCounters>,
 }
 
 /// A loop thread: pin, make the handler, set up the backend, report ready, run.
@@ -308,13 +304,14 @@ fn run_loop<H, F>(
             return;
         }
     };
-    let LoopIo { backend, poll, listeners, .. } = io;
+    let LoopIo { backend, poll, listeners } = io;
     let config = Arc::clone(&setup.config);
     #[cfg(target_os = "linux")]
     if backend == Backend::IoUring {
         // Built here: the ring is single-issuer, and this thread is its issuer.
         let buffers = config.io_uring_buffers();
-        match UringBackend::new(poll, listeners, config.nodelay(), buffers, io.counters) {
+        let stats = setup.handle.shared.metrics.loop_stats(index);
+        match UringBackend::new(poll, listeners, config.nodelay(), buffers, stats) {
             Ok(backend) => start(setup, backend, handler, ready),
             Err(source) => {
                 let _ = ready.send(Err(ServerError::IoUring { source }));

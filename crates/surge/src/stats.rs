@@ -186,10 +186,18 @@ pub(crate) enum Limit {
     BodySize,
     /// Reading paused at the backpressure limit.
     ReadPaused,
+    /// A handshake at the per-address connection cap (503).
+    AddressConnections,
+    /// A handshake past the per-address handshake rate (429).
+    AddressHandshakeRate,
+    /// Reading paused past the connection's message or byte rate.
+    RatePaused,
+    /// A connection closed with 1008 past its message or byte rate.
+    RateClosed,
 }
 
 /// Label values of [`Limit`], in its order.
-pub(crate) const LIMITS: &[&str; 7] = &[
+pub(crate) const LIMITS: &[&str; 11] = &[
     "message_size",
     "assembly_budget",
     "connections",
@@ -197,7 +205,36 @@ pub(crate) const LIMITS: &[&str; 7] = &[
     "handshake_timeout",
     "body_size",
     "read_paused",
+    "address_connections",
+    "address_handshake_rate",
+    "rate_paused",
+    "rate_closed",
 ];
+
+/// Completed TLS handshakes: a full one, or a resumed session (ticket or session id).
+pub(crate) const TLS_HANDSHAKES: &[&str; 2] = &["full", "resumed"];
+
+/// Why a TLS handshake failed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TlsFailure {
+    /// The client sent an alert (it refused the certificate, say).
+    AlertReceived = 0,
+    /// No version, cipher suite, group or ALPN protocol in common.
+    Incompatible,
+    /// Not TLS, or records or messages that do not parse (a decode alert).
+    Malformed,
+    /// Well-formed messages out of order or against the protocol.
+    Misbehaved,
+    /// The stream ended, failed or was cut at the handshake timeout before the handshake
+    /// finished.
+    Abandoned,
+    /// Anything else rustls reports.
+    Other,
+}
+
+/// Label values of [`TlsFailure`], in its order.
+pub(crate) const TLS_FAILURES: &[&str; 6] =
+    &["alert_received", "incompatible", "malformed", "misbehaved", "abandoned", "other"];
 
 /// permessage-deflate's message counts: compressed (sent), inflated (received).
 pub(crate) const DEFLATE_MESSAGES: &[&str; 2] = &["compressed", "inflated"];
@@ -252,7 +289,12 @@ pub(crate) struct LoopStats {
     /// Close codes in the peers' Close frames (1005 for none).
     pub(crate) closes_received: Counters<16>,
     pub(crate) backpressure: Counters<2>,
-    pub(crate) limits: Counters<7>,
+    pub(crate) limits: Counters<11>,
+    /// TLS handshakes completed, by kind, and failed, by reason.
+    pub(crate) tls_handshakes: Counters<2>,
+    pub(crate) tls_failures: Counters<6>,
+    /// What the io_uring backend met (all zero on epoll).
+    pub(crate) uring: UringCounts,
     /// Turn duration in nanoseconds, from the loop's clock read to the end of the flush.
     pub(crate) turn_nanos: Histogram<13>,
     /// Backend reports handled per turn.
@@ -279,12 +321,31 @@ impl Default for LoopStats {
             closes_received: Counters::new(CLOSE_CODES),
             backpressure: Counters::new(BACKPRESSURE),
             limits: Counters::new(LIMITS),
+            tls_handshakes: Counters::new(TLS_HANDSHAKES),
+            tls_failures: Counters::new(TLS_FAILURES),
+            uring: UringCounts::default(),
             turn_nanos: Histogram::new(TURN_NANOS),
             events: Histogram::new(EVENTS),
             deflate_messages: Counters::new(DEFLATE_MESSAGES),
             deflate_bytes: Counters::new(DEFLATE_BYTES),
         }
     }
+}
+
+/// The moments the io_uring backend's kernel side could not keep up with the demand (see
+/// `backend::uring`): each loop's ring counts its own.
+#[derive(Debug, Default)]
+pub(crate) struct UringCounts {
+    /// Receives that found no provided buffer free (`ENOBUFS`).
+    pub(crate) no_buffers: Counter,
+    /// Multishot receives and accepts armed again after the kernel ended them.
+    pub(crate) rearmed: Counter,
+    /// Waits that found completions the kernel held back (completion queue full).
+    pub(crate) cq_overflows: Counter,
+    /// Sends that took less than they were offered.
+    pub(crate) short_sends: Counter,
+    /// Submissions made before the turn's end because the submission queue was full.
+    pub(crate) early_submits: Counter,
 }
 
 /// The per-message counts of the turn in progress: plain integers in the loop's own state,
@@ -356,6 +417,20 @@ impl LoopStats {
     pub(crate) fn limit(&self, limit: Limit) {
         self.limits.add(limit as usize, 1);
     }
+
+    /// A TLS handshake completed; `resumed`: a session resumed.
+    pub(crate) fn tls_handshake(&self, resumed: bool) {
+        self.tls_handshakes.add(usize::from(resumed), 1);
+    }
+
+    pub(crate) fn tls_failure(&self, failure: TlsFailure) {
+        self.tls_failures.add(failure as usize, 1);
+    }
+
+    /// How often `limit` was hit on this loop.
+    pub(crate) fn limit_hits(&self, limit: Limit) -> u64 {
+        self.limits.counts[limit as usize].get()
+    }
 }
 
 #[cfg(test)]
@@ -375,6 +450,8 @@ mod tests {
         assert_eq!(CLOSE_CODES[close_index(CloseCode::from(4000))], "3000-4999");
         assert_eq!(CLOSE_CODES[close_index(CloseCode::from(1004))], "other");
         assert_eq!(LIMITS[Limit::ReadPaused as usize], "read_paused");
+        assert_eq!(LIMITS[Limit::RateClosed as usize], "rate_closed");
+        assert_eq!(TLS_FAILURES[TlsFailure::Other as usize], "other");
     }
 
     #[test]

@@ -16,7 +16,6 @@ use surge_proto::connection::Event;
 use surge_proto::handshake::{HandshakeError, ServerHandshake, UpgradeRequest, EMPTY_HEADER};
 use surge_proto::message::Message;
 
-use crate::admission::LimitCounters;
 use crate::buffer_pool::MAX_POOLED_CAPACITY;
 use crate::config::{RatePolicy, MAX_HEADERS};
 use crate::conn::{flag, App, Conn, ConnCore, ConnEntry, Phase, SendResult, WsConnection};
@@ -328,7 +327,7 @@ impl<H: Handler> Turn<'_, H> {
         if !allowance.charge(limit, len, self.ctx.now) || limit.policy != RatePolicy::Close1008 {
             return false;
         }
-        LimitCounters::count(&self.ctx.handle.shared.admissions.counters.rate_closed);
+        self.ctx.stats.limit(Limit::RateClosed);
         tracing::debug!(id = %self.ctx.id(key), "past the rate limit; closing with 1008");
         // Fails only when our Close is already out.
         let _ = entry.core.start_close(self.ctx, key, CloseCode::POLICY_VIOLATION, "rate limit");
@@ -350,7 +349,7 @@ impl<H: Handler> Turn<'_, H> {
         if !io.has(flag::THROTTLED) {
             io.set(flag::THROTTLED);
             self.ctx.throttled.push(key);
-            LimitCounters::count(&self.ctx.handle.shared.admissions.counters.rate_paused);
+            self.ctx.stats.limit(Limit::RatePaused);
         }
         true
     }

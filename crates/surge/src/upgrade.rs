@@ -26,9 +26,11 @@ pub(crate) fn admit(ctx: &LoopCtx, request: &Request<'_>) -> Result<Admission, u
     let admissions = &ctx.handle.shared.admissions;
     let allowance = ctx.config.rate_limit().map(|limit| Allowance::new(limit, ctx.now));
     admissions.admit(request.peer_addr().ip(), ctx.now, allowance).map_err(|refusal| {
-        if refusal == Refusal::ServerFull {
-            ctx.stats.limit(Limit::Connections);
-        }
+        ctx.stats.limit(match refusal {
+            Refusal::ServerFull => Limit::Connections,
+            Refusal::AddressFull => Limit::AddressConnections,
+            Refusal::AddressRate => Limit::AddressHandshakeRate,
+        });
         refusal.status()
     })
 }

@@ -252,6 +252,49 @@ fn sessions_resume_by_ticket_and_by_session_id() {
     server.shutdown(WAIT);
 }
 
+/// Waits until the server's metrics hold every one of `lines`; panics with the text past
+/// [`WAIT`].
+fn await_metrics(server: &Server, lines: &[&str]) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = server.handle().metrics_text();
+        if lines.iter().all(|line| text.contains(line)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not all of {lines:?} in\n{text}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn handshakes_are_counted_by_kind_and_failures_by_reason() {
+    let pki = Pki::new("counted");
+    let (cert, key, _) = pki.leaf("leaf", &["localhost"]);
+    let (server, addr) = start(TlsConfig::new(cert, key), WAIT);
+    let client = Arc::new(pki.client(&[&rustls::version::TLS13]));
+    let mut first = connect(addr, &client, "localhost");
+    // The session ticket comes after the handshake: an echo makes sure it arrived.
+    assert_echoes(&mut first, 1, b"first");
+    let mut second = connect(addr, &client, "localhost");
+    assert_eq!(second.conn.handshake_kind(), Some(HandshakeKind::Resumed));
+    assert_echoes(&mut second, 1, b"second");
+    // Garbage instead of a ClientHello, then a connection closed before saying anything.
+    let (answer, _) = attack(addr, &[0x42; 64], false, WAIT);
+    assert!(alert_of(&answer).is_some(), "{answer:?}");
+    drop(TcpStream::connect(addr).unwrap());
+    await_metrics(
+        &server,
+        &[
+            "surge_tls_handshakes_total{loop=\"0\",kind=\"full\"} 1\n",
+            "surge_tls_handshakes_total{loop=\"0\",kind=\"resumed\"} 1\n",
+            "surge_tls_handshakes_failed_total{loop=\"0\",reason=\"malformed\"} 1\n",
+            "surge_tls_handshakes_failed_total{loop=\"0\",reason=\"abandoned\"} 1\n",
+            "surge_tls_handshakes_failed_total{loop=\"0\",reason=\"alert_received\"} 0\n",
+        ],
+    );
+    server.shutdown(WAIT);
+}
+
 #[test]
 fn reload_serves_new_chains_to_new_handshakes_and_refuses_a_bad_file() {
     let pki = Pki::new("reload");

@@ -72,7 +72,7 @@ pub(crate) use mio_poll::{MioBackend, WAKER};
 #[cfg(target_os = "linux")]
 pub use uring::IoUringStats;
 #[cfg(target_os = "linux")]
-pub(crate) use uring::{probe, UringBackend, UringCounters};
+pub(crate) use uring::{probe, UringBackend};
 
 /// What a backend reports from one wait.
 #[derive(Debug, PartialEq, Eq)]

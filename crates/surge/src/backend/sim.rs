@@ -159,6 +159,7 @@ impl<H: Handler> Sim<H> {
                 report_rx,
                 None,
                 None,
+                false,
             )),
         };
         let start = Instant::now();

@@ -20,7 +20,8 @@
 //!   and hands them over on the next enter, in order;
 //! - a short send: the output queue keeps the rest, which the next flush sends.
 //!
-//! Each is counted in [`IoUringStats`].
+//! Each is counted in the loop's own stats (`/metrics`: `surge_io_uring_*{loop}`), summed
+//! in [`IoUringStats`].
 //!
 //! The engine's only `unsafe` code is here (the ring's memory and the system calls), each
 //! block with its `SAFETY` argument; the tests in `tests` run under AddressSanitizer too
@@ -31,7 +32,6 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,7 @@ use super::{Backend, Ready};
 use crate::buffer_pool::BufferPool;
 use crate::key::ConnKey;
 use crate::outbox::{Flushed, Outbox, MAX_IOV};
+use crate::stats::LoopStats;
 use crate::transport::Stream;
 
 mod buffers;
@@ -87,33 +88,6 @@ fn user_data(op: Op, slot: u32, generation: u32) -> u64 {
 fn decode(data: u64) -> (Op, u32, u32) {
     let op = OPS.get((data >> 61) as usize).copied().unwrap_or(Op::Cancel);
     (op, ((data >> 32) as u32) & (MAX_SLOTS - 1), data as u32)
-}
-
-/// Counts of the moments the kernel could not keep up, for all loops of a server.
-#[derive(Debug, Default)]
-pub(crate) struct UringCounters {
-    no_buffers: AtomicU64,
-    rearmed: AtomicU64,
-    cq_overflows: AtomicU64,
-    short_sends: AtomicU64,
-    early_submits: AtomicU64,
-}
-
-impl UringCounters {
-    fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> IoUringStats {
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        IoUringStats {
-            no_buffers: get(&self.no_buffers),
-            rearmed: get(&self.rearmed),
-            cq_overflows: get(&self.cq_overflows),
-            short_sends: get(&self.short_sends),
-            early_submits: get(&self.early_submits),
-        }
-    }
 }
 
 /// What the io_uring backend met, summed over a server's loops
@@ -262,7 +236,8 @@ pub(crate) struct UringBackend {
     /// handled).
     completions: Vec<cqueue::Entry>,
     nodelay: bool,
-    counters: Arc<UringCounters>,
+    /// This loop's counts (only this thread writes them).
+    stats: Arc<LoopStats>,
 }
 
 impl UringBackend {
@@ -273,7 +248,7 @@ impl UringBackend {
         listeners: Vec<TcpListener>,
         nodelay: bool,
         (count, size): (u16, usize),
-        counters: Arc<UringCounters>,
+        stats: Arc<LoopStats>,
     ) -> io::Result<Self> {
         // Room for a turn's submissions (a send and now and then a receive re-armed per
         // connection served; more go in an early submit, counted), and four times that in
@@ -297,7 +272,7 @@ impl UringBackend {
             rearm: Vec::new(),
             completions: Vec::with_capacity(entries as usize * 4),
             nodelay,
-            counters,
+            stats,
         };
         backend.ring_index = backend.register_ring_fd();
         for index in 0..backend.listeners.len() {
@@ -385,7 +360,7 @@ impl UringBackend {
             if unsafe { self.ring.submission().push(&entry) }.is_ok() {
                 return;
             }
-            UringCounters::bump(&self.counters.early_submits);
+            self.stats.uring.early_submits.inc();
             if self.enter(0, None).is_err() {
                 // The kernel takes nothing now; make room by waiting for it.
                 let _ = self.enter(1, Some(Duration::from_millis(1)));
@@ -397,7 +372,7 @@ impl UringBackend {
     /// Moves the posted completions to `completions`.
     fn collect(&mut self) {
         if self.ring.submission().cq_overflow() {
-            UringCounters::bump(&self.counters.cq_overflows);
+            self.stats.uring.cq_overflows.inc();
         }
         let cq = self.ring.completion();
         self.completions.extend(cq);
@@ -475,16 +450,16 @@ impl UringBackend {
                 f(Ready::Received { key, bytes: self.buffers.get(id, len) });
                 self.buffers.give_back(id, len, cqueue::buffer_more(flags));
                 if go_on {
-                    UringCounters::bump(&self.counters.rearmed);
+                    self.stats.uring.rearmed.inc();
                     self.rearm.push(key);
                 }
             }
             // The end of the stream: the loop's read confirms it.
             0 => f(Ready::Input { key, peer_done: true }),
             err if err == -libc::ENOBUFS => {
-                UringCounters::bump(&self.counters.no_buffers);
+                self.stats.uring.no_buffers.inc();
                 if go_on {
-                    UringCounters::bump(&self.counters.rearmed);
+                    self.stats.uring.rearmed.inc();
                     self.rearm.push(key);
                 }
             }
@@ -520,7 +495,7 @@ impl UringBackend {
         let written = match result {
             n if n >= 0 => {
                 if (n as usize) < sent.offered {
-                    UringCounters::bump(&self.counters.short_sends);
+                    self.stats.uring.short_sends.inc();
                 }
                 Ok(n as usize)
             }
@@ -633,7 +608,7 @@ impl Backend for UringBackend {
             return Err(error);
         }
         if !accepting.armed {
-            UringCounters::bump(&self.counters.rearmed);
+            self.stats.uring.rearmed.inc();
             self.arm_accept(index);
         }
         Ok(None)

@@ -59,6 +59,9 @@ fn under_the_close_policy_a_client_past_its_rate_is_closed_with_1008() {
     assert_eq!(witness.recv(), texts(1, "witness"));
     assert_eq!(log.seen().closes, [1008]);
     assert_eq!(sim.handle.limit_stats().rate_closed, 1);
+    let metrics = sim.metrics_text();
+    let line = "surge_limit_hits_total{loop=\"0\",limit=\"rate_closed\"} 1\n";
+    assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
 }
 
 /// The status line a raw handshake from the simulator's one address is answered with.
@@ -77,6 +80,10 @@ fn an_address_at_its_connection_cap_gets_503_until_one_closes() {
     let _second = Client::open(&mut sim, WIDE);
     assert!(status_of_next_handshake(&mut sim).starts_with("HTTP/1.1 503 "));
     assert_eq!(sim.handle.limit_stats().address_full, 1);
+    let metrics = sim.metrics_text();
+    let line = "surge_limit_hits_total{loop=\"0\",limit=\"address_connections\"} 1\n";
+    assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
+    assert!(metrics.contains("surge_handshakes_refused_total{loop=\"0\",status=\"503\"} 1\n"));
     first.send_text("close 1000");
     sim.settle();
     assert_eq!(first.recv(), [Got::Close(Some(1000), "asked".into())]);
@@ -95,4 +102,7 @@ fn an_address_past_its_handshake_rate_gets_429_until_its_allowance_refills() {
     sim.advance(Duration::from_millis(500) + TICK);
     assert!(status_of_next_handshake(&mut sim).starts_with("HTTP/1.1 101 "));
     assert_eq!(sim.handle.limit_stats().address_rate, 1);
+    let metrics = sim.metrics_text();
+    let line = "surge_limit_hits_total{loop=\"0\",limit=\"address_handshake_rate\"} 1\n";
+    assert!(metrics.contains(line), "no {line:?} in\n{metrics}");
 }

@@ -28,11 +28,13 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::stats::LoopStats;
 use crate::tls::TlsContext;
 
 /// A connection's byte stream, as the engine uses it.
@@ -141,11 +143,17 @@ impl Transport for Stream {
 
 impl Stream {
     /// The stream a listener serving `tls` hands out for an accepted socket: TLS over it
-    /// when the server has a certificate, the socket itself otherwise.
-    pub(crate) fn secured(self, tls: Option<&TlsContext>) -> io::Result<Stream> {
+    /// when the server has a certificate (its handshake counted in `stats`), the socket
+    /// itself otherwise.
+    pub(crate) fn secured(
+        self,
+        tls: Option<&TlsContext>,
+        stats: &Arc<LoopStats>,
+    ) -> io::Result<Stream> {
         match (self, tls) {
             (Stream::Tcp(tcp), Some(tls)) => {
-                Ok(Stream::Tls(Box::new(tls::TlsStream::new(tcp, &tls.server_config)?)))
+                let stream = tls::TlsStream::new(tcp, &tls.server_config, Arc::clone(stats))?;
+                Ok(Stream::Tls(Box::new(stream)))
             }
             (stream, _) => Ok(stream),
         }

@@ -9,15 +9,21 @@
 //! error is answered with rustls' alert, then the stream reads as failed; the engine drops
 //! the connection as it does any failed stream. Dropping the stream sends `close_notify`
 //! (best effort: the socket is non-blocking) before the socket closes.
+//!
+//! Each stream counts its handshake's outcome once, in its loop's stats: completed (full or
+//! resumed) where `process_new_packets` ends the handshake, failed (by the class of
+//! rustls' error) where it fails, abandoned where the stream is dropped still handshaking.
+//! After that a read costs one more test of a flag.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{HandshakeKind, ServerConfig, ServerConnection};
 
 use super::Transport;
+use crate::stats::{LoopStats, TlsFailure};
 
 /// Unsent TLS output one connection may hold past the socket before writes are refused
 /// (the engine's own backpressure acts on plaintext above it).
@@ -28,14 +34,36 @@ const RECORD_BUFFER_LIMIT: usize = 64 << 10;
 pub(crate) struct TlsStream {
     tcp: TcpStream,
     tls: ServerConnection,
+    /// The loop's counts, where the handshake's outcome goes.
+    stats: Arc<LoopStats>,
+    /// Whether that outcome is counted yet.
+    counted: bool,
 }
 
 impl TlsStream {
-    /// Starts the server side of a handshake on an accepted socket.
-    pub(crate) fn new(tcp: TcpStream, config: &Arc<ServerConfig>) -> io::Result<Self> {
+    /// Starts the server side of a handshake on an accepted socket, its outcome to be
+    /// counted in `stats`.
+    pub(crate) fn new(
+        tcp: TcpStream,
+        config: &Arc<ServerConfig>,
+        stats: Arc<LoopStats>,
+    ) -> io::Result<Self> {
         let mut tls = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
         tls.set_buffer_limit(Some(RECORD_BUFFER_LIMIT));
-        Ok(TlsStream { tcp, tls })
+        Ok(TlsStream { tcp, tls, stats, counted: false })
+    }
+
+    /// Counts the handshake's outcome once it has one: after `processed` (what
+    /// `process_new_packets` returned) it has either ended, failed, or is still going.
+    fn count_handshake<T>(&mut self, processed: &Result<T, rustls::Error>) {
+        match processed {
+            Err(error) => self.stats.tls_failure(failure_of(error)),
+            Ok(_) if !self.tls.is_handshaking() => {
+                self.stats.tls_handshake(self.tls.handshake_kind() == Some(HandshakeKind::Resumed))
+            }
+            Ok(_) => return,
+        }
+        self.counted = true;
     }
 
     pub(crate) fn socket(&mut self) -> &mut TcpStream {
@@ -80,6 +108,9 @@ impl Transport for TlsStream {
                 Err(e) => return if filled > 0 { Ok(filled) } else { Err(e) },
             }
             let processed = self.tls.process_new_packets();
+            if !self.counted {
+                self.count_handshake(&processed);
+            }
             // Handshake flights, alerts (including the one for a protocol error), key-update
             // answers. A socket that does not take them now gets them with the next write.
             let written = self.write_records();
@@ -131,6 +162,21 @@ impl Transport for TlsStream {
     }
 }
 
+/// The class a handshake's failure is counted under.
+fn failure_of(error: &rustls::Error) -> TlsFailure {
+    use rustls::Error;
+    match error {
+        Error::AlertReceived(_) => TlsFailure::AlertReceived,
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => TlsFailure::Incompatible,
+        Error::InvalidMessage(_) | Error::PeerSentOversizedRecord => TlsFailure::Malformed,
+        Error::PeerMisbehaved(_)
+        | Error::InappropriateMessage { .. }
+        | Error::InappropriateHandshakeMessage { .. }
+        | Error::DecryptError => TlsFailure::Misbehaved,
+        _ => TlsFailure::Other,
+    }
+}
+
 /// The slices of `bufs` after the first `skip` bytes, in `room` (as many as fit).
 fn rest<'b>(
     bufs: &'b [IoSlice<'_>],
@@ -155,6 +201,9 @@ fn rest<'b>(
 
 impl Drop for TlsStream {
     fn drop(&mut self) {
+        if !self.counted {
+            self.stats.tls_failure(TlsFailure::Abandoned);
+        }
         if !self.tls.is_handshaking() {
             self.tls.send_close_notify();
             let _ = self.write_records();

@@ -44,6 +44,52 @@ fn a_buffer_ring_far_smaller_than_the_demand_loses_nothing() {
     server.shutdown(STOP);
 }
 
+/// Each loop's ring counts what it met under `surge_io_uring_*{loop}`, and the sums are
+/// [`Server::io_uring_stats`]. Skipped where the system refuses io_uring.
+#[test]
+fn the_rings_counts_are_exported_per_loop() {
+    let config = config(2).backend(Backend::IoUring).io_uring_buffers(2, 64).build().unwrap();
+    let server = match Server::start(config, |_| TestHandler { shared: Default::default() }) {
+        Ok(server) => server,
+        Err(ServerError::IoUring { source }) => {
+            eprintln!("skipped: io_uring refused here ({source})");
+            return;
+        }
+        Err(error) => panic!("{error}"),
+    };
+    let addr = server.local_addrs()[0];
+    let mut clients: Vec<_> = (0..4).map(|_| Client::connect(addr)).collect();
+    let batch: Vec<String> = (0..40).map(|i| format!("{i} ").repeat(60)).collect();
+    for client in &mut clients {
+        client.send_batch(&batch);
+    }
+    for client in &mut clients {
+        for text in &batch {
+            assert_eq!(client.recv(), Got::Text(text.clone()));
+        }
+    }
+    // The scrape first: a count may still move (a late re-arm), never back.
+    let text = server.handle().metrics_text();
+    let stats = server.io_uring_stats();
+    let exported = |name: &str| -> u64 {
+        (0..2)
+            .map(|index| {
+                let prefix = format!("{name}_total{{loop=\"{index}\"}} ");
+                let line = text.lines().find_map(|line| line.strip_prefix(&prefix));
+                line.unwrap_or_else(|| panic!("no {prefix} in\n{text}")).parse::<u64>().unwrap()
+            })
+            .sum()
+    };
+    let no_buffers = exported("surge_io_uring_no_buffers");
+    assert!(no_buffers > 0, "two buffers of 64 bytes ran dry:\n{text}");
+    assert!(no_buffers <= stats.no_buffers, "{stats:?}");
+    assert!(exported("surge_io_uring_rearms") <= stats.rearmed, "{stats:?}");
+    assert!(exported("surge_io_uring_short_sends") <= stats.short_sends, "{stats:?}");
+    assert!(exported("surge_io_uring_cq_overflows") <= stats.cq_overflows, "{stats:?}");
+    assert!(exported("surge_io_uring_early_submits") <= stats.early_submits, "{stats:?}");
+    server.shutdown(STOP);
+}
+
 /// A seccomp filter on this thread (inherited by the threads it starts, and by no other)
 /// refuses `io_uring_setup` with EPERM, as container runtimes do.
 fn refuse_io_uring_on_this_thread() {

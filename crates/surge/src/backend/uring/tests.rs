@@ -18,9 +18,9 @@ const PATIENCE: Duration = Duration::from_secs(10);
 fn pair(buffers: (u16, usize)) -> (UringBackend, Stream, StdStream, ConnKey) {
     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap();
-    let counters = Arc::new(UringCounters::default());
+    let stats = Arc::new(LoopStats::default());
     let mut backend =
-        UringBackend::new(Poll::new().unwrap(), vec![listener], true, buffers, counters).unwrap();
+        UringBackend::new(Poll::new().unwrap(), vec![listener], true, buffers, stats).unwrap();
     let client = StdStream::connect(addr).unwrap();
     client.set_read_timeout(Some(PATIENCE)).unwrap();
     let deadline = Instant::now() + PATIENCE;
