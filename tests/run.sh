@@ -405,7 +405,8 @@ suite_loadgen() {
 # loopback port of its own: curl on each route (http:curl), promtool check metrics on the
 # /metrics answer (metrics:promtool), and a real Prometheus server (Debian's, on a port of
 # its own, scraping every second) whose query API must return the series of the traffic
-# tests/metrics/prometheus_check.py sent (metrics:prometheus). Bounded: the servers exit
+# tests/metrics/prometheus_check.py sent (metrics:prometheus); the same check of the TLS
+# families over wss (metrics:promtool-tls). Bounded: the servers exit
 # after 300 s at the latest; the steps take a few seconds.
 http_curl() {
   local port base code
@@ -433,7 +434,23 @@ metrics_promtool() {
   port=$(logged_port "$1" "$2" 30)
   curl -sf "http://127.0.0.1:$port/metrics" >"$LOGS/metrics.txt"
   promtool check metrics <"$LOGS/metrics.txt"
-  echo "promtool accepts the $(grep -c '^# TYPE' "$LOGS/metrics.txt") families of /metrics"
+  echo "promtool accepts the $(grep -c '^# TYPE' "$LOGS/metrics.txt") families of /metrics" \
+    "($(grep -c '^# TYPE surge_io_uring_' "$LOGS/metrics.txt") of io_uring)"
+}
+
+# The TLS families, over wss: curl's own handshake to /metrics (full), a cleartext request
+# to the TLS port (failed, malformed), then promtool on what /metrics says.
+metrics_promtool_tls() {
+  local port pki=$LOGS/metrics-pki
+  port=$(logged_port "$1" "$2" 30)
+  curl -s -o /dev/null "http://127.0.0.1:$port/healthz" || true
+  curl -sf --cacert "$pki/ca.pem" "https://localhost:$port/metrics" -o /dev/null
+  curl -sf --cacert "$pki/ca.pem" "https://localhost:$port/metrics" >"$LOGS/metrics-tls.txt"
+  promtool check metrics <"$LOGS/metrics-tls.txt"
+  grep -q '^surge_tls_handshakes_total{loop="0",kind="full"} [1-9]' "$LOGS/metrics-tls.txt" &&
+    grep -q '^surge_tls_handshakes_failed_total{loop="0",reason="malformed"} [1-9]' "$LOGS/metrics-tls.txt" ||
+    { grep '^surge_tls' "$LOGS/metrics-tls.txt"; return 1; }
+  echo "promtool accepts /metrics over wss; handshakes counted: $(grep -c '^surge_tls' "$LOGS/metrics-tls.txt") series"
 }
 
 # metrics_prometheus SURGE_PORT PROMETHEUS_LOG PROMETHEUS_PID PROMETHEUS_PORT
@@ -445,7 +462,7 @@ metrics_prometheus() {
 
 suite_http_metrics() {
   local surge_pid port prom_port prom_dir="$LOGS/prometheus"
-  any_selected http:curl metrics:promtool metrics:prometheus || return 0
+  any_selected http:curl metrics:promtool metrics:promtool-tls metrics:prometheus || return 0
   run_step http-build cargo build --release -p surge
   [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" != failed ] || return 0
   start_bg http-echo "$LOGS/http-echo.log" timeout 300 target/release/surge echo --listen 127.0.0.1:0 --threads 1
@@ -457,6 +474,16 @@ suite_http_metrics() {
     skip_step metrics:promtool "no promtool (Debian's prometheus package; tests/setup.sh installs it)"
   fi
   stop_bg "$surge_pid"
+  if selected metrics:promtool-tls && command -v promtool >/dev/null; then
+    tests/wss/make-certs.sh "$LOGS/metrics-pki"
+    start_bg metrics-wss "$LOGS/metrics-wss.log" timeout 300 target/release/surge echo \
+      --listen 127.0.0.1:0 --threads 1 --tls-cert "$LOGS/metrics-pki/leaf.pem" --tls-key "$LOGS/metrics-pki/leaf.key"
+    surge_pid=$BG_PID
+    run_step metrics:promtool-tls metrics_promtool_tls "$LOGS/metrics-wss.log" "$surge_pid"
+    stop_bg "$surge_pid"
+  elif selected metrics:promtool-tls; then
+    skip_step metrics:promtool-tls "no promtool (Debian's prometheus package; tests/setup.sh installs it)"
+  fi
   selected metrics:prometheus || return 0
   if ! command -v prometheus >/dev/null; then
     skip_step metrics:prometheus "no prometheus (tests/setup.sh installs Debian's)"

@@ -226,7 +226,7 @@ impl Collector for Gather {
             )?;
         }
         if self.optional.io_uring {
-            let uring: [(&str, &str, fn(&UringCounts) -> &Counter); 5] = [
+            let uring: [(&str, &str, PickUring); 5] = [
                 ("surge_io_uring_no_buffers", "io_uring receives that found no provided buffer free (ENOBUFS); the bytes waited in the socket", |u| &u.no_buffers),
                 ("surge_io_uring_rearms", "io_uring multishot receives and accepts armed again after the kernel ended them", |u| &u.rearmed),
                 ("surge_io_uring_cq_overflows", "io_uring waits that found completions the kernel held back (completion queue full)", |u| &u.cq_overflows),
@@ -396,6 +396,9 @@ impl Collector for PubSub {
         Ok(())
     }
 }
+
+/// One of a loop's io_uring counts.
+type PickUring = fn(&UringCounts) -> &Counter;
 
 /// The label set of one loop's series, with one more label.
 type Labels<'a> = ([(&'static str, u16); 1], [(&'static str, &'a str); 1]);

@@ -127,36 +127,20 @@ impl Server {
             let ready = ready_tx.clone();
             let core = (!config.pinning().is_empty())
                 .then(|| config.pinning()[index % config.pinning().len()]);
-            let io = LoopIo {
-                backend,
-                poll,
-                listeners,
-            };
+            let io = LoopIo { backend, poll, listeners };
             let spawned = std::thread::Builder::new()
                 .name(format!("surge-loop-{index}"))
                 .spawn(move || run_loop(setup, io, &*factory, core, ready));
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(source) => {
-                    let server = Server {
-                        handle,
-                        local_addrs,
-                        threads,
-                        backend,
-                        broker,
-                    };
+                    let server = Server { handle, local_addrs, threads, backend, broker };
                     server.abort();
                     return Err(ServerError::Spawn { source });
                 }
             }
         }
-        let server = Server {
-            handle,
-            local_addrs,
-            threads,
-            backend,
-            broker,
-        };
+        let server = Server { handle, local_addrs, threads, backend, broker };
         drop(ready_tx);
         for _ in 0..server.threads.len() {
             match ready_rx.recv() {
