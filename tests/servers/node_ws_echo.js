@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // Echo server on 127.0.0.1 using the Node.js `ws` library (tests/node/node_modules).
 //
-// Usage: node tests/servers/node_ws_echo.js PORT [TIMEOUT_S]
+// Usage: node tests/servers/node_ws_echo.js PORT [TIMEOUT_S] [--deflate]
 //
 // A known-good peer for testing Surge's client side (surge-loadgen). Echoes
 // every text/binary message with the same type; pings are answered by the
-// library; a close is echoed with the same code. No permessage-deflate, 64 MiB
+// library; a close is echoed with the same code. No permessage-deflate (with
+// --deflate: ws's defaults, window 15, memLevel 8, level 6, context takeover, but
+// messages from 64 B compressed, as Surge's default threshold, not ws's 1 KiB), 64 MiB
 // message limit, no fragment-count limit. Prints "listening 127.0.0.1:PORT" once bound. Exits 0 after
 // TIMEOUT_S seconds (default 60; 0 = no limit) or on SIGTERM/SIGINT; PORT 0
 // picks a free port (printed).
@@ -13,9 +15,10 @@
 const path = require('path');
 const { WebSocketServer } = require(path.join(__dirname, '..', 'node', 'node_modules', 'ws'));
 
-const args = process.argv.slice(2);
+const deflate = process.argv.includes('--deflate');
+const args = process.argv.slice(2).filter((a) => a !== '--deflate');
 if (args.length < 1 || args.length > 2) {
-  console.error('usage: node_ws_echo.js PORT [TIMEOUT_S]');
+  console.error('usage: node_ws_echo.js PORT [TIMEOUT_S] [--deflate]');
   process.exit(2);
 }
 const port = Number(args[0]);
@@ -24,7 +27,7 @@ const timeoutS = args.length === 2 ? Number(args[1]) : 60;
 const wss = new WebSocketServer({
   host: '127.0.0.1',
   port,
-  perMessageDeflate: false,
+  perMessageDeflate: deflate ? { threshold: 64 } : false,
   maxPayload: 64 << 20,
   maxFragments: 0, // no fragment-count limit (Autobahn 9.3.x/9.4.x: 65536 fragments)
 });

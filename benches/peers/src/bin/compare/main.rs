@@ -42,6 +42,9 @@ pub struct Opts {
     nice: Option<i32>,
     /// Another build of the `surge` binary, measured beside this one as "Surge (baseline)".
     baseline_surge: Option<PathBuf>,
+    /// `--deflate[=PARAMS]`: the load generator offers permessage-deflate ("" for its
+    /// default offer), and the deflate servers and JSON-text scenarios join the run.
+    deflate: Option<String>,
     command: String,
 }
 
@@ -62,7 +65,13 @@ usage: benches/compare.sh [OPTIONS]
   --baseline-surge PATH another build of the surge binary (an older commit's), run beside this
                         one as the server surge-baseline, Surge (baseline): an A/B of two
                         builds, paired by round like every other ratio to Surge
-  --scenarios LIST      only these: 20b,1k,16k,pipelined,open,idle,sweep
+  --scenarios LIST      only these: 20b,1k,16k,pipelined,open,idle,sweep,json137,json16k
+  --deflate[=PARAMS]    the load generator offers permessage-deflate (PARAMS as its --deflate
+                        takes them) and reports the compression ratio; adds the servers
+                        surge-deflate-shared, surge-deflate-s12 (stream:12:4),
+                        surge-deflate-s15 (stream:15:8), node-ws-deflate, python-ws-deflate
+                        and the scenarios json137, json16k (JSON-record text, 100 x 137 B,
+                        200 x 16 KiB)
   --nice N              run the servers and the load generator under `nice -n N`
                         (negative: ahead of other work on a shared machine; needs root)
   --no-alloc            skip the allocation count (cargo bench --bench alloc)
@@ -135,6 +144,7 @@ fn parse_opts() -> Result<Opts, String> {
         quick: false,
         nice: None,
         baseline_surge: None,
+        deflate: None,
         command: String::new(),
     };
     while let Some(flag) = args.next() {
@@ -163,6 +173,8 @@ fn parse_opts() -> Result<Opts, String> {
             "--nice" => o.nice = Some(val()?.parse().map_err(|_| "bad --nice")?),
             "--baseline-surge" => o.baseline_surge = Some(PathBuf::from(val()?)),
             "--quick" => o.quick = true,
+            "--deflate" => o.deflate = Some(String::new()),
+            a if a.starts_with("--deflate=") => o.deflate = Some(a["--deflate=".len()..].into()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -216,11 +228,28 @@ impl Peer {
                 "--threads".into(),
                 t,
             ],
-            "node-ws" => vec![
-                "node".into(),
-                rel("tests/servers/node_ws_echo.js"),
+            "node-ws" | "node-ws-deflate" => {
+                let mut v = vec![
+                    "node".into(),
+                    rel("tests/servers/node_ws_echo.js"),
+                    port.to_string(),
+                    limit.to_string(),
+                ];
+                if self.id == "node-ws-deflate" {
+                    v.push("--deflate".into());
+                }
+                v
+            }
+            "python-ws-deflate" => vec![
+                // tests/setup.sh's virtual environment has websockets.
+                match rel(".venv/bin/python") {
+                    venv if Path::new(&venv).exists() => venv,
+                    _ => "python3".into(),
+                },
+                rel("tests/servers/python_websockets_echo.py"),
                 port.to_string(),
                 limit.to_string(),
+                "--deflate".into(),
             ],
             id if id.starts_with("surge") => vec![
                 match (&o.baseline_surge, id) {
@@ -236,7 +265,16 @@ impl Peer {
                 cores_str(&self.cores),
                 "--log".into(),
                 "warn".into(),
-            ],
+            ]
+            .into_iter()
+            .chain(match id {
+                "surge-deflate-shared" => Some("--deflate=shared"),
+                "surge-deflate-s12" => Some("--deflate=stream:12:4"),
+                "surge-deflate-s15" => Some("--deflate=stream:15:8"),
+                _ => None,
+            }
+            .map(String::from))
+            .collect(),
             id => {
                 let (bin, rt) = id.split_once('-').expect("peer id");
                 let bin = if bin == "fws" { "fws-echo" } else { "tungstenite-echo" };
@@ -276,6 +314,15 @@ fn peers(o: &Opts) -> Vec<Peer> {
     if o.baseline_surge.is_some() {
         all.insert(2, p("surge-baseline", "Surge (baseline)", t, true));
     }
+    if o.deflate.is_some() {
+        all.extend([
+            p("surge-deflate-shared", "Surge, deflate shared", t, true),
+            p("surge-deflate-s12", "Surge, deflate stream:12:4", t, true),
+            p("surge-deflate-s15", "Surge, deflate stream:15:8", t, true),
+            p("node-ws-deflate", "Node ws, perMessageDeflate", 1, true),
+            p("python-ws-deflate", "Python websockets, compression on", 1, true),
+        ]);
+    }
     all.into_iter().filter(|p| o.servers.as_ref().is_none_or(|s| s.contains(&p.id))).collect()
 }
 
@@ -309,6 +356,8 @@ pub struct Scenario {
     size: usize,
     in_flight: usize,
     rate: Option<f64>,
+    /// JSON-record text (`--json-text`) rather than binary.
+    json_text: bool,
 }
 
 fn scenarios(o: &Opts) -> Vec<Scenario> {
@@ -319,8 +368,13 @@ fn scenarios(o: &Opts) -> Vec<Scenario> {
         size,
         in_flight,
         rate,
+        json_text: false,
     };
-    let all = vec![
+    let json = |id, label: &str, connections, size| Scenario {
+        json_text: true,
+        ..s(id, label, connections, size, 1, None)
+    };
+    let mut all = vec![
         s("20b", "100 conns × 20 B", 100, 20, 1, None),
         s("1k", "10 conns × 1 KiB", 10, 1024, 1, None),
         s("16k", "200 conns × 16 KiB", 200, 16384, 1, None),
@@ -336,6 +390,12 @@ fn scenarios(o: &Opts) -> Vec<Scenario> {
             Some(o.rate),
         ),
     ];
+    if o.deflate.is_some() || o.scenarios.is_some() {
+        all.extend([
+            json("json137", "100 conns × 137 B JSON text", 100, 137),
+            json("json16k", "200 conns × 16 KiB JSON text", 200, 16384),
+        ]);
+    }
     all.into_iter().filter(|s| want(o, s.id)).collect()
 }
 
@@ -440,6 +500,14 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
     if let Some(r) = sc.rate {
         args.extend(["--rate".into(), format!("{r}")]);
     }
+    if sc.json_text {
+        args.push("--json-text".into());
+    }
+    match o.deflate.as_deref() {
+        Some("") => args.push("--deflate".into()),
+        Some(params) => args.push(format!("--deflate={params}")),
+        None => {}
+    }
     let loadgen = o.root.join("target/release/surge-loadgen");
     let mut cmd = Command::new("taskset");
     cmd.arg("-c").arg(cores_str(&o.client_cores));
@@ -532,6 +600,7 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
             rec["lost"] = json!(f(&["connections", "lost"]));
             rec["established"] = json!(f(&["connections", "established"]));
             rec["backlog"] = json!(f(&["backlog"]));
+            rec["deflate"] = r["deflate"].clone();
         }
         _ => {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();
