@@ -25,7 +25,7 @@
 //! ```
 //!
 //! What it is not: a scripting tool (k6) or a browser; it sends echo traffic and measures the
-//! echoes, nothing else. It does not speak TLS or permessage-deflate yet, and it does not
+//! echoes, nothing else. It does not speak TLS yet (permessage-deflate it does: `--deflate`), and it does not
 //! check a server's protocol conformance (Autobahn|Testsuite does; `autobahn-client` lets
 //! Autobahn grade Surge's client side).
 //!
