@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_SIZE: usize = 16 << 20;
 /// Distinct payload offsets into the template: consecutive messages differ.
 const OFFSETS: usize = 256;
+/// JSON payloads: bytes of distinct records messages are cut from, at least.
+const JSON_SPAN: usize = 1 << 20;
 
 /// Message sizes: one size, a list to draw from, or a uniform range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +181,8 @@ pub struct Payloads {
     rng: Rng,
     /// Bytes between consecutive messages' offsets.
     stride: usize,
+    /// Offsets run over `0..span`.
+    span: usize,
     next_offset: usize,
 }
 
@@ -193,7 +197,14 @@ impl Payloads {
             PayloadKind::Json => sizes.max().clamp(1, 64 << 10),
             PayloadKind::Binary | PayloadKind::Text => 1,
         };
-        let len = sizes.max() + OFFSETS * stride;
+        // JSON: and at least 1 MiB of distinct records, so that a connection's messages do not
+        // come round again inside a 32 KiB window (a small message's offsets would otherwise
+        // cycle through 256 x its size, a repeat a 15-bit window finds).
+        let span = match kind {
+            PayloadKind::Json => (OFFSETS * stride).max(JSON_SPAN).next_multiple_of(stride),
+            PayloadKind::Binary | PayloadKind::Text => OFFSETS,
+        };
+        let len = sizes.max() + span;
         let template = match kind {
             PayloadKind::Json => json_records(len, &mut rng),
             PayloadKind::Binary | PayloadKind::Text => (0..len)
@@ -207,7 +218,7 @@ impl Payloads {
                 })
                 .collect(),
         };
-        Payloads { template, kind, sizes, rng, stride, next_offset: 0 }
+        Payloads { template, kind, sizes, rng, stride, span, next_offset: 0 }
     }
 
     /// Whether messages go as text.
@@ -229,7 +240,7 @@ impl Payloads {
             SizeSpec::Range(lo, hi) => lo + self.rng.below(hi - lo + 1),
         };
         let offset = self.next_offset;
-        self.next_offset = (offset + self.stride) % (OFFSETS * self.stride);
+        self.next_offset = (offset + self.stride) % self.span;
         (offset as u32, len as u32)
     }
 
