@@ -6,8 +6,9 @@
 # current-thread and a multi-thread tokio runtime), Node `ws` from tests/node's lockfile
 # (tests/setup.sh, `npm ci`), and the allocation-count bench. Then runs benches/peers'
 # surge-compare, which measures with surge-loadgen, against each server in turn and round
-# after round (the servers interleaved):
-#   100 conns x 20 B, 10 x 1 KiB, 200 x 16 KiB (one message in flight each), 100 x 20 B with
+# after round (the servers interleaved; Surge twice: `surge` on epoll, `surge-uring` on
+# io_uring):
+#   100, 1 and 1000 conns x 20 B, 10 x 1 KiB, 200 x 16 KiB (one message in flight each), 100 x 20 B with
 #   16 in flight, an open-loop run at a fixed rate (p50/p99/p99.9), 10,000 idle connections
 #   (server RSS per connection), Surge's thread sweep, and the plain TCP echo floor
 #   (`surge-loadgen floor`, in the load generator's raw mode) beside them;

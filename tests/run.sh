@@ -104,12 +104,12 @@ trap cleanup EXIT
 trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
 
 # logged_port LOG PID [SECONDS]: the port a server started on port 0 names in its log
-# ("listening 127.0.0.1:PORT" or "listening on ws://127.0.0.1:PORT"); the server picks it, so
+# ("listening 127.0.0.1:PORT" or "listening on ws[s]://127.0.0.1:PORT"); the server picks it, so
 # no other process can take it between a guess and the bind. Fails if PID dies first.
 logged_port() {
   local log=$1 pid=$2 limit=${3:-30} t0=$SECONDS port
   while :; do
-    port=$(sed -nE 's/.*listening (on ws:\/\/)?127\.0\.0\.1:([0-9]+).*/\2/p' "$log" 2>/dev/null | head -n 1)
+    port=$(sed -nE 's/.*listening (on wss?:\/\/)?127\.0\.0\.1:([0-9]+).*/\2/p' "$log" 2>/dev/null | head -n 1)
     [ -z "$port" ] || { echo "$port"; return 0; }
     kill -0 "$pid" 2>/dev/null || { echo "process $pid exited before it listened; log tail:" >&2; tail -n 20 "$log" >&2; return 1; }
     [ $((SECONDS - t0)) -lt "$limit" ] || { echo "no 'listening' line in $log within ${limit}s" >&2; return 1; }
@@ -137,11 +137,45 @@ suite_setup() {
   ONLY='' run_step setup tests/setup.sh # always, whatever SURGE_ONLY says
 }
 
+# io_uring_available: whether this kernel and sandbox let a process set up an io_uring
+# (a ring of one entry, through python's ctypes: no build needed).
+io_uring_available() {
+  python3 - <<'EOF'
+import ctypes, os, platform, sys
+nr = {"x86_64": 425, "aarch64": 425}.get(platform.machine())
+if nr is None:
+    sys.exit(1)
+libc = ctypes.CDLL(None, use_errno=True)
+fd = libc.syscall(nr, 1, ctypes.byref(ctypes.create_string_buffer(120)))
+sys.exit(0 if fd >= 0 and os.close(fd) is None else 1)
+EOF
+}
+
+# cargo_test_io_uring: the engine and hostile suites again, on the io_uring backend (the
+# workspace run above is on epoll); skipped where the system refuses io_uring.
+cargo_test_io_uring() {
+  if ! io_uring_available; then echo "io_uring refused here: the io_uring pass is skipped"; return 77; fi
+  SURGE_TEST_BACKEND=io-uring cargo test -p surge --test engine --test hostile
+}
+
 suite_cargo() {
   run_step cargo-fmt cargo fmt --all -- --check
   run_step cargo-clippy cargo clippy --workspace --all-targets -- -D warnings
   # --no-fail-fast: one failing package must not hide the others' results (doc tests too).
-  run_step cargo-test cargo test --workspace --no-fail-fast
+  # The engine and hostile suites run on epoll here, then on io_uring.
+  run_step cargo-test env SURGE_TEST_BACKEND=epoll cargo test --workspace --no-fail-fast
+  run_step cargo-test:io-uring cargo_test_io_uring
+}
+
+# Two Surge nodes and a redis-server of the test's own (it starts, SIGSTOPs, kills and
+# restarts it on a free loopback port, and stops it): crates/surge/tests/cluster.rs.
+cluster_test() {
+  command -v redis-server >/dev/null || { echo "no redis-server (tests/setup.sh installs it)"; exit 77; }
+  timeout -k 10 300 cargo test -p surge --test cluster
+}
+
+suite_cluster() {
+  run_step cluster cluster_test
 }
 
 # External clients run against the Surge echo server; URL is appended.
@@ -169,13 +203,13 @@ build_release() {
   cargo build --release "${pkgs[@]}"
 }
 
-# start_echo_server: sets ECHO_URL, ECHO_PID (main shell)
+# start_echo_server [BACKEND]: sets ECHO_URL, ECHO_PID (main shell)
 start_echo_server() {
   local port cmd
   if [ -n "${SURGE_ECHO_SERVER_CMD:-}" ]; then
     read -r -a cmd <<<"${SURGE_ECHO_SERVER_CMD//\{PORT\}/0}"
   else
-    cmd=(target/release/surge echo --listen 127.0.0.1:0 --deflate)
+    cmd=(target/release/surge echo --listen 127.0.0.1:0 --deflate --backend "${1:-epoll}")
     export SURGE_EXPECT_EXTENSIONS="$SURGE_DEFLATE_ANSWER"
   fi
   echo "starting: ${cmd[*]}"
@@ -202,9 +236,16 @@ server_still_running() {
   echo "echo server pid $ECHO_PID still running"
 }
 
+# The external server suite runs once per backend; the epoll run keeps the plain step
+# names, the io_uring one suffixes them with @io-uring.
 suite_external_server() {
-  local entry name cmd names=(build-release echo-server-start autobahn-server autobahn-server-deflate echo-server-survived)
-  for entry in "${EXTERNAL_CLIENTS[@]}"; do names+=("client:${entry%%|*}"); done
+  local entry backend suffix names=(build-release)
+  for backend in epoll io-uring; do
+    suffix=$([ "$backend" = epoll ] && echo "" || echo "@$backend")
+    names+=("echo-server-start$suffix" "autobahn-server$suffix" "autobahn-server-deflate$suffix"
+      "echo-server-survived$suffix")
+    for entry in "${EXTERNAL_CLIENTS[@]}"; do names+=("client:${entry%%|*}$suffix"); done
+  done
   any_selected "${names[@]}" || return 0
   if [ -z "${SURGE_ECHO_SERVER_CMD:-}" ]; then
     if ! has_package surge; then
@@ -218,34 +259,69 @@ suite_external_server() {
       return 0
     fi
   fi
+  external_server_on epoll ""
+  # A harness self-test (SURGE_ECHO_SERVER_CMD) has no backends to go through.
+  [ -z "${SURGE_ECHO_SERVER_CMD:-}" ] || return 0
+  if io_uring_available; then
+    external_server_on io-uring @io-uring
+  else
+    skip_step "external-server@io-uring" "io_uring refused here"
+  fi
+}
+
+# external_server_on BACKEND SUFFIX: the echo server on BACKEND, the external clients and
+# Autobahn against it, then a check that it survived them.
+external_server_on() {
+  local backend=$1 suffix=$2 entry name cmd
+  # shellcheck disable=SC2046
+  any_selected "echo-server-start$suffix" "autobahn-server$suffix" "autobahn-server-deflate$suffix" \
+    "echo-server-survived$suffix" \
+    $(for entry in "${EXTERNAL_CLIENTS[@]}"; do echo "client:${entry%%|*}$suffix"; done) || return 0
   # started here, in the main shell, so that the pid outlives the step
   local t0=$SECONDS rc=0
-  if selected echo-server-start; then
+  if selected "echo-server-start$suffix"; then
     echo
-    echo "=== step: echo-server-start"
-    start_echo_server || rc=$?
-    record echo-server-start "$([ $rc = 0 ] && echo passed || echo failed)" $((SECONDS - t0))
+    echo "=== step: echo-server-start$suffix"
+    start_echo_server "$backend" || rc=$?
+    record "echo-server-start$suffix" "$([ $rc = 0 ] && echo passed || echo failed)" $((SECONDS - t0))
     [ $rc = 0 ] || return 0
   else
-    start_echo_server >/dev/null || return 0
+    start_echo_server "$backend" >/dev/null || return 0
   fi
 
   for entry in "${EXTERNAL_CLIENTS[@]}"; do
     name=${entry%%|*}
     cmd=${entry#*|}
-    if [ "$name" = chromium ] && [ "$MODE" = fast ]; then skip_step "client:$name" "SURGE_TESTS=fast"; continue; fi
+    if [ "$name" = chromium ] && [ "$MODE" = fast ]; then skip_step "client:$name$suffix" "SURGE_TESTS=fast"; continue; fi
     # shellcheck disable=SC2086
-    run_step "client:$name" timeout 120 $cmd "$ECHO_URL"
+    run_step "client:$name$suffix" timeout 120 $cmd "$ECHO_URL"
   done
   if [ "$MODE" = fast ]; then
-    skip_step autobahn-server "SURGE_TESTS=fast"
-    skip_step autobahn-server-deflate "SURGE_TESTS=fast"
+    skip_step "autobahn-server$suffix" "SURGE_TESTS=fast"
+    skip_step "autobahn-server-deflate$suffix" "SURGE_TESTS=fast"
   else
-    run_step autobahn-server autobahn_server
-    run_step autobahn-server-deflate autobahn_server "$AUTOBAHN_DEFLATE_CASES" server-deflate expected-server-deflate.json
+    run_step "autobahn-server$suffix" autobahn_server "$AUTOBAHN_CASES" "server$suffix"
+    run_step "autobahn-server-deflate$suffix" autobahn_server "$AUTOBAHN_DEFLATE_CASES" \
+      "server-deflate$suffix" expected-server-deflate.json
   fi
-  run_step echo-server-survived server_still_running
+  run_step "echo-server-survived$suffix" server_still_running
   stop_bg "$ECHO_PID"
+}
+
+# loadgen_results_ok FILE...: each surge-loadgen JSON echoed every message unchanged, with
+# no error, no connection lost, every close 1000
+loadgen_results_ok() {
+  python3 - "$@" <<'EOF'
+import json, sys
+for path in sys.argv[1:]:
+    r = json.load(open(path))
+    c = r["connections"]
+    print(f"{path}: {r['messages']} messages, {r['msgs_per_sec']:.0f} msg/s, "
+          f"p99 {r['latency_us']['p99']:.0f} us, close codes {r['close_codes']}")
+    if r["errors"] or r["mismatches"] or c["lost"] or not r["messages"] \
+            or c["established"] != c["requested"] or r["close_codes"] != {"1000": c["requested"]}:
+        sys.exit(f"{path}: errors {r['errors']}, mismatches {r['mismatches']}, connections {c}")
+EOF
 }
 
 # Surge's client side (surge-loadgen) against known-good servers:
@@ -264,17 +340,7 @@ loadgen_against() {
     -d 2s -w 500ms -q --json "$out-closed.json"
   target/release/surge-loadgen "$url" -c 16 --rate 2k --size 64 --binary \
     -d 2s -w 500ms -q --json "$out-open.json" --hgrm "$out-open.hgrm" --hlog "$out-open.hlog"
-  python3 - "$out-closed.json" "$out-open.json" <<'EOF'
-import json, sys
-for path in sys.argv[1:]:
-    r = json.load(open(path))
-    c = r["connections"]
-    print(f"{path}: {r['messages']} messages, {r['msgs_per_sec']:.0f} msg/s, "
-          f"p99 {r['latency_us']['p99']:.0f} us, close codes {r['close_codes']}")
-    if r["errors"] or r["mismatches"] or c["lost"] or not r["messages"] \
-            or c["established"] != c["requested"] or r["close_codes"] != {"1000": c["requested"]}:
-        sys.exit(f"{path}: errors {r['errors']}, mismatches {r['mismatches']}, connections {c}")
-EOF
+  loadgen_results_ok "$out-closed.json" "$out-open.json"
 }
 
 # loadgen_deflate: `surge-loadgen --deflate --json-text` against `surge echo --deflate`
@@ -371,6 +437,82 @@ suite_loadgen() {
   fi
 }
 
+# HTTP beside the WebSocket and the metrics, against target/release/surge echo on a
+# loopback port of its own: curl on each route (http:curl), promtool check metrics on the
+# /metrics answer (metrics:promtool), and a real Prometheus server (Debian's, on a port of
+# its own, scraping every second) whose query API must return the series of the traffic
+# tests/metrics/prometheus_check.py sent (metrics:prometheus). Bounded: the servers exit
+# after 300 s at the latest; the steps take a few seconds.
+http_curl() {
+  local port base code
+  port=$(logged_port "$1" "$2" 30)
+  base="http://127.0.0.1:$port"
+  [ "$(curl -sf "$base/healthz")" = ok ]
+  [ "$(curl -sf "$base/readyz")" = ready ]
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$base/nowhere")
+  [ "$code" = 404 ] || { echo "/nowhere: $code, not 404"; return 1; }
+  curl -s -D - -o /dev/null -X POST "$base/healthz" | tr -d '\r' >"$LOGS/http-405.txt"
+  grep -q '^HTTP/1.1 405 ' "$LOGS/http-405.txt" && grep -qi '^Allow: GET, HEAD$' "$LOGS/http-405.txt" ||
+    { cat "$LOGS/http-405.txt"; return 1; }
+  head -c 70000 /dev/zero >"$LOGS/http-body.bin"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Expect:' --data-binary "@$LOGS/http-body.bin" "$base/upload")
+  [ "$code" = 413 ] || { echo "a 70000-byte body: $code, not 413"; return 1; }
+  # Two requests on one connection: curl says it reused it.
+  curl -sv "$base/healthz" "$base/metrics" -o /dev/null -o /dev/null 2>&1 | grep -q 'Re-using existing connection' ||
+    { echo "curl did not keep the connection"; return 1; }
+  curl -sf "$base/metrics" | grep -q '^surge_http_responses_total{loop="0",status="200"} [1-9]'
+  echo "healthz, readyz, 404, 405 with Allow, 413, keep-alive and the counts: as expected"
+}
+
+metrics_promtool() {
+  local port
+  port=$(logged_port "$1" "$2" 30)
+  curl -sf "http://127.0.0.1:$port/metrics" >"$LOGS/metrics.txt"
+  promtool check metrics <"$LOGS/metrics.txt"
+  echo "promtool accepts the $(grep -c '^# TYPE' "$LOGS/metrics.txt") families of /metrics"
+}
+
+# metrics_prometheus SURGE_PORT PROMETHEUS_LOG PROMETHEUS_PID PROMETHEUS_PORT
+metrics_prometheus() {
+  [ "$1" != 0 ] || { echo "the surge server did not start"; return 1; }
+  wait_port "$4" "$3" 60 || { tail -n 20 "$2"; return 1; }
+  timeout 60 "$PY" tests/metrics/prometheus_check.py "$1" "$4"
+}
+
+suite_http_metrics() {
+  local surge_pid port prom_port prom_dir="$LOGS/prometheus"
+  any_selected http:curl metrics:promtool metrics:prometheus || return 0
+  run_step http-build cargo build --release -p surge
+  [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" != failed ] || return 0
+  start_bg http-echo "$LOGS/http-echo.log" timeout 300 target/release/surge echo --listen 127.0.0.1:0 --threads 1
+  surge_pid=$BG_PID
+  run_step http:curl http_curl "$LOGS/http-echo.log" "$surge_pid"
+  if command -v promtool >/dev/null; then
+    run_step metrics:promtool metrics_promtool "$LOGS/http-echo.log" "$surge_pid"
+  else
+    skip_step metrics:promtool "no promtool (Debian's prometheus package; tests/setup.sh installs it)"
+  fi
+  stop_bg "$surge_pid"
+  selected metrics:prometheus || return 0
+  if ! command -v prometheus >/dev/null; then
+    skip_step metrics:prometheus "no prometheus (tests/setup.sh installs Debian's)"
+    return 0
+  fi
+  start_bg prom-echo "$LOGS/prom-echo.log" timeout 300 target/release/surge echo --listen 127.0.0.1:0 --threads 1
+  surge_pid=$BG_PID
+  port=$(logged_port "$LOGS/prom-echo.log" "$surge_pid" 30) || port=0
+  # Prometheus cannot report a port it chose: take a free one and hand it over at once.
+  prom_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  rm -rf "$prom_dir" && mkdir -p "$prom_dir"
+  printf '%s\n' 'global:' '  scrape_interval: 1s' '  evaluation_interval: 1s' 'scrape_configs:' \
+    '  - job_name: surge' '    static_configs:' "      - targets: [\"127.0.0.1:$port\"]" >"$prom_dir/prometheus.yml"
+  start_bg prometheus "$LOGS/prometheus.log" timeout 300 prometheus --config.file="$prom_dir/prometheus.yml" \
+    --storage.tsdb.path="$prom_dir/data" --web.listen-address="127.0.0.1:$prom_port"
+  run_step metrics:prometheus metrics_prometheus "$port" "$LOGS/prometheus.log" "$BG_PID" "$prom_port"
+  stop_bg "$BG_PID"
+  stop_bg "$surge_pid"
+}
+
 # fuzz_target NAME: FUZZ_SECONDS of libFuzzer; full log in target/test-logs
 fuzz_target() {
   local rc=0 log="$LOGS/fuzz-$1.log"
@@ -394,11 +536,142 @@ suite_fuzz() {
   done
 }
 
-# The SIMD masking kernels and the UTF-8 fast path are the crate's only unsafe code: their
+# The SIMD masking kernels and the UTF-8 fast path are surge-proto's only unsafe code: their
 # exhaustive length/alignment tests run again under AddressSanitizer (no Miri here).
 suite_asan() {
   if [ "$MODE" = fast ]; then skip_step asan "SURGE_TESTS=fast"; return 0; fi
   run_step asan:surge-proto bash crates/surge-proto/asan.sh
+  # The io_uring backend's unsafe code (buffer ring, lent sends): its tests, and the
+  # engine's io_uring tests, under ASan; needs a system that allows io_uring.
+  if io_uring_available; then
+    run_step asan:surge-uring bash crates/surge/asan.sh
+  else
+    skip_step asan:surge-uring "io_uring refused here"
+  fi
+}
+
+# wss: `surge echo --tls-*` with a test PKI made at each run (tests/wss/make-certs.sh; the
+# keys live under target/test-logs, never in git). Real clients trust the test CA each its
+# own way (Python: SSL_CERT_FILE, Node: NODE_EXTRA_CA_CERTS, Chromium: an NSS database in
+# a HOME of its own, openssl: -CAfile), and each checks text, binary, 1 MiB and close. Then
+# SNI, a reload by SIGHUP (a bad key refused with one line, the old chain kept; a good one
+# served to new handshakes), Autobahn 1-10 over wss against the cleartext expectations, and
+# testssl.sh judged by tests/wss/testssl_check.py.
+WSS_CLIENTS=(
+  "python_websockets|env SSL_CERT_FILE={CA} $PY tests/clients/python_websockets.py"
+  "node_ws|env NODE_EXTRA_CA_CERTS={CA} node tests/clients/node_ws.js"
+  "openssl_s_client|env SURGE_TEST_CA={CA} python3 tests/clients/openssl_s_client.py"
+  "chromium|env HOME={PKI}/home node tests/clients/chromium.js"
+)
+
+# served_fingerprint PORT [SNI]: the SHA-256 fingerprint of the certificate served
+served_fingerprint() {
+  openssl s_client -connect "127.0.0.1:$1" -servername "${2:-localhost}" </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256
+}
+fingerprint_of() { openssl x509 -in "$1" -noout -fingerprint -sha256; }
+
+wss_certs() {
+  tests/wss/make-certs.sh "$WSS_PKI"
+  cp "$WSS_PKI/leaf.pem" "$WSS_PKI/served.pem"
+  cp "$WSS_PKI/leaf.key" "$WSS_PKI/served.key"
+  # Chromium on Linux trusts what the NSS database in $HOME/.pki/nssdb trusts.
+  rm -rf "$WSS_PKI/home"
+  mkdir -p "$WSS_PKI/home/.pki/nssdb"
+  certutil -d "sql:$WSS_PKI/home/.pki/nssdb" -N --empty-password </dev/null
+  certutil -d "sql:$WSS_PKI/home/.pki/nssdb" -A -t "C,," -n surge-wss-test-ca -i "$WSS_PKI/ca.pem"
+}
+
+# surge-loadgen over wss: a closed-loop text run (0..70000 B, sessions resumed) and an
+# open-loop binary run with a full TLS handshake per connection (--no-resume).
+wss_loadgen() {
+  local out="$LOGS/loadgen-wss" url="wss://127.0.0.1:$WSS_PORT/"
+  target/release/surge-loadgen "$url" --ca "$WSS_PKI/ca.pem" -c 16 --in-flight 2 --size 0..70000 \
+    --text -d 2s -w 500ms -q --json "$out-closed.json"
+  target/release/surge-loadgen "$url" --ca "$WSS_PKI/ca.pem" --no-resume -c 16 --rate 2k \
+    --size 64 --binary -d 2s -w 500ms -q --json "$out-open.json"
+  loadgen_results_ok "$out-closed.json" "$out-open.json"
+}
+
+wss_sni() {
+  [ "$(served_fingerprint "$WSS_PORT" sni.test)" = "$(fingerprint_of "$WSS_PKI/sni.pem")" ]
+  [ "$(served_fingerprint "$WSS_PORT" other.test)" = "$(fingerprint_of "$WSS_PKI/leaf.pem")" ]
+  echo "sni.test gets its certificate; other names get the default"
+}
+
+wss_reload() {
+  local log=$LOGS/wss-server.log pid
+  # The server itself, not the `timeout` above it (which forwards only the first signal).
+  pid=$(pgrep -P "$WSS_PID" -x surge)
+  # A broken key: refused with one line, the old chain kept.
+  printf -- '-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n' >"$WSS_PKI/served.key"
+  kill -HUP "$pid"
+  local i
+  for i in $(seq 50); do grep -q "certificates not reloaded" "$log" && break; sleep 0.1; done
+  grep "certificates not reloaded" "$log" | grep -q "served.key"
+  [ "$(served_fingerprint "$WSS_PORT")" = "$(fingerprint_of "$WSS_PKI/leaf.pem")" ]
+  # A good pair: new handshakes get it.
+  cp "$WSS_PKI/next.pem" "$WSS_PKI/served.pem"
+  cp "$WSS_PKI/next.key" "$WSS_PKI/served.key"
+  kill -HUP "$pid"
+  for i in $(seq 50); do grep -q "certificates reloaded" "$log" && break; sleep 0.1; done
+  [ "$(served_fingerprint "$WSS_PORT")" = "$(fingerprint_of "$WSS_PKI/next.pem")" ]
+  echo "a bad key was refused ($(grep -c 'certificates not reloaded' "$log") line), the next chain is served"
+}
+
+wss_autobahn() {
+  local out="$ROOT/tests/autobahn/reports/server-wss" rc=0
+  AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 tests/autobahn/run.sh "wss://127.0.0.1:$WSS_PORT" "$AUTOBAHN_CASES" || rc=$?
+  [ "$rc" -le 1 ] || return 1
+  [ -f "$out/index.json" ] || return 1
+  python3 tests/autobahn/compare.py "$out" tests/autobahn/expected-server.json
+}
+
+wss_testssl() {
+  local json=$LOGS/testssl.json
+  rm -f "$json"
+  timeout 600 testssl --quiet --color 0 --warnings off --add-ca "$WSS_PKI/ca.pem" \
+    --jsonfile-pretty "$json" -p -s -f -U -S -P "127.0.0.1:$WSS_PORT" >"$LOGS/testssl.txt" 2>&1 || true
+  python3 tests/wss/testssl_check.py "$json"
+}
+
+suite_wss() {
+  local entry name cmd names=(wss-certs wss-server-start wss-client:surge-loadgen wss-sni wss-reload wss-autobahn wss-testssl wss-server-survived)
+  for entry in "${WSS_CLIENTS[@]}"; do names+=("wss-client:${entry%%|*}"); done
+  any_selected "${names[@]}" || return 0
+  [ -x target/release/surge ] || run_step build-release build_release
+  WSS_PKI=$LOGS/wss-pki
+  ONLY='' run_step wss-certs wss_certs
+  [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" = passed ] || return 0
+  start_bg wss-server "$LOGS/wss-server.log" timeout "$SERVER_TIME_LIMIT" target/release/surge echo \
+    --listen 127.0.0.1:0 --tls-cert "$WSS_PKI/served.pem" --tls-key "$WSS_PKI/served.key" \
+    --tls-sni "sni.test=$WSS_PKI/sni.pem,$WSS_PKI/sni.key"
+  WSS_PID=$BG_PID
+  WSS_PORT=$(logged_port "$LOGS/wss-server.log" "$WSS_PID" 30) || { record wss-server-start failed 0; return 0; }
+  record wss-server-start passed 0
+  local url="wss://127.0.0.1:$WSS_PORT/"
+  for entry in "${WSS_CLIENTS[@]}"; do
+    name=${entry%%|*}
+    cmd=${entry#*|}
+    cmd=${cmd//\{CA\}/$WSS_PKI/ca.pem}
+    cmd=${cmd//\{PKI\}/$WSS_PKI}
+    if [ "$name" = chromium ] && [ "$MODE" = fast ]; then skip_step "wss-client:$name" "SURGE_TESTS=fast"; continue; fi
+    # shellcheck disable=SC2086
+    run_step "wss-client:$name" timeout 120 $cmd "$url"
+  done
+  run_step wss-client:surge-loadgen wss_loadgen
+  run_step wss-sni wss_sni
+  if [ "$MODE" = fast ]; then
+    skip_step wss-autobahn "SURGE_TESTS=fast"
+    skip_step wss-testssl "SURGE_TESTS=fast"
+  else
+    run_step wss-autobahn wss_autobahn
+    run_step wss-testssl wss_testssl
+  fi
+  # Last: it swaps the served chain.
+  run_step wss-reload wss_reload
+  run_step wss-server-survived kill -0 "$WSS_PID"
+  stop_bg "$WSS_PID"
 }
 
 summary() {
@@ -415,7 +688,7 @@ summary() {
 }
 
 # ------------------------------------------------------------------- main
-SUITES=(suite_setup suite_cargo suite_asan suite_external_server suite_loadgen suite_fuzz)
+SUITES=(suite_setup suite_cargo suite_cluster suite_asan suite_external_server suite_wss suite_loadgen suite_http_metrics suite_fuzz)
 suite_setup
 WORKSPACE_PACKAGES=$(workspace_packages || true)
 for s in "${SUITES[@]:1}"; do "$s"; done

@@ -4,7 +4,9 @@
 # Called by tests/run.sh; also usable alone. Checks before installing, prints
 # one line per component ("ok" or "installing"), and installs nothing on a
 # second run. Components:
-#   apt       chromium, golang-go, golang-github-gorilla-websocket-dev (Debian)
+#   apt       chromium, golang-go, golang-github-gorilla-websocket-dev, redis-server,
+#             prometheus (promtool and a Prometheus server for the metrics steps), testssl.sh,
+#             libnss3-tools (certutil: the wss suite's CA for Chromium) (Debian)
 #   python    .venv/ with tests/python/requirements.txt (== pins)
 #   autobahn  tests/autobahn/venv via tests/autobahn/setup.sh
 #   node      tests/node/node_modules via `npm ci` (ws, wscat, playwright-core)
@@ -33,7 +35,9 @@ timed() { # timed NAME CMD... : run, print elapsed
 }
 
 # ---------------------------------------------------------------- apt
-APT_PKGS=(chromium golang-go golang-github-gorilla-websocket-dev)
+APT_PKGS=(chromium golang-go golang-github-gorilla-websocket-dev testssl.sh libnss3-tools)
+APT_PKGS+=(redis-server) # the cluster test (crates/surge/tests/cluster.rs) runs its own
+APT_PKGS+=(prometheus)   # promtool and a Prometheus server: the metrics steps
 apt_missing() {
   local p
   for p in "${APT_PKGS[@]}"; do
@@ -53,8 +57,8 @@ setup_apt() {
   fi
   # shellcheck disable=SC2086
   timed apt bash -c "set -e
-    ${SUDO[*]} env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    ${SUDO[*]} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null"
+    ${SUDO[*]} env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+    ${SUDO[*]} env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing >/dev/null"
   [ -z "$(apt_missing)" ] || { echo "setup: apt: still missing: $(apt_missing)" >&2; return 1; }
 }
 

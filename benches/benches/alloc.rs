@@ -7,7 +7,10 @@
 //! threads) pipeline 20-byte text messages over loopback; then, with permessage-deflate
 //! negotiated, a 137-byte JSON-like text under each memory policy (the shared per-loop
 //! codecs, and a stream per connection at window 12, memLevel 4): inflated into the loop's
-//! spare buffer, compressed into the pooled output buffer, zero allocations as well.
+//! spare buffer, compressed into the pooled output buffer, zero allocations as well. Last,
+//! the publish path: a room of 16 (`surge broadcast`'s handler: one topic, the sender
+//! included), each message published, encoded once into a pooled shared frame and queued to
+//! every member.
 //!
 //! ```text
 //! cargo bench -p surge-benches --bench alloc            # report
@@ -22,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use surge::broadcast::RoomHandler;
 use surge::echo::EchoHandler;
 use surge::{Config, DeflateConfig, DeflateMemory, Server};
 use surge_client::blocking::{self, Received};
@@ -114,6 +118,12 @@ impl Client {
 
     /// Sends a window of messages in one write and reads their echoes back.
     fn round(&mut self, message: &str) {
+        self.send_window(message);
+        self.recv_window(message);
+    }
+
+    /// Sends a window of messages in one write.
+    fn send_window(&mut self, message: &str) {
         self.0
             .write_frames(|ws, out| {
                 for _ in 0..WINDOW {
@@ -121,6 +131,10 @@ impl Client {
                 }
             })
             .unwrap();
+    }
+
+    /// Reads a window of messages as long as `message`.
+    fn recv_window(&mut self, message: &str) {
         for _ in 0..WINDOW {
             match self.0.recv_within(PATIENCE).unwrap() {
                 Some(Received::Text(text)) => assert_eq!(text.len(), message.len()),
@@ -162,8 +176,9 @@ fn main() -> ExitCode {
     for case in &cases {
         clean &= run(case);
     }
+    clean &= publish_case();
     if strict && !clean {
-        eprintln!("alloc: expected no allocation on the steady-state echo path");
+        eprintln!("alloc: expected no allocation on the steady-state echo and publish paths");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
@@ -215,25 +230,13 @@ fn run(case: &Case) -> bool {
         })
         .collect();
     start.wait();
-
-    while echoed.load(Ordering::Relaxed) < warm_up {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let (allocs_before, echoed_before, started) =
-        (ALLOCATIONS.load(Ordering::Relaxed), echoed.load(Ordering::Relaxed), Instant::now());
-    while echoed.load(Ordering::Relaxed) < target {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let (allocs_after, echoed_after, elapsed) =
-        (ALLOCATIONS.load(Ordering::Relaxed), echoed.load(Ordering::Relaxed), started.elapsed());
+    let (allocations, messages, elapsed) = measure(&echoed, warm_up, target);
     done.wait();
     for client in clients {
         client.join().expect("client thread");
     }
     server.shutdown(Duration::from_secs(2));
 
-    let messages = echoed_after - echoed_before;
-    let allocations = allocs_after - allocs_before;
     let per_million = allocations as f64 * 1e6 / messages as f64;
     println!(
         "alloc/{}: {allocations} allocations on the loop thread over {messages} echoed \
@@ -242,6 +245,81 @@ fn run(case: &Case) -> bool {
         text.len(),
         messages as f64 / elapsed.as_secs_f64(),
         CLIENT_THREADS * CONNECTIONS_PER_THREAD,
+    );
+    allocations == 0
+}
+
+/// Allocations and messages between `warm_up` and `target` messages, as the clients count
+/// them in `messages`, and the time between.
+fn measure(messages: &AtomicU64, warm_up: u64, target: u64) -> (u64, u64, Duration) {
+    while messages.load(Ordering::Relaxed) < warm_up {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (allocs_before, before, started) =
+        (ALLOCATIONS.load(Ordering::Relaxed), messages.load(Ordering::Relaxed), Instant::now());
+    while messages.load(Ordering::Relaxed) < target {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (allocs_after, after, elapsed) =
+        (ALLOCATIONS.load(Ordering::Relaxed), messages.load(Ordering::Relaxed), started.elapsed());
+    (allocs_after - allocs_before, after - before, elapsed)
+}
+
+/// Members of the publish case's room.
+const ROOM: usize = 16;
+
+/// The publish path; whether it allocated nothing.
+fn publish_case() -> bool {
+    let config = Config::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .threads(1)
+        .build()
+        .expect("config");
+    let server = Server::start(config, |_| {
+        // Runs on the loop's thread: count its allocations from here on.
+        COUNTED.with(|counted| counted.set(true));
+        RoomHandler
+    })
+    .expect("server");
+    let addr = server.local_addrs()[0];
+    let (warm_up, target) = (200_000, 1_200_000);
+    let text = "twenty bytes of text";
+    let delivered = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(Barrier::new(2));
+    let client = {
+        let (delivered, done) = (Arc::clone(&delivered), Arc::clone(&done));
+        let handle = server.handle().clone();
+        std::thread::spawn(move || {
+            let mut members: Vec<Client> =
+                (0..ROOM).map(|c| Client::connect(addr, c as u64 + 100, false)).collect();
+            while handle.topic_stats().subscriptions < ROOM as u64 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut round = 0;
+            while delivered.load(Ordering::Relaxed) < target {
+                // One member publishes a window; every member, itself too, receives it.
+                members[round % ROOM].send_window(text);
+                for member in &mut members {
+                    member.recv_window(text);
+                }
+                delivered.fetch_add((ROOM * WINDOW) as u64, Ordering::Relaxed);
+                round += 1;
+            }
+            done.wait();
+            drop(members);
+        })
+    };
+    let (allocations, deliveries, elapsed) = measure(&delivered, warm_up, target);
+    done.wait();
+    client.join().expect("client thread");
+    server.shutdown(Duration::from_secs(2));
+    let per_million = allocations as f64 * 1e6 / deliveries as f64;
+    println!(
+        "alloc/publish: {allocations} allocations on the loop thread over {deliveries} \
+         deliveries of {}-byte messages (a room of {ROOM}) = {per_million:.2} per million \
+         ({:.0} deliveries/s, 1 loop)",
+        text.len(),
+        deliveries as f64 / elapsed.as_secs_f64(),
     );
     allocations == 0
 }

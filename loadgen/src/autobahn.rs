@@ -108,7 +108,9 @@ impl Server {
     /// The fuzzingserver at `url` (`ws://HOST:PORT`); each connection gets at most `limit`.
     pub fn new(url: &str, limit: Duration) -> Result<Self, AutobahnError> {
         match Target::parse(Some(url))? {
-            Target::Ws { addr, host, path } if path == "/" && url.starts_with("ws://") => {
+            Target::Ws { addr, host, path, secure: false }
+                if path == "/" && url.starts_with("ws://") =>
+            {
                 Ok(Server { addr, host, limit })
             }
             _ => Err(AutobahnError::InvalidUrl(url.to_owned())),

@@ -7,6 +7,7 @@ pub use crate::failure::Failure;
 
 pub use crate::autobahn::AutobahnArgs;
 pub use crate::compare::CompareArgs;
+pub use crate::fanout::FanoutArgs;
 pub use crate::floor::FloorArgs;
 pub use crate::measure::RunArgs;
 pub use crate::merge::MergeArgs;
@@ -43,6 +44,9 @@ pub enum Command {
     /// Be graded by Autobahn|Testsuite's fuzzingserver (`wstest -m fuzzingserver`): run its
     /// cases as an echo client, then have it write its report.
     AutobahnClient(AutobahnArgs),
+    /// Pub/sub load on room servers (`surge broadcast`): publishers stamp each message,
+    /// subscribers report delivery latency, reach, loss, duplicates and reordering.
+    Fanout(FanoutArgs),
 }
 
 impl Cli {
@@ -56,6 +60,7 @@ impl Cli {
             Some(Command::Compare(args)) => Ok(crate::compare::main(&args)?.map(Failure::Slower)),
             Some(Command::Sweep(args)) => crate::sweep::main(&args).map(none),
             Some(Command::AutobahnClient(args)) => crate::autobahn::main(&args).map(none),
+            Some(Command::Fanout(args)) => crate::fanout::main(&args).map(none),
         }
     }
 }

@@ -12,7 +12,7 @@
 //! Nothing in the per-message path allocates: payloads are cut from a template, the in-flight
 //! queue of a connection is allocated when it opens, output buffers keep their capacity.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -35,6 +35,7 @@ use surge_proto::message::Message;
 use crate::error::Error;
 use crate::platform::{self, Timer};
 use crate::stats::{new_histogram, CloseCodes, ErrorCounts, ErrorKind, Recorder};
+use crate::tls::{Link, TlsPlan};
 use crate::workload::{Flow, InFlight, OpenLoopClock, PayloadKind, Payloads, SizeSpec};
 
 const TIMER: Token = Token(usize::MAX);
@@ -78,6 +79,8 @@ pub struct ThreadPlan {
     pub seed: u64,
     /// WebSocket: the opening handshake's request (None: raw TCP echo).
     pub ws: Option<WsRequest>,
+    /// wss: TLS under the WebSocket (None: plain TCP).
+    pub tls: Option<TlsPlan>,
     /// This thread's share of the churn: connections closed and reopened per second during
     /// the measured window (None: none).
     pub churn_rate: Option<f64>,
@@ -305,7 +308,7 @@ enum State {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Link,
     state: State,
     started: Instant,
     out: Vec<u8>,
@@ -652,6 +655,7 @@ impl Worker {
             token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let stream = Link::new(stream, self.plan.tls.as_ref())?;
         self.connecting += 1;
         Ok(Conn {
             stream,
@@ -773,8 +777,8 @@ impl Worker {
         }
         c.state = State::Done;
         retire_endpoint(c, &mut self.deflate);
-        let _ = self.poll.registry().deregister(&mut c.stream);
-        let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.poll.registry().deregister(&mut c.stream.tcp);
+        let _ = c.stream.tcp.shutdown(std::net::Shutdown::Both);
     }
 
     fn on_event(&mut self, i: usize, readable: bool, writable: bool) {
@@ -796,11 +800,11 @@ impl Worker {
     /// TCP connect finished (or failed): open, or start the WebSocket handshake.
     fn on_connected(&mut self, i: usize, readable: bool) {
         let c = &mut self.conns[i];
-        match c.stream.take_error() {
+        match c.stream.tcp.take_error() {
             Ok(Some(e)) | Err(e) => return self.fail(i, ErrorKind::of_connect(&e)),
             Ok(None) => {}
         }
-        match c.stream.peer_addr() {
+        match c.stream.tcp.peer_addr() {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
             Err(e) => return self.fail(i, ErrorKind::of_connect(&e)),
@@ -930,6 +934,10 @@ impl Worker {
         }
         c.out.clear();
         c.out_pos = 0;
+        // TLS records the socket did not take with the last write.
+        if c.stream.flush().is_err() {
+            self.fail(i, ErrorKind::Io);
+        }
     }
 
     fn read(&mut self, i: usize) {
@@ -1115,10 +1123,10 @@ impl Worker {
         self.drain_closes(now + CLOSE_WAIT)?;
         for c in &mut self.conns {
             if c.state != State::Done {
-                let _ = socket2::SockRef::from(&c.stream).set_linger(Some(Duration::ZERO));
+                let _ = socket2::SockRef::from(&c.stream.tcp).set_linger(Some(Duration::ZERO));
             }
             retire_endpoint(c, &mut self.deflate);
-            let _ = self.poll.registry().deregister(&mut c.stream);
+            let _ = self.poll.registry().deregister(&mut c.stream.tcp);
         }
         self.conns.clear();
         let summary = ThreadSummary {

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use surge_proto::deflate::ClientOffer;
 
+use crate::tls::TlsOptions;
 use crate::workload::{PayloadKind, SizeSpec};
 
 /// A configuration that cannot be run.
@@ -113,6 +114,8 @@ pub struct RunConfig {
     pub start_at: Option<SystemTime>,
     /// WebSocket: the permessage-deflate offer every connection makes (None: none).
     pub deflate: Option<ClientOffer>,
+    /// wss: how the server is trusted, and whether sessions resume.
+    pub tls: TlsOptions,
 }
 
 impl RunConfig {
@@ -138,6 +141,7 @@ impl RunConfig {
             agent: None,
             start_at: None,
             deflate: None,
+            tls: TlsOptions::default(),
         }
     }
 

@@ -19,6 +19,9 @@ pub enum Error {
     /// The target URL is unusable.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// A wss run's TLS cannot be set up (no trust, a bad CA file, a bad server name).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsSetupError),
     /// The target did not accept a TCP connection.
     #[error("cannot connect to {target}: {source}")]
     Connect {
@@ -35,6 +38,9 @@ pub enum Error {
         /// What went wrong.
         failure: ConnectError,
     },
+    /// The target's metrics could not be scraped (`--scrape-metrics`).
+    #[error(transparent)]
+    Scrape(#[from] crate::scrape::ScrapeError),
     /// The operating system's random source failed (handshake nonces, masking seeds).
     #[error("random source: {0}")]
     Random(getrandom::Error),

@@ -21,18 +21,19 @@
 //!   +-------------------+  +-------------------+
 //!              |                      |
 //!              v                      v
-//!        target: ws://HOST:PORT, tcp://HOST:PORT, or an embedded Surge / TCP echo server
+//!        target: ws[s]://HOST:PORT, tcp://HOST:PORT, or an embedded Surge / TCP echo server
 //! ```
 //!
 //! What it is not: a scripting tool (k6) or a browser; it sends echo traffic and measures the
-//! echoes, nothing else. It does not speak TLS yet (permessage-deflate it does: `--deflate`), and it does not
+//! echoes, nothing else. It speaks wss ([`tls`]: a CA file or `--insecure`, with or without
+//! session resumption) and permessage-deflate (`--deflate`), and it does not
 //! check a server's protocol conformance (Autobahn|Testsuite does; `autobahn-client` lets
 //! Autobahn grade Surge's client side).
 //!
-//! Modules, bottom up: [`platform`] (checked system calls), [`units`], [`target`],
+//! Modules, bottom up: [`platform`] (checked system calls), [`units`], [`target`], [`tls`],
 //! [`workload`], [`stats`], [`config`], [`error`], [`machine`]; the engine: [`client`] (one
 //! thread's loop), [`run`] (the coordinator), [`report`], [`health`], [`threshold`], [`failure`]; the commands, each with its own
-//! options: [`measure`] (with [`find_rate`]), [`merge`], [`compare`], [`sweep`], [`floor`], [`autobahn`]; and [`cli`] over them.
+//! options: [`measure`] (with [`find_rate`]), [`merge`], [`compare`], [`sweep`], [`floor`], [`autobahn`], [`fanout`] (pub/sub rooms: delivery latency, reach, loss, order); and [`cli`] over them.
 
 pub mod autobahn;
 pub mod cli;
@@ -42,6 +43,7 @@ pub mod config;
 pub mod embedded;
 pub mod error;
 pub mod failure;
+pub mod fanout;
 pub mod find_rate;
 pub mod floor;
 pub mod health;
@@ -52,10 +54,12 @@ pub mod platform;
 pub mod plot;
 pub mod report;
 pub mod run;
+pub mod scrape;
 pub mod stats;
 pub mod sweep;
 pub mod target;
 pub mod threshold;
+pub mod tls;
 pub mod units;
 pub mod workload;
 

@@ -18,6 +18,7 @@ use crate::report::{self, write_hgrm, OutputArgs, OutputFile};
 use crate::run::{self, CoreSplit, RunOptions};
 use crate::target::Target;
 use crate::threshold::{self, Threshold};
+use crate::tls::TlsOptions;
 use crate::units::{parse_duration, parse_rate};
 use crate::workload::{PayloadKind, SizeSpec};
 
@@ -65,6 +66,15 @@ pub struct RunArgs {
     /// Longest wait for a connection (and its handshake).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// wss: PEM file of the CA that signed the server's certificate.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// wss: accept any server certificate (a self-signed test server).
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+    /// wss: a full TLS handshake for every connection (no session resumption).
+    #[arg(long)]
+    pub no_resume: bool,
     /// Raw TCP echo: send N bytes, read N bytes back, no WebSocket framing.
     #[arg(long)]
     pub raw: bool,
@@ -110,6 +120,12 @@ pub struct RunArgs {
     /// on shared storage, or written by `ssh host 'echo T > FILE'`).
     #[arg(long, value_name = "FILE")]
     pub start_file: Option<PathBuf>,
+    /// Scrape the target's Prometheus metrics (Surge's `/metrics`) when the warm-up starts
+    /// and when the run ends, and report the server's own figures beside the measurement:
+    /// messages in and out, sends at the backpressure limit, limit hits, loop turn time.
+    /// Without a URL: `/metrics` on the target's own address.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub scrape_metrics: Option<String>,
     /// No progress bar.
     #[arg(short, long)]
     pub quiet: bool,
@@ -162,6 +178,11 @@ impl RunArgs {
                 None => None,
             },
             deflate: self.deflate.map(Option::unwrap_or_default),
+            tls: TlsOptions {
+                ca: self.ca.clone(),
+                insecure: self.insecure,
+                resume: !self.no_resume,
+            },
         };
         config.validate()?;
         Ok((config, target))
@@ -243,7 +264,12 @@ pub fn main(args: &RunArgs) -> Result<Option<Failure>, Error> {
     if !args.find_rate.is_empty() {
         return find_rate_main(args, &config, &target, outputs.json);
     }
-    let opts = RunOptions { hlog: outputs.hlog, progress: !args.quiet, verbose: true };
+    let opts = RunOptions {
+        hlog: outputs.hlog,
+        progress: !args.quiet,
+        verbose: true,
+        scrape: args.scrape_metrics.clone(),
+    };
     let outcome = run::run(&config, &target, opts)?;
     print!("{}", report::summary(&outcome.result));
     let _ = std::io::stdout().flush();

@@ -13,6 +13,7 @@ use crate::config::{Mode, RunConfig};
 use crate::error::Error;
 use crate::health::Health;
 use crate::machine::MachineInfo;
+use crate::scrape::ServerFigures;
 use crate::stats::{Percentiles, SIGFIG};
 use crate::workload::{PayloadKind, SizeSpec};
 
@@ -392,6 +393,43 @@ pub struct RunResult {
     pub cpu: CpuStats,
     /// The full histograms.
     pub histograms: Encoded,
+    /// The server's own figures from its `/metrics` (`--scrape-metrics`), if scraped.
+    #[serde(default)]
+    pub server: Option<ServerFigures>,
+    /// A `fanout` run's reach, loss, order and spread (absent for echo runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<FanoutStats>,
+}
+
+/// What the fan-out measured beyond latency and rate (the `fanout` part of the JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FanoutStats {
+    /// Subscribers, publishers, rooms.
+    pub subscribers: usize,
+    /// Publishers.
+    pub publishers: usize,
+    /// Rooms.
+    pub topics: usize,
+    /// Messages published in the window.
+    pub published: u64,
+    /// Deliveries expected: each published message times its room's subscribers.
+    pub expected: u64,
+    /// Distinct deliveries received.
+    pub received: u64,
+    /// `received / expected`.
+    pub reach: f64,
+    /// Expected and never received.
+    pub lost: u64,
+    /// Received more than once.
+    pub duplicates: u64,
+    /// Received after a later message of the same publisher.
+    pub reordered: u64,
+    /// From a message's first delivery to its last, µs.
+    pub spread_us: Percentiles,
+    /// Per subscriber: the lowest, median and highest of the subscribers' p50 latency, µs.
+    pub subscriber_p50_us: [f64; 3],
+    /// The same of the subscribers' p99 latency, µs.
+    pub subscriber_p99_us: [f64; 3],
 }
 
 impl RunResult {
@@ -581,6 +619,29 @@ pub fn summary(r: &RunResult) -> String {
             s,
             "  unanswered    {} (not in the histograms)",
             thousands(r.unanswered as f64)
+        );
+    }
+    if let Some(server) = &r.server {
+        let p99 = server
+            .turn_p99_us
+            .map_or("past the last bucket".to_owned(), |us| format!("<= {us:.0} µs"));
+        let _ = writeln!(
+            s,
+            "  server        its /metrics over {:.1} s (warm-up and close included): {} messages \
+             in, {} out ({} msg/s in); {} sends at the backpressure limit, {} limit hits; {} \
+             loop turns, mean {:.1} µs, p99 {p99}",
+            server.seconds,
+            thousands(server.messages_received as f64),
+            thousands(server.messages_sent as f64),
+            thousands(if server.seconds > 0.0 {
+                server.messages_received as f64 / server.seconds
+            } else {
+                0.0
+            }),
+            server.backpressure,
+            server.limit_hits,
+            thousands(server.turns as f64),
+            server.turn_mean_us,
         );
     }
     s.push_str(&r.health.line());

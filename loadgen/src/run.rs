@@ -28,10 +28,12 @@ use crate::report::{
     unix_seconds, ChurnStats, ConfigRecord, ConnStats, CpuStats, DeflateRecord, Encoded,
     OutputFile, RunResult, Sample,
 };
+use crate::scrape::{MetricsUrl, Scrape, ServerFigures};
 use crate::stats::{
     encode_histogram, new_histogram, CloseCodes, ErrorCounts, HistogramError, Percentiles, Recorder,
 };
 use crate::target::Target;
+use crate::tls::TlsPlan;
 
 /// Connections per source address before spreading over 127.0.0.x (under one ephemeral range).
 const CONNS_PER_SOURCE: usize = 16_000;
@@ -45,6 +47,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Print the core split and the like on stderr.
     pub verbose: bool,
+    /// Scrape the target's `/metrics` at the start of the warm-up and at the end: `Some("")`
+    /// for the target's own address, else an `http://` URL.
+    pub scrape: Option<String>,
 }
 
 /// A finished run: the result and the full histograms.
@@ -170,8 +175,26 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
             None => eprintln!("{}", split.describe("")),
         }
     }
+    let tls = match target {
+        Target::Ws { secure: true, host, .. } => Some(TlsPlan::new(&config.tls, host)?),
+        _ => None,
+    };
     let connect_timeout = config.connect_timeout;
-    probe(addr, ws.as_ref(), &config.target, connect_timeout)?;
+    // A wss target is probed by TCP only: the run's own handshakes report TLS failures.
+    let probed = if tls.is_some() { None } else { ws.as_ref() };
+    probe(addr, probed, &config.target, connect_timeout)?;
+    let scrape = match opts.scrape.as_deref() {
+        None => None,
+        Some("") => Some(MetricsUrl::beside(
+            addr,
+            &ws.as_ref().map_or(addr.to_string(), |w| w.host.clone()),
+        )),
+        Some(url) => Some(MetricsUrl::parse(url)?),
+    };
+    // Fails early, before any load, when the metrics are not there.
+    if let Some(url) = &scrape {
+        url.fetch(connect_timeout)?;
+    }
 
     let started_unix_s = unix_seconds(SystemTime::now());
     let shared = Arc::new(Shared::new(config.warmup, config.duration));
@@ -204,6 +227,7 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
             core: split.client_cores.get(t).copied(),
             seed: seed.wrapping_add(t as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             ws: ws.clone(),
+            tls: tls.clone(),
             churn_rate: config.churn.map(|r| r * share),
             deflate: config.deflate,
         };
@@ -212,17 +236,26 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
     }
     drop(tx);
 
-    let collected = collect(rx, &shared, threads, config, opts.progress, opts.hlog);
+    let collected =
+        collect(rx, &shared, threads, config, opts.progress, opts.hlog, scrape.as_ref());
     if collected.is_err() {
         shared.stop();
     }
     for h in handles {
         let _ = h.join();
     }
-    let collected = collected?;
+    let mut collected = collected?;
+    let server_figures = match (&scrape, collected.scrape_before.take()) {
+        (Some(url), Some(before)) => {
+            Some(ServerFigures::between(url, &before, &url.fetch(connect_timeout)?))
+        }
+        _ => None,
+    };
     drop(server);
     let process_cpu = platform::process_cpu_time().map_err(Error::os("process CPU time"))?;
-    build(config, collected, started_unix_s, embedded_desc, process_cpu)
+    let mut outcome = build(config, collected, started_unix_s, embedded_desc, process_cpu)?;
+    outcome.result.server = server_figures;
+    Ok(outcome)
 }
 
 /// Checks once, blocking, that the target accepts a connection (and, for WebSocket, the
@@ -276,6 +309,8 @@ struct Collected {
     /// Where measurement began, by the wall clock.
     measure_start: Option<SystemTime>,
     deflate: DeflateTally,
+    /// The target's metrics as the warm-up began.
+    scrape_before: Option<Scrape>,
 }
 
 /// The interval log's tags: untagged latency and `service` for one agent on its own;
@@ -309,6 +344,7 @@ fn collect(
     config: &RunConfig,
     progress: bool,
     hlog: Option<OutputFile>,
+    scrape: Option<&MetricsUrl>,
 ) -> Result<Collected, Error> {
     let (hlog_path, mut hlog_file) = match hlog.map(OutputFile::into_parts) {
         Some((path, file)) => (path, Some(std::io::BufWriter::new(file))),
@@ -398,6 +434,7 @@ fn collect(
         hlog_offset: Duration::ZERO,
         measure_start: None,
         deflate: DeflateTally::default(),
+        scrape_before: None,
     };
     let mut done = 0;
     let mut finalize = |p: Pending, index: u32, c: &mut Collected| -> Result<(), Error> {
@@ -442,6 +479,10 @@ fn collect(
         }
         if go_at.is_some_and(|at| Instant::now() >= at) {
             go_at = None;
+            // The clients are up and idle: the server's figures start here.
+            if let Some(url) = scrape {
+                c.scrape_before = Some(url.fetch(config.connect_timeout)?);
+            }
             let phases = shared.go();
             // Interval timestamps in the hlog count from the start of the log.
             c.hlog_offset = phases.measure.saturating_duration_since(begin);
@@ -593,6 +634,8 @@ fn build(
             service: encode_histogram(&c.total.service)?,
             handshake: encode_histogram(&c.handshake)?,
         },
+        server: None,
+        fanout: None,
     };
     Ok(RunOutcome { result, latency: c.total.latency, service: c.total.service })
 }

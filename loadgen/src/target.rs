@@ -5,9 +5,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 /// A target the tool cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    /// `wss://`: TLS is not supported (yet).
-    #[error("{0}: wss:// (TLS) is not supported; use ws://")]
-    Tls(String),
     /// A scheme other than ws:// or tcp://.
     #[error("unsupported target {0:?}: give ws://HOST:PORT/PATH or tcp://HOST:PORT")]
     Scheme(String),
@@ -34,8 +31,10 @@ pub enum Target {
         /// Resolved address.
         addr: SocketAddr,
     },
-    /// A WebSocket echo server (`ws://HOST:PORT/PATH`, or `HOST:PORT`).
+    /// A WebSocket echo server (`ws://HOST:PORT/PATH`, `wss://...`, or `HOST:PORT`).
     Ws {
+        /// wss: TLS under the WebSocket.
+        secure: bool,
         /// Resolved address.
         addr: SocketAddr,
         /// The `Host` header: the target's authority as given.
@@ -46,7 +45,8 @@ pub enum Target {
 }
 
 impl Target {
-    /// Parses `ws://HOST[:PORT][/PATH]`, `HOST:PORT[/PATH]` (WebSocket) or `tcp://HOST:PORT`;
+    /// Parses `ws://HOST[:PORT][/PATH]`, `wss://HOST[:PORT][/PATH]`, `HOST:PORT[/PATH]`
+    /// (WebSocket) or `tcp://HOST:PORT`;
     /// `None` means embedded.
     pub fn parse(s: Option<&str>) -> Result<Self, TargetError> {
         let Some(s) = s else { return Ok(Target::Embedded) };
@@ -54,10 +54,10 @@ impl Target {
             let hostport = rest.split('/').next().unwrap_or(rest);
             return Ok(Target::Tcp { addr: resolve(hostport, s)? });
         }
-        if s.starts_with("wss://") {
-            return Err(TargetError::Tls(s.to_owned()));
-        }
-        let rest = s.strip_prefix("ws://").unwrap_or(s);
+        let (secure, rest) = match s.strip_prefix("wss://") {
+            Some(rest) => (true, rest),
+            None => (false, s.strip_prefix("ws://").unwrap_or(s)),
+        };
         if rest.contains("://") {
             return Err(TargetError::Scheme(s.to_owned()));
         }
@@ -69,8 +69,9 @@ impl Target {
             p => p.to_owned(),
         };
         let has_port = host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok());
-        let hostport = if has_port { host.to_owned() } else { format!("{host}:80") };
-        Ok(Target::Ws { addr: resolve(&hostport, s)?, host: host.to_owned(), path })
+        let default_port = if secure { 443 } else { 80 };
+        let hostport = if has_port { host.to_owned() } else { format!("{host}:{default_port}") };
+        Ok(Target::Ws { secure, addr: resolve(&hostport, s)?, host: host.to_owned(), path })
     }
 
     /// The same server spoken to as a raw TCP echo server.
@@ -105,9 +106,17 @@ mod tests {
         let t = Target::parse(Some("tcp://127.0.0.1:9")).unwrap();
         assert_eq!(t, Target::Tcp { addr: "127.0.0.1:9".parse().unwrap() });
         assert!(matches!(Target::parse(Some("http://x:1")), Err(TargetError::Scheme(_))));
-        assert!(matches!(Target::parse(Some("wss://x:1")), Err(TargetError::Tls(_))));
         let addr = "127.0.0.1:9001".parse().unwrap();
-        let ws = |host: &str, path: &str| Target::Ws { addr, host: host.into(), path: path.into() };
+        let ws = |host: &str, path: &str| Target::Ws {
+            secure: false,
+            addr,
+            host: host.into(),
+            path: path.into(),
+        };
+        assert_eq!(
+            Target::parse(Some("wss://127.0.0.1:9001/x")).unwrap(),
+            Target::Ws { secure: true, addr, host: "127.0.0.1:9001".into(), path: "/x".into() }
+        );
         assert_eq!(Target::parse(Some("ws://127.0.0.1:9001")).unwrap(), ws("127.0.0.1:9001", "/"));
         assert_eq!(
             Target::parse(Some("127.0.0.1:9001/e?x=1")).unwrap(),

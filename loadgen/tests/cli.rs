@@ -283,3 +283,35 @@ fn nineteen_thousand_connections() {
     assert!(r.messages > 0);
     assert_eq!(r.mismatches, 0);
 }
+
+/// `--scrape-metrics` on the embedded Surge server: the server's own counts (at least every
+/// message the clients measured, and no more than they could have sent) beside the run's.
+#[test]
+fn scraped_server_figures_sit_beside_the_measurement() {
+    let json = tmp("scrape.json");
+    let out = bin()
+        .args(["-c", "4", "-d", "1s", "-w", "200ms", "-q", "--scrape-metrics", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  server        its /metrics over"), "{text}");
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let measured = result["messages"].as_u64().unwrap();
+    let server = &result["server"];
+    let received = server["messages_received"].as_u64().unwrap();
+    assert!(received >= measured, "server {received} < measured {measured}");
+    assert_eq!(server["messages_sent"], server["messages_received"], "an echo sends each back");
+    assert!(server["turns"].as_u64().unwrap() > 0);
+    assert_eq!(server["backpressure"], 0);
+    // Metrics that cannot be had fail the run before any load, with one line.
+    let (addr, echoed) = counting_echo_server();
+    let nothing = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap();
+    let url = format!("http://{nothing}/metrics");
+    let out =
+        bin().args([&format!("tcp://{addr}"), "--scrape-metrics", &url, "-q"]).output().unwrap();
+    assert!(one_error_line(&out).contains("metrics"));
+    assert_eq!(echoed.load(Ordering::Relaxed), 0, "no load before the failed scrape");
+}

@@ -1,7 +1,7 @@
 //! What the peer echo servers share: the command line and the runtimes.
 //!
 //! ```text
-//! fws-echo | tungstenite-echo [--listen 127.0.0.1:PORT] [--threads N] [--runtime current|multi]
+//! fws-echo | tungstenite-echo | hyper-health [--listen 127.0.0.1:PORT] [--threads N] [--runtime current|multi]
 //! ```
 //!
 //! `--runtime current --threads N`: N threads, each with its own current-thread tokio runtime

@@ -45,7 +45,7 @@ impl Default for HandshakeLimits {
 /// Why a server refuses an opening handshake, or why a caller's answer could not be written.
 ///
 /// Each variant maps to the HTTP status to answer with through [`HandshakeError::status`]; write
-/// that answer with [`write_rejection`]. The last three variants are caller bugs, not client
+/// that answer with [`write_rejection`]. The last four variants are caller bugs, not client
 /// faults, and map to 500.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
@@ -119,6 +119,9 @@ pub enum HandshakeError {
     /// Caller bug: [`write_rejection`] was given a status outside 400..=599 (500).
     #[error("rejection status is not in 400..=599")]
     InvalidRejectStatus,
+    /// Caller bug: [`write_response_head`] was given a status outside 200..=599 (500).
+    #[error("response status is not in 200..=599")]
+    InvalidResponseStatus,
 }
 
 impl HandshakeError {
@@ -144,7 +147,8 @@ impl HandshakeError {
             | Self::DuplicateOrigin => 400,
             Self::SubprotocolNotOffered
             | Self::InvalidResponseHeader
-            | Self::InvalidRejectStatus => 500,
+            | Self::InvalidRejectStatus
+            | Self::InvalidResponseStatus => 500,
         }
     }
 }
@@ -413,7 +417,14 @@ impl ServerHandshake {
 
 /// Splits a request target into path and query. Accepts origin-form (`/path?query`) and
 /// absolute-form with an http, https, ws or wss scheme; refuses anything with a fragment.
-fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
+///
+/// ```
+/// use surge_proto::handshake::split_target;
+/// assert_eq!(split_target("/a?b=1"), Some(("/a", Some("b=1"))));
+/// assert_eq!(split_target("http://host"), Some(("/", None)));
+/// assert_eq!(split_target("/a#frag"), None);
+/// ```
+pub fn split_target(target: &str) -> Option<(&str, Option<&str>)> {
     if target.contains('#') {
         return None;
     }
@@ -661,16 +672,8 @@ pub fn write_rejection(
     if !valid_headers(extra_headers) {
         return Err(HandshakeError::InvalidResponseHeader);
     }
-    out.extend_from_slice(b"HTTP/1.1 ");
-    // Three digits: 400..=599.
-    out.extend_from_slice(&[
-        b'0' + (status / 100) as u8,
-        b'0' + (status / 10 % 10) as u8,
-        b'0' + (status % 10) as u8,
-        b' ',
-    ]);
-    out.extend_from_slice(reason_phrase(status).as_bytes());
-    out.extend_from_slice(b"\r\nConnection: close\r\nContent-Length: 0\r\n");
+    push_status_line(status, out);
+    out.extend_from_slice(b"Connection: close\r\nContent-Length: 0\r\n");
     match status {
         426 => out.extend_from_slice(b"Sec-WebSocket-Version: 13\r\n"),
         405 => out.extend_from_slice(b"Allow: GET\r\n"),
@@ -681,9 +684,80 @@ pub fn write_rejection(
     Ok(())
 }
 
-/// The reason phrase for a 4xx or 5xx status.
+/// Appends the head of an HTTP/1.1 answer to a plain request (one that is not an upgrade,
+/// served beside the WebSocket): `HTTP/1.1 <status> <reason>`, `Content-Length: body_len`,
+/// then `headers`, then the blank line; the body follows it.
+///
+/// `status` must be in 200..=599 and `headers` valid HTTP (token names, values without
+/// control bytes); nothing is appended on error.
+///
+/// ```
+/// let mut out = Vec::new();
+/// surge_proto::handshake::write_response_head(200, 3, &[("Content-Type", b"text/plain")], &mut out)
+///     .unwrap();
+/// assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Type: text/plain\r\n\r\n");
+/// ```
+pub fn write_response_head(
+    status: u16,
+    body_len: usize,
+    headers: &[(&str, &[u8])],
+    out: &mut Vec<u8>,
+) -> Result<(), HandshakeError> {
+    if !(200..=599).contains(&status) {
+        return Err(HandshakeError::InvalidResponseStatus);
+    }
+    if !valid_headers(headers) {
+        return Err(HandshakeError::InvalidResponseHeader);
+    }
+    push_status_line(status, out);
+    out.extend_from_slice(b"Content-Length: ");
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut left = body_len;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (left % 10) as u8;
+        left /= 10;
+        if left == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+    push_headers(out, headers);
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// `HTTP/1.1 <status> <reason>` and its line end, for a status of three digits.
+fn push_status_line(status: u16, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&[
+        b'0' + (status / 100) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+        b' ',
+    ]);
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The reason phrase for a status.
 fn reason_phrase(status: u16) -> &'static str {
     match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -703,6 +777,8 @@ fn reason_phrase(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
+        _ if status < 300 => "Success",
+        _ if status < 400 => "Redirection",
         _ if status < 500 => "Client Error",
         _ => "Server Error",
     }
@@ -853,7 +929,14 @@ fn is_token(v: &[u8]) -> bool {
 }
 
 /// Whether the comma-separated list has `token` as an element (case-insensitively).
-fn list_has_token(list: &[u8], token: &[u8]) -> bool {
+/// Whether the comma-separated header value `list` has `token` as an element (compared
+/// ASCII-case-insensitively), e.g. `close` in `Connection: keep-alive, Close`.
+///
+/// ```
+/// assert!(surge_proto::handshake::list_has_token(b"keep-alive, Close", b"close"));
+/// assert!(!surge_proto::handshake::list_has_token(b"closed", b"close"));
+/// ```
+pub fn list_has_token(list: &[u8], token: &[u8]) -> bool {
     list.split(|&b| b == b',').any(|element| trim_ows(element).eq_ignore_ascii_case(token))
 }
 

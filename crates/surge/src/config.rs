@@ -1,12 +1,15 @@
 //! Server configuration: built once, validated once, then shared read-only by every loop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use surge_proto::connection::Limits;
 use surge_proto::handshake::HandshakeLimits;
 
 use crate::deflate::DeflateConfig;
+use crate::readiness::ReadyFlag;
+use crate::tls::{TlsConfig, TlsContext, TlsError};
 
 /// What [`Conn::send`](crate::Conn::send) does once a connection's unsent output has reached
 /// the [backpressure limit](ConfigBuilder::backpressure_limit).
@@ -22,6 +25,43 @@ pub enum BackpressurePolicy {
     Close1008,
 }
 
+/// What happens to a connection whose messages come faster than its
+/// [rate limit](ConfigBuilder::rate_limit) allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RatePolicy {
+    /// Stop reading it until its allowance refills (TCP flow control holds the peer back).
+    #[default]
+    Pause,
+    /// Close it with 1008 (policy violation).
+    Close1008,
+}
+
+/// A per-connection allowance of messages and bytes received per second, each a token
+/// bucket that holds one second's worth (so a burst of up to a second's allowance passes).
+///
+/// ```
+/// use surge::config::{RateLimit, RatePolicy};
+///
+/// let limit = RateLimit { messages_per_second: Some(1000), bytes_per_second: Some(1 << 20), policy: RatePolicy::Pause };
+/// assert!(limit.is_set());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimit {
+    /// Messages per second; `None`: not limited.
+    pub messages_per_second: Option<u32>,
+    /// Message payload bytes per second; `None`: not limited.
+    pub bytes_per_second: Option<u64>,
+    /// What a connection past either allowance gets.
+    pub policy: RatePolicy,
+}
+
+impl RateLimit {
+    /// Whether either allowance is limited.
+    pub fn is_set(&self) -> bool {
+        self.messages_per_second.is_some() || self.bytes_per_second.is_some()
+    }
+}
+
 /// Which cores the loops run on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Pinning {
@@ -32,6 +72,63 @@ pub enum Pinning {
     AllCores,
     /// Loop `i` runs on core `cores[i % cores.len()]`.
     Cores(Vec<usize>),
+}
+
+/// What waits for I/O in each loop ([`ConfigBuilder::backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// io_uring where the system allows it (probed once at start), epoll otherwise, with
+    /// one log line saying why.
+    #[default]
+    Auto,
+    /// Readiness through epoll (kqueue elsewhere), via mio: a `read` and a `write` per
+    /// connection and turn.
+    Epoll,
+    /// io_uring (Linux): multishot accept and receive into a provided buffer ring, sends
+    /// submitted from the output queue, one `io_uring_enter` per loop turn. Starting fails
+    /// where the system refuses it.
+    IoUring,
+}
+
+/// Whether a cluster uses Redis' sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`, Redis 7), which
+/// spreads channels over a Redis Cluster's shards instead of sending every message to
+/// every shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sharding {
+    /// Sharded where the server has the commands (asked at each connection).
+    #[default]
+    Auto,
+    /// Classic `SUBSCRIBE`/`PUBLISH`.
+    Off,
+    /// Sharded; a server without it fails each connection (the broker stays down).
+    On,
+}
+
+/// How the nodes of a cluster share topics: a Redis server and how to use it. See
+/// [`ConfigBuilder::cluster`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    url: String,
+    sharding: Sharding,
+    queue: usize,
+}
+
+impl Cluster {
+    /// The Redis URL, `redis://HOST:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether sharded pub/sub is used.
+    pub fn sharding(&self) -> Sharding {
+        self.sharding
+    }
+
+    /// Publishes that may wait for Redis; past it, a publish is counted as not delivered
+    /// to the other nodes.
+    pub fn queue(&self) -> usize {
+        self.queue
+    }
 }
 
 /// Which setting a [`ConfigError`] is about.
@@ -60,6 +157,16 @@ pub enum Setting {
     ReadBufferSize,
     /// [`ConfigBuilder::assembly_budget`].
     AssemblyBudget,
+    /// [`ConfigBuilder::max_connections_per_address`].
+    MaxConnectionsPerAddress,
+    /// [`ConfigBuilder::handshakes_per_second_per_address`].
+    HandshakeRate,
+    /// [`ConfigBuilder::rate_limit`].
+    RateLimit,
+    /// [`ConfigBuilder::io_uring_buffers`].
+    IoUringBuffers,
+    /// [`ConfigBuilder::cluster_queue`].
+    ClusterQueue,
 }
 
 impl std::fmt::Display for Setting {
@@ -76,6 +183,11 @@ impl std::fmt::Display for Setting {
             Setting::MaxConnections => "max connections",
             Setting::ReadBufferSize => "read buffer size",
             Setting::AssemblyBudget => "assembly budget",
+            Setting::MaxConnectionsPerAddress => "max connections per address",
+            Setting::HandshakeRate => "handshakes per second per address",
+            Setting::RateLimit => "rate limit",
+            Setting::IoUringBuffers => "io_uring buffers",
+            Setting::ClusterQueue => "cluster queue",
         })
     }
 }
@@ -118,6 +230,16 @@ pub enum ConfigError {
     /// Pinning asked for a core this process may not use (or core ids cannot be listed).
     #[error("core {0} is not available for pinning")]
     UnknownCore(usize),
+    /// A certificate or key of the [TLS configuration](ConfigBuilder::tls) cannot be served.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// io_uring buffers: a count that is not a power of two up to 32768, or a size under
+    /// 64 bytes (or over 1 GiB).
+    #[error("{0}: the count must be a power of two up to 32768, the size 64 B to 1 GiB")]
+    Invalid(Setting),
+    /// The cluster's Redis URL cannot be used (expected `redis://HOST:PORT`).
+    #[error("bad cluster URL (expected redis://HOST:PORT)")]
+    ClusterUrl,
     /// permessage-deflate settings outside what DEFLATE allows (window 9..=15, memLevel
     /// 1..=9, level 0..=9).
     #[error("permessage-deflate: window bits must be 9..=15, memLevel 1..=9, level 0..=9")]
@@ -166,6 +288,15 @@ pub struct Config {
     timer_tick: Duration,
     pool_budget: usize,
     assembly_budget: usize,
+    tls: Option<Arc<TlsContext>>,
+    max_connections_per_address: Option<usize>,
+    handshakes_per_second_per_address: Option<u32>,
+    rate_limit: Option<RateLimit>,
+    http_body_limit: usize,
+    readiness: Vec<(&'static str, ReadyFlag)>,
+    backend: Backend,
+    io_uring_buffers: (u16, usize),
+    cluster: Option<Cluster>,
     deflate: Option<DeflateConfig>,
 }
 
@@ -175,7 +306,8 @@ impl Config {
     /// 16 MiB messages and frames, handshake 10 s, idle 120 s (ping at half), close 5 s,
     /// 1 MiB backpressure limit with a 256 KiB low watermark, [`BackpressurePolicy::HandBack`],
     /// 100 000 connections, 64 KiB read buffer, 100 ms timer tick, 1 GiB for partly received
-    /// messages.
+    /// messages, 64 KiB HTTP request bodies, no readiness condition beyond accepting,
+    /// [`Backend::Auto`] with 8 io_uring receive buffers of 64 KiB per loop.
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
@@ -198,10 +330,20 @@ impl Config {
                 timer_tick: Duration::from_millis(100),
                 pool_budget: 16 << 20,
                 assembly_budget: 1 << 30,
+                tls: None,
+                max_connections_per_address: None,
+                handshakes_per_second_per_address: None,
+                rate_limit: None,
+                http_body_limit: 64 << 10,
+                readiness: Vec::new(),
+                backend: Backend::Auto,
+                io_uring_buffers: (8, 64 << 10),
+                cluster: None,
                 deflate: None,
             },
             pinning: Pinning::Off,
             low_watermark_set: false,
+            tls: None,
         }
     }
 
@@ -275,6 +417,17 @@ impl Config {
     pub fn read_buffer_size(&self) -> usize {
         self.read_buffer_size
     }
+
+    /// The backend asked for (see [`Server::backend`](crate::Server::backend) for the one
+    /// a running server chose).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The io_uring backend's provided receive buffers per loop: how many, and their size.
+    pub fn io_uring_buffers(&self) -> (u16, usize) {
+        self.io_uring_buffers
+    }
     /// Resolution of the timers.
     pub fn timer_tick(&self) -> Duration {
         self.timer_tick
@@ -283,9 +436,47 @@ impl Config {
     pub fn pool_budget(&self) -> usize {
         self.pool_budget
     }
+    /// The certificates served over TLS, when the server speaks wss.
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_deref().map(TlsContext::files)
+    }
+
+    /// Open connections one client address may hold; `None`: only the server's cap.
+    pub fn max_connections_per_address(&self) -> Option<usize> {
+        self.max_connections_per_address
+    }
+
+    /// Handshakes per second one client address may make; `None`: not limited.
+    pub fn handshakes_per_second_per_address(&self) -> Option<u32> {
+        self.handshakes_per_second_per_address
+    }
+
+    /// Each connection's allowance of messages and bytes per second; `None`: not limited.
+    pub fn rate_limit(&self) -> Option<&RateLimit> {
+        self.rate_limit.as_ref()
+    }
+
+    /// The live TLS state every loop's new connections start from.
+    pub(crate) fn tls_context(&self) -> Option<&Arc<TlsContext>> {
+        self.tls.as_ref()
+    }
+
     /// Memory all connections together may hold in messages that arrived in part.
     pub fn assembly_budget(&self) -> usize {
         self.assembly_budget
+    }
+    /// Largest body a plain HTTP request may carry; past it the answer is 413.
+    pub fn http_body_limit(&self) -> usize {
+        self.http_body_limit
+    }
+    /// The conditions `GET /readyz` requires besides accepting, by name.
+    pub fn readiness(&self) -> &[(&'static str, ReadyFlag)] {
+        &self.readiness
+    }
+
+    /// The cluster this node is part of, if any.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
     }
 
     /// permessage-deflate, when on.
@@ -314,6 +505,7 @@ pub struct ConfigBuilder {
     config: Config,
     pinning: Pinning,
     low_watermark_set: bool,
+    tls: Option<TlsConfig>,
 }
 
 impl ConfigBuilder {
@@ -421,6 +613,37 @@ impl ConfigBuilder {
         self.config.read_buffer_size = bytes;
         self
     }
+    /// What waits for I/O (default [`Backend::Auto`]: io_uring where the system allows it).
+    ///
+    /// ```
+    /// use surge::{config::Backend, Config};
+    ///
+    /// let config = Config::builder()
+    ///     .listen("127.0.0.1:0".parse().unwrap())
+    ///     .backend(Backend::Epoll)
+    ///     .build()?;
+    /// assert_eq!(config.backend(), Backend::Epoll);
+    /// # Ok::<(), surge::ConfigError>(())
+    /// ```
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.config.backend = backend;
+        self
+    }
+    /// The io_uring backend's provided receive buffers per loop (default 8 of 64 KiB):
+    /// `count` a power of two from 1 to 32768, `size` at least 64 bytes. A receive fills
+    /// part of one (Linux 6.12 on: the next receive goes on in the same buffer; before, it
+    /// takes a whole one), and the buffer goes back to the kernel in the same turn, once the
+    /// protocol has consumed it; when a turn's receives want more than there is, the rest
+    /// wait in the kernel for the next turn (nothing is lost, and such waits are counted:
+    /// [`Server::io_uring_stats`](crate::Server::io_uring_stats)). The memory is allocated
+    /// and touched at start: `count * size` per loop. Incremental receives walk through the
+    /// whole ring, so a ring that fits the core's cache (the default's 512 KiB) costs less
+    /// per byte than a larger one (measured: 64 x 64 KiB took about 8% more server CPU per
+    /// 16 KiB echo); before Linux 6.12 a turn receives for at most `count` connections.
+    pub fn io_uring_buffers(mut self, count: u16, size: usize) -> Self {
+        self.config.io_uring_buffers = (count, size);
+        self
+    }
     /// Resolution of the handshake, idle and close timers (default 100 ms).
     pub fn timer_tick(mut self, tick: Duration) -> Self {
         self.config.timer_tick = tick;
@@ -440,6 +663,94 @@ impl ConfigBuilder {
         self
     }
 
+    /// Serves wss: every listener speaks TLS with these certificates (read and checked by
+    /// [`build`](Self::build)). Off by default.
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Caps the open connections of one client address: past it, its handshakes get 503
+    /// before any WebSocket state exists. Off by default.
+    pub fn max_connections_per_address(mut self, max: usize) -> Self {
+        self.config.max_connections_per_address = Some(max);
+        self
+    }
+
+    /// Caps the handshakes per second of one client address (a token bucket holding one
+    /// second's worth): past it, they get 429. Off by default.
+    pub fn handshakes_per_second_per_address(mut self, rate: u32) -> Self {
+        self.config.handshakes_per_second_per_address = Some(rate);
+        self
+    }
+
+    /// Limits how fast each connection may send messages and bytes, with what happens past
+    /// it ([`RatePolicy`]). Off by default.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Self {
+        self.config.rate_limit = limit.is_set().then_some(limit);
+        self
+    }
+
+    /// Largest body a plain HTTP request (not an upgrade) may carry, by its
+    /// `Content-Length`; a larger one is answered 413 and the connection closed (0: none may).
+    pub fn http_body_limit(mut self, bytes: usize) -> Self {
+        self.config.http_body_limit = bytes;
+        self
+    }
+
+    /// Adds a condition to `GET /readyz`: it answers 503 while `flag` is unset (a
+    /// dependency of the application's: a database, a warm cache). A [`cluster`](Self::cluster)'s
+    /// broker is a condition already, named `broker`.
+    pub fn ready_when(mut self, name: &'static str, flag: ReadyFlag) -> Self {
+        self.config.readiness.push((name, flag));
+        self
+    }
+
+    /// Makes this node part of a cluster whose nodes share topics through the Redis server
+    /// at `url` (`redis://HOST:PORT`): a publish reaches the subscribers on every node.
+    ///
+    /// A node subscribes to a topic's channel only while it has subscribers to the topic. A
+    /// publish is delivered on its own node at once and sent to Redis tagged with the node,
+    /// which drops its own copy when it comes back. One publisher's messages to a topic keep
+    /// their order on every node. Delivery across nodes is **at most once**: while Redis is
+    /// down or slow, local delivery goes on and publishes for the other nodes are counted as
+    /// not delivered ([`BrokerStats::undelivered`](crate::BrokerStats)), never queued
+    /// beyond [`cluster_queue`](Self::cluster_queue); the node reconnects with backoff,
+    /// subscribes again, and is not [`ready`](crate::ServerHandle::ready) until then.
+    ///
+    /// ```
+    /// let config = surge::Config::builder()
+    ///     .listen("127.0.0.1:0".parse().unwrap())
+    ///     .cluster("redis://127.0.0.1:6379")
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(config.cluster().unwrap().url(), "redis://127.0.0.1:6379");
+    /// ```
+    pub fn cluster(mut self, url: impl Into<String>) -> Self {
+        let cluster = self.config.cluster.get_or_insert(Cluster {
+            url: String::new(),
+            sharding: Sharding::Auto,
+            queue: 65_536,
+        });
+        cluster.url = url.into();
+        self
+    }
+    /// Sharded pub/sub or classic (default [`Sharding::Auto`]); only with
+    /// [`cluster`](Self::cluster).
+    pub fn cluster_sharding(mut self, sharding: Sharding) -> Self {
+        if let Some(cluster) = &mut self.config.cluster {
+            cluster.sharding = sharding;
+        }
+        self
+    }
+    /// Publishes that may wait for Redis (default 65 536); only with
+    /// [`cluster`](Self::cluster).
+    pub fn cluster_queue(mut self, publishes: usize) -> Self {
+        if let Some(cluster) = &mut self.config.cluster {
+            cluster.queue = publishes;
+        }
+        self
+    }
     /// Turns permessage-deflate on (RFC 7692; off by default): offers are accepted as
     /// `config` allows. [`DeflateConfig::default`] costs nothing per connection at rest;
     /// see [`deflate`](crate::deflate) for what each memory policy costs.
@@ -450,7 +761,7 @@ impl ConfigBuilder {
 
     /// Checks the settings together.
     pub fn build(self) -> Result<Config, ConfigError> {
-        let ConfigBuilder { mut config, pinning, low_watermark_set } = self;
+        let ConfigBuilder { mut config, pinning, low_watermark_set, tls } = self;
         if config.listen.is_empty() {
             return Err(ConfigError::NoListenAddress);
         }
@@ -462,6 +773,15 @@ impl ConfigBuilder {
             (config.limits.max_message_size == 0, Setting::MaxMessageSize),
             (config.max_connections == 0, Setting::MaxConnections),
             (config.assembly_budget == 0, Setting::AssemblyBudget),
+            (config.max_connections_per_address == Some(0), Setting::MaxConnectionsPerAddress),
+            (config.handshakes_per_second_per_address == Some(0), Setting::HandshakeRate),
+            (
+                config.rate_limit.is_some_and(|r| {
+                    r.messages_per_second == Some(0) || r.bytes_per_second == Some(0)
+                }),
+                Setting::RateLimit,
+            ),
+            (config.cluster.as_ref().is_some_and(|c| c.queue == 0), Setting::ClusterQueue),
         ];
         if let Some((_, setting)) = positive.iter().find(|(zero, _)| *zero) {
             return Err(ConfigError::Zero(*setting));
@@ -491,8 +811,19 @@ impl ConfigBuilder {
                 limit: config.backpressure_limit,
             });
         }
+        let (buffers, buffer_size) = config.io_uring_buffers;
+        if !buffers.is_power_of_two() || buffers > 1 << 15 || !(64..=1 << 30).contains(&buffer_size)
+        {
+            return Err(ConfigError::Invalid(Setting::IoUringBuffers));
+        }
         if config.read_buffer_size < MIN_READ_BUFFER {
             return Err(ConfigError::ReadBufferTooSmall);
+        }
+        if let Some(cluster) = &config.cluster {
+            let info = redis::IntoConnectionInfo::into_connection_info(cluster.url.as_str());
+            if !cluster.url.starts_with("redis://") || info.is_err() {
+                return Err(ConfigError::ClusterUrl);
+            }
         }
         if config.handshake_limits.max_headers > MAX_HEADERS {
             return Err(ConfigError::TooManyHeaders);
@@ -511,6 +842,7 @@ impl ConfigBuilder {
                 cores
             }
         };
+        config.tls = tls.map(TlsContext::new).transpose()?.map(Arc::new);
         Ok(config)
     }
 }
@@ -564,6 +896,11 @@ mod tests {
         assert_eq!(
             base().pinning(Pinning::Cores(vec![usize::MAX])).build().unwrap_err(),
             ConfigError::UnknownCore(usize::MAX)
+        );
+        assert_eq!(base().cluster("http://x").build().unwrap_err(), ConfigError::ClusterUrl);
+        assert_eq!(
+            base().cluster("redis://h:1").cluster_queue(0).build().unwrap_err(),
+            ConfigError::Zero(Setting::ClusterQueue)
         );
         let err = base().close_timeout(Duration::from_millis(10)).build().unwrap_err();
         assert_eq!(err.to_string(), "close timeout must be at least 200ms (two timer ticks)");

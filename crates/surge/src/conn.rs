@@ -23,6 +23,8 @@ use crate::context::LoopCtx;
 use crate::handle::{ConnectionId, LoopIndex, ServerHandle};
 use crate::key::ConnKey;
 use crate::outbox::{Outbox, SharedFrame};
+use crate::stats::{close_index, kind_index};
+use crate::topics::{Audience, Outcome, Pending};
 use crate::transport::{Stream, Transport};
 
 /// The protocol state of an open connection: permessage-deflate when it was agreed, out of
@@ -51,8 +53,11 @@ pub(crate) enum Phase {
         parser: ServerHandshake,
         /// The client's address, for the handler's look at the request.
         peer: SocketAddr,
-        /// The tick the handshake must be done by.
+        /// The tick the handshake (or the next plain HTTP request) must be done by.
         deadline: u64,
+        /// Input the connection must hold before the request is looked at again: a plain
+        /// HTTP request whose body is still coming (0: look at every arrival).
+        body_until: usize,
     },
     /// Upgraded, and the application holds it: the record's [`App`] is there.
     Open(WsConnection),
@@ -122,6 +127,10 @@ pub(crate) mod flag {
     pub(crate) const BACKPRESSURED: u8 = 1 << 2;
     /// Reading stopped at the backpressure limit; resumes under the low watermark.
     pub(crate) const READ_PAUSED: u8 = 1 << 3;
+    /// A plain HTTP request was answered and the connection kept for the next one.
+    pub(crate) const KEPT_ALIVE: u8 = 1 << 4;
+    /// Reading stopped past the rate limit; listed in the loop's `throttled`.
+    pub(crate) const THROTTLED: u8 = 1 << 5;
 }
 
 /// Everything the engine keeps for one connection except the application's part.
@@ -218,6 +227,14 @@ impl ConnIo {
         self.put_stash(pool, stash);
     }
 
+    /// Keeps more input behind what is already kept (input that came while paused).
+    pub(crate) fn hold_more(&mut self, pool: &mut BufferPool, input: &[u8]) {
+        let mut stash = self.take_stash().unwrap_or_else(|| pool.take());
+        stash.extend_from_slice(input);
+        self.put_stash(pool, stash);
+        self.set(flag::READ_PAUSED);
+    }
+
     /// Keeps the input past the backpressure limit and stops reading until the output drains.
     pub(crate) fn hold_back(&mut self, pool: &mut BufferPool, input: &[u8]) {
         self.hold(pool, input);
@@ -263,7 +280,7 @@ impl ConnIo {
     /// Writes `head` then `body` through the transport with one call if nothing is queued
     /// ahead of them (or the bytes would go out of order), and queues whatever it does not
     /// take.
-    fn write_now(&mut self, ctx: &mut LoopCtx, key: ConnKey, head: &[u8], body: &[u8]) {
+    pub(crate) fn write_now(&mut self, ctx: &mut LoopCtx, key: ConnKey, head: &[u8], body: &[u8]) {
         let total = head.len() + body.len();
         let mut written = 0;
         while self.out.is_none() && !self.has(flag::WRITE_BLOCKED) && written < total {
@@ -281,7 +298,9 @@ impl ConnIo {
                 Err(_) => break,
             }
         }
-        if written < total {
+        // The rest, or (TLS) no bytes but records the transport still holds: either way the
+        // flush at the end of the turn takes it from here.
+        if written < total || self.stream.wants_write() {
             self.queue(ctx, key, |out| {
                 if written < head.len() {
                     out.extend_from_slice(&head[written..]);
@@ -313,10 +332,12 @@ impl ConnCore {
         }
         Some(match ctx.config.backpressure_policy() {
             BackpressurePolicy::HandBack => {
+                ctx.stats.backpressure.add(0, 1);
                 self.io.set(flag::BACKPRESSURED);
                 SendResult::Backpressure
             }
             BackpressurePolicy::Close1008 => {
+                ctx.stats.backpressure.add(1, 1);
                 // Cannot fail: the connection could still send.
                 let _ = self.start_close(ctx, key, CloseCode::POLICY_VIOLATION, "backpressure");
                 SendResult::Closed
@@ -344,11 +365,15 @@ impl ConnCore {
             let mut header = [0; MAX_HEADER_LEN];
             if let Ok(Some(len)) = ws.send_header(&msg, &mut header) {
                 self.io.write_now(ctx, key, &header[..len], msg.as_bytes());
+                ctx.tally.message_out(kind_index(&msg), msg.len());
                 return SendResult::Sent;
             }
         }
         match self.io.queue(ctx, key, |buf| ws.send(msg, buf)) {
-            Ok(()) => SendResult::Sent,
+            Ok(()) => {
+                ctx.tally.message_out(kind_index(&msg), msg.len());
+                SendResult::Sent
+            }
             Err(_) => SendResult::Closed,
         }
     }
@@ -364,9 +389,34 @@ impl ConnCore {
             return refused;
         }
         let out = self.io.out.get_or_insert_with(|| ctx.outboxes.take());
-        out.push_shared(frame.clone());
+        out.push_shared(&mut ctx.pool, frame);
         self.io.mark_dirty(ctx, key);
+        ctx.tally.message_out(usize::from(!frame.is_text()), frame.payload_len());
         SendResult::Sent
+    }
+
+    /// Queues a published frame with `send` (as it is, or compressed), applying the policy
+    /// for publishes at the backpressure limit: skip it and count it missed (reported to the
+    /// handler when the output drains), or close with 1008.
+    pub(crate) fn deliver_published(
+        &mut self,
+        ctx: &mut LoopCtx,
+        key: ConnKey,
+        send: impl FnOnce(&mut ConnCore, &mut LoopCtx) -> SendResult,
+    ) -> Outcome {
+        let could_send = matches!(&self.phase, Phase::Open(ws) if ws.can_send());
+        let mut outcome = Outcome::default();
+        match send(self, ctx) {
+            SendResult::Sent => outcome.deliveries = 1,
+            SendResult::Backpressure => {
+                ctx.topics.missed(key);
+                outcome.skipped = 1;
+            }
+            // Closed just now by the 1008 policy, or closing already (then it is leaving
+            // its topics and misses nothing it would have been sent).
+            SendResult::Closed => outcome.closed = u64::from(could_send),
+        }
+        outcome
     }
 
     /// Queues our Close and starts the close deadline.
@@ -380,6 +430,7 @@ impl ConnCore {
         let now = ctx.now;
         let Some(ws) = self.phase.ws_mut() else { return Err(SendError::Closed) };
         self.io.queue(ctx, key, |buf| ws.close(now, code, reason, buf))?;
+        ctx.stats.closes_sent.add(close_index(code), 1);
         self.arm_timer(ctx, key);
         Ok(())
     }
@@ -507,6 +558,52 @@ impl Conn<'_> {
     pub fn handle(&self) -> &ServerHandle {
         &self.ctx.handle
     }
+
+    /// Subscribes this connection to `topic` (any string; topics need not be declared).
+    /// Returns whether it was not subscribed yet. A connection leaves all its topics when
+    /// it closes.
+    pub fn subscribe(&mut self, topic: &str) -> bool {
+        self.ctx.subscribe(self.key, topic)
+    }
+
+    /// Unsubscribes this connection from `topic`; returns whether it was subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.ctx.unsubscribe(self.key, topic)
+    }
+
+    /// Publishes `msg` to every subscriber of `topic`, this connection too when it is one:
+    /// [`publish_to`](Self::publish_to) with one topic and [`Audience::Everyone`].
+    pub fn publish(&mut self, topic: &str, msg: Message<'_>) {
+        self.publish_to(&[topic], msg, Audience::Everyone);
+    }
+
+    /// Publishes `msg` to the subscribers of `topics`: each gets it once, however many of
+    /// the topics it is subscribed to. The frame is encoded once and shared.
+    ///
+    /// Order: every subscriber receives one publisher's messages to a topic in publish
+    /// order, and this connection's own copy (under [`Audience::Everyone`]) is queued at
+    /// once, so a [`send`](Self::send) after a publish arrives after it. The loop's other
+    /// subscribers get it as soon as this handler call returns, before any other handler
+    /// call; other loops and, in a cluster, other nodes get it through their queues.
+    ///
+    /// A subscriber over its backpressure limit misses it (counted, and reported to
+    /// [`Handler::on_missed`](crate::Handler::on_missed)) or is closed with 1008, as
+    /// [configured](crate::BackpressurePolicy).
+    pub fn publish_to(&mut self, topics: &[&str], msg: Message<'_>, audience: Audience) {
+        let ctx = &mut *self.ctx;
+        let topics = ctx.topics.list(topics);
+        let frame = ctx.frames.encode(msg);
+        let served = if audience == Audience::Everyone
+            && ctx.topics.is_subscribed(self.key, &topics)
+        {
+            let key = self.key;
+            self.core.deliver_published(ctx, key, |core, ctx| core.send_shared(ctx, key, &frame))
+        } else {
+            Outcome::default()
+        };
+        ctx.fan_out(&topics, &frame);
+        ctx.publishes.push(Pending { topics, frame, publisher: self.key, served });
+    }
 }
 
 #[cfg(test)]
@@ -526,8 +623,9 @@ mod tests {
             size_of::<WsConnection>(),
             size_of::<ConnEntry<()>>(),
         );
-        // mio keeps a selector id in each socket in debug builds: 12 more bytes there.
-        let limit = if cfg!(debug_assertions) { 216 } else { 200 };
+        // mio keeps a selector id in each socket in debug builds: 12 more bytes there. The
+        // per-client limits (address caps, rates) cost one pointer in the admission.
+        let limit = if cfg!(debug_assertions) { 232 } else { 216 };
         assert!(size_of::<ConnEntry<()>>() <= limit, "the record grew past {limit} B");
     }
 }

@@ -21,11 +21,13 @@ use crate::deflate::CompressedBroadcast;
 use crate::handle::{ConnectionId, ServerHandle, ShutdownReport};
 use crate::handler::Handler;
 use crate::key::ConnKey;
-use crate::outbox::{Flushed, Outboxes, SharedFrame};
+use crate::outbox::{Flushed, Outbox, Outboxes, SharedFrame};
 use crate::slab::Slab;
+use crate::stats::{status_index, Limit, Tally};
 use crate::timer::{TimerEntry, TimerWheel};
+use crate::topics::{Outcome, Pending, TopicList};
 use crate::transport::{Stream, Transport};
-use crate::turn::{ReadEnd, Turn};
+use crate::turn::{Intake, ReadEnd, Turn};
 use crate::upgrade;
 
 /// Flush passes per turn (a flush can run `on_drain`, which can queue more).
@@ -44,6 +46,11 @@ pub(crate) struct Connections<H: Handler> {
     scratch: Vec<ConnKey>,
     /// Messages addressed to connections that were gone.
     stale: u64,
+    /// Connections removed this turn, for the backend to retire (`bury`).
+    retired: Vec<(ConnKey, Stream, Option<Box<Outbox>>)>,
+    /// Scratch: the subscribers one publish reaches; the publishes being delivered.
+    reached: Vec<ConnKey>,
+    delivering: Vec<Pending>,
 }
 
 impl<H: Handler> Connections<H> {
@@ -57,6 +64,7 @@ impl<H: Handler> Connections<H> {
     ) -> Self {
         let assembly_budget = (config.assembly_budget() / config.threads()).max(1);
         let wheel = TimerWheel::new(now, config.timer_tick());
+        let stats = handle.shared.metrics.loop_stats(index);
         Connections {
             conns: Slab::new(),
             read_buf: vec![0; config.read_buffer_size()].into_boxed_slice(),
@@ -71,17 +79,26 @@ impl<H: Handler> Connections<H> {
                 wheel,
                 dirty: Vec::new(),
                 again: Vec::new(),
+                throttled: Vec::new(),
                 assembly_bytes: 0,
                 assembly_budget,
                 now,
                 tick: 0,
                 shutdown: None,
                 reply: Vec::with_capacity(512),
+                stats,
+                tally: Tally::default(),
+                topics: Default::default(),
+                frames: Default::default(),
+                publishes: Vec::new(),
                 deflate: None,
             },
             expired: Vec::new(),
             scratch: Vec::new(),
             stale: 0,
+            retired: Vec::new(),
+            reached: Vec::new(),
+            delivering: Vec::new(),
         }
     }
 
@@ -100,14 +117,23 @@ impl<H: Handler> Connections<H> {
         if self.ctx.shutdown.is_some() {
             return;
         }
+        let stream = match stream.secured(self.ctx.config.tls_context().map(|tls| &**tls)) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "cannot start TLS on a connection");
+                return;
+            }
+        };
         let core = ConnCore {
             io: ConnIo::new(stream),
             phase: Phase::Handshake {
                 parser: ServerHandshake::new(*self.ctx.config.handshake_limits()),
                 peer,
                 deadline: self.ctx.tick_after(self.ctx.config.handshake_timeout()),
+                body_until: 0,
             },
         };
+        self.ctx.stats.accepted.inc();
         let Some(key) = self.conns.insert(ConnEntry { core, app: None }) else { return };
         let Some(entry) = self.conns.get_mut(key) else { return };
         if let Err(error) = backend.register(key, &mut entry.core.io.stream) {
@@ -121,19 +147,67 @@ impl<H: Handler> Connections<H> {
     // ---- reading ---------------------------------------------------------------------
 
     /// Reads the connections that asked to be read again (no readiness edge comes for
-    /// them).
-    pub(crate) fn read_again(&mut self) {
+    /// them); with a completion backend, feeds what they hold and has them receive again.
+    pub(crate) fn read_again<B: Backend>(&mut self, backend: &mut B) {
         if self.ctx.again.is_empty() {
             return;
         }
         let mut list = std::mem::take(&mut self.scratch);
         std::mem::swap(&mut list, &mut self.ctx.again);
         for &key in &list {
-            // No fresh readiness edge comes for these: read until the kernel has nothing.
-            self.on_readable(key, true);
+            if B::COMPLETES_READS {
+                self.resume(backend, key);
+            } else {
+                // No fresh readiness edge comes for these: read until the kernel has nothing.
+                self.on_readable(key, true);
+            }
         }
         list.clear();
         self.scratch = list;
+    }
+
+    /// A completion backend's connection out of its backpressure pause: what it held back
+    /// goes first; then it receives again, unless that paused it once more.
+    fn resume(&mut self, backend: &mut impl Backend, key: ConnKey) {
+        let Connections { conns, handler, ctx, spare, .. } = self;
+        let Some(entry) = conns.get_mut(key) else { return };
+        if let Intake::More = (Turn { handler, ctx, spare }).feed_held(entry, key) {
+            backend.resume_reading(key);
+        }
+    }
+
+    /// Bytes a completion backend received for connection `key`; returns whether the
+    /// connection paused at the backpressure limit (the backend is to stop receiving).
+    pub(crate) fn on_received(&mut self, key: ConnKey, bytes: &mut [u8]) -> bool {
+        let Connections { conns, handler, ctx, spare, .. } = self;
+        let Some(entry) = conns.get_mut(key) else { return false };
+        matches!((Turn { handler, ctx, spare }).take(entry, key, bytes), Intake::Paused)
+    }
+
+    /// A completion backend's send for connection `key` ended: the lent output is released
+    /// as far as it went (the flush that follows sends the rest); an error ends the
+    /// connection.
+    pub(crate) fn on_sent(&mut self, key: ConnKey, written: Result<usize, i32>) {
+        let Some(entry) = self.conns.get_mut(key) else { return };
+        match (written, entry.core.io.out.as_mut()) {
+            (Ok(written), Some(out)) => out.sent(written, &mut self.ctx.pool),
+            (Ok(_), None) => {}
+            (Err(errno), _) => {
+                let error = std::io::Error::from_raw_os_error(errno);
+                tracing::debug!(id = %self.ctx.id(key), %error, "send failed");
+                self.remove(key);
+            }
+        }
+    }
+
+    /// Hands the connections removed this turn to the backend, which closes their streams
+    /// (and keeps output the kernel still reads from).
+    pub(crate) fn bury(&mut self, backend: &mut impl Backend) {
+        for (key, stream, out) in self.retired.drain(..) {
+            if let Some(out) = backend.retire(key, stream, out) {
+                self.ctx.outboxes.give(out, &mut self.ctx.pool);
+            }
+        }
     }
 
     /// Input for connection `key` (`until_would_block`: no further edge will say so).
@@ -144,6 +218,7 @@ impl<H: Handler> Connections<H> {
         if let ReadEnd::Lost = turn.read(entry, key, read_buf, until_would_block) {
             self.remove(key);
         }
+        self.publish_pending();
     }
 
     /// Connection `key` can take more output after a partial flush.
@@ -152,6 +227,7 @@ impl<H: Handler> Connections<H> {
         if entry.core.io.has(flag::WRITE_BLOCKED) {
             self.flush_one(backend, key);
         }
+        self.publish_pending();
     }
 
     // ---- writing ---------------------------------------------------------------------
@@ -159,6 +235,8 @@ impl<H: Handler> Connections<H> {
     /// The end of a turn: one flush for each connection with output.
     pub(crate) fn flush_dirty(&mut self, backend: &mut impl Backend) {
         for _ in 0..FLUSH_PASSES {
+            // What `on_drain` and `on_missed` published in the last pass.
+            self.publish_pending();
             if self.ctx.dirty.is_empty() {
                 return;
             }
@@ -169,6 +247,8 @@ impl<H: Handler> Connections<H> {
                 entry.core.io.clear(flag::DIRTY);
                 if !entry.core.io.has(flag::WRITE_BLOCKED) {
                     self.flush_one(backend, key);
+                } else {
+                    backend.output_waits(key);
                 }
             }
             list.clear();
@@ -240,6 +320,31 @@ impl<H: Handler> Connections<H> {
         }
     }
 
+    /// Resumes reading the connections paused past their rate limit whose allowance has
+    /// come back.
+    pub(crate) fn resume_throttled(&mut self) {
+        let Some(limit) = self.ctx.config.rate_limit().copied() else { return };
+        let Connections { conns, ctx, .. } = self;
+        let now = ctx.now;
+        let mut list = std::mem::take(&mut ctx.throttled);
+        list.retain(|&key| {
+            let Some(entry) = conns.get_mut(key) else { return false };
+            let spent = entry.app.as_mut().and_then(|app| app.admission.allowance());
+            if spent.is_some_and(|allowance| allowance.spent_at(&limit, now)) {
+                return true;
+            }
+            let io = &mut entry.core.io;
+            io.clear(flag::THROTTLED);
+            if io.buffered() < ctx.config.backpressure_limit() {
+                // Past the backpressure limit the flush resumes it once the output drains.
+                io.clear(flag::READ_PAUSED);
+                ctx.again.push(key);
+            }
+            false
+        });
+        ctx.throttled = list;
+    }
+
     // ---- timers ----------------------------------------------------------------------
 
     /// Runs every timer entry due by this turn's tick.
@@ -278,6 +383,10 @@ impl<H: Handler> Connections<H> {
         };
         if expired {
             tracing::debug!(id = %ctx.id(key), "timed out");
+            let between_requests = core.io.has(flag::KEPT_ALIVE) && core.io.held.is_none();
+            if matches!(core.phase, Phase::Handshake { .. }) && !between_requests {
+                ctx.stats.limit(Limit::HandshakeTimeout);
+            }
             self.remove(key);
             return;
         }
@@ -297,6 +406,7 @@ impl<H: Handler> Connections<H> {
             }
             _ => self.stale += 1,
         }
+        self.publish_pending();
     }
 
     /// Starts the close handshake of connection `id`, asked from another thread.
@@ -320,24 +430,85 @@ impl<H: Handler> Connections<H> {
         let msg = frame.message();
         let mut compressed = CompressedBroadcast::default();
         for (key, entry) in conns.iter_mut() {
-            let Phase::Open(ws) = &entry.core.phase else { continue };
-            let deflate = ws.extension().as_ref().filter(|session| session.compresses(msg.len()));
-            let how = deflate.map(|session| (session.shares_compressor(), session.send_config()));
-            let sent = match (how, &turn.ctx.deflate) {
-                (Some((true, config)), Some(codecs)) => {
-                    match compressed.frame(codecs, config, msg) {
-                        Some(frame) => entry.core.send_shared(turn.ctx, key, &frame),
-                        None => entry.core.send(turn.ctx, key, msg, false),
-                    }
-                }
-                // Context takeover: its own compressor, through the connection.
-                (Some(_), _) => entry.core.send(turn.ctx, key, msg, false),
-                (None, _) => entry.core.send_shared(turn.ctx, key, frame),
-            };
+            if !entry.core.phase.is_open() {
+                continue;
+            }
+            let sent = send_shared_to(&mut entry.core, turn.ctx, key, frame, &mut compressed);
             if sent == SendResult::Backpressure {
                 turn.refused(entry, key, msg);
             }
         }
+        self.publish_pending();
+    }
+
+    // ---- topics ----------------------------------------------------------------------
+
+    /// Subscribes connection `id` to `topic`, asked from another thread.
+    pub(crate) fn subscribe(&mut self, id: ConnectionId, topic: &str, on: bool) {
+        let Connections { conns, ctx, .. } = self;
+        match conns.get_mut(id.key) {
+            Some(entry) if id.loop_index == ctx.index && entry.core.phase.is_open() => {
+                if on {
+                    ctx.subscribe(id.key, topic);
+                } else {
+                    ctx.unsubscribe(id.key, topic);
+                }
+            }
+            _ => self.stale += 1,
+        }
+    }
+
+    /// Delivers a publish to this loop's subscribers of `topics`, each once. `via`: it came
+    /// from another node on the channel of `topics[via]`, and goes only to the subscribers
+    /// of that topic who are in none of the topics listed before it (they have a copy from
+    /// an earlier channel).
+    pub(crate) fn publish(&mut self, topics: &TopicList, frame: &SharedFrame, via: Option<usize>) {
+        let outcome = self.reach(topics, frame, None, via);
+        self.count(outcome);
+    }
+
+    /// Delivers what handlers published since the last call to the loop's other
+    /// subscribers, in publish order.
+    pub(crate) fn publish_pending(&mut self) {
+        while !self.ctx.publishes.is_empty() {
+            let mut delivering = std::mem::take(&mut self.delivering);
+            std::mem::swap(&mut delivering, &mut self.ctx.publishes);
+            for pending in delivering.drain(..) {
+                let mut outcome = pending.served;
+                outcome +=
+                    self.reach(&pending.topics, &pending.frame, Some(pending.publisher), None);
+                self.count(outcome);
+            }
+            self.delivering = delivering;
+        }
+    }
+
+    fn reach(
+        &mut self,
+        topics: &TopicList,
+        frame: &SharedFrame,
+        except: Option<ConnKey>,
+        via: Option<usize>,
+    ) -> Outcome {
+        let mut reached = std::mem::take(&mut self.reached);
+        self.ctx.topics.reach(topics, except, via, &mut reached);
+        let Connections { conns, ctx, .. } = self;
+        let mut outcome = Outcome::default();
+        let mut compressed = CompressedBroadcast::default();
+        for &key in &reached {
+            if let Some(entry) = conns.get_mut(key) {
+                outcome += entry.core.deliver_published(ctx, key, |core, ctx| {
+                    send_shared_to(core, ctx, key, frame, &mut compressed)
+                });
+            }
+        }
+        reached.clear();
+        self.reached = reached;
+        outcome
+    }
+
+    fn count(&self, outcome: Outcome) {
+        self.ctx.handle.shared.topic_counters[usize::from(self.ctx.index)].count(outcome);
     }
 
     // ---- shutdown --------------------------------------------------------------------
@@ -356,7 +527,14 @@ impl<H: Handler> Connections<H> {
             let Some(entry) = conns.get_mut(key) else { continue };
             let core = &mut entry.core;
             match core.phase {
-                Phase::Handshake { .. } => upgrade::refuse(core, ctx, key, 503),
+                // A keep-alive HTTP connection between requests stays for its next one (a
+                // load balancer's `/readyz` then hears 503) until its timeout or the deadline.
+                Phase::Handshake { .. }
+                    if core.io.has(flag::KEPT_ALIVE) && core.io.held.is_none() => {}
+                Phase::Handshake { .. } => {
+                    ctx.stats.refused.add(status_index(503), 1);
+                    upgrade::refuse(core, ctx, key, 503);
+                }
                 // Fails only when our Close is already out. Whatever is left at the deadline
                 // is dropped then (see `EventLoop::turn`).
                 Phase::Open(_) => {
@@ -397,14 +575,39 @@ impl<H: Handler> Connections<H> {
                 shutdown.report.forced += 1;
             }
         }
-        let ConnIo { out, held, .. } = core.io;
-        if let Some(out) = out {
-            self.ctx.outboxes.give(out, &mut self.ctx.pool);
-        }
+        let ConnIo { out, held, stream, .. } = core.io;
         if let Some(held) = held {
             self.ctx.assembly_bytes -= held.assembly.capacity();
             self.ctx.pool.give_held(held);
         }
-        // Dropping the stream closes it, which also takes it out of the backend's set.
+        // The backend closes the stream at the end of the turn (`bury`), and gives the
+        // output queue back once nothing of it is in flight.
+        self.retired.push((key, stream, out));
+    }
+}
+
+/// Queues a frame many connections get (a broadcast's, a publish's) for the open connection
+/// `core`: as it is, or, with permessage-deflate, compressed once per distinct compressor
+/// configuration among the connections `compressed` has served (shared), or by its own
+/// compressor (context takeover).
+fn send_shared_to(
+    core: &mut ConnCore,
+    ctx: &mut LoopCtx,
+    key: ConnKey,
+    frame: &SharedFrame,
+    compressed: &mut CompressedBroadcast,
+) -> SendResult {
+    let msg = frame.message();
+    let Phase::Open(ws) = &core.phase else { return SendResult::Closed };
+    let deflate = ws.extension().as_ref().filter(|session| session.compresses(msg.len()));
+    let how = deflate.map(|session| (session.shares_compressor(), session.send_config()));
+    match (how, &ctx.deflate) {
+        (Some((true, config)), Some(codecs)) => match compressed.frame(codecs, config, msg) {
+            Some(frame) => core.send_shared(ctx, key, &frame),
+            None => core.send(ctx, key, msg, false),
+        },
+        // Context takeover: its own compressor, through the connection.
+        (Some(_), _) => core.send(ctx, key, msg, false),
+        (None, _) => core.send_shared(ctx, key, frame),
     }
 }

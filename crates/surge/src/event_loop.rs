@@ -45,6 +45,8 @@ pub(crate) struct EventLoop<H: Handler, B: Backend> {
     /// busy handing out the reports): writable connections, listeners with connections.
     writable: Vec<ConnKey>,
     listening: Vec<usize>,
+    /// Connections a completion backend is to stop receiving for (backpressure).
+    paused: Vec<ConnKey>,
     commands: Receiver<Command>,
     reports: Sender<ShutdownReport>,
     conns: Connections<H>,
@@ -67,6 +69,7 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             backend,
             writable: Vec::new(),
             listening: Vec::new(),
+            paused: Vec::new(),
             commands: setup.commands,
             reports: setup.reports,
             deal: setup.deal,
@@ -116,14 +119,30 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         let ctx = &mut self.conns.ctx;
         ctx.now = now;
         ctx.tick = ctx.wheel.tick_of(now);
-        let EventLoop { backend, conns, writable, listening, .. } = self;
+        let EventLoop { backend, conns, writable, listening, paused, .. } = self;
         let mut woken = false;
-        backend.drain(|ready| match ready {
-            Ready::Input { key, peer_done } => conns.on_readable(key, peer_done),
-            Ready::Output(key) => writable.push(key),
-            Ready::Listener(index) => listening.push(index),
-            Ready::Wake => woken = true,
+        let mut events = 0;
+        backend.drain(|ready| {
+            events += 1;
+            match ready {
+                Ready::Input { key, peer_done } => conns.on_readable(key, peer_done),
+                Ready::Received { key, bytes } => {
+                    if conns.on_received(key, bytes) {
+                        paused.push(key);
+                    }
+                }
+                Ready::Sent { key, written } => {
+                    conns.on_sent(key, written);
+                    writable.push(key);
+                }
+                Ready::Output(key) => writable.push(key),
+                Ready::Listener(index) => listening.push(index),
+                Ready::Wake => woken = true,
+            }
         });
+        for key in self.paused.drain(..) {
+            self.backend.pause_reading(key);
+        }
         for key in self.writable.drain(..) {
             self.conns.on_writable(&mut self.backend, key);
         }
@@ -135,15 +154,33 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             self.accept(index);
         }
         self.listening = listening;
-        self.conns.read_again();
+        self.conns.resume_throttled();
+        self.conns.read_again(&mut self.backend);
         self.retry_accepts();
         self.conns.fire_timers();
         self.conns.flush_dirty(&mut self.backend);
+        let ctx = &mut self.conns.ctx;
+        ctx.stats.publish(&mut ctx.tally);
+        if let Some(codecs) = &ctx.deflate {
+            ctx.stats.deflate(&codecs.borrow().stats());
+        }
+        // The turn's one more clock read: its length, for the histogram.
+        let stats = &ctx.stats;
+        stats.events.record(events);
+        let took = self.backend.now().saturating_duration_since(now);
+        stats.turn_nanos.record(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
         if let Some(shutdown) = &self.conns.ctx.shutdown {
             if !self.conns.is_empty() && now >= shutdown.deadline {
                 self.conns.drop_all();
             }
         }
+        self.conns.bury(&mut self.backend);
+    }
+
+    /// The loop's topic table.
+    #[cfg(test)]
+    pub(crate) fn topics(&self) -> &crate::topics::TopicTable {
+        &self.conns.ctx.topics
     }
 
     /// Whether a shutdown has finished: no connection is left.
@@ -178,7 +215,7 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
         let ctx = &self.conns.ctx;
         let now = ctx.now;
         let mut timeout = ctx.wheel.timeout(now);
-        if self.accept_paused {
+        if self.accept_paused || !ctx.throttled.is_empty() {
             timeout = Some(ctx.config.timer_tick());
         }
         if let Some(shutdown) = &ctx.shutdown {
@@ -250,6 +287,12 @@ impl<H: Handler, B: Backend> EventLoop<H, B> {
             match command {
                 Command::Send { id, msg } => self.conns.deliver(id, msg.as_message()),
                 Command::Broadcast(frame) => self.conns.broadcast(&frame),
+                Command::Subscribe { id, topic } => self.conns.subscribe(id, &topic, true),
+                Command::Unsubscribe { id, topic } => self.conns.subscribe(id, &topic, false),
+                Command::Publish { topics, frame } => self.conns.publish(&topics, &frame, None),
+                Command::Remote { topics, via, frame } => {
+                    self.conns.publish(&topics, &frame, Some(via))
+                }
                 Command::Close { id, frame } => self.conns.close(id, &frame),
                 Command::Adopt(stream, peer) => self.conns.adopt(&mut self.backend, stream, peer),
                 Command::Shutdown { deadline } => {

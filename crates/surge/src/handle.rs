@@ -16,9 +16,13 @@ use surge_proto::close::{CloseCode, CloseFrame};
 use surge_proto::message::Message;
 
 use crate::admission::Admissions;
+use crate::cluster::{BrokerLink, BrokerStats};
 use crate::error::HandleError;
 use crate::key::ConnKey;
+use crate::metrics::Metrics;
 use crate::outbox::SharedFrame;
+use crate::tls::{TlsContext, TlsError};
+use crate::topics::{LoopTopicCounters, TopicList, TopicStats};
 use crate::transport::Stream;
 
 /// Names one connection for its whole life: its loop, its slot, and the slot's generation.
@@ -138,6 +142,26 @@ pub(crate) enum Command {
         msg: OwnedMessage,
     },
     Broadcast(SharedFrame),
+    Subscribe {
+        id: ConnectionId,
+        topic: Arc<str>,
+    },
+    Unsubscribe {
+        id: ConnectionId,
+        topic: Arc<str>,
+    },
+    /// A publish for this loop's subscribers of `topics`. From another node, `via` is the
+    /// topic whose channel it came on: it reaches the subscribers of that topic who are in
+    /// none of the topics listed before it (those get the copy of an earlier channel).
+    Publish {
+        topics: TopicList,
+        frame: SharedFrame,
+    },
+    Remote {
+        topics: TopicList,
+        via: usize,
+        frame: SharedFrame,
+    },
     Close {
         id: ConnectionId,
         frame: CloseFrame,
@@ -183,9 +207,39 @@ pub(crate) struct Shared {
     pub(crate) loops: Vec<LoopRemote>,
     /// Open WebSocket connections, across loops, under `max_connections`.
     pub(crate) admissions: Arc<Admissions>,
+    /// The certificates every loop's new TLS connections are served, when there is TLS.
+    pub(crate) tls: Option<Arc<TlsContext>>,
     pub(crate) shutting_down: AtomicBool,
     /// Each loop sends one report as it exits; the first shutdown takes them all.
     pub(crate) reports: Mutex<Option<Receiver<ShutdownReport>>>,
+    /// Every loop's counts, for `/metrics`.
+    pub(crate) metrics: Metrics,
+    /// Each loop's publish counters, by loop index.
+    pub(crate) topic_counters: Vec<LoopTopicCounters>,
+    /// The node's link to the other nodes' broker, in a cluster.
+    pub(crate) broker: Option<BrokerLink>,
+}
+
+impl Shared {
+    /// The state of loops that have just been made (`remotes`), with no broker yet.
+    pub(crate) fn new(
+        remotes: Vec<LoopRemote>,
+        admissions: Arc<Admissions>,
+        reports: Receiver<ShutdownReport>,
+        broker: Option<BrokerLink>,
+        tls: Option<Arc<TlsContext>>,
+    ) -> Self {
+        Shared {
+            tls,
+            topic_counters: remotes.iter().map(|_| LoopTopicCounters::default()).collect(),
+            metrics: Metrics::new(remotes.len(), Arc::clone(&admissions)),
+            loops: remotes,
+            admissions,
+            shutting_down: AtomicBool::new(false),
+            reports: Mutex::new(Some(reports)),
+            broker,
+        }
+    }
 }
 
 /// A cheap, cloneable handle to a running server, usable from any thread.
@@ -244,6 +298,84 @@ impl ServerHandle {
         }
     }
 
+    /// Subscribes connection `id` to `topic`, on its loop (see
+    /// [`Conn::subscribe`](crate::Conn::subscribe)). A later publish from this thread
+    /// reaches it; an id whose connection is gone is ignored there.
+    pub fn subscribe(&self, id: ConnectionId, topic: &str) -> Result<(), HandleError> {
+        self.remote(id)?.submit(Command::Subscribe { id, topic: Arc::from(topic) })
+    }
+
+    /// Unsubscribes connection `id` from `topic`, on its loop.
+    pub fn unsubscribe(&self, id: ConnectionId, topic: &str) -> Result<(), HandleError> {
+        self.remote(id)?.submit(Command::Unsubscribe { id, topic: Arc::from(topic) })
+    }
+
+    /// Publishes `msg` to every subscriber of `topic` on every loop (and, in a cluster, on
+    /// every node). The frame is encoded once and shared.
+    ///
+    /// Order: the subscribers receive this thread's publishes to a topic in the order they
+    /// were made, and a [`send`](Self::send) from this thread after a publish arrives after
+    /// it (both go through the loop's one queue). Across nodes delivery is at most once: see
+    /// [`Config::cluster`](crate::ConfigBuilder::cluster).
+    ///
+    /// ```no_run
+    /// # use surge::{echo::EchoHandler, Config, Message, Server};
+    /// # let config = Config::builder().listen("127.0.0.1:0".parse().unwrap()).build().unwrap();
+    /// let server = Server::start(config, |_| EchoHandler)?;
+    /// server.handle().publish("prices", Message::Text("EURUSD 1.0842"))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn publish(&self, topic: &str, msg: Message<'_>) -> Result<(), HandleError> {
+        self.publish_list(TopicList::One(Arc::from(topic)), msg)
+    }
+
+    /// Publishes `msg` to the subscribers of `topics`, each once however many of them it is
+    /// subscribed to.
+    pub fn publish_to(&self, topics: &[&str], msg: Message<'_>) -> Result<(), HandleError> {
+        let list = TopicList::Many(topics.iter().map(|&topic| Arc::from(topic)).collect());
+        self.publish_list(list, msg)
+    }
+
+    fn publish_list(&self, topics: TopicList, msg: Message<'_>) -> Result<(), HandleError> {
+        let frame = SharedFrame::encode(msg);
+        let mut delivered = false;
+        for remote in &self.shared.loops {
+            let command = Command::Publish { topics: topics.clone(), frame: frame.clone() };
+            delivered |= remote.submit(command).is_ok();
+        }
+        if let Some(broker) = &self.shared.broker {
+            broker.publish(&topics, &frame);
+        }
+        if delivered {
+            Ok(())
+        } else {
+            Err(HandleError::Stopped)
+        }
+    }
+
+    /// Publish counters of every loop together (for metrics).
+    pub fn topic_stats(&self) -> TopicStats {
+        let mut total = TopicStats::default();
+        for counters in &self.shared.topic_counters {
+            total += counters.read();
+        }
+        total
+    }
+
+    /// The broker's state and counters, in a cluster (for metrics); `None` otherwise.
+    pub fn broker_stats(&self) -> Option<BrokerStats> {
+        self.shared.broker.as_ref().map(BrokerLink::stats)
+    }
+
+    /// Whether this node serves everything it should: not shutting down and, in a cluster,
+    /// connected to the broker with every subscription in place. A node whose broker is down
+    /// still delivers its own publishes locally but not other nodes': a readiness check
+    /// (`/readyz`) should take it out of rotation.
+    pub fn ready(&self) -> bool {
+        !self.shared.shutting_down.load(Ordering::Acquire)
+            && self.shared.broker.as_ref().is_none_or(BrokerLink::ready)
+    }
+
     /// Starts the close handshake of one connection with `code` and `reason` (cut to 123
     /// bytes at a character boundary).
     pub fn close(
@@ -258,9 +390,30 @@ impl ServerHandle {
         self.remote(id)?.submit(Command::Close { id, frame: CloseFrame::new(code, reason) })
     }
 
+    /// Reads the configured certificate and key files again and serves them to new TLS
+    /// handshakes from now on; connections already open keep theirs. When any file is
+    /// missing or bad, nothing changes and the error names the file.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        self.shared.tls.as_ref().ok_or(TlsError::NotServed)?.reload()
+    }
+
+    /// What the limits on one client have refused so far (per-address caps, rates).
+    pub fn limit_stats(&self) -> crate::LimitStats {
+        self.shared.admissions.counters.snapshot()
+    }
+
     /// Open WebSocket connections across all loops.
     pub fn connections(&self) -> usize {
         self.shared.admissions.open()
+    }
+
+    /// The server's metrics in the Prometheus text format, as `GET /metrics` answers them
+    /// (every loop's counts, read now).
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        let topics = self.shared.topic_counters.iter().map(LoopTopicCounters::read).collect();
+        self.shared.metrics.encode(topics, self.broker_stats(), &mut text);
+        text
     }
 
     /// Shuts the server down gracefully and waits for it: listeners close, handshakes in

@@ -5,6 +5,7 @@ use surge_proto::message::Message;
 
 use crate::conn::Conn;
 use crate::handle::ConnectionId;
+use crate::http::{HttpRequest, HttpResponse};
 use crate::request::Request;
 
 /// An application's side of the server. One handler is made per event loop by the factory
@@ -13,7 +14,7 @@ use crate::request::Request;
 /// (an `Arc`, a channel, a [`ServerHandle`](crate::ServerHandle)).
 ///
 /// Every call for one connection happens on its loop, in order: `on_upgrade`, `on_open`,
-/// then `on_message`, `on_drain` and `on_refused` any number of times, then exactly one
+/// then `on_message`, `on_drain`, `on_missed` and `on_refused` any number of times, then exactly one
 /// `on_close`. A panic in any of them is caught: the connection is closed with 1011
 /// (internal error), the panic is logged, and the loop and every other connection go on.
 ///
@@ -76,12 +77,54 @@ pub trait Handler {
         let _ = conn.close(CloseCode::POLICY_VIOLATION, "backpressure");
     }
 
+    /// Publishes to this connection's topics were skipped while its output was over the
+    /// backpressure limit (under [`BackpressurePolicy::HandBack`](crate::BackpressurePolicy)):
+    /// `missed` of them since the last call, exactly. Called once the output has drained
+    /// under the low watermark (after [`on_drain`](Self::on_drain)). Also
+    /// counted in [`TopicStats::skipped`](crate::TopicStats). By default nothing more is
+    /// done: a feed of prices can skip, a chat may want to tell its user.
+    fn on_missed(&mut self, conn: &mut Conn<'_>, state: &mut Self::State, missed: u64) {
+        let _ = (conn, state, missed);
+    }
+
     /// The WebSocket is closed; no more calls for this connection follow. `code` is the
     /// peer's close code (1005 when its Close had none), the code of the protocol violation
     /// we closed for, or 1006 when the connection ended without a close handshake (reset,
     /// end of stream, close timeout, shutdown deadline).
     fn on_close(&mut self, id: ConnectionId, state: Self::State, code: CloseCode, reason: &str) {
         let _ = (id, state, code, reason);
+    }
+
+    /// A plain HTTP request (not an upgrade) for a path the engine does not answer itself
+    /// (`/healthz`, `/readyz` and `/metrics` are its own): the application's routes, such as
+    /// a status page or a token endpoint. By default every path is 404. Answer 405 with
+    /// [`HttpResponse::method_not_allowed`] for a known path and a wrong method. A panic
+    /// here answers 500.
+    ///
+    /// ```
+    /// use surge::{Conn, Handler, HttpRequest, HttpResponse, Request, Upgrade};
+    /// use surge_proto::message::Message;
+    ///
+    /// struct Status;
+    ///
+    /// impl Handler for Status {
+    ///     type State = ();
+    ///     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+    ///         Upgrade::accept(())
+    ///     }
+    ///     fn on_message(&mut self, _: &mut Conn<'_>, _: &mut (), _: Message<'_>) {}
+    ///     fn on_http(&mut self, req: &HttpRequest<'_>) -> HttpResponse {
+    ///         match (req.method(), req.path()) {
+    ///             ("GET", "/status") => HttpResponse::new(200).with_body("application/json", "{}"),
+    ///             (_, "/status") => HttpResponse::method_not_allowed("GET"),
+    ///             _ => HttpResponse::not_found(),
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn on_http(&mut self, req: &HttpRequest<'_>) -> HttpResponse {
+        let _ = req;
+        HttpResponse::not_found()
     }
 }
 

@@ -7,10 +7,19 @@
 //! itself (handshake, frames, UTF-8, close codes, the idle and close timers, extensions) is
 //! [`surge_proto`], which does no I/O and reads no clock.
 //!
-//! What it is not: not an HTTP server (a request that is not a WebSocket upgrade gets an
-//! HTTP error), not async (handlers are plain callbacks on the loop's thread and must not
+//! Beside the WebSocket, on the same port: plain HTTP/1.1 requests (keep-alive, pipelined)
+//! reach the built-in `/healthz`, `/readyz` and `/metrics` (every loop's counts in the
+//! Prometheus text format) and the handler's [`Handler::on_http`] routes.
+//!
+//! What it is not: not a general HTTP server (no chunked bodies, no HTTP/2), not async (handlers are plain callbacks on the loop's thread and must not
 //! block it), and not a client (that is `surge-client`, on the same `surge_proto`). TLS,
-//! permessage-deflate, pub/sub and io_uring are not here yet; each has a seam to plug into.
+//! permessage-deflate and io_uring are not here yet; each has a seam to plug into.
+//!
+//! Topics: a connection subscribes ([`Conn::subscribe`], [`ServerHandle::subscribe`]) and
+//! anyone publishes ([`Conn::publish`], [`ServerHandle::publish`]); each loop keeps its own
+//! table, a publish is encoded once and shared, and nodes share topics through Redis
+//! ([`ConfigBuilder::cluster`], at most once across nodes). The ordering promise is on
+//! [`Conn::publish_to`].
 //!
 //! ```text
 //!                 backend (mio today; what waits, owns listeners, carries out flushes)
@@ -25,7 +34,9 @@
 //!                 (a large reply to the last message of a read: written at once)
 //!    timers: the wheel --> handshake / linger deadlines, or the protocol's handle_timeout
 //!    end of turn --> Backend::flush per connection with output --> pool takes buffers back
-//!  other threads --> ServerHandle::{send, broadcast, close, shutdown} --> channel + waker
+//!  other threads --> ServerHandle::{send, broadcast, publish, close, shutdown} --> channel + waker
+//!  publish --> this loop's subscribers after the handler call; other loops' queues;
+//!               the broker's bounded queue --> Redis --> other nodes' brokers --> their loops
 //! ```
 //!
 //! # Where things are
@@ -33,17 +44,25 @@
 //! Each module uses only modules listed before it (the graph has no circle).
 //!
 //! - Leaves: `key` (a connection's name in its loop), `admission` (the connection cap as a
-//!   token), `buffer_pool`, `timer` (the wheel), `slab`, `request`, `config`, `error`.
+//!   token), `buffer_pool`, `timer` (the wheel), `slab`, `request`, `readiness`, `config`,
+//!   `error`, `stats` (each loop's counts), then `metrics` (the counts gathered for
+//!   `/metrics`).
+//! - Pub/sub below the loops: `topics` (a loop's table: who is subscribed, whom a publish
+//!   reaches, each once), `cluster` (the loops' side of the broker: its bounded queue, its
+//!   counters, the message format on Redis).
 //! - The seams and what crosses threads: `transport` (a connection's byte stream: TCP, and
 //!   an in-memory pipe in tests), `outbox` (queued output, written through a transport),
 //!   `handle` (ids, commands and the handle other threads hold), `backend` (what waits for
 //!   I/O and flushes: its module docs say what a backend must provide).
-//! - Per message: `context` (the loop state a turn lends out), `conn` (a connection's record,
+//! - Per message: `context` (the loop state a turn lends out), `http` (plain requests beside
+//!   the upgrade, and the built-in routes), `conn` (a connection's record,
 //!   its phases, what a send costs; `Conn`), `handler` (the embedding API), `upgrade` (the
 //!   server's checks and refusals), `turn` (the per-message path: read, handshake, protocol
 //!   events, every handler call under one `catch_unwind`).
 //! - A loop and its set-up: `connections` (the slab and what is done to it), `event_loop`
-//!   (the turn, accepting, commands), `acceptor` (listeners), `server` (threads).
+//!   (the turn, accepting, commands), `acceptor` (listeners), `broker` (the cluster's
+//!   threads between the loops and Redis), `server` (threads).
+//! - Handlers shipped: `echo`, `broadcast` (a room per path).
 //! - Tests only, on top: `backend::sim` (a backend on a virtual clock) and `tests` (the
 //!   engine's timeouts, backpressure and shutdown at exact instants).
 //!
@@ -83,12 +102,16 @@
 //! let report = server.shutdown(Duration::from_secs(5));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-#![forbid(unsafe_code)]
+// Unsafe code lives only in the io_uring backend (`backend::uring`), which allows it.
+#![deny(unsafe_code)]
 
 mod acceptor;
 mod admission;
 mod backend;
+pub mod broadcast;
+mod broker;
 mod buffer_pool;
+mod cluster;
 pub mod config;
 mod conn;
 mod connections;
@@ -99,27 +122,44 @@ pub mod error;
 mod event_loop;
 mod handle;
 mod handler;
+mod http;
 mod key;
+mod metrics;
 mod outbox;
+mod rate;
+mod readiness;
 mod request;
 mod server;
 mod slab;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod timer;
+pub mod tls;
+mod topics;
 mod transport;
 mod turn;
 mod upgrade;
 
-pub use config::{BackpressurePolicy, Config, ConfigBuilder, ConfigError, Pinning};
+pub use admission::LimitStats;
+#[cfg(target_os = "linux")]
+pub use backend::IoUringStats;
+pub use cluster::BrokerStats;
+pub use config::{
+    Backend, BackpressurePolicy, Cluster, Config, ConfigBuilder, ConfigError, Pinning, RateLimit,
+    RatePolicy, Sharding,
+};
 pub use conn::{Conn, SendResult};
 pub use deflate::{DeflateConfig, DeflateMemory};
 pub use error::{HandleError, ServerError};
 pub use handle::{ConnectionId, LoopIndex, OwnedMessage, ServerHandle, ShutdownReport};
 pub use handler::{Handler, Upgrade};
+pub use http::{HttpRequest, HttpResponse};
+pub use readiness::ReadyFlag;
 pub use request::Request;
 pub use server::Server;
 /// The protocol crate, re-exported so that embedders name one dependency.
 pub use surge_proto;
 pub use surge_proto::close::CloseCode;
 pub use surge_proto::message::Message;
+pub use topics::{Audience, TopicStats};

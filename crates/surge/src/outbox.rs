@@ -1,5 +1,9 @@
-//! A connection's queued output: frames built in pooled buffers, and broadcast frames shared
-//! by reference. Written with one `write`/`writev` per connection per loop turn.
+//! A connection's queued output: frames built in pooled buffers, and broadcast and published
+//! frames shared by reference. Written with one `write`/`writev` per connection per loop turn.
+//!
+//! A frame that goes to many connections is encoded once, by [`SharedFrame::encode_into`]
+//! (the one place such a frame is made: an extension that compresses shared frames hooks in
+//! there), into a buffer of the loop's [`FramePool`] when a loop makes it.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -10,24 +14,51 @@ use surge_proto::message::Message;
 use crate::buffer_pool::BufferPool;
 use crate::transport::Transport;
 
-/// Slices handed to one `writev`.
-const MAX_IOV: usize = 64;
+/// Slices handed to one `writev` (or one submitted send).
+pub(crate) const MAX_IOV: usize = 64;
+
+/// Shared frames at most this long are copied into the connection's own buffer rather than
+/// queued by reference: copying a few dozen bytes costs less than a reference (a count to
+/// move and a slice more for `writev`), and a run of small frames then leaves one slice, so
+/// however many arrive in a turn the flush stays one write.
+const COPY_MAX: usize = 256;
+
+/// Frames a [`FramePool`] keeps for reuse.
+const POOLED_FRAMES: usize = 1024;
+
+/// Pooled frames that grew past this are dropped rather than kept.
+const MAX_POOLED_FRAME: usize = 64 * 1024;
+
+/// Pooled frames looked at for a free one before a new one is made.
+const FRAME_PROBES: usize = 4;
 
 /// A server frame encoded once and shared by every connection it goes to.
 #[derive(Debug, Clone)]
-pub(crate) struct SharedFrame(Arc<[u8]>);
+pub(crate) struct SharedFrame(Arc<Vec<u8>>);
 
 impl SharedFrame {
-    /// Encodes `msg` as one unmasked frame.
+    /// Encodes `msg` as one unmasked frame, in a buffer of its own (off the loops: a handle's
+    /// broadcast or publish).
     pub(crate) fn encode(msg: Message<'_>) -> Self {
         let mut buf = Vec::with_capacity(surge_proto::frame::MAX_HEADER_LEN + msg.len());
-        surge_proto::frame::encode_message(&mut buf, msg);
-        SharedFrame(buf.into())
+        Self::encode_into(&mut buf, msg);
+        SharedFrame(Arc::new(buf))
+    }
+
+    /// Writes the frame of `msg` that every receiver shares into the empty `buf`: the one
+    /// function that makes shared frames.
+    pub(crate) fn encode_into(buf: &mut Vec<u8>, msg: Message<'_>) {
+        surge_proto::frame::encode_message(buf, msg);
+    }
+
+    /// The encoded frame.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
     }
 
     /// A frame already encoded (a compressed broadcast's).
     pub(crate) fn from_frame(frame: &[u8]) -> Self {
-        SharedFrame(frame.into())
+        SharedFrame(Arc::new(frame.to_vec()))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -36,18 +67,60 @@ impl SharedFrame {
 
     /// The message this frame carries (for handing a refused broadcast back).
     pub(crate) fn message(&self) -> Message<'_> {
-        let bytes = &self.0;
-        let header_len = match bytes.get(1).map(|b| b & 0x7F) {
+        let payload = self.0.get(self.header_len()..).unwrap_or_default();
+        match std::str::from_utf8(payload) {
+            Ok(text) if self.is_text() => Message::Text(text),
+            _ => Message::Binary(payload),
+        }
+    }
+
+    /// Whether the frame is a text message's.
+    pub(crate) fn is_text(&self) -> bool {
+        self.0.first().is_some_and(|b| b & 0x0F == 0x1)
+    }
+
+    /// The length of the message this frame carries.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.len().saturating_sub(self.header_len())
+    }
+
+    fn header_len(&self) -> usize {
+        match self.0.get(1).map(|b| b & 0x7F) {
             Some(126) => 4,
             Some(127) => 10,
             _ => 2,
-        };
-        let payload = bytes.get(header_len..).unwrap_or_default();
-        let is_text = bytes.first().is_some_and(|b| b & 0x0F == 0x1);
-        match std::str::from_utf8(payload) {
-            Ok(text) if is_text => Message::Text(text),
-            _ => Message::Binary(payload),
         }
+    }
+}
+
+/// Shared frames of one loop, reused once every connection they went to has written them:
+/// a steady stream of publishes allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct FramePool {
+    frames: VecDeque<Arc<Vec<u8>>>,
+}
+
+impl FramePool {
+    /// Encodes `msg` into a free pooled frame, or a new one when the first few are still in
+    /// use.
+    pub(crate) fn encode(&mut self, msg: Message<'_>) -> SharedFrame {
+        for _ in 0..FRAME_PROBES.min(self.frames.len()) {
+            let Some(mut frame) = self.frames.pop_front() else { break };
+            if let Some(buf) = Arc::get_mut(&mut frame) {
+                buf.clear();
+                SharedFrame::encode_into(buf, msg);
+                if buf.capacity() <= MAX_POOLED_FRAME {
+                    self.frames.push_back(Arc::clone(&frame));
+                }
+                return SharedFrame(frame);
+            }
+            self.frames.push_back(frame);
+        }
+        let frame = SharedFrame::encode(msg);
+        if self.frames.len() < POOLED_FRAMES && frame.0.capacity() <= MAX_POOLED_FRAME {
+            self.frames.push_back(Arc::clone(&frame.0));
+        }
+        frame
     }
 }
 
@@ -111,6 +184,9 @@ pub(crate) struct Outbox {
     head: usize,
     /// Bytes queued and not yet written.
     len: usize,
+    /// Front segments lent to a send in flight (a completion backend's): they are not
+    /// appended to, and not released, until [`sent`](Self::sent) says how much went.
+    lent: usize,
 }
 
 impl Outbox {
@@ -126,7 +202,9 @@ impl Outbox {
         pool: &mut BufferPool,
         encode: impl FnOnce(&mut Vec<u8>) -> R,
     ) -> R {
-        if !matches!(self.segments.back(), Some(Segment::Owned(_))) {
+        if self.segments.len() == self.lent
+            || !matches!(self.segments.back(), Some(Segment::Owned(_)))
+        {
             self.segments.push_back(Segment::Owned(pool.take()));
         }
         let Some(Segment::Owned(buf)) = self.segments.back_mut() else {
@@ -138,10 +216,14 @@ impl Outbox {
         result
     }
 
-    /// Queues a shared frame by reference.
-    pub(crate) fn push_shared(&mut self, frame: SharedFrame) {
+    /// Queues a shared frame: by reference, or, when it is small, as a copy in the tail
+    /// buffer (see [`COPY_MAX`]).
+    pub(crate) fn push_shared(&mut self, pool: &mut BufferPool, frame: &SharedFrame) {
+        if frame.len() <= COPY_MAX {
+            return self.append(pool, |buf| buf.extend_from_slice(frame.bytes()));
+        }
         self.len += frame.len();
-        self.segments.push_back(Segment::Shared(frame));
+        self.segments.push_back(Segment::Shared(frame.clone()));
     }
 
     /// Writes queued bytes until all are written or the socket takes less than offered.
@@ -183,6 +265,28 @@ impl Outbox {
         Ok(Flushed::All)
     }
 
+    /// Lends the queued bytes from the front (at most [`MAX_IOV`] slices) to a send that
+    /// completes later, handing each slice to `lend`; returns how many bytes were lent.
+    /// The segments stay put, unchanged, until [`sent`](Self::sent).
+    pub(crate) fn lend(&mut self, mut lend: impl FnMut(&[u8])) -> usize {
+        debug_assert_eq!(self.lent, 0, "one send in flight at a time");
+        let mut bytes = 0;
+        for (i, segment) in self.segments.iter().take(MAX_IOV).enumerate() {
+            let slice = if i == 0 { &segment.bytes()[self.head..] } else { segment.bytes() };
+            lend(slice);
+            bytes += slice.len();
+            self.lent = i + 1;
+        }
+        bytes
+    }
+
+    /// The lent send is over, `written` bytes of it taken: those are released, the rest is
+    /// queued as before.
+    pub(crate) fn sent(&mut self, written: usize, pool: &mut BufferPool) {
+        self.lent = 0;
+        self.consume(written, pool);
+    }
+
     /// Bytes one write call offers: the first `MAX_IOV` segments less what is written.
     fn offered(&self) -> usize {
         self.segments.iter().take(MAX_IOV).map(|s| s.bytes().len()).sum::<usize>() - self.head
@@ -215,6 +319,7 @@ impl Outbox {
         }
         self.head = 0;
         self.len = 0;
+        self.lent = 0;
     }
 }
 
@@ -259,7 +364,7 @@ mod tests {
         let mut pool = BufferPool::new(1 << 20);
         let mut out = Outbox::default();
         out.append(&mut pool, |buf| buf.extend_from_slice(b"abc"));
-        out.push_shared(SharedFrame::encode(Message::Text("hi")));
+        out.push_shared(&mut pool, &SharedFrame::encode(Message::Text("hi")));
         out.append(&mut pool, |buf| buf.extend_from_slice(b"def"));
         out.append(&mut pool, |buf| buf.extend_from_slice(b"g"));
         assert_eq!(out.len(), 3 + 4 + 4);
@@ -291,14 +396,68 @@ mod tests {
     fn more_segments_than_one_writev_takes() {
         let mut pool = BufferPool::new(1 << 20);
         let mut out = Outbox::default();
-        let frame = SharedFrame::encode(Message::Binary(&[7; 3]));
+        let frame = SharedFrame::encode(Message::Binary(&[7; COPY_MAX]));
         for _ in 0..(MAX_IOV * 2 + 3) {
-            out.push_shared(frame.clone());
+            out.push_shared(&mut pool, &frame);
         }
         let mut socket = Trickle { got: Vec::new(), cap: usize::MAX, calls: 0 };
         assert_eq!(out.write_to(&mut socket, &mut pool).unwrap(), Flushed::All);
-        assert_eq!(socket.got.len(), 5 * (MAX_IOV * 2 + 3));
+        assert_eq!(socket.got.len(), frame.len() * (MAX_IOV * 2 + 3));
         assert_eq!(socket.calls, 3);
+    }
+
+    #[test]
+    fn lent_segments_stay_put_until_the_send_completes() {
+        let mut pool = BufferPool::new(1 << 20);
+        let mut out = Outbox::default();
+        out.append(&mut pool, |buf| buf.extend_from_slice(b"abc"));
+        let long = SharedFrame::encode(Message::Binary(&[5; COPY_MAX + 1]));
+        out.push_shared(&mut pool, &long);
+        let mut lent = Vec::new();
+        assert_eq!(out.lend(|slice| lent.push(slice.as_ptr())), 3 + long.len());
+        // Appending while lent starts a new buffer (a small shared frame too): the lent ones
+        // do not move or grow.
+        out.append(&mut pool, |buf| buf.extend_from_slice(b"def"));
+        out.push_shared(&mut pool, &SharedFrame::encode(Message::Text("hi")));
+        assert_eq!(out.segments.len(), 3);
+        assert_eq!(out.segments[0].bytes().as_ptr(), lent[0]);
+        assert_eq!(out.segments[0].bytes(), b"abc");
+        out.sent(4, &mut pool);
+        assert_eq!(out.len(), long.len() - 1 + 3 + 4);
+        // The short send: the rest goes next, from where it stopped.
+        let mut again = Vec::new();
+        assert_eq!(out.lend(|slice| again.extend_from_slice(slice)), long.len() - 1 + 7);
+        assert_eq!(&again[long.len() - 1..], b"def\x81\x02hi");
+        out.sent(again.len(), &mut pool);
+        assert_eq!(out.len(), 0);
+    }
+
+    #[test]
+    fn small_shared_frames_are_copied_into_one_slice() {
+        let mut pool = BufferPool::new(1 << 20);
+        let mut out = Outbox::default();
+        let frame = SharedFrame::encode(Message::Text("twenty bytes of text"));
+        for _ in 0..(MAX_IOV * 3) {
+            out.push_shared(&mut pool, &frame);
+        }
+        assert_eq!(Arc::strong_count(&frame.0), 1, "no reference kept");
+        let mut socket = Trickle { got: Vec::new(), cap: usize::MAX, calls: 0 };
+        assert_eq!(out.write_to(&mut socket, &mut pool).unwrap(), Flushed::All);
+        assert_eq!(socket.got.len(), 22 * MAX_IOV * 3);
+        assert_eq!(socket.calls, 1, "one write however many frames");
+    }
+
+    #[test]
+    fn pooled_frames_are_reused_once_released() {
+        let mut frames = FramePool::default();
+        let first = frames.encode(Message::Text("a"));
+        let held = frames.encode(Message::Text("b"));
+        let first_ptr = Arc::as_ptr(&first.0);
+        drop(first);
+        let again = frames.encode(Message::Binary(&[1, 2]));
+        assert_eq!(Arc::as_ptr(&again.0), first_ptr, "the released frame is reused");
+        assert_eq!(again.message(), Message::Binary(&[1, 2]));
+        assert_eq!(held.message(), Message::Text("b"), "a frame in use is left alone");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -11,8 +11,12 @@ use mio::{Poll, Waker};
 
 use crate::acceptor;
 use crate::admission::Admissions;
+#[cfg(target_os = "linux")]
+use crate::backend::{IoUringStats, UringBackend, UringCounters};
 use crate::backend::{MioBackend, WAKER};
-use crate::config::Config;
+use crate::broker::{self, Broker};
+use crate::cluster::{BrokerCounters, BrokerLink};
+use crate::config::{Backend, Config};
 use crate::error::ServerError;
 use crate::event_loop::{EventLoop, LoopSetup};
 use crate::handle::{Command, LoopIndex, LoopRemote, ServerHandle, Shared, ShutdownReport};
@@ -39,6 +43,11 @@ pub struct Server {
     handle: ServerHandle,
     local_addrs: Vec<SocketAddr>,
     threads: Vec<JoinHandle<()>>,
+    backend: Backend,
+    #[cfg(target_os = "linux")]
+    counters: Arc<UringCounters>,
+    /// In a cluster: the broker's threads.
+    broker: Option<Broker>,
 }
 
 impl Server {
@@ -51,6 +60,9 @@ impl Server {
         F: Fn(LoopIndex) -> H + Send + Sync + 'static,
     {
         let config = Arc::new(config);
+        let backend = choose_backend(config.backend(), config.tls().is_some())?;
+        #[cfg(target_os = "linux")]
+        let counters = Arc::new(UringCounters::default());
         let listeners = acceptor::bind(&config)?;
         let local_addrs = listeners.local_addrs.clone();
 
@@ -67,13 +79,36 @@ impl Server {
             polls.push(poll);
         }
         let (report_tx, report_rx) = crossbeam_channel::unbounded();
+        let (link, broker_ends) = match config.cluster() {
+            Some(cluster) => {
+                let (outgoing, outgoing_rx) = crossbeam_channel::bounded(cluster.queue());
+                let (interest, interest_rx) = crossbeam_channel::unbounded();
+                let counters = Arc::new(BrokerCounters::default());
+                let link = BrokerLink { outgoing, interest, counters: Arc::clone(&counters) };
+                (Some(link), Some((cluster, counters, outgoing_rx, interest_rx)))
+            }
+            None => (None, None),
+        };
+        let admissions = Admissions::new(&config);
         let handle = ServerHandle {
-            shared: Arc::new(Shared {
-                loops: remotes,
-                admissions: Admissions::new(config.max_connections()),
-                shutting_down: AtomicBool::new(false),
-                reports: Mutex::new(Some(report_rx)),
-            }),
+            shared: Arc::new(Shared::new(
+                remotes,
+                admissions,
+                report_rx,
+                link,
+                config.tls_context().cloned(),
+            )),
+        };
+        let broker = match broker_ends {
+            Some((cluster, counters, outgoing, interest)) => {
+                let shared = Arc::downgrade(&handle.shared);
+                let id = broker::node_id();
+                Some(
+                    broker::start(cluster, id, counters, outgoing, interest, shared)
+                        .map_err(|source| ServerError::Spawn { source })?,
+                )
+            }
+            None => None,
         };
 
         let factory = Arc::new(factory);
@@ -95,33 +130,69 @@ impl Server {
             let ready = ready_tx.clone();
             let core = (!config.pinning().is_empty())
                 .then(|| config.pinning()[index % config.pinning().len()]);
+            let io = LoopIo {
+                backend,
+                poll,
+                listeners,
+                #[cfg(target_os = "linux")]
+                counters: Arc::clone(&counters),
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("surge-loop-{index}"))
-                .spawn(move || run_loop(setup, (poll, listeners), &*factory, core, ready));
+                .spawn(move || run_loop(setup, io, &*factory, core, ready));
             match spawned {
                 Ok(thread) => threads.push(thread),
                 Err(source) => {
-                    let server = Server { handle, local_addrs, threads };
+                    let server = Server {
+                        handle,
+                        local_addrs,
+                        threads,
+                        backend,
+                        #[cfg(target_os = "linux")]
+                        counters,
+                        broker,
+                    };
                     server.abort();
                     return Err(ServerError::Spawn { source });
                 }
             }
         }
+        let server = Server {
+            handle,
+            local_addrs,
+            threads,
+            backend,
+            #[cfg(target_os = "linux")]
+            counters,
+            broker,
+        };
         drop(ready_tx);
-        for _ in 0..threads.len() {
+        for _ in 0..server.threads.len() {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
-                    Server { handle, local_addrs, threads }.abort();
+                    server.abort();
                     return Err(error);
                 }
                 Err(_) => {
-                    Server { handle, local_addrs, threads }.abort();
+                    server.abort();
                     return Err(ServerError::FactoryPanicked(0));
                 }
             }
         }
-        Ok(Server { handle, local_addrs, threads })
+        Ok(server)
+    }
+
+    /// The backend the loops run on: [`Backend::Epoll`] or [`Backend::IoUring`], never
+    /// `Auto` (that one is resolved at start).
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// What the io_uring backend met so far, over all loops (all zero on epoll).
+    #[cfg(target_os = "linux")]
+    pub fn io_uring_stats(&self) -> IoUringStats {
+        self.counters.snapshot()
     }
 
     /// A handle for sending, broadcasting and shutting down, from any thread.
@@ -143,6 +214,12 @@ impl Server {
                 tracing::error!("a loop thread panicked");
             }
         }
+        // The loops are gone: the broker's threads see the shutdown and stop.
+        for thread in self.broker.into_iter().flat_map(|broker| broker.threads) {
+            if thread.join().is_err() {
+                tracing::error!("a broker thread panicked");
+            }
+        }
     }
 
     /// Shuts down gracefully (see [`ServerHandle::shutdown`]) and waits for the loops.
@@ -154,6 +231,7 @@ impl Server {
 
     /// Stops loops that started, when starting the rest failed.
     fn abort(self) {
+        self.handle.shared.shutting_down.store(true, std::sync::atomic::Ordering::Release);
         for remote in &self.handle.shared.loops {
             let _ = remote.submit(Command::Shutdown { deadline: Instant::now() });
         }
@@ -161,10 +239,54 @@ impl Server {
     }
 }
 
-/// A loop thread: pin, make the handler, report ready, run.
+/// Resolves `Auto`: io_uring where the probe passes, else epoll (with one log line); an
+/// explicit io_uring the system refuses fails the start. TLS runs on epoll: its transport
+/// reads the socket itself, which a completion backend's receive path does not go through.
+fn choose_backend(asked: Backend, tls: bool) -> Result<Backend, ServerError> {
+    #[cfg(target_os = "linux")]
+    match asked {
+        Backend::Epoll => Ok(Backend::Epoll),
+        Backend::IoUring if tls => Err(ServerError::IoUringWithTls),
+        Backend::Auto if tls => {
+            tracing::info!("TLS is served on epoll; the io_uring backend does not carry it yet");
+            Ok(Backend::Epoll)
+        }
+        Backend::IoUring => match crate::backend::probe() {
+            Ok(()) => Ok(Backend::IoUring),
+            Err(source) => Err(ServerError::IoUring { source }),
+        },
+        Backend::Auto => match crate::backend::probe() {
+            Ok(()) => Ok(Backend::IoUring),
+            Err(error) => {
+                tracing::info!(%error, "io_uring unavailable; using epoll");
+                Ok(Backend::Epoll)
+            }
+        },
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = tls;
+    #[cfg(not(target_os = "linux"))]
+    match asked {
+        Backend::IoUring => {
+            Err(ServerError::IoUring { source: std::io::ErrorKind::Unsupported.into() })
+        }
+        Backend::Auto | Backend::Epoll => Ok(Backend::Epoll),
+    }
+}
+
+/// What a loop thread waits for I/O with.
+struct LoopIo {
+    backend: Backend,
+    poll: Poll,
+    listeners: Vec<mio::net::TcpListener>,
+    #[cfg(target_os = "linux")]
+    counters: Arc<UringCounters>,
+}
+
+/// A loop thread: pin, make the handler, set up the backend, report ready, run.
 fn run_loop<H, F>(
     setup: LoopSetup,
-    (poll, listeners): (Poll, Vec<mio::net::TcpListener>),
+    io: LoopIo,
     factory: &F,
     core: Option<usize>,
     ready: crossbeam_channel::Sender<Result<(), ServerError>>,
@@ -186,13 +308,35 @@ fn run_loop<H, F>(
             return;
         }
     };
-    let backend = match MioBackend::new(poll, listeners, setup.config.nodelay()) {
-        Ok(backend) => backend,
+    let LoopIo { backend, poll, listeners, .. } = io;
+    let config = Arc::clone(&setup.config);
+    #[cfg(target_os = "linux")]
+    if backend == Backend::IoUring {
+        // Built here: the ring is single-issuer, and this thread is its issuer.
+        let buffers = config.io_uring_buffers();
+        match UringBackend::new(poll, listeners, config.nodelay(), buffers, io.counters) {
+            Ok(backend) => start(setup, backend, handler, ready),
+            Err(source) => {
+                let _ = ready.send(Err(ServerError::IoUring { source }));
+            }
+        }
+        return;
+    }
+    match MioBackend::new(poll, listeners, config.nodelay()) {
+        Ok(backend) => start(setup, backend, handler, ready),
         Err(source) => {
             let _ = ready.send(Err(ServerError::Poll { source }));
-            return;
         }
-    };
+    }
+}
+
+/// Reports the loop ready and runs it.
+fn start<H: Handler, B: crate::backend::Backend>(
+    setup: LoopSetup,
+    backend: B,
+    handler: H,
+    ready: crossbeam_channel::Sender<Result<(), ServerError>>,
+) {
     let event_loop = EventLoop::new(setup, backend, handler);
     let _ = ready.send(Ok(()));
     drop(ready);

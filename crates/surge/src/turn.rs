@@ -8,21 +8,25 @@
 //! `on_open`, `on_message`, `on_drain` or `on_refused` closes that connection with 1011, one
 //! in `on_upgrade` answers 500, one in `on_close` is logged; the loop goes on.
 
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use surge_proto::close::CloseCode;
 use surge_proto::connection::Event;
-use surge_proto::handshake::EMPTY_HEADER;
+use surge_proto::handshake::{HandshakeError, ServerHandshake, UpgradeRequest, EMPTY_HEADER};
 use surge_proto::message::Message;
 
+use crate::admission::LimitCounters;
 use crate::buffer_pool::MAX_POOLED_CAPACITY;
-use crate::config::MAX_HEADERS;
+use crate::config::{RatePolicy, MAX_HEADERS};
 use crate::conn::{flag, App, Conn, ConnCore, ConnEntry, Phase, SendResult, WsConnection};
 use crate::context::LoopCtx;
 use crate::handle::ConnectionId;
 use crate::handler::{Handler, Upgrade};
+use crate::http;
 use crate::key::ConnKey;
 use crate::request::Request;
+use crate::stats::{close_index, status_index, Limit};
 use crate::transport::Transport;
 use crate::upgrade;
 
@@ -43,6 +47,26 @@ pub(crate) enum Intake {
     More,
     /// Paused at the backpressure limit: no more until the output drains.
     Paused,
+}
+
+/// Where reading a connection's request heads stopped.
+enum Step<'a> {
+    /// A valid upgrade request, to be answered.
+    Upgrade(UpgradeRequest<'a, 'a>),
+    /// Waiting for more input; keep what is unread.
+    Keep,
+    /// Nothing unread is left to keep (every request answered, or the connection closing).
+    Spent,
+}
+
+/// What answering a plain HTTP request left.
+enum Served {
+    /// Answered; the connection is kept, and the next request starts this many bytes on.
+    Next(usize),
+    /// The body has not all come.
+    Wait,
+    /// Answered (or refused), and the connection closes.
+    Closed,
 }
 
 /// How far feeding input to a connection went.
@@ -79,34 +103,29 @@ impl<H: Handler> Turn<'_, H> {
         read_buf: &mut [u8],
         until_would_block: bool,
     ) -> ReadEnd {
-        // Input held back at the backpressure limit goes first.
-        if entry.core.phase.is_open() {
-            if let Some(mut stash) = entry.core.io.take_stash() {
-                match self.feed(entry, key, &mut stash) {
-                    Fed::Paused(used) => {
-                        stash.drain(..used);
-                        entry.core.io.put_stash(&mut self.ctx.pool, stash);
-                        entry.core.io.set(flag::READ_PAUSED);
-                        return ReadEnd::Done;
-                    }
-                    Fed::All | Fed::Ended => {
-                        self.ctx.pool.give(stash);
-                        entry.core.io.settle_held(&mut self.ctx.pool);
-                    }
-                }
-            }
+        if let Intake::Paused = self.feed_held(entry, key) {
+            return ReadEnd::Done;
         }
         for _ in 0..MAX_READS_PER_EVENT {
             let io = &mut entry.core.io;
             if entry.core.phase.is_open() && io.buffered() >= self.ctx.config.backpressure_limit() {
                 // Stop reading: TCP flow control holds the peer back until we drain.
                 io.set(flag::READ_PAUSED);
+                self.ctx.stats.limit(Limit::ReadPaused);
                 return ReadEnd::Done;
             }
             let n = match io.stream.read(read_buf) {
                 Ok(0) => return ReadEnd::Lost,
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return ReadEnd::Done,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if io.stream.wants_write() && io.out.is_none() {
+                        // Records the transport made while reading (a TLS handshake flight)
+                        // that the socket did not take: an empty queue makes the flush
+                        // offer them again.
+                        io.queue(self.ctx, key, |_| ());
+                    }
+                    return ReadEnd::Done;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     tracing::debug!(id = %self.ctx.id(key), %error, "read failed");
@@ -122,6 +141,46 @@ impl<H: Handler> Turn<'_, H> {
         }
         self.ctx.again.push(key);
         ReadEnd::Done
+    }
+
+    /// Feeds the input held back at the backpressure limit (it goes ahead of anything read
+    /// after it); pauses again if it meets the limit again.
+    pub(crate) fn feed_held(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey) -> Intake {
+        if !entry.core.phase.is_open() {
+            return Intake::More;
+        }
+        let Some(mut stash) = entry.core.io.take_stash() else { return Intake::More };
+        match self.feed(entry, key, &mut stash) {
+            Fed::Paused(used) => {
+                stash.drain(..used);
+                entry.core.io.put_stash(&mut self.ctx.pool, stash);
+                entry.core.io.set(flag::READ_PAUSED);
+                Intake::Paused
+            }
+            Fed::All | Fed::Ended => {
+                self.ctx.pool.give(stash);
+                entry.core.io.settle_held(&mut self.ctx.pool);
+                Intake::More
+            }
+        }
+    }
+
+    /// Bytes a completion backend received for connection `key`: kept behind what is held
+    /// back while reading is paused (the backend was asked to stop, and these were on their
+    /// way), else received after it.
+    pub(crate) fn take(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        input: &mut [u8],
+    ) -> Intake {
+        if !entry.core.io.has(flag::READ_PAUSED) {
+            if let Intake::More = self.feed_held(entry, key) {
+                return self.receive(entry, key, input);
+            }
+        }
+        entry.core.io.hold_more(&mut self.ctx.pool, input);
+        Intake::Paused
     }
 
     /// Bytes arrived for connection `key`: the backend seam's input, whatever read them (a
@@ -169,7 +228,9 @@ impl<H: Handler> Turn<'_, H> {
         let mut used = 0;
         let input_len = input.len();
         let mut fed = loop {
-            if entry.core.io.buffered() >= limit && used < input.len() {
+            if used < input.len()
+                && (entry.core.io.buffered() >= limit || self.throttle(entry, key))
+            {
                 break Fed::Paused(used);
             }
             let Phase::Open(ws) = &mut entry.core.phase else { break Fed::Ended };
@@ -178,10 +239,15 @@ impl<H: Handler> Turn<'_, H> {
             let Some(event) = event else { break Fed::All };
             match event {
                 Event::Message(msg) => {
+                    self.ctx.tally.message_in(&msg);
                     let last_of_read = used == input_len;
+                    let len = msg.len();
                     self.call(entry, key, "on_message", last_of_read, |handler, conn, state| {
                         handler.on_message(conn, state, msg)
                     });
+                    if self.over_rate_limit(entry, key, len) {
+                        break Fed::Ended;
+                    }
                 }
                 // The pong goes out in wire order, ahead of replies to later messages (while
                 // output flows; when it is blocked only the latest pong is kept).
@@ -189,10 +255,12 @@ impl<H: Handler> Turn<'_, H> {
                 Event::Pong(_) => {}
                 Event::Close(frame) => {
                     let code = frame.code().unwrap_or(CloseCode::NO_STATUS);
+                    self.ctx.stats.closes_received.add(close_index(code), 1);
                     self.close_app(entry, key, code, frame.reason());
                     break Fed::Ended;
                 }
                 Event::Error(error) => {
+                    self.ctx.stats.protocol_close(error.close_code());
                     tracing::debug!(id = %self.ctx.id(key), %error, "protocol violation");
                     self.close_app(entry, key, error.close_code(), "");
                     break Fed::Ended;
@@ -225,6 +293,7 @@ impl<H: Handler> Turn<'_, H> {
         if held_after > 0 && ctx.assembly_bytes > ctx.assembly_budget && entry.core.phase.is_open()
         {
             tracing::warn!(id = %ctx.id(key), "partly received messages past the budget; closing with 1013");
+            ctx.stats.limit(Limit::AssemblyBudget);
             // Fails only when our Close is already out.
             let _ = entry.core.start_close(self.ctx, key, CloseCode::TRY_AGAIN_LATER, "busy");
             self.close_app(entry, key, CloseCode::TRY_AGAIN_LATER, "busy");
@@ -241,18 +310,63 @@ impl<H: Handler> Turn<'_, H> {
         fed
     }
 
+    /// Charges a received message to the connection's allowance; past it under
+    /// [`RatePolicy::Close1008`], closes it and returns true (the rest of the input is
+    /// ignored). Under [`RatePolicy::Pause`] the next message waits (see [`throttle`]).
+    ///
+    /// [`throttle`]: Self::throttle
+    fn over_rate_limit(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        len: usize,
+    ) -> bool {
+        let Some(limit) = self.ctx.config.rate_limit() else { return false };
+        let Some(allowance) = entry.app.as_mut().and_then(|app| app.admission.allowance()) else {
+            return false;
+        };
+        if !allowance.charge(limit, len, self.ctx.now) || limit.policy != RatePolicy::Close1008 {
+            return false;
+        }
+        LimitCounters::count(&self.ctx.handle.shared.admissions.counters.rate_closed);
+        tracing::debug!(id = %self.ctx.id(key), "past the rate limit; closing with 1008");
+        // Fails only when our Close is already out.
+        let _ = entry.core.start_close(self.ctx, key, CloseCode::POLICY_VIOLATION, "rate limit");
+        self.close_app(entry, key, CloseCode::POLICY_VIOLATION, "rate limit");
+        true
+    }
+
+    /// Whether the connection has spent its allowance (the pause policy): it is listed to
+    /// be resumed once the allowance refills, and reading stops here.
+    fn throttle(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey) -> bool {
+        let Some(limit) = self.ctx.config.rate_limit() else { return false };
+        let Some(allowance) = entry.app.as_mut().and_then(|app| app.admission.allowance()) else {
+            return false;
+        };
+        if !allowance.spent_at(limit, self.ctx.now) {
+            return false;
+        }
+        let io = &mut entry.core.io;
+        if !io.has(flag::THROTTLED) {
+            io.set(flag::THROTTLED);
+            self.ctx.throttled.push(key);
+            LimitCounters::count(&self.ctx.handle.shared.admissions.counters.rate_paused);
+        }
+        true
+    }
+
     /// Handles new handshake bytes: parses the head (where it lies when it came in one read,
     /// gathered when in pieces), checks it, asks the handler, answers, and feeds the frames
-    /// that came right behind it. Returns whether to go on reading.
+    /// that came right behind it. Plain HTTP requests ahead of it are answered in order (see
+    /// `http`). Returns whether to go on reading.
     fn handshake(
         &mut self,
         entry: &mut ConnEntry<H::State>,
         key: ConnKey,
         input: &mut [u8],
     ) -> bool {
-        let core = &mut entry.core;
-        let mut stash = core.io.take_stash();
-        let Phase::Handshake { parser, peer, .. } = &mut core.phase else { return true };
+        let mut stash = entry.core.io.take_stash();
+        let Phase::Handshake { peer, .. } = &entry.core.phase else { return true };
         let peer = *peer;
         if let Some(stash) = stash.as_mut() {
             stash.extend_from_slice(input);
@@ -263,21 +377,52 @@ impl<H: Handler> Turn<'_, H> {
         };
         let mut headers = [EMPTY_HEADER; MAX_HEADERS];
         let id = self.ctx.id(key);
-        let request = match parser.parse(buf, &mut headers) {
-            Ok(None) => {
+        // Where the request being read starts: past the plain HTTP requests answered.
+        let mut start = 0;
+        let step = loop {
+            let core = &mut entry.core;
+            let Phase::Handshake { parser, body_until, .. } = &mut core.phase else {
+                break Step::Spent;
+            };
+            let pending = &buf[start..];
+            if pending.is_empty() {
+                break Step::Spent;
+            }
+            if pending.len() < *body_until {
+                break Step::Keep;
+            }
+            match parser.parse(pending, &mut headers) {
+                Ok(None) => break Step::Keep,
+                Ok(Some(request)) => break Step::Upgrade(request),
+                Err(error) => match self.plain(core, key, pending, peer, error) {
+                    Served::Next(len) => start += len,
+                    Served::Wait => break Step::Keep,
+                    Served::Closed => break Step::Spent,
+                },
+            }
+        };
+        let request = match step {
+            Step::Upgrade(request) => request,
+            Step::Keep => {
+                let io = &mut entry.core.io;
                 match stash {
-                    Some(stash) => core.io.put_stash(&mut self.ctx.pool, stash),
-                    None => core.io.hold(&mut self.ctx.pool, input),
+                    Some(mut stash) => {
+                        stash.drain(..start);
+                        io.put_stash(&mut self.ctx.pool, stash);
+                    }
+                    None => io.hold(&mut self.ctx.pool, &input[start..]),
                 }
                 return true;
             }
-            Err(error) => {
-                tracing::debug!(%id, %error, "bad handshake");
-                self.refuse(core, key, error.status(), stash);
+            Step::Spent => {
+                if let Some(stash) = stash {
+                    self.ctx.pool.give(stash);
+                }
+                entry.core.io.settle_held(&mut self.ctx.pool);
                 return true;
             }
-            Ok(Some(request)) => request,
         };
+        let core = &mut entry.core;
         let head_len = request.head_len();
         let view = Request::new(request, peer);
         let decision = upgrade::admit(self.ctx, &view).and_then(|admission| {
@@ -293,6 +438,7 @@ impl<H: Handler> Turn<'_, H> {
         let (protocol, headers, state, admission) = match decision {
             Ok(accepted) => accepted,
             Err(status) => {
+                self.ctx.stats.refused.add(status_index(status), 1);
                 self.refuse(core, key, status, stash);
                 return true;
             }
@@ -311,6 +457,7 @@ impl<H: Handler> Turn<'_, H> {
         {
             tracing::error!(%id, %error, "the handler's 101 cannot be sent");
             drop(admission);
+            self.ctx.stats.refused.add(status_index(500), 1);
             self.refuse(core, key, 500, stash);
             return true;
         }
@@ -321,13 +468,15 @@ impl<H: Handler> Turn<'_, H> {
         // The handshake was the connection's first input: silence counts from it.
         ws.handle_input(self.ctx.now);
         core.phase = Phase::Open(ws);
+        core.io.clear(flag::KEPT_ALIVE);
         core.arm_timer(self.ctx, key);
         entry.app = Some(App { state, admission });
+        self.ctx.stats.opened.inc();
         self.call(entry, key, "on_open", false, |handler, conn, state| {
             handler.on_open(conn, state)
         });
         // Frames the client sent right behind its request.
-        let rest = &mut buf[head_len..];
+        let rest = &mut buf[start + head_len..];
         let go_on = match self.feed(entry, key, rest) {
             Fed::Paused(used) => {
                 entry.core.io.hold_back(&mut self.ctx.pool, &rest[used..]);
@@ -342,6 +491,105 @@ impl<H: Handler> Turn<'_, H> {
         go_on
     }
 
+    /// A request head the upgrade parser refused. An upgrade attempt gets the refusal it
+    /// always got; a plain HTTP request is read (its body may still be coming) and answered
+    /// by a built-in route or the handler's `on_http`, and the connection is kept for the
+    /// next request unless the client or the answer ends it.
+    fn plain(
+        &mut self,
+        core: &mut ConnCore,
+        key: ConnKey,
+        input: &[u8],
+        peer: SocketAddr,
+        error: HandshakeError,
+    ) -> Served {
+        let ctx = &mut *self.ctx;
+        let mut headers = [EMPTY_HEADER; MAX_HEADERS];
+        let parsed = match error {
+            HandshakeError::HeadTooLarge | HandshakeError::TooManyHeaders => {
+                ctx.stats.limit(Limit::HeadSize);
+                http::Parsed::Upgrade
+            }
+            HandshakeError::MalformedHttp => http::Parsed::Upgrade,
+            _ => {
+                let max = ctx.config.handshake_limits().max_headers;
+                http::parse(input, &mut headers[..max], peer, ctx.config.http_body_limit())
+            }
+        };
+        let mut reply = std::mem::take(&mut ctx.reply);
+        reply.clear();
+        let (status, close) = match parsed {
+            http::Parsed::Upgrade => {
+                tracing::debug!(id = %ctx.id(key), %error, "bad handshake");
+                ctx.stats.failed.add(status_index(error.status()), 1);
+                ctx.reply = reply;
+                upgrade::refuse(core, ctx, key, error.status());
+                return Served::Closed;
+            }
+            http::Parsed::Incomplete(total) => {
+                ctx.reply = reply;
+                if let Phase::Handshake { body_until, .. } = &mut core.phase {
+                    *body_until = total;
+                }
+                return Served::Wait;
+            }
+            http::Parsed::Bad(status, limit) => {
+                if let Some(limit) = limit {
+                    ctx.stats.limit(limit);
+                }
+                (http::refuse(status, true, &mut reply), true)
+            }
+            http::Parsed::Request { request, len, keep_alive } => {
+                // Draining: answer, then close.
+                let close = !keep_alive || ctx.shutdown.is_some();
+                let status = match http::builtin(ctx, &request, close, &mut reply) {
+                    Some(status) => status,
+                    None => {
+                        let handler = &mut *self.handler;
+                        match guarded(ctx.id(key), "on_http", || handler.on_http(&request)) {
+                            Some(response) => {
+                                let headers: Vec<(&str, &[u8])> =
+                                    response.headers.iter().map(|(n, v)| (*n, &v[..])).collect();
+                                let body = &response.body;
+                                http::respond(
+                                    &request,
+                                    response.status,
+                                    &headers,
+                                    body,
+                                    close,
+                                    &mut reply,
+                                )
+                            }
+                            None => http::refuse(500, close, &mut reply),
+                        }
+                    }
+                };
+                if !close {
+                    ctx.stats.http.add(status_index(status), 1);
+                    core.io.write_now(ctx, key, &reply, &[]);
+                    ctx.reply = reply;
+                    core.io.set(flag::KEPT_ALIVE);
+                    core.phase = Phase::Handshake {
+                        parser: ServerHandshake::new(*ctx.config.handshake_limits()),
+                        peer,
+                        deadline: ctx.tick_after(ctx.config.handshake_timeout()),
+                        body_until: 0,
+                    };
+                    // The wheel entry for the old deadline re-arms for the new one.
+                    core.arm_timer(ctx, key);
+                    return Served::Next(len);
+                }
+                (status, true)
+            }
+        };
+        debug_assert!(close);
+        ctx.stats.http.add(status_index(status), 1);
+        core.io.write_now(ctx, key, &reply, &[]);
+        ctx.reply = reply;
+        upgrade::close_after_answer(core, ctx, key);
+        Served::Closed
+    }
+
     /// Refuses the handshake with `status`, returning the gathered head to the pool.
     fn refuse(&mut self, core: &mut ConnCore, key: ConnKey, status: u16, stash: Option<Vec<u8>>) {
         upgrade::refuse(core, self.ctx, key, status);
@@ -350,13 +598,20 @@ impl<H: Handler> Turn<'_, H> {
         }
     }
 
-    /// Output that reached the low watermark again: `on_drain`, once per refused send.
+    /// Output that reached the low watermark again: `on_drain`, once per refused send, then
+    /// `on_missed` with the count of publishes skipped meanwhile.
     pub(crate) fn drain(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey) {
         if entry.core.io.has(flag::BACKPRESSURED) {
             entry.core.io.clear(flag::BACKPRESSURED);
             self.call(entry, key, "on_drain", false, |handler, conn, state| {
                 handler.on_drain(conn, state)
             });
+            let missed = self.ctx.topics.take_missed(key);
+            if missed > 0 {
+                self.call(entry, key, "on_missed", false, |handler, conn, state| {
+                    handler.on_missed(conn, state, missed)
+                });
+            }
         }
     }
 
@@ -433,6 +688,8 @@ impl<H: Handler> Turn<'_, H> {
     ) {
         let Some(App { state, admission }) = entry.app.take() else { return };
         drop(admission);
+        self.ctx.stats.closed.inc();
+        self.ctx.leave_topics(key);
         let id = self.ctx.id(key);
         let handler = &mut *self.handler;
         // A panic here is only logged: the connection is going anyway.

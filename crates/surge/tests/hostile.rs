@@ -26,3 +26,5 @@ mod faults;
 mod frames;
 #[path = "hostile/handshake.rs"]
 mod handshake;
+#[path = "hostile/http.rs"]
+mod http;

@@ -58,7 +58,7 @@ impl Backend for MioBackend {
         self.poll.poll(&mut self.events, timeout)
     }
 
-    fn drain(&mut self, mut f: impl FnMut(Ready)) {
+    fn drain(&mut self, mut f: impl FnMut(Ready<'_>)) {
         for event in self.events.iter() {
             match event.token() {
                 WAKER => f(Ready::Wake),

@@ -28,12 +28,30 @@
 //!   partial flush); a completion backend, which learns of the send's end anyway, ignores it.
 //! - [`Backend::stop_listening`]: close the listeners (shutdown).
 //!
-//! An io_uring backend (multishot receive into provided buffers) reports a connection's input
-//! as the bytes themselves: it hands each completed buffer to the loop's receive path
-//! (`turn::Turn::receive`, the same one a readiness backend's reads reach) and gives the
-//! buffer back to the ring as soon as that returns, as uSockets does. Adding it is a module
-//! here, an implementation of this trait and the choice of it at start (`server`); the
-//! per-message path (`turn`, `conn`, `outbox`) does not change.
+//! - [`Backend::retire`]: a connection is gone; its stream and output queue are handed
+//!   over. A readiness backend drops the stream and hands the queue back at once; a
+//!   completion backend cancels what it has in flight for it and keeps the queue until
+//!   the kernel is done with its buffers.
+//!
+//! # Completion backends (io_uring, in `uring`)
+//!
+//! A completion backend reports a connection's input as the bytes themselves,
+//! [`Ready::Received`]: each completed receive buffer goes to the loop's receive path
+//! (`turn::Turn::receive`, the same one a readiness backend's reads reach) and back to the
+//! ring as soon as that returns, as uSockets does; a partial message moves into the pooled
+//! assembly buffer exactly as with a read. Its flush lends the output queue's front
+//! segments to a send ([`Outbox::lend`]) and reports [`Ready::Sent`] when it completes.
+//! It says so with [`Backend::COMPLETES_READS`]: the loop then asks it to
+//! [`pause_reading`](Backend::pause_reading) at the backpressure limit (instead of not
+//! reading) and to [`resume_reading`](Backend::resume_reading) after (instead of reading
+//! the stream). The end of a stream, or an error, it reports as [`Ready::Input`] with
+//! `peer_done`, which the loop confirms by reading the stream (the kernel has no receive
+//! of its own armed for it then).
+//!
+//! A transport that does its own framing (TLS) needs its ciphertext to go through its own
+//! `read` (decrypt) first: a completion backend watches such a stream for readiness
+//! instead and reports [`Ready::Input`], and flushes through the transport as a readiness
+//! backend does. The per-message path (`turn`, `conn`, `outbox`) is the same for both.
 
 use std::io;
 use std::net::SocketAddr;
@@ -47,14 +65,26 @@ use crate::transport::{Stream, Transport};
 mod mio_poll;
 #[cfg(test)]
 pub(crate) mod sim;
+#[cfg(target_os = "linux")]
+mod uring;
 
 pub(crate) use mio_poll::{MioBackend, WAKER};
+#[cfg(target_os = "linux")]
+pub use uring::IoUringStats;
+#[cfg(target_os = "linux")]
+pub(crate) use uring::{probe, UringBackend, UringCounters};
 
 /// What a backend reports from one wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ready {
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ready<'a> {
     /// Input for a connection, or its peer gone (`peer_done`: no further edge will come).
     Input { key: ConnKey, peer_done: bool },
+    /// Bytes a completion backend received for a connection, lent until the handling
+    /// returns (in place: the protocol unmasks them there).
+    Received { key: ConnKey, bytes: &'a mut [u8] },
+    /// A completion backend's send for a connection is over: how many bytes of what its
+    /// output queue lent went, or the error that ended it.
+    Sent { key: ConnKey, written: Result<usize, i32> },
     /// A connection that flushed only part of its output can take more.
     Output(ConnKey),
     /// Listener `i` has connections waiting.
@@ -65,11 +95,13 @@ pub(crate) enum Ready {
 
 /// The platform side of one event loop; see the [module documentation](self).
 pub(crate) trait Backend {
+    /// Whether input comes as [`Ready::Received`] bytes (a completion backend).
+    const COMPLETES_READS: bool = false;
     /// Waits at most `timeout` for I/O; what happened is kept for [`Backend::drain`].
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()>;
     /// Hands what the last wait found to `f`, one report at a time and in order, straight
     /// from the backend's own list (no copy of it per turn).
-    fn drain(&mut self, f: impl FnMut(Ready));
+    fn drain(&mut self, f: impl FnMut(Ready<'_>));
     /// The time now (read once per turn).
     fn now(&self) -> Instant;
     /// How many listeners this loop accepts from.
@@ -93,10 +125,41 @@ pub(crate) trait Backend {
     ) -> io::Result<Flushed> {
         let _ = key;
         match out.write_to(stream, pool)? {
-            Flushed::All if stream.wants_write() => Ok(Flushed::Partial),
+            // Records the transport still holds (TLS) go out with an empty write.
+            Flushed::All if stream.wants_write() => match stream.write_vectored(&[]) {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+                _ if stream.wants_write() => Ok(Flushed::Partial),
+                _ => Ok(Flushed::All),
+            },
             flushed => Ok(flushed),
         }
     }
     /// Reports writability of `stream` while `on`.
     fn watch_writable(&mut self, key: ConnKey, stream: &mut Stream, on: bool) -> io::Result<()>;
+    /// Connection `key` is gone: closes `stream`, and returns its output queue when nothing
+    /// of it is in flight (else keeps it until the kernel is done with it).
+    fn retire(
+        &mut self,
+        key: ConnKey,
+        stream: Stream,
+        out: Option<Box<Outbox>>,
+    ) -> Option<Box<Outbox>> {
+        let _ = key;
+        drop(stream);
+        out
+    }
+    /// Connection `key` has output queued behind a write still in flight (a completion
+    /// backend's send): its completion is wanted promptly, not held back for a batch.
+    fn output_waits(&mut self, key: ConnKey) {
+        let _ = key;
+    }
+    /// Connection `key` reached the backpressure limit: stop receiving for it (a completion
+    /// backend; a readiness backend is simply not read).
+    fn pause_reading(&mut self, key: ConnKey) {
+        let _ = key;
+    }
+    /// Connection `key` may receive again (a completion backend).
+    fn resume_reading(&mut self, key: ConnKey) {
+        let _ = key;
+    }
 }

@@ -57,7 +57,7 @@ pub(crate) struct SimBackend {
     world: Arc<Mutex<World>>,
     handle: ServerHandle,
     /// What the last wait found.
-    found: Vec<Ready>,
+    found: Vec<Ready<'static>>,
 }
 
 impl Backend for SimBackend {
@@ -85,7 +85,7 @@ impl Backend for SimBackend {
         Ok(())
     }
 
-    fn drain(&mut self, f: impl FnMut(Ready)) {
+    fn drain(&mut self, f: impl FnMut(Ready<'_>)) {
         self.found.drain(..).for_each(f);
     }
 
@@ -136,7 +136,7 @@ impl Backend for SimBackend {
 pub(crate) struct Sim<H: Handler> {
     event_loop: EventLoop<H, SimBackend>,
     world: Arc<Mutex<World>>,
-    handle: ServerHandle,
+    pub(crate) handle: ServerHandle,
     start: Instant,
     /// The poll the handle's waker belongs to; never polled (the simulator looks at the wake
     /// flag instead), only kept alive.
@@ -153,12 +153,13 @@ impl<H: Handler> Sim<H> {
         let (commands, receiver) = crossbeam_channel::unbounded();
         let (reports, report_rx) = crossbeam_channel::unbounded();
         let handle = ServerHandle {
-            shared: Arc::new(Shared {
-                loops: vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
-                admissions: crate::admission::Admissions::new(config.max_connections()),
-                shutting_down: AtomicBool::new(false),
-                reports: Mutex::new(Some(report_rx)),
-            }),
+            shared: Arc::new(Shared::new(
+                vec![LoopRemote { commands, waker, wake_pending: AtomicBool::new(false) }],
+                crate::admission::Admissions::new(&config),
+                report_rx,
+                None,
+                None,
+            )),
         };
         let start = Instant::now();
         let world = Arc::new(Mutex::new(World {
@@ -238,9 +239,24 @@ impl<H: Handler> Sim<H> {
         self.handle.shared.loops[0].submit(command).expect("the loop's queue");
     }
 
+    /// The handle other threads would hold.
+    pub(crate) fn handle(&self) -> &ServerHandle {
+        &self.handle
+    }
+
+    /// Slots the loop's topic table keeps.
+    pub(crate) fn topic_slots(&self) -> usize {
+        self.event_loop.topics().slots()
+    }
+
     /// The virtual instant `after` from the start.
     pub(crate) fn at(&self, after: Duration) -> Instant {
         self.start + after
+    }
+
+    /// The loop's metrics, as `/metrics` answers them.
+    pub(crate) fn metrics_text(&self) -> String {
+        self.handle.metrics_text()
     }
 
     /// What permessage-deflate did on the loop.

@@ -28,6 +28,20 @@ fn a_broadcast_is_compressed_once_for_every_connection_that_shares_the_compresso
     assert_eq!(stats.messages_compressed, 1, "{stats:?}");
     assert_eq!(stats.bytes_before, TEXT.len() as u64);
     assert!(stats.bytes_after < stats.bytes_before);
+    let metrics = sim.metrics_text();
+    for line in [
+        "surge_deflate_messages_total{loop=\"0\",way=\"compressed\"} 1\n".to_owned(),
+        format!(
+            "surge_deflate_bytes_total{{loop=\"0\",way=\"compress_before\"}} {}\n",
+            stats.bytes_before
+        ),
+        format!(
+            "surge_deflate_bytes_total{{loop=\"0\",way=\"compress_after\"}} {}\n",
+            stats.bytes_after
+        ),
+    ] {
+        assert!(metrics.contains(&line), "no {line:?} in\n{metrics}");
+    }
     // A client asking for a smaller window gets a frame of its own, shared by its like.
     let small = ClientOffer { server_max_window_bits: Some(10), ..ClientOffer::default() };
     clients.push(Client::open_with(&mut sim, WIDE, Some(small)));

@@ -3,8 +3,11 @@
 
 mod backpressure;
 mod deflate;
+mod http;
+mod limits;
 mod shutdown;
 mod timeouts;
+mod topics;
 mod upgrade;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +25,7 @@ use crate::config::ConfigBuilder;
 use crate::conn::{Conn, SendResult};
 use crate::handle::ConnectionId;
 use crate::handler::{Handler, Upgrade};
+use crate::http::{HttpRequest, HttpResponse};
 use crate::request::Request;
 use crate::transport::memory::Peer;
 use crate::Config;
@@ -94,6 +98,17 @@ impl Handler for Probe {
     fn on_close(&mut self, _: ConnectionId, _: (), code: CloseCode, _: &str) {
         self.0.seen().closes.push(code.as_u16());
     }
+
+    /// `GET /hello` says hello; `POST /echo` answers its body; `/panic` panics.
+    fn on_http(&mut self, req: &HttpRequest<'_>) -> HttpResponse {
+        match (req.method(), req.path()) {
+            ("GET", "/hello") => HttpResponse::new(200).with_body("text/plain", "hello"),
+            (_, "/hello") => HttpResponse::method_not_allowed("GET"),
+            ("POST", "/echo") => HttpResponse::new(200).with_body("text/plain", req.body()),
+            (_, "/panic") => panic!("asked to"),
+            _ => HttpResponse::not_found(),
+        }
+    }
 }
 
 /// A simulated loop serving [`Probe`], and what the probe saw.
@@ -116,6 +131,8 @@ struct Client {
     peer: Peer,
     endpoint: ClientEndpoint,
     input: Vec<u8>,
+    /// Frames encoded and not yet written.
+    out: Vec<u8>,
 }
 
 impl Client {
@@ -148,13 +165,22 @@ impl Client {
             panic!("not accepted: {:?}", String::from_utf8_lossy(&answer));
         };
         let head = String::from_utf8_lossy(&answer[..answer.len() - early.len()]).into_owned();
-        Client { head, peer, endpoint, input: early }
+        Client { head, peer, endpoint, input: early, out: Vec::new() }
     }
 
     fn send_text(&mut self, text: &str) {
-        let mut out = Vec::new();
-        self.endpoint.connection().send(Message::Text(text), &mut out).unwrap();
-        self.peer.write(&out);
+        self.queue_text(text);
+        self.flush();
+    }
+
+    /// Encodes a text message to go with the next [`flush`](Self::flush).
+    fn queue_text(&mut self, text: &str) {
+        self.endpoint.connection().send(Message::Text(text), &mut self.out).unwrap();
+    }
+
+    /// Writes what was queued, in one piece.
+    fn flush(&mut self) {
+        self.peer.write(&std::mem::take(&mut self.out));
     }
 
     /// Everything the server wrote since the last look, as messages (pongs left out).
@@ -181,6 +207,13 @@ impl Client {
         let mut out = Vec::new();
         self.endpoint.connection().poll_transmit(&mut out);
         self.peer.write(&out);
+    }
+
+    /// Ends the client's side of the stream without a close handshake.
+    fn hang_up(&mut self) {
+        let mut state = self.peer.state();
+        state.peer_shut = true;
+        state.input_edge = true;
     }
 
     /// Whether the server has dropped the connection.

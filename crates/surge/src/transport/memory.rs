@@ -27,6 +27,8 @@ pub(crate) struct PipeState {
     pub(crate) input_edge: bool,
     /// Room in the window since the server was last told.
     pub(crate) output_edge: bool,
+    /// Write calls the server made (for tests of how output is batched).
+    pub(crate) writes: usize,
 }
 
 /// The server's end of a pipe.
@@ -52,6 +54,7 @@ pub(crate) fn pipe(window: usize) -> (Pipe, Peer) {
         server_gone: false,
         input_edge: false,
         output_edge: false,
+        writes: 0,
     }));
     (Pipe { state: Arc::clone(&state) }, Peer { state })
 }
@@ -80,6 +83,7 @@ impl Transport for Pipe {
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let mut state = self.state();
+        state.writes += 1;
         let room = state.window.saturating_sub(state.to_client.len());
         if room == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -128,6 +132,13 @@ impl Peer {
             state.output_edge = true;
         }
         std::mem::take(&mut state.to_client)
+    }
+
+    /// Ends the peer's output (its FIN).
+    pub(crate) fn shut(&self) {
+        let mut state = self.state();
+        state.peer_shut = true;
+        state.input_edge = true;
     }
 
     /// Whether the server has dropped the connection.

@@ -33,6 +33,8 @@ use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::tls::TlsContext;
+
 /// A connection's byte stream, as the engine uses it.
 pub(crate) trait Transport {
     /// Reads received bytes into `buf`; `Ok(0)` is the end of the stream.
@@ -74,14 +76,17 @@ impl Transport for TcpStream {
 
 #[cfg(test)]
 pub(crate) mod memory;
+pub(crate) mod tls;
 
-/// The transport a connection record holds. Plain TCP is the only one in production so far;
-/// each further transport is a variant, dispatched here by a match (no vtable on the
-/// per-message path, and a record no larger than its largest variant).
+/// The transport a connection record holds: plain TCP, or TLS over it. Each transport is a
+/// variant, dispatched here by a match (no vtable on the per-message path); TLS is boxed, so
+/// that a cleartext record stays the size of a socket.
 #[derive(Debug)]
 pub(crate) enum Stream {
     /// Plain TCP.
     Tcp(TcpStream),
+    /// TLS (wss).
+    Tls(Box<tls::TlsStream>),
     /// An in-memory pipe to a test's client (the simulator's backend).
     #[cfg(test)]
     Memory(memory::Pipe),
@@ -91,6 +96,7 @@ impl Transport for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(tcp) => Transport::read(tcp, buf),
+            Stream::Tls(tls) => tls.read(buf),
             #[cfg(test)]
             Stream::Memory(pipe) => pipe.read(buf),
         }
@@ -99,6 +105,7 @@ impl Transport for Stream {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(tcp) => Transport::write_vectored(tcp, bufs),
+            Stream::Tls(tls) => tls.write_vectored(bufs),
             #[cfg(test)]
             Stream::Memory(pipe) => pipe.write_vectored(bufs),
         }
@@ -107,6 +114,7 @@ impl Transport for Stream {
     fn wants_write(&self) -> bool {
         match self {
             Stream::Tcp(tcp) => tcp.wants_write(),
+            Stream::Tls(tls) => tls.wants_write(),
             #[cfg(test)]
             Stream::Memory(pipe) => pipe.wants_write(),
         }
@@ -115,6 +123,7 @@ impl Transport for Stream {
     fn shutdown_write(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(tcp) => tcp.shutdown_write(),
+            Stream::Tls(tls) => tls.shutdown_write(),
             #[cfg(test)]
             Stream::Memory(pipe) => pipe.shutdown_write(),
         }
@@ -123,6 +132,7 @@ impl Transport for Stream {
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         match self {
             Stream::Tcp(tcp) => Transport::peer_addr(tcp),
+            Stream::Tls(tls) => tls.peer_addr(),
             #[cfg(test)]
             Stream::Memory(pipe) => pipe.peer_addr(),
         }
@@ -130,10 +140,22 @@ impl Transport for Stream {
 }
 
 impl Stream {
+    /// The stream a listener serving `tls` hands out for an accepted socket: TLS over it
+    /// when the server has a certificate, the socket itself otherwise.
+    pub(crate) fn secured(self, tls: Option<&TlsContext>) -> io::Result<Stream> {
+        match (self, tls) {
+            (Stream::Tcp(tcp), Some(tls)) => {
+                Ok(Stream::Tls(Box::new(tls::TlsStream::new(tcp, &tls.server_config)?)))
+            }
+            (stream, _) => Ok(stream),
+        }
+    }
+
     /// The socket under the stream, for the mio backend's registrations.
     fn socket(&mut self) -> io::Result<&mut TcpStream> {
         match self {
             Stream::Tcp(tcp) => Ok(tcp),
+            Stream::Tls(tls) => Ok(tls.socket()),
             #[cfg(test)]
             Stream::Memory(_) => Err(io::ErrorKind::Unsupported.into()),
         }

@@ -11,3 +11,5 @@ mod harness;
 mod limits;
 mod panics;
 mod shutdown;
+#[cfg(target_os = "linux")]
+mod uring;

@@ -56,6 +56,11 @@ impl Surge {
             .copied()
             .collect();
         args.extend_from_slice(flags);
+        // The backend under test (`SURGE_TEST_BACKEND`), unless the test chose one.
+        let backend = std::env::var("SURGE_TEST_BACKEND").unwrap_or_else(|_| "auto".into());
+        if !args.iter().any(|(name, _)| *name == "--backend") {
+            args.push(("--backend", &backend));
+        }
         let mut command = Command::new(env!("CARGO_BIN_EXE_surge"));
         command.args(["echo", "--listen", "127.0.0.1:0"]);
         for (name, value) in &args {

@@ -60,12 +60,15 @@ usage: benches/compare.sh [OPTIONS]
   --rate R              open-loop rate, messages/s over all connections (default 20k)
   --idle N              idle connections for the RSS figure (default 10000)
   --sweep LIST          Surge's server thread counts for the sweep (default 1..cores)
-  --servers LIST        only these: floor,surge,surge-baseline,fws-current,fws-multi,tt-current,
-                        tt-multi,node-ws
+  --servers LIST        only these: floor,surge,surge-uring,surge-baseline,fws-current,fws-multi,
+                        tt-current,tt-multi,node-ws (surge: the epoll backend, surge-uring:
+                        io_uring); and surge-scraped (Surge with its /metrics asked for every
+                        second during each run; only when listed)
   --baseline-surge PATH another build of the surge binary (an older commit's), run beside this
                         one as the server surge-baseline, Surge (baseline): an A/B of two
                         builds, paired by round like every other ratio to Surge
-  --scenarios LIST      only these: 20b,1k,16k,pipelined,open,idle,sweep,json137,json16k
+  --scenarios LIST      only these: 20b,1conn,1000conn,1k,16k,pipelined,open,idle,sweep,
+                        json137,json16k
   --deflate[=PARAMS]    the load generator offers permessage-deflate (PARAMS as its --deflate
                         takes them) and reports the compression ratio; adds the servers
                         surge-deflate-shared, surge-deflate-s12 (stream:12:4),
@@ -251,30 +254,39 @@ impl Peer {
                 limit.to_string(),
                 "--deflate".into(),
             ],
-            id if id.starts_with("surge") => vec![
-                match (&o.baseline_surge, id) {
-                    (Some(baseline), "surge-baseline") => baseline.to_string_lossy().into_owned(),
-                    _ => rel("target/release/surge"),
-                },
-                "echo".into(),
-                "--listen".into(),
-                listen,
-                "--threads".into(),
-                t,
-                "--pin".into(),
-                cores_str(&self.cores),
-                "--log".into(),
-                "warn".into(),
-            ]
-            .into_iter()
-            .chain(match id {
-                "surge-deflate-shared" => Some("--deflate=shared"),
-                "surge-deflate-s12" => Some("--deflate=stream:12:4"),
-                "surge-deflate-s15" => Some("--deflate=stream:15:8"),
-                _ => None,
+            id if id.starts_with("surge") => {
+                let mut v = vec![
+                    match (&o.baseline_surge, id) {
+                        (Some(baseline), "surge-baseline") => {
+                            baseline.to_string_lossy().into_owned()
+                        }
+                        _ => rel("target/release/surge"),
+                    },
+                    "echo".into(),
+                    "--listen".into(),
+                    listen,
+                    "--threads".into(),
+                    t,
+                    "--pin".into(),
+                    cores_str(&self.cores),
+                    "--log".into(),
+                    "warn".into(),
+                ];
+                // "surge" (and the sweep) is the epoll backend, "surge-uring" the io_uring
+                // one; the baseline build runs as it comes (it may predate the flag).
+                match id {
+                    "surge-baseline" => {}
+                    "surge-uring" => v.extend(["--backend".into(), "io-uring".into()]),
+                    _ => v.extend(["--backend".into(), "epoll".into()]),
+                }
+                match id {
+                    "surge-deflate-shared" => v.push("--deflate=shared".into()),
+                    "surge-deflate-s12" => v.push("--deflate=stream:12:4".into()),
+                    "surge-deflate-s15" => v.push("--deflate=stream:15:8".into()),
+                    _ => {}
+                }
+                v
             }
-            .map(String::from))
-            .collect(),
             id => {
                 let (bin, rt) = id.split_once('-').expect("peer id");
                 let bin = if bin == "fws" { "fws-echo" } else { "tungstenite-echo" };
@@ -305,6 +317,7 @@ fn peers(o: &Opts) -> Vec<Peer> {
     let mut all = vec![
         p("floor", "TCP echo floor (raw, mio)", t, false),
         p("surge", "Surge", t, true),
+        p("surge-uring", "Surge, io_uring", t, true),
         p("fws-current", "fastwebsockets, current-thread", t, true),
         p("fws-multi", "fastwebsockets, multi-thread", t, true),
         p("tt-current", "tokio-tungstenite, current-thread", t, true),
@@ -322,6 +335,11 @@ fn peers(o: &Opts) -> Vec<Peer> {
             p("node-ws-deflate", "Node ws, perMessageDeflate", 1, true),
             p("python-ws-deflate", "Python websockets, compression on", 1, true),
         ]);
+    }
+    // Only when asked for (--servers surge,surge-scraped): Surge while a client asks for
+    // its /metrics every second, as a Prometheus server would.
+    if o.servers.as_ref().is_some_and(|s| s.iter().any(|id| id == "surge-scraped")) {
+        all.insert(2, p("surge-scraped", "Surge, /metrics scraped every 1 s", t, true));
     }
     all.into_iter().filter(|p| o.servers.as_ref().is_none_or(|s| s.contains(&p.id))).collect()
 }
@@ -376,6 +394,8 @@ fn scenarios(o: &Opts) -> Vec<Scenario> {
     };
     let mut all = vec![
         s("20b", "100 conns × 20 B", 100, 20, 1, None),
+        s("1conn", "1 conn × 20 B", 1, 20, 1, None),
+        s("1000conn", "1000 conns × 20 B", 1000, 20, 1, None),
         s("1k", "10 conns × 1 KiB", 10, 1024, 1, None),
         s("16k", "200 conns × 16 KiB", 200, 16384, 1, None),
         s("pipelined", "100 conns × 20 B, 16 in flight", 100, 20, 16, None),
@@ -524,6 +544,8 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
         Ok(bg) => bg,
         Err(e) => return json!({ "error": e }),
     };
+    let scraper = (p.id == "surge-scraped")
+        .then(|| procs::Scraper::start(server.addr, Duration::from_secs(1)));
     // The measured window opens after start-up, the ramp (10k connections/s) and the warm-up;
     // sample the server inside it, a little in from each end.
     let opens = 0.25 + sc.connections as f64 / 10_000.0 + o.warmup;
@@ -537,6 +559,7 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
     let (c1, w1) = (procs::cpu_seconds(server.pid), Instant::now());
     let (s1, l1) = (procs::cores_busy(&p.cores), procs::cores_busy(&o.client_cores));
     let ok = bg.wait(Duration::from_secs_f64(o.duration + o.warmup + 60.0));
+    let scrapes = scraper.map(procs::Scraper::finish);
     let window = (w1 - w0).as_secs_f64();
     let cpu = match (c0, c1) {
         (Some(a), Some(b)) => Some((b - a) / window),
@@ -561,6 +584,7 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
         "other_on_server_cores": server_cores_busy.zip(cpu).map(|(b, c)| (b.0 - c).max(0.0)),
         "cores_shared_with_client": p.cores.iter().any(|c| o.client_cores.contains(c)),
         "client_cores_busy": client_cores_busy.map(|b| b.0),
+        "metrics_scrapes": scrapes,
     });
     match result {
         Some(r) if ok => {

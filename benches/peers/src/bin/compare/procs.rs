@@ -339,3 +339,47 @@ impl Background {
         ok
     }
 }
+
+/// A client that asks a server for `GET /metrics` every `every` (a Prometheus server's
+/// scrape) until dropped; counts the answers that were 200.
+pub struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Scraper {
+    pub fn start(addr: SocketAddr, every: Duration) -> Scraper {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut ok = 0;
+            let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            while !flag.load(Ordering::Relaxed) {
+                let next = Instant::now() + every;
+                let mut answer = Vec::new();
+                let scraped = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                    .and_then(|mut s| {
+                        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+                        s.write_all(request.as_bytes())?;
+                        s.read_to_end(&mut answer)
+                    });
+                if scraped.is_ok() && answer.starts_with(b"HTTP/1.1 200 ") {
+                    ok += 1;
+                }
+                while Instant::now() < next && !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            ok
+        });
+        Scraper { stop, thread: Some(thread) }
+    }
+
+    /// Stops; the scrapes answered 200.
+    pub fn finish(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().and_then(|t| t.join().ok()).unwrap_or(0)
+    }
+}

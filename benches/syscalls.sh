@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# benches/syscalls.sh - system calls per echo, for each backend.
+#
+# For each backend and connection count: `surge echo` with one loop, pinned to the server
+# core, under `perf stat` counting its system calls (raw_syscalls:sys_enter, and the calls
+# that matter one by one); surge-loadgen, pinned to the client core, closed loop, 20 B
+# binary, one message in flight per connection, no warm-up; then the server is stopped
+# (SIGINT) and its calls are divided by the messages echoed. Connecting, the handshakes
+# and the shutdown count too (a few calls per connection), so the figure errs high.
+#
+#   benches/syscalls.sh                      # 1, 100 and 1000 connections, 5 s each
+#   CONNS="100" DURATION=10s BACKENDS="io-uring" benches/syscalls.sh
+#   SERVER_CORE=0 CLIENT_CORE=1              # (the defaults)
+#
+# Needs perf with tracepoints (`perf list 'raw_syscalls:*'`), and release builds of surge and
+# surge-loadgen (cargo build --release -p surge -p surge-loadgen). Prints a markdown table.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+CONNS="${CONNS:-1 100 1000}"
+DURATION="${DURATION:-5s}"
+BACKENDS="${BACKENDS:-epoll io-uring}"
+SERVER_CORE="${SERVER_CORE:-0}"
+CLIENT_CORE="${CLIENT_CORE:-1}"
+OUT="${OUT:-target/syscalls}"
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+EVENTS="raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait"
+EVENTS+=",syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_write"
+EVENTS+=",syscalls:sys_enter_writev,syscalls:sys_enter_sendto"
+
+PERF_PID=
+cleanup() { [ -z "$PERF_PID" ] || kill -INT "$PERF_PID" 2>/dev/null || true; }
+trap cleanup EXIT
+
+echo "| backend | conns | msgs | msg/s | syscalls/echo | io_uring_enter | epoll_wait | read+recv | write(v)+send |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for backend in $BACKENDS; do
+  for conns in $CONNS; do
+    tag="$backend-$conns"
+    log="$OUT/server-$tag.log"
+    stat="$OUT/perf-$tag.csv"
+    perf stat -x, -e "$EVENTS" -o "$stat" -- taskset -c "$SERVER_CORE" \
+      target/release/surge echo --listen 127.0.0.1:0 --threads 1 --backend "$backend" \
+      --log info 2>"$log" &
+    PERF_PID=$!
+    port=
+    for _ in $(seq 100); do
+      port=$(sed -n 's/.*listening on ws:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
+      [ -n "$port" ] && break
+      sleep 0.1
+    done
+    [ -n "$port" ] || { echo "the server did not start: $(tail -3 "$log")" >&2; exit 1; }
+    taskset -c "$CLIENT_CORE" target/release/surge-loadgen "ws://127.0.0.1:$port/" -c "$conns" \
+      --size 20 --binary --in-flight 1 -d "$DURATION" -w 0s -q --json "$OUT/loadgen-$tag.json" \
+      >"$OUT/loadgen-$tag.log"
+    # SIGINT to the server (perf's child): a graceful stop, then perf writes its counts.
+    pkill -INT -P "$PERF_PID" || true
+    wait "$PERF_PID" || true
+    PERF_PID=
+    python3 - "$stat" "$OUT/loadgen-$tag.json" "$backend" "$conns" <<'EOF'
+import csv, json, sys
+stat, run, backend, conns = sys.argv[1:]
+counts = {}
+for row in csv.reader(line for line in open(stat) if line.strip() and not line.startswith("#")):
+    if len(row) > 2 and row[0].strip().isdigit():
+        counts[row[2].split(":")[-1]] = int(row[0])
+r = json.load(open(run))
+msgs = r["messages"]
+per = lambda *names: sum(counts.get(n, 0) for n in names) / msgs
+print(f"| {backend} | {conns} | {msgs} | {r['msgs_per_sec']:.0f} | {per('sys_enter'):.3f} "
+      f"| {per('sys_enter_io_uring_enter'):.3f} | {per('sys_enter_epoll_wait'):.3f} "
+      f"| {per('sys_enter_read', 'sys_enter_recvfrom'):.3f} "
+      f"| {per('sys_enter_write', 'sys_enter_writev', 'sys_enter_sendto'):.3f} |")
+EOF
+  done
+done
