@@ -343,6 +343,40 @@ loadgen_against() {
   loadgen_results_ok "$out-closed.json" "$out-open.json"
 }
 
+# loadgen_deflate: `surge-loadgen --deflate --json-text` against `surge echo --deflate`
+# (the shared policy, the default offer) and `--deflate=stream:12:4` (an offer naming
+# 12-bit windows, context takeover): every connection agrees, every echo checks out after
+# inflating, and the ratio the JSON reports each way is over 1 (JSON records).
+# Bounded: 1.5 s runs, each server under `timeout 60`.
+loadgen_deflate() {
+  local policy offer port pid log out rc=0
+  for policy in shared stream:12:4; do
+    offer="--deflate"
+    [ "$policy" = shared ] || offer="--deflate=client_max_window_bits=12; server_max_window_bits=12"
+    log="$LOGS/loadgen-deflate-${policy//:/-}-server.log"
+    out="$LOGS/loadgen-deflate-${policy//:/-}.json"
+    start_bg surge-deflate "$log" timeout 60 target/release/surge echo --listen 127.0.0.1:0 \
+      --threads 1 --deflate="$policy"
+    pid=$BG_PID
+    port=$(logged_port "$log" "$pid" 30) && wait_port "$port" "$pid" 30 &&
+      target/release/surge-loadgen "ws://127.0.0.1:$port/" -c 8 --size 137,16k --json-text \
+        "$offer" -d 1s -w 500ms -q --json "$out" || rc=1
+    stop_bg "$pid"
+    [ "$rc" = 0 ] || return 1
+    python3 - "$out" <<'EOF' || return 1
+import json, sys
+r = json.load(open(sys.argv[1]))
+d, c = r.get("deflate") or {}, r["connections"]
+print(f"{sys.argv[1]}: {r['config'].get('deflate')}: {r['messages']} messages, sent "
+      f"{d.get('sent_ratio', 0):.2f}x, received {d.get('received_ratio', 0):.2f}x")
+if r["errors"] or r["mismatches"] or c["lost"] or not r["messages"] \
+        or d.get("agreed") != c["requested"] or d.get("declined") \
+        or not d.get("sent_ratio", 0) > 1 or not d.get("received_ratio", 0) > 1:
+    sys.exit(f"errors {r['errors']}, mismatches {r['mismatches']}, connections {c}, deflate {d}")
+EOF
+  done
+}
+
 # loadgen_report_render: compare --html on two runs of its own (against the embedded
 # server: no other step's files), then the page in headless Chromium
 # (tests/clients/report_render.js).
@@ -376,13 +410,14 @@ autobahn_client() {
 
 suite_loadgen() {
   local port
-  any_selected loadgen-build loadgen:python_websockets loadgen:node_ws loadgen-report-render \
+  any_selected loadgen-build loadgen:python_websockets loadgen:node_ws loadgen:surge_deflate \
+    loadgen-report-render \
     autobahn-client autobahn-client-deflate || return 0
   if ! has_package surge-loadgen; then
     skip_step loadgen "no surge-loadgen package in the workspace"
     return 0
   fi
-  run_step loadgen-build cargo build --release -p surge-loadgen
+  run_step loadgen-build cargo build --release -p surge-loadgen -p surge
   [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" != failed ] || return 0
   start_bg python-echo "$LOGS/loadgen-python-server.log" "$PY" -u tests/servers/python_websockets_echo.py 0 120
   run_step loadgen:python_websockets loadgen_against "$LOGS/loadgen-python-server.log" "$BG_PID" python_websockets
@@ -390,6 +425,7 @@ suite_loadgen() {
   start_bg node-echo "$LOGS/loadgen-node-server.log" node tests/servers/node_ws_echo.js 0 120
   run_step loadgen:node_ws loadgen_against "$LOGS/loadgen-node-server.log" "$BG_PID" node_ws
   stop_bg "$BG_PID"
+  run_step loadgen:surge_deflate loadgen_deflate
   if [ "$MODE" = fast ]; then
     skip_step loadgen-report-render "SURGE_TESTS=fast"
     skip_step autobahn-client "SURGE_TESTS=fast"

@@ -123,6 +123,25 @@ mod tests {
         assert_eq!((c.connect_rate, c.churn), (Some(500.0), Some(20.0)));
         let cli = Cli::try_parse_from(["surge-loadgen", "--ramp", "1k"]).unwrap();
         assert_eq!(cli.run.config().unwrap().0.connect_rate, Some(1000.0), "the older name");
+        let deflate = |args: &[&str]| {
+            let argv = ["surge-loadgen", "ws://127.0.0.1:9/"].iter().chain(args).copied();
+            Cli::try_parse_from(argv)
+                .map_err(|e| e.to_string())?
+                .run
+                .config()
+                .map(|c| c.0.deflate)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(deflate(&[]), Ok(None));
+        assert_eq!(deflate(&["--deflate"]), Ok(Some(surge_proto::deflate::ClientOffer::default())));
+        let offer = deflate(&["--deflate=server_no_context_takeover; client_max_window_bits=12"])
+            .unwrap()
+            .unwrap();
+        assert!(offer.server_no_context_takeover && !offer.client_no_context_takeover);
+        assert_eq!(offer.client_max_window_bits, Some(Some(12)));
+        assert!(deflate(&["--deflate=server_max_window_bits=7"]).is_err());
+        assert!(deflate(&["--deflate=x-webkit-deflate-frame"]).is_err());
+        assert!(deflate(&["--deflate", "--raw"]).is_err(), "no handshake in raw mode");
         let cli = Cli::try_parse_from(["surge-loadgen", "compare", "a.json", "b.json"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Compare(_))));
         let cli = Cli::try_parse_from([

@@ -28,6 +28,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use surge_client::{ClientEndpoint, Opening};
 use surge_proto::close::CloseCode;
 use surge_proto::connection::{Event, Limits};
+use surge_proto::deflate::{ClientOffer, DeflateStats};
 use surge_proto::handshake::{ClientHandshakeError, ClientRequest};
 use surge_proto::message::Message;
 
@@ -83,6 +84,8 @@ pub struct ThreadPlan {
     /// This thread's share of the churn: connections closed and reopened per second during
     /// the measured window (None: none).
     pub churn_rate: Option<f64>,
+    /// WebSocket: the permessage-deflate offer (None: none).
+    pub deflate: Option<ClientOffer>,
 }
 
 /// What a WebSocket client asks for in its opening handshake.
@@ -226,6 +229,42 @@ pub struct ThreadSummary {
     pub cpu: Duration,
     /// CPU time the thread used during measurement.
     pub cpu_measured: Duration,
+    /// permessage-deflate over the thread's connections.
+    pub deflate: DeflateTally,
+}
+
+/// What permessage-deflate did on a thread's connections, summed as each connection ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeflateTally {
+    /// Connections that came up with it agreed.
+    pub agreed: u64,
+    /// Connections that came up without it although offered.
+    pub declined: u64,
+    /// The compressors' and decompressors' counts of the agreed connections.
+    pub stats: DeflateStats,
+    /// Payload bytes the agreed connections received, compressed or not.
+    pub received_payload: u64,
+}
+
+impl DeflateTally {
+    /// Adds what one connection did.
+    fn add_stats(&mut self, s: DeflateStats, received_payload: u64) {
+        let t = &mut self.stats;
+        t.messages_compressed += s.messages_compressed;
+        t.bytes_before += s.bytes_before;
+        t.bytes_after += s.bytes_after;
+        t.messages_inflated += s.messages_inflated;
+        t.inflated_from += s.inflated_from;
+        t.inflated_to += s.inflated_to;
+        self.received_payload += received_payload;
+    }
+
+    /// Adds another thread's tally.
+    pub fn add(&mut self, other: &DeflateTally) {
+        self.agreed += other.agreed;
+        self.declined += other.declined;
+        self.add_stats(other.stats, other.received_payload);
+    }
 }
 
 /// Starts a client thread.
@@ -287,6 +326,9 @@ struct Conn {
     /// WebSocket: the protocol state and its reassembly buffer (empty until a message is
     /// split over reads).
     ws: Option<Box<ClientEndpoint>>,
+    /// WebSocket with permessage-deflate agreed: payload bytes received (the compressed
+    /// ones are in the endpoint's own counts).
+    received_payload: u64,
 }
 
 impl Conn {
@@ -352,6 +394,7 @@ struct Worker {
     churned: u64,
     churn_failed: u64,
     churn_handshake: Histogram<u64>,
+    deflate: DeflateTally,
 }
 
 impl Worker {
@@ -409,6 +452,7 @@ impl Worker {
             churned: 0,
             churn_failed: 0,
             churn_handshake: new_histogram(),
+            deflate: DeflateTally::default(),
         })
     }
 
@@ -625,6 +669,7 @@ impl Worker {
             retiring: false,
             reopened: false,
             ws: None,
+            received_payload: 0,
         })
     }
 
@@ -731,7 +776,7 @@ impl Worker {
             self.errors.add(kind);
         }
         c.state = State::Done;
-        c.ws = None;
+        retire_endpoint(c, &mut self.deflate);
         let _ = self.poll.registry().deregister(&mut c.stream.tcp);
         let _ = c.stream.tcp.shutdown(std::net::Shutdown::Both);
     }
@@ -773,7 +818,13 @@ impl Worker {
             return self.fail(i, ErrorKind::ConnectOther);
         };
         let request = ClientRequest::new(&req.host, &req.path);
-        match ClientEndpoint::start(&request, keys, Limits::default(), &mut c.out) {
+        match ClientEndpoint::start_with(
+            &request,
+            keys,
+            Limits::default(),
+            self.plan.deflate,
+            &mut c.out,
+        ) {
             Ok(endpoint) => {
                 c.ws = Some(Box::new(endpoint));
                 c.state = State::Handshaking;
@@ -795,6 +846,12 @@ impl Worker {
         self.handshake.saturating_record(ns(now - c.started));
         if c.reopened {
             self.churn_handshake.saturating_record(ns(now - c.started));
+        }
+        if let (Some(ws), Some(_)) = (&c.ws, self.plan.deflate) {
+            match ws.deflate() {
+                Some(_) => self.deflate.agreed += 1,
+                None => self.deflate.declined += 1,
+            }
         }
         // In open loop too: a reopened connection sends the slots that fell due meanwhile.
         if self.phases.is_some() {
@@ -844,11 +901,10 @@ impl Worker {
             match &mut c.ws {
                 None => c.out.extend_from_slice(bytes),
                 Some(ws) => {
-                    let msg = match self.payloads.kind() {
-                        PayloadKind::Binary => Message::Binary(bytes),
-                        PayloadKind::Text => Message::Text(
-                            std::str::from_utf8(bytes).expect("text payloads are ASCII"),
-                        ),
+                    let msg = if self.payloads.is_text() {
+                        Message::Text(std::str::from_utf8(bytes).expect("text payloads are ASCII"))
+                    } else {
+                        Message::Binary(bytes)
                     };
                     if ws.connection().send(msg, &mut c.out).is_err() {
                         break;
@@ -953,7 +1009,7 @@ impl Worker {
     /// echo; false if the connection ended.
     fn consume_ws(&mut self, i: usize, n: usize, now: Instant) -> bool {
         let phases = self.phases;
-        let kind = self.payloads.kind();
+        let text = self.payloads.is_text();
         let c = &mut self.conns[i];
         let Some(ws) = c.ws.as_mut() else { return false };
         let mut pos = 0;
@@ -965,11 +1021,8 @@ impl Worker {
             match event {
                 Event::Message(m) if c.state == State::Open => match c.flow.pop() {
                     Some(sent) => {
-                        let same_kind = matches!(
-                            (m, kind),
-                            (Message::Text(_), PayloadKind::Text)
-                                | (Message::Binary(_), PayloadKind::Binary)
-                        );
+                        c.received_payload += m.as_bytes().len() as u64;
+                        let same_kind = matches!(m, Message::Text(_)) == text;
                         if !same_kind || m.as_bytes() != self.payloads.bytes(sent.offset, sent.len)
                         {
                             self.mismatches += 1;
@@ -1072,6 +1125,7 @@ impl Worker {
             if c.state != State::Done {
                 let _ = socket2::SockRef::from(&c.stream.tcp).set_linger(Some(Duration::ZERO));
             }
+            retire_endpoint(c, &mut self.deflate);
             let _ = self.poll.registry().deregister(&mut c.stream.tcp);
         }
         self.conns.clear();
@@ -1092,6 +1146,7 @@ impl Worker {
             unanswered,
             cpu: thread_cpu_time()?,
             cpu_measured: self.cpu_measured,
+            deflate: self.deflate,
         };
         let _ = self.tx.send(Report::Done(Box::new(summary)));
         Ok(())
@@ -1117,6 +1172,16 @@ impl Worker {
             }
         }
     }
+}
+
+/// Drops a connection's WebSocket endpoint, adding what its permessage-deflate did to `tally`.
+fn retire_endpoint(c: &mut Conn, tally: &mut DeflateTally) {
+    if let Some(ws) = c.ws.take() {
+        if ws.deflate().is_some() {
+            tally.add_stats(ws.deflate_stats(), std::mem::take(&mut c.received_payload));
+        }
+    }
+    c.received_payload = 0;
 }
 
 fn ns(d: Duration) -> u64 {

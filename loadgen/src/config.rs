@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use surge_proto::deflate::ClientOffer;
 
 use crate::tls::TlsOptions;
 use crate::workload::{PayloadKind, SizeSpec};
@@ -20,6 +21,9 @@ pub enum ConfigError {
     /// A zero, negative or infinite `--churn`.
     #[error("--churn must be a positive rate")]
     NoChurn,
+    /// `--deflate` in raw mode: there is no handshake to offer it in.
+    #[error("--deflate needs WebSocket mode")]
+    RawDeflate,
     /// `--duration 0`.
     #[error("--duration must be positive")]
     NoDuration,
@@ -108,6 +112,8 @@ pub struct RunConfig {
     /// Many agents: when the warm-up starts (the same instant on every agent); connections
     /// ramp up before it. None: as soon as they are up.
     pub start_at: Option<SystemTime>,
+    /// WebSocket: the permessage-deflate offer every connection makes (None: none).
+    pub deflate: Option<ClientOffer>,
     /// wss: how the server is trusted, and whether sessions resume.
     pub tls: TlsOptions,
 }
@@ -134,6 +140,7 @@ impl RunConfig {
             churn: None,
             agent: None,
             start_at: None,
+            deflate: None,
             tls: TlsOptions::default(),
         }
     }
@@ -151,6 +158,9 @@ impl RunConfig {
         }
         if self.duration.is_zero() {
             return Err(ConfigError::NoDuration);
+        }
+        if self.mode == Mode::Raw && self.deflate.is_some() {
+            return Err(ConfigError::RawDeflate);
         }
         if self.mode == Mode::Raw && self.size.min() == 0 {
             return Err(ConfigError::EmptyRawMessage);

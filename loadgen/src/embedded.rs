@@ -38,13 +38,18 @@ impl Drop for EmbeddedServer {
 }
 
 /// Starts the WebSocket echo server in-process on an ephemeral loopback port with `threads`
-/// threads, pinned to `cores` when not empty.
+/// threads, pinned to `cores` when not empty, accepting permessage-deflate (with the default
+/// [`surge::DeflateConfig`], as `surge echo --deflate`) when `deflate`.
 pub fn start_embedded_echo(
     threads: usize,
     cores: &[usize],
+    deflate: bool,
 ) -> Result<(SocketAddr, EmbeddedServer), Error> {
     let mut config =
         surge::Config::builder().listen((Ipv4Addr::LOCALHOST, 0).into()).threads(threads);
+    if deflate {
+        config = config.deflate(surge::DeflateConfig::default());
+    }
     if !cores.is_empty() {
         config = config.pinning(surge::Pinning::Cores(cores.to_vec()));
     }

@@ -585,6 +585,7 @@ fn build(
             churn: None,
             agent: None,
             start_at_unix_s: None,
+            deflate: None,
         },
         machine: MachineInfo::current(),
         embedded: None,
@@ -613,6 +614,7 @@ fn build(
         scheduled: expected,
         backlog: 0,
         unanswered: fanout.lost,
+        deflate: None,
         cpu: CpuStats {
             client_s: client_cpu.as_secs_f64(),
             process_s: crate::platform::process_cpu_time().unwrap_or_default().as_secs_f64(),

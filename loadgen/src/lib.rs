@@ -26,7 +26,7 @@
 //!
 //! What it is not: a scripting tool (k6) or a browser; it sends echo traffic and measures the
 //! echoes, nothing else. It speaks wss ([`tls`]: a CA file or `--insecure`, with or without
-//! session resumption) but not permessage-deflate yet, and it does not
+//! session resumption) and permessage-deflate (`--deflate`), and it does not
 //! check a server's protocol conformance (Autobahn|Testsuite does; `autobahn-client` lets
 //! Autobahn grade Surge's client side).
 //!

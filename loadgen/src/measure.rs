@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use surge_proto::deflate::ClientOffer;
 
 use crate::config::{ConfigError, Mode, Pacing, RunConfig};
 use crate::error::Error;
@@ -83,6 +84,18 @@ pub struct RunArgs {
     /// Send binary messages (the default).
     #[arg(long)]
     pub binary: bool,
+    /// Send text messages cut from a stream of JSON records (prices, ids, names: what chat
+    /// and feed traffic looks like), which compress about as such traffic does; consecutive
+    /// messages are different records.
+    #[arg(long, conflicts_with_all = ["text", "binary"])]
+    pub json_text: bool,
+    /// Offer permessage-deflate (RFC 7692), compress every message sent and inflate what
+    /// comes back; the summary and the JSON report the compression ratio each way.
+    /// `--deflate` offers `client_max_window_bits` (what browsers send); `--deflate=PARAMS`
+    /// offers exactly PARAMS, written as in the header, e.g.
+    /// `--deflate='server_no_context_takeover; client_max_window_bits=12'`.
+    #[arg(long, value_name = "PARAMS", num_args = 0..=1, require_equals = true)]
+    pub deflate: Option<Option<ClientOffer>>,
     /// Result files.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -142,7 +155,13 @@ impl RunArgs {
             mode: if raw { Mode::Raw } else { Mode::Ws },
             connections: self.connections,
             size: self.size.clone(),
-            payload: if self.text { PayloadKind::Text } else { PayloadKind::Binary },
+            payload: if self.json_text {
+                PayloadKind::Json
+            } else if self.text {
+                PayloadKind::Text
+            } else {
+                PayloadKind::Binary
+            },
             in_flight: self.in_flight as usize,
             pacing: self.rate.map_or(Pacing::Closed, |rate| Pacing::Open { rate }),
             duration: self.duration,
@@ -158,6 +177,7 @@ impl RunArgs {
                 Some(t) => Some(unix_time(t).ok_or(ConfigError::StartTime(t))?),
                 None => None,
             },
+            deflate: self.deflate.map(Option::unwrap_or_default),
             tls: TlsOptions {
                 ca: self.ca.clone(),
                 insecure: self.insecure,

@@ -267,6 +267,7 @@ pub fn merge_results(results: &[(PathBuf, RunResult)]) -> Result<RunResult, Erro
     (m.msgs_per_sec, m.mb_per_sec, m.measured_s) = (0.0, 0.0, 0.0);
     m.send_lag_us = Percentiles::default();
     m.churn = None;
+    m.deflate = None;
     m.health = Health::default();
     m.cpu = CpuStats::default();
     m.config.connections = 0;
@@ -300,6 +301,9 @@ pub fn merge_results(results: &[(PathBuf, RunResult)]) -> Result<RunResult, Erro
             total.handshake_us = upper(&total.handshake_us, &ch.handshake_us);
         }
         m.cpu.add(&r.cpu);
+        if let Some(d) = &r.deflate {
+            m.deflate.get_or_insert_with(Default::default).add(d);
+        }
         for (k, n) in &r.errors {
             *m.errors.entry(k.clone()).or_default() += n;
         }

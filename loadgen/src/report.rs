@@ -61,6 +61,9 @@ pub struct ConfigRecord {
     /// Many agents: the agreed start of the warm-up, seconds since the Unix epoch.
     #[serde(default)]
     pub start_at_unix_s: Option<f64>,
+    /// The permessage-deflate offer, as sent in `Sec-WebSocket-Extensions` (None: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deflate: Option<String>,
 }
 
 impl From<&RunConfig> for ConfigRecord {
@@ -83,6 +86,7 @@ impl From<&RunConfig> for ConfigRecord {
             churn: c.churn,
             agent: c.agent.clone(),
             start_at_unix_s: c.start_at.map(unix_seconds),
+            deflate: c.deflate.map(|offer| offer.to_string()),
         }
     }
 }
@@ -257,6 +261,58 @@ impl CpuStats {
     }
 }
 
+/// What permessage-deflate did, whole run (warm-up and drain included), from the connections'
+/// own counts: payload bytes (what the application sent or got) against the bytes of the
+/// frames' payloads on the wire, each way.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct DeflateRecord {
+    /// Connections the server agreed to compress.
+    pub agreed: u64,
+    /// Connections that came up without it (the server declined).
+    pub declined: u64,
+    /// Messages sent compressed.
+    pub sent_compressed: u64,
+    /// Payload bytes sent.
+    pub sent_payload: u64,
+    /// Their bytes on the wire (compressed).
+    pub sent_wire: u64,
+    /// `sent_payload / sent_wire`.
+    pub sent_ratio: f64,
+    /// Messages received compressed (the server may send short ones as they are).
+    pub received_compressed: u64,
+    /// Payload bytes received, compressed messages and others.
+    pub received_payload: u64,
+    /// Their bytes on the wire.
+    pub received_wire: u64,
+    /// `received_payload / received_wire`.
+    pub received_ratio: f64,
+}
+
+impl DeflateRecord {
+    /// Adds another agent's counts and recomputes the ratios.
+    pub fn add(&mut self, other: &DeflateRecord) {
+        self.agreed += other.agreed;
+        self.declined += other.declined;
+        self.sent_compressed += other.sent_compressed;
+        self.sent_payload += other.sent_payload;
+        self.sent_wire += other.sent_wire;
+        self.received_compressed += other.received_compressed;
+        self.received_payload += other.received_payload;
+        self.received_wire += other.received_wire;
+        self.set_ratios();
+    }
+
+    /// Sets the ratios from the counts (0 where nothing went that way).
+    pub fn set_ratios(&mut self) {
+        let ratio = |payload: u64, wire: u64| match wire {
+            0 => 0.0,
+            wire => payload as f64 / wire as f64,
+        };
+        self.sent_ratio = ratio(self.sent_payload, self.sent_wire);
+        self.received_ratio = ratio(self.received_payload, self.received_wire);
+    }
+}
+
 /// Full histograms, base64 of HdrHistogram's compressed V2 encoding, values in ns.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Encoded {
@@ -330,6 +386,9 @@ pub struct RunResult {
     pub backlog: u64,
     /// Messages scheduled in the window and sent whose echo never arrived.
     pub unanswered: u64,
+    /// permessage-deflate, when it was offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deflate: Option<DeflateRecord>,
     /// The tool's own CPU use.
     pub cpu: CpuStats,
     /// The full histograms.
@@ -518,6 +577,25 @@ pub fn summary(r: &RunResult) -> String {
         if errors.is_empty() { "none".to_owned() } else { errors.join(", ") }
     );
     let _ = writeln!(s, "  mismatches    {}", r.mismatches);
+    if let (Some(d), Some(offer)) = (&r.deflate, &c.deflate) {
+        let _ = writeln!(
+            s,
+            "  deflate       {offer}: agreed on {} connections, declined on {}",
+            d.agreed, d.declined
+        );
+        let _ = writeln!(
+            s,
+            "  compression   sent {:.2}x ({} B payload, {} B on the wire), received {:.2}x \
+             ({} B payload, {} B on the wire; {} of the messages compressed)",
+            d.sent_ratio,
+            thousands(d.sent_payload as f64),
+            thousands(d.sent_wire as f64),
+            d.received_ratio,
+            thousands(d.received_payload as f64),
+            thousands(d.received_wire as f64),
+            thousands(d.received_compressed as f64),
+        );
+    }
     if c.mode != Mode::Raw {
         let codes: Vec<String> = r.close_codes.iter().map(|(k, n)| format!("{k} x{n}")).collect();
         let _ = writeln!(

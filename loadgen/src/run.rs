@@ -17,7 +17,7 @@ use surge_client::blocking::{self, ConnectError};
 use surge_proto::close::CloseCode;
 use surge_proto::handshake::ClientRequest;
 
-use crate::client::{self, Report, Shared, ThreadPlan, WsRequest};
+use crate::client::{self, DeflateTally, Report, Shared, ThreadPlan, WsRequest};
 use crate::config::{Mode, RunConfig};
 use crate::embedded::{self, EmbeddedServer};
 use crate::error::Error;
@@ -25,8 +25,8 @@ use crate::health::Health;
 use crate::machine::{self, MachineInfo};
 use crate::platform;
 use crate::report::{
-    unix_seconds, ChurnStats, ConfigRecord, ConnStats, CpuStats, Encoded, OutputFile, RunResult,
-    Sample,
+    unix_seconds, ChurnStats, ConfigRecord, ConnStats, CpuStats, DeflateRecord, Encoded,
+    OutputFile, RunResult, Sample,
 };
 use crate::scrape::{MetricsUrl, Scrape, ServerFigures};
 use crate::stats::{
@@ -153,7 +153,11 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
             let (addr, server) = if raw {
                 embedded::start_embedded_floor(split.server_threads, &split.server_cores)?
             } else {
-                embedded::start_embedded_echo(split.server_threads, &split.server_cores)?
+                embedded::start_embedded_echo(
+                    split.server_threads,
+                    &split.server_cores,
+                    config.deflate.is_some(),
+                )?
             };
             (addr, Some(server))
         }
@@ -225,6 +229,7 @@ pub fn run(config: &RunConfig, target: &Target, opts: RunOptions) -> Result<RunO
             ws: ws.clone(),
             tls: tls.clone(),
             churn_rate: config.churn.map(|r| r * share),
+            deflate: config.deflate,
         };
         first += n;
         handles.push(client::spawn(plan, Arc::clone(&shared), tx.clone())?);
@@ -303,6 +308,7 @@ struct Collected {
     hlog_offset: Duration,
     /// Where measurement began, by the wall clock.
     measure_start: Option<SystemTime>,
+    deflate: DeflateTally,
     /// The target's metrics as the warm-up began.
     scrape_before: Option<Scrape>,
 }
@@ -427,6 +433,7 @@ fn collect(
         wall: Duration::ZERO,
         hlog_offset: Duration::ZERO,
         measure_start: None,
+        deflate: DeflateTally::default(),
         scrape_before: None,
     };
     let mut done = 0;
@@ -543,6 +550,7 @@ fn collect(
                 c.client_cpu += s.cpu;
                 c.client_cpu_measured += s.cpu_measured;
                 c.busiest_cpu_measured = c.busiest_cpu_measured.max(s.cpu_measured);
+                c.deflate.add(&s.deflate);
             }
         }
     }
@@ -609,6 +617,7 @@ fn build(
         scheduled: c.scheduled,
         backlog: c.backlog,
         unanswered: c.unanswered,
+        deflate: config.deflate.map(|_| deflate_record(&c.deflate)),
         cpu: CpuStats {
             client_s: client_cpu_s,
             process_s: process_cpu.as_secs_f64(),
@@ -629,6 +638,25 @@ fn build(
         fanout: None,
     };
     Ok(RunOutcome { result, latency: c.total.latency, service: c.total.service })
+}
+
+/// The JSON's deflate figures from the connections' counts: what the server sent compressed
+/// came in as `inflated_from` bytes for `inflated_to`; the rest came as it is.
+fn deflate_record(t: &DeflateTally) -> DeflateRecord {
+    let s = &t.stats;
+    let mut record = DeflateRecord {
+        agreed: t.agreed,
+        declined: t.declined,
+        sent_compressed: s.messages_compressed,
+        sent_payload: s.bytes_before,
+        sent_wire: s.bytes_after,
+        received_compressed: s.messages_inflated,
+        received_payload: t.received_payload,
+        received_wire: s.inflated_from + t.received_payload.saturating_sub(s.inflated_to),
+        ..DeflateRecord::default()
+    };
+    record.set_ratios();
+    record
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub const MAX_SIZE: usize = 16 << 20;
 /// Distinct payload offsets into the template: consecutive messages differ.
 const OFFSETS: usize = 256;
+/// JSON payloads: bytes of distinct records messages are cut from, at least.
+const JSON_SPAN: usize = 1 << 20;
 
 /// Message sizes: one size, a list to draw from, or a uniform range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +139,8 @@ pub enum PayloadKind {
     Binary,
     /// Text messages of printable ASCII.
     Text,
+    /// Text messages cut from a stream of JSON records.
+    Json,
 }
 
 /// A small, fast, seeded generator (xorshift64*): payload bytes and size draws, not security.
@@ -175,6 +179,10 @@ pub struct Payloads {
     kind: PayloadKind,
     sizes: SizeSpec,
     rng: Rng,
+    /// Bytes between consecutive messages' offsets.
+    stride: usize,
+    /// Offsets run over `0..span`.
+    span: usize,
     next_offset: usize,
 }
 
@@ -182,16 +190,40 @@ impl Payloads {
     /// Payloads of `kind` with sizes drawn from `sizes`, seeded by `seed`.
     pub fn new(sizes: SizeSpec, kind: PayloadKind, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
-        let template = (0..sizes.max() + OFFSETS)
-            .map(|_| {
-                let r = rng.next_u64() as u8;
-                match kind {
-                    PayloadKind::Binary => r,
-                    PayloadKind::Text => b' ' + r % 95,
-                }
-            })
-            .collect();
-        Payloads { template, kind, sizes, rng, next_offset: 0 }
+        // JSON: consecutive messages are whole messages apart (up to 64 KiB, past any
+        // deflate window), so that each one is new records rather than the last one shifted
+        // by a byte (which a compressor with context takeover sends as one back-reference).
+        let stride = match kind {
+            PayloadKind::Json => sizes.max().clamp(1, 64 << 10),
+            PayloadKind::Binary | PayloadKind::Text => 1,
+        };
+        // JSON: and at least 1 MiB of distinct records, so that a connection's messages do not
+        // come round again inside a 32 KiB window (a small message's offsets would otherwise
+        // cycle through 256 x its size, a repeat a 15-bit window finds).
+        let span = match kind {
+            PayloadKind::Json => (OFFSETS * stride).max(JSON_SPAN).next_multiple_of(stride),
+            PayloadKind::Binary | PayloadKind::Text => OFFSETS,
+        };
+        let len = sizes.max() + span;
+        let template = match kind {
+            PayloadKind::Json => json_records(len, &mut rng),
+            PayloadKind::Binary | PayloadKind::Text => (0..len)
+                .map(|_| {
+                    let r = rng.next_u64() as u8;
+                    if kind == PayloadKind::Text {
+                        b' ' + r % 95
+                    } else {
+                        r
+                    }
+                })
+                .collect(),
+        };
+        Payloads { template, kind, sizes, rng, stride, span, next_offset: 0 }
+    }
+
+    /// Whether messages go as text.
+    pub fn is_text(&self) -> bool {
+        self.kind != PayloadKind::Binary
     }
 
     /// The message type.
@@ -208,7 +240,7 @@ impl Payloads {
             SizeSpec::Range(lo, hi) => lo + self.rng.below(hi - lo + 1),
         };
         let offset = self.next_offset;
-        self.next_offset = (offset + 1) % OFFSETS;
+        self.next_offset = (offset + self.stride) % self.span;
         (offset as u32, len as u32)
     }
 
@@ -217,6 +249,34 @@ impl Payloads {
     pub fn bytes(&self, offset: u32, len: u32) -> &[u8] {
         &self.template[offset as usize..][..len as usize]
     }
+}
+
+/// At least `len` bytes of JSON records, one per line, like a trading or chat feed's: a few
+/// keys that repeat, values drawn from `rng`.
+fn json_records(len: usize, rng: &mut Rng) -> Vec<u8> {
+    const USERS: [&str; 8] = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"];
+    const SYMBOLS: [&str; 6] = ["BTC-USD", "ETH-USD", "SOL-USD", "AAPL", "MSFT", "EUR-USD"];
+    const SIDES: [&str; 2] = ["buy", "sell"];
+    let mut out = Vec::with_capacity(len + 200);
+    let mut id = 1_000_000 + rng.below(1_000_000) as u64;
+    let mut ts = 1_733_050_000_000u64;
+    while out.len() < len {
+        id += 1 + rng.below(3) as u64;
+        ts += rng.below(50) as u64;
+        let price = 100 + rng.below(90_000);
+        let line = format!(
+            "{{\"type\":\"trade\",\"id\":{id},\"user\":\"{}\",\"symbol\":\"{}\",\
+             \"side\":\"{}\",\"price\":{}.{:02},\"qty\":{},\"ts\":{ts}}}\n",
+            USERS[rng.below(USERS.len())],
+            SYMBOLS[rng.below(SYMBOLS.len())],
+            SIDES[rng.below(SIDES.len())],
+            price / 100,
+            price % 100,
+            1 + rng.below(500),
+        );
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
 }
 
 /// One message on its way: when it was scheduled and sent, and which bytes it carries.

@@ -13,6 +13,7 @@ use surge_loadgen::target::Target;
 use surge_loadgen::workload::PayloadKind;
 use surge_proto::close::CloseCode;
 use surge_proto::connection::{Connection, Event, Limits};
+use surge_proto::deflate::ClientOffer;
 use surge_proto::handshake::{write_rejection, HandshakeLimits, ServerHandshake, EMPTY_HEADER};
 
 /// Handshakes `/accept-20` has accepted, over the whole test binary.
@@ -221,4 +222,43 @@ fn churn_against_a_server_that_stops_accepting_counts_the_failed_reopens() {
     assert_eq!(r.connections.open_at_end, 8 - churn.failed, "{:?}", r.connections);
     assert_eq!(r.messages + r.backlog + r.unanswered, r.scheduled, "{r:?}");
     assert_eq!(r.mismatches, 0);
+}
+
+/// `--deflate` against Surge's echo server with deflate on (what `surge echo --deflate` runs):
+/// every connection agrees, the echoes check out after inflating, and the ratio each way
+/// comes from the connections' own counts.
+#[test]
+fn deflate_negotiates_with_surge_and_reports_the_ratio() {
+    let c = RunConfig {
+        server_threads: Some(1),
+        deflate: Some(ClientOffer::default()),
+        ..config(4, "137,16k", PayloadKind::Json)
+    };
+    let r = run(&c, &Target::Embedded, RunOptions::default()).unwrap().result;
+    assert!(r.messages > 100, "{} messages", r.messages);
+    assert_eq!(r.mismatches, 0);
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.config.deflate.as_deref(), Some("permessage-deflate; client_max_window_bits"));
+    let d = r.deflate.expect("deflate figures");
+    assert_eq!((d.agreed, d.declined), (4, 0));
+    assert!(d.sent_compressed >= r.messages, "{d:?}");
+    assert!(d.received_compressed > 0 && d.received_compressed <= d.sent_compressed, "{d:?}");
+    assert!(d.sent_payload > d.sent_wire && d.received_payload > d.received_wire, "{d:?}");
+    // JSON records, 16 KiB of them in half the messages: well over 2x even without context
+    // takeover (the default policy).
+    assert!(d.sent_ratio > 2.0 && d.received_ratio > 2.0, "{d:?}");
+    assert_eq!(d.sent_ratio, d.sent_payload as f64 / d.sent_wire as f64);
+}
+
+/// A server that ignores the offer: the connections run uncompressed, counted as declined.
+#[test]
+fn a_declined_deflate_offer_is_counted_and_the_run_goes_on() {
+    let addr = server();
+    let c =
+        RunConfig { deflate: Some(ClientOffer::default()), ..config(3, "200", PayloadKind::Text) };
+    let r = run(&c, &target(addr, "/echo"), RunOptions::default()).unwrap().result;
+    assert!(r.messages > 100 && r.mismatches == 0 && r.errors.is_empty(), "{:?}", r.errors);
+    let d = r.deflate.expect("deflate figures");
+    assert_eq!((d.agreed, d.declined, d.sent_compressed, d.sent_payload), (0, 3, 0, 0));
+    assert_eq!((d.sent_ratio, d.received_ratio), (0.0, 0.0));
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Echo server on 127.0.0.1 using the Python `websockets` library (asyncio API).
 
-Usage: .venv/bin/python tests/servers/python_websockets_echo.py PORT [TIMEOUT_S]
+Usage: .venv/bin/python tests/servers/python_websockets_echo.py PORT [TIMEOUT_S] [--deflate]
 
 A known-good peer for testing Surge's client side (surge-loadgen), and the
 stand-in server the client drivers in tests/clients/ were validated against.
 Echoes every text/binary message with the same type; pings are answered by the
-library; a close is echoed with the same code. No permessage-deflate, 64 MiB
+library; a close is echoed with the same code. No permessage-deflate (with
+--deflate: the library's default, compression="deflate"), 64 MiB
 message limit, no fragment-count limit, no keepalive pings. Prints "listening 127.0.0.1:PORT" once
 bound. Exits 0 after TIMEOUT_S seconds (default 60; 0 = no limit) or on
 SIGTERM/SIGINT; PORT 0 picks a free port (printed).
@@ -34,11 +35,11 @@ async def echo(ws):
         pass
 
 
-async def main(port, timeout):
+async def main(port, timeout, compression):
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-    async with serve(echo, "127.0.0.1", port, compression=None, max_size=64 << 20,
+    async with serve(echo, "127.0.0.1", port, compression=compression, max_size=64 << 20,
                      max_queue=None, ping_interval=None) as server:
         bound = server.sockets[0].getsockname()[1]
         print("listening 127.0.0.1:%d" % bound, flush=True)
@@ -49,6 +50,9 @@ async def main(port, timeout):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
-        sys.exit("usage: python_websockets_echo.py PORT [TIMEOUT_S]")
-    asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) == 3 else 60.0))
+    deflate = "--deflate" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--deflate"]
+    if len(args) not in (1, 2):
+        sys.exit("usage: python_websockets_echo.py PORT [TIMEOUT_S] [--deflate]")
+    asyncio.run(main(int(args[0]), float(args[1]) if len(args) == 2 else 60.0,
+                     "deflate" if deflate else None))

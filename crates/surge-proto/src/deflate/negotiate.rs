@@ -424,6 +424,40 @@ pub enum ResponseError {
     EightBitWindow,
 }
 
+impl core::str::FromStr for ClientOffer {
+    type Err = ParamError;
+
+    /// Reads an offer written as in the header (RFC 7692 §5), with or without the leading
+    /// `permessage-deflate`: the parameters are exactly those written (an empty list offers
+    /// no `client_max_window_bits`, unlike [`ClientOffer::default`]), checked as the server
+    /// checks them.
+    ///
+    /// ```
+    /// use surge_proto::deflate::negotiate::{ClientOffer, ParamError};
+    ///
+    /// let offer: ClientOffer = "client_max_window_bits; server_no_context_takeover".parse().unwrap();
+    /// assert!(offer.server_no_context_takeover);
+    /// assert_eq!(offer.client_max_window_bits, Some(None));
+    /// assert_eq!(offer.to_string().parse::<ClientOffer>(), Ok(offer));
+    /// assert_eq!("server_max_window_bits=16".parse::<ClientOffer>(), Err(ParamError::InvalidValue));
+    /// ```
+    fn from_str(s: &str) -> Result<Self, ParamError> {
+        let params = match s.split_once(';') {
+            Some((name, rest)) if name.trim().eq_ignore_ascii_case(NAME) => rest,
+            None if s.trim().eq_ignore_ascii_case(NAME) => "",
+            _ => s,
+        };
+        let raw = RawParams::parse(&Element::new(NAME, params))?;
+        Ok(ClientOffer {
+            server_no_context_takeover: raw.server_no_context_takeover,
+            client_no_context_takeover: raw.client_no_context_takeover,
+            server_max_window_bits: raw.server_max_window_bits,
+            client_max_window_bits: raw.client_max_window_bits,
+            accept_8_bit_window: true,
+        })
+    }
+}
+
 impl ClientOffer {
     /// Checks the server's answer, every `Sec-WebSocket-Extensions` value of the 101
     /// response in order: `Ok(None)` when the server declined (no extension), the agreed

@@ -42,6 +42,9 @@ pub struct Opts {
     nice: Option<i32>,
     /// Another build of the `surge` binary, measured beside this one as "Surge (baseline)".
     baseline_surge: Option<PathBuf>,
+    /// `--deflate[=PARAMS]`: the load generator offers permessage-deflate ("" for its
+    /// default offer), and the deflate servers and JSON-text scenarios join the run.
+    deflate: Option<String>,
     command: String,
 }
 
@@ -64,7 +67,14 @@ usage: benches/compare.sh [OPTIONS]
   --baseline-surge PATH another build of the surge binary (an older commit's), run beside this
                         one as the server surge-baseline, Surge (baseline): an A/B of two
                         builds, paired by round like every other ratio to Surge
-  --scenarios LIST      only these: 20b,1conn,1000conn,1k,16k,pipelined,open,idle,sweep
+  --scenarios LIST      only these: 20b,1conn,1000conn,1k,16k,pipelined,open,idle,sweep,
+                        json137,json16k
+  --deflate[=PARAMS]    the load generator offers permessage-deflate (PARAMS as its --deflate
+                        takes them) and reports the compression ratio; adds the servers
+                        surge-deflate-shared, surge-deflate-s12 (stream:12:4),
+                        surge-deflate-s15 (stream:15:8), node-ws-deflate, python-ws-deflate
+                        and the scenarios json137, json16k (JSON-record text, 100 x 137 B,
+                        200 x 16 KiB)
   --nice N              run the servers and the load generator under `nice -n N`
                         (negative: ahead of other work on a shared machine; needs root)
   --no-alloc            skip the allocation count (cargo bench --bench alloc)
@@ -137,6 +147,7 @@ fn parse_opts() -> Result<Opts, String> {
         quick: false,
         nice: None,
         baseline_surge: None,
+        deflate: None,
         command: String::new(),
     };
     while let Some(flag) = args.next() {
@@ -165,6 +176,8 @@ fn parse_opts() -> Result<Opts, String> {
             "--nice" => o.nice = Some(val()?.parse().map_err(|_| "bad --nice")?),
             "--baseline-surge" => o.baseline_surge = Some(PathBuf::from(val()?)),
             "--quick" => o.quick = true,
+            "--deflate" => o.deflate = Some(String::new()),
+            a if a.starts_with("--deflate=") => o.deflate = Some(a["--deflate=".len()..].into()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -218,11 +231,28 @@ impl Peer {
                 "--threads".into(),
                 t,
             ],
-            "node-ws" => vec![
-                "node".into(),
-                rel("tests/servers/node_ws_echo.js"),
+            "node-ws" | "node-ws-deflate" => {
+                let mut v = vec![
+                    "node".into(),
+                    rel("tests/servers/node_ws_echo.js"),
+                    port.to_string(),
+                    limit.to_string(),
+                ];
+                if self.id == "node-ws-deflate" {
+                    v.push("--deflate".into());
+                }
+                v
+            }
+            "python-ws-deflate" => vec![
+                // tests/setup.sh's virtual environment has websockets.
+                match rel(".venv/bin/python") {
+                    venv if Path::new(&venv).exists() => venv,
+                    _ => "python3".into(),
+                },
+                rel("tests/servers/python_websockets_echo.py"),
                 port.to_string(),
                 limit.to_string(),
+                "--deflate".into(),
             ],
             id if id.starts_with("surge") => {
                 let mut v = vec![
@@ -248,6 +278,12 @@ impl Peer {
                     "surge-baseline" => {}
                     "surge-uring" => v.extend(["--backend".into(), "io-uring".into()]),
                     _ => v.extend(["--backend".into(), "epoll".into()]),
+                }
+                match id {
+                    "surge-deflate-shared" => v.push("--deflate=shared".into()),
+                    "surge-deflate-s12" => v.push("--deflate=stream:12:4".into()),
+                    "surge-deflate-s15" => v.push("--deflate=stream:15:8".into()),
+                    _ => {}
                 }
                 v
             }
@@ -291,6 +327,15 @@ fn peers(o: &Opts) -> Vec<Peer> {
     if o.baseline_surge.is_some() {
         all.insert(2, p("surge-baseline", "Surge (baseline)", t, true));
     }
+    if o.deflate.is_some() {
+        all.extend([
+            p("surge-deflate-shared", "Surge, deflate shared", t, true),
+            p("surge-deflate-s12", "Surge, deflate stream:12:4", t, true),
+            p("surge-deflate-s15", "Surge, deflate stream:15:8", t, true),
+            p("node-ws-deflate", "Node ws, perMessageDeflate", 1, true),
+            p("python-ws-deflate", "Python websockets, compression on", 1, true),
+        ]);
+    }
     // Only when asked for (--servers surge,surge-scraped): Surge while a client asks for
     // its /metrics every second, as a Prometheus server would.
     if o.servers.as_ref().is_some_and(|s| s.iter().any(|id| id == "surge-scraped")) {
@@ -329,6 +374,8 @@ pub struct Scenario {
     size: usize,
     in_flight: usize,
     rate: Option<f64>,
+    /// JSON-record text (`--json-text`) rather than binary.
+    json_text: bool,
 }
 
 fn scenarios(o: &Opts) -> Vec<Scenario> {
@@ -339,8 +386,13 @@ fn scenarios(o: &Opts) -> Vec<Scenario> {
         size,
         in_flight,
         rate,
+        json_text: false,
     };
-    let all = vec![
+    let json = |id, label: &str, connections, size| Scenario {
+        json_text: true,
+        ..s(id, label, connections, size, 1, None)
+    };
+    let mut all = vec![
         s("20b", "100 conns × 20 B", 100, 20, 1, None),
         s("1conn", "1 conn × 20 B", 1, 20, 1, None),
         s("1000conn", "1000 conns × 20 B", 1000, 20, 1, None),
@@ -358,6 +410,12 @@ fn scenarios(o: &Opts) -> Vec<Scenario> {
             Some(o.rate),
         ),
     ];
+    if o.deflate.is_some() || o.scenarios.is_some() {
+        all.extend([
+            json("json137", "100 conns × 137 B JSON text", 100, 137),
+            json("json16k", "200 conns × 16 KiB JSON text", 200, 16384),
+        ]);
+    }
     all.into_iter().filter(|s| want(o, s.id)).collect()
 }
 
@@ -462,6 +520,14 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
     if let Some(r) = sc.rate {
         args.extend(["--rate".into(), format!("{r}")]);
     }
+    if sc.json_text {
+        args.push("--json-text".into());
+    }
+    match o.deflate.as_deref() {
+        Some("") => args.push("--deflate".into()),
+        Some(params) => args.push(format!("--deflate={params}")),
+        None => {}
+    }
     let loadgen = o.root.join("target/release/surge-loadgen");
     let mut cmd = Command::new("taskset");
     cmd.arg("-c").arg(cores_str(&o.client_cores));
@@ -558,6 +624,7 @@ fn measure(o: &Opts, round: usize, sc: &Scenario, p: &Peer, server: &procs::Serv
             rec["lost"] = json!(f(&["connections", "lost"]));
             rec["established"] = json!(f(&["connections", "established"]));
             rec["backlog"] = json!(f(&["backlog"]));
+            rec["deflate"] = r["deflate"].clone();
         }
         _ => {
             let tail = std::fs::read_to_string(&log).unwrap_or_default();

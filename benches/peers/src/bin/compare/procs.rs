@@ -355,7 +355,8 @@ impl Scraper {
         let flag = std::sync::Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             let mut ok = 0;
-            let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+            let request =
+                format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
             while !flag.load(Ordering::Relaxed) {
                 let next = Instant::now() + every;
                 let mut answer = Vec::new();
