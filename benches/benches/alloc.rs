@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use surge::broadcast::RoomHandler;
 use surge::echo::EchoHandler;
-use surge::{Config, DeflateConfig, DeflateMemory, Server};
+use surge::{Backend, Config, DeflateConfig, DeflateMemory, Server};
 use surge_client::blocking::{self, Received};
 use surge_client::Keys;
 use surge_proto::deflate::ClientOffer;
@@ -173,10 +173,22 @@ fn main() -> ExitCode {
         },
     ];
     let mut clean = true;
-    for case in &cases {
-        clean &= run(case);
+    for backend in [Backend::Epoll, Backend::IoUring] {
+        let probe = Config::builder().listen("127.0.0.1:0".parse().unwrap()).threads(1);
+        match Server::start(probe.backend(backend).build().expect("config"), |_| EchoHandler) {
+            Ok(server) => {
+                server.shutdown(Duration::ZERO);
+            }
+            Err(error) => {
+                println!("alloc: {backend:?} skipped: {error}");
+                continue;
+            }
+        }
+        for case in &cases {
+            clean &= run(case, backend);
+        }
+        clean &= publish_case(backend);
     }
-    clean &= publish_case();
     if strict && !clean {
         eprintln!("alloc: expected no allocation on the steady-state echo and publish paths");
         return ExitCode::FAILURE;
@@ -185,8 +197,9 @@ fn main() -> ExitCode {
 }
 
 /// Runs one case; whether it allocated nothing.
-fn run(case: &Case) -> bool {
-    let mut builder = Config::builder().listen("127.0.0.1:0".parse().unwrap()).threads(1);
+fn run(case: &Case, backend: Backend) -> bool {
+    let mut builder =
+        Config::builder().listen("127.0.0.1:0".parse().unwrap()).threads(1).backend(backend);
     if let Some(deflate) = case.deflate {
         builder = builder.deflate(deflate);
     }
@@ -239,8 +252,9 @@ fn run(case: &Case) -> bool {
 
     let per_million = allocations as f64 * 1e6 / messages as f64;
     println!(
-        "alloc/{}: {allocations} allocations on the loop thread over {messages} echoed \
-         {}-byte messages = {per_million:.2} per million ({:.0} msg/s, {} connections, 1 loop)",
+        "alloc/{}/{backend:?}: {allocations} allocations on the loop thread over {messages} \
+         echoed {}-byte messages = {per_million:.2} per million ({:.0} msg/s, {} connections, \
+         1 loop)",
         case.name,
         text.len(),
         messages as f64 / elapsed.as_secs_f64(),
@@ -269,10 +283,11 @@ fn measure(messages: &AtomicU64, warm_up: u64, target: u64) -> (u64, u64, Durati
 const ROOM: usize = 16;
 
 /// The publish path; whether it allocated nothing.
-fn publish_case() -> bool {
+fn publish_case(backend: Backend) -> bool {
     let config = Config::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .threads(1)
+        .backend(backend)
         .build()
         .expect("config");
     let server = Server::start(config, |_| {
@@ -315,7 +330,7 @@ fn publish_case() -> bool {
     server.shutdown(Duration::from_secs(2));
     let per_million = allocations as f64 * 1e6 / deliveries as f64;
     println!(
-        "alloc/publish: {allocations} allocations on the loop thread over {deliveries} \
+        "alloc/publish/{backend:?}: {allocations} allocations on the loop thread over {deliveries} \
          deliveries of {}-byte messages (a room of {ROOM}) = {per_million:.2} per million \
          ({:.0} deliveries/s, 1 loop)",
         text.len(),

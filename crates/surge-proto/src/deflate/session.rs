@@ -77,7 +77,15 @@ pub struct SharedCodecs {
     compressors: Vec<Compressor>,
     decompressor: Option<Decompressor>,
     stats: DeflateStats,
+    /// Buffers that held a message's compressed pieces, kept for the next one: a message
+    /// that arrives in pieces (a frame split between reads) costs no allocation at steady
+    /// state, and an idle connection holds none.
+    spare_pending: Vec<Vec<u8>>,
 }
+
+/// How many emptied pending buffers a loop keeps, and the largest it keeps.
+const SPARE_PENDING: usize = 64;
+const SPARE_PENDING_BYTES: usize = 64 << 10;
 
 impl core::fmt::Debug for SharedCodecs {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -97,6 +105,20 @@ impl SharedCodecs {
             compressors: Vec::new(),
             decompressor: None,
             stats: DeflateStats::default(),
+            spare_pending: Vec::new(),
+        }
+    }
+
+    /// An empty buffer for a message's compressed pieces.
+    fn take_pending(&mut self) -> Vec<u8> {
+        self.spare_pending.pop().unwrap_or_default()
+    }
+
+    /// Takes back a buffer from [`take_pending`](Self::take_pending).
+    fn give_pending(&mut self, mut buffer: Vec<u8>) {
+        if self.spare_pending.len() < SPARE_PENDING && buffer.capacity() <= SPARE_PENDING_BYTES {
+            buffer.clear();
+            self.spare_pending.push(buffer);
         }
     }
 
@@ -278,16 +300,29 @@ impl<C: Codecs> DeflateSession<C> {
         max_len: usize,
     ) -> Result<(), DecompressError> {
         if !last {
+            if self.pending.capacity() == 0 {
+                self.pending = self.shared.with(SharedCodecs::take_pending);
+            }
             self.pending.extend_from_slice(input);
             return Ok(());
         }
         if self.pending.is_empty() {
             // The whole message in one piece (or after empty ones): inflated where it lies.
-            return self.shared.with(|codecs| codecs.inflate(input, out, max_len));
+            let unused = std::mem::take(&mut self.pending);
+            return self.shared.with(|codecs| {
+                if unused.capacity() > 0 {
+                    codecs.give_pending(unused);
+                }
+                codecs.inflate(input, out, max_len)
+            });
         }
         let mut pending = std::mem::take(&mut self.pending);
         pending.extend_from_slice(input);
-        self.shared.with(|codecs| codecs.inflate(&pending, out, max_len))
+        self.shared.with(|codecs| {
+            let result = codecs.inflate(&pending, out, max_len);
+            codecs.give_pending(pending);
+            result
+        })
     }
 
     fn inflate_own(
