@@ -670,9 +670,12 @@ suite_wss() {
   WSS_PKI=$LOGS/wss-pki
   ONLY='' run_step wss-certs wss_certs
   [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" = passed ] || return 0
+  # With deflate, as the cleartext server runs: the clients that can assert its answer, and
+  # compress over TLS too.
   start_bg wss-server "$LOGS/wss-server.log" timeout "$SERVER_TIME_LIMIT" target/release/surge echo \
-    --listen 127.0.0.1:0 --tls-cert "$WSS_PKI/served.pem" --tls-key "$WSS_PKI/served.key" \
+    --listen 127.0.0.1:0 --deflate --tls-cert "$WSS_PKI/served.pem" --tls-key "$WSS_PKI/served.key" \
     --tls-sni "sni.test=$WSS_PKI/sni.pem,$WSS_PKI/sni.key"
+  export SURGE_EXPECT_EXTENSIONS="$SURGE_DEFLATE_ANSWER"
   WSS_PID=$BG_PID
   WSS_PORT=$(logged_port "$LOGS/wss-server.log" "$WSS_PID" 30) || { record wss-server-start failed 0; return 0; }
   record wss-server-start passed 0
