@@ -1,25 +1,4 @@
 #!/usr/bin/env bash
-# Runs the masking, UTF-8 and deflate tests under AddressSanitizer (the SIMD kernels and the
-# C zlib backend's FFI are the unsafe code), so that an out-of-bounds load or store in a
-# SIMD kernel fails the run even when it happens to land on mapped memory.
-#
-# Uses the stable toolchain with RUSTC_BOOTSTRAP=1 to unlock -Zsanitizer. `--target` keeps
-# RUSTFLAGS off build scripts and proc macros, and `target/asan` keeps this build from
-# invalidating the normal one. Only x86_64 Linux is supported; elsewhere it skips.
-set -euo pipefail
-
-if [[ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]]; then
-    echo "asan.sh: skipped: needs x86_64 Linux, this is $(uname -s)-$(uname -m)"
-    exit 0
-fi
-
-cd "$(dirname "$0")/../.."
-
-export RUSTC_BOOTSTRAP=1
-export RUSTFLAGS="-Zsanitizer=address"
-export RUSTDOCFLAGS="-Zsanitizer=address"
-# Leak checking is off: the test harness and proptest keep allocations alive on purpose.
-export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1"
-
-exec cargo test -p surge-proto --target x86_64-unknown-linux-gnu --target-dir target/asan \
-    --test mask --test utf8 --test deflate "$@"
+# The masking, UTF-8 and deflate tests under AddressSanitizer (tests/asan.sh): the SIMD
+# kernels and the C zlib backend's FFI are this crate's unsafe code.
+exec "$(dirname "$0")/../../tests/asan.sh" -p surge-proto --test mask --test utf8 --test deflate "$@"
