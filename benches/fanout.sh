@@ -18,7 +18,8 @@
 # subscriber, so each server is offered all it takes with at most W messages per publisher
 # on their way (nothing piles up in its queues), and the subscribers cost the load
 # generator little (large reads, frames scanned in place). Per case and server it runs each
-# W of WINDOWS and keeps the one with the most deliveries/s: the saturation figure, shown
+# W of WINDOWS and keeps the one with the most deliveries/s among those that lost nothing
+# (reach 1, no stalls: past its capacity a server drops): the saturation figure, shown
 # with the server's CPU (a core's worth when the server is the limit), the load
 # generator's (its client threads' CPU time over the window, from its JSON: below one
 # core, or the figure is the load generator's) and p50/p99 at that
@@ -32,7 +33,8 @@
 # Env: ROUNDS (3), DURATION (3s), CASES ("100:20 100:1024 1000:20 1000:1024", room:bytes),
 #   SERVERS ("surge tokio node"), CLUSTER (1: also the two-node case), DELIVERIES (offered
 #   deliveries/s, 100000), PUBLISHERS (4), SERVER_CORE (0), CLIENT_CORE (1), SATURATE (0),
-#   WINDOWS ("1 4 16 64"), OUT (bench-results/fanout-DATE; runs.tsv there is appended to).
+#   WINDOWS (per room: "1 8 64 256" up to 100 subscribers, "1 4 16 64" above: every W keeps
+#   a subscriber's backlog below Surge's 1 MiB backpressure limit), OUT (bench-results/fanout-DATE; runs.tsv there is appended to).
 # Build first (not timed): cargo build --release -p surge -p surge-loadgen;
 #   cargo build --release --manifest-path benches/peers/Cargo.toml; tests/setup.sh (node, redis).
 set -euo pipefail
@@ -48,7 +50,7 @@ PUBLISHERS="${PUBLISHERS:-4}"
 SERVER_CORE="${SERVER_CORE:-0}"
 CLIENT_CORE="${CLIENT_CORE:-1}"
 SATURATE="${SATURATE:-0}"
-WINDOWS="${WINDOWS:-1 4 16 64}"
+WINDOWS="${WINDOWS:-}"
 OUT="${OUT:-bench-results/fanout-$(date -u +%Y-%m-%d_%H%M%S)}"
 mkdir -p "$OUT"
 [ "$SATURATE" = 1 ] && CLUSTER=0
@@ -148,7 +150,9 @@ for ROUND in $(seq "$FIRST" $((FIRST + ROUNDS - 1))); do
         *) echo "fanout.sh: unknown server $server" >&2; exit 2 ;;
       esac
       if [ "$SATURATE" = 1 ]; then
-        for window in $WINDOWS; do
+        windows=$WINDOWS
+        [ -n "$windows" ] || if [ "$room" -le 100 ]; then windows="1 8 64 256"; else windows="1 4 16 64"; fi
+        for window in $windows; do
           measure "$server" "$room" "$size" "$PID" "$window" "ws://127.0.0.1:$PORT/room"
         done
       else
@@ -188,7 +192,7 @@ if fixed:
 # Saturation: per server, case and round, the window with the most deliveries/s.
 best = {}
 for r in rows:
-    if len(r) < 16 or r[13] == "-":
+    if len(r) < 16 or r[13] == "-" or float(r[9]) < 1 or r[14] != "0":
         continue
     key = (r[1], r[2], r[0], r[15])
     if key not in best or float(r[3]) > float(best[key][3]):
@@ -206,15 +210,17 @@ if best:
         print(f"| {room} | {size} | {server} | {med(3):.0f} | {med(8):.2f} | {med(12):.2f} | {med(7):.0f} | {med(4):.0f} | {med(5):.0f} | {windows} | {min(float(r[9]) for r in rs):.4f} | {len(rs)} |")
     # Surge against each peer, per server core, paired by round.
     print()
-    print("| room | bytes | Surge / peer (deliveries/s per server core) | per round | median |")
-    print("|---|---|---|---|---|")
+    print("| room | bytes | Surge / peer | per server core, per round | median | deliveries/s, per round | median |")
+    print("|---|---|---|---|---|---|---|")
     for (room, size, server) in sorted({k[:3] for k in best}, key=order):
         if server == "surge":
             continue
-        ratios = [float(best[(room, size, "surge", rnd)][7]) / float(best[(room, size, server, rnd)][7])
-                  for (rm, sz, sv, rnd) in sorted(best) if (rm, sz, sv) == (room, size, server)
-                  and (room, size, "surge", rnd) in best]
-        if ratios:
-            print(f"| {room} | {size} | surge / {server} | {', '.join(f'{x:.2f}' for x in ratios)} | {statistics.median(ratios):.2f}x |")
+        rounds = [rnd for (rm, sz, sv, rnd) in sorted(best)
+                  if (rm, sz, sv) == (room, size, server) and (room, size, "surge", rnd) in best]
+        ratio = lambda i: [float(best[(room, size, "surge", rnd)][i]) / float(best[(room, size, server, rnd)][i]) for rnd in rounds]
+        if rounds:
+            core, raw = ratio(7), ratio(3)
+            print(f"| {room} | {size} | surge / {server} | {', '.join(f'{x:.1f}' for x in core)} | {statistics.median(core):.1f}x"
+                  f" | {', '.join(f'{x:.1f}' for x in raw)} | {statistics.median(raw):.1f}x |")
 EOF
 echo "fanout.sh: results in $OUT" >&2
