@@ -58,8 +58,7 @@ impl BufferPool {
     /// on the path the pool is there to keep free of allocation).
     pub(crate) fn give(&mut self, mut buf: Vec<u8>) {
         let capacity = buf.capacity();
-        if capacity < INITIAL_CAPACITY
-            || capacity > MAX_POOLED_CAPACITY
+        if !(INITIAL_CAPACITY..=MAX_POOLED_CAPACITY).contains(&capacity)
             || self.pooled_bytes + capacity > self.budget
         {
             return;
