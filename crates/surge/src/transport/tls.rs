@@ -76,6 +76,9 @@ pub(crate) struct TlsStream {
     peer_closed: bool,
     /// The last read stopped with the socket possibly holding more (its buffer was full).
     socket_full: bool,
+    /// rustls failed (its alert is out): nothing more is read, written or sent, since
+    /// rustls would parse the bad input again.
+    failed: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -115,6 +118,7 @@ impl TlsStream {
             counted: false,
             peer_closed: false,
             socket_full: false,
+            failed: false,
         })
     }
 
@@ -208,6 +212,64 @@ impl TlsStream {
         })
     }
 
+    /// Reads the socket into `buf[*end..]` and processes what came (see [`process`]) until
+    /// the socket is drained or the buffer cannot take another record; returns whether the
+    /// stream ended. A failure of rustls marks the stream failed.
+    ///
+    /// [`process`]: Self::process
+    fn read_records(
+        &mut self,
+        buf: &mut [u8],
+        plain: &mut usize,
+        start: &mut usize,
+        end: &mut usize,
+        pool: &mut BufferPool,
+    ) -> io::Result<bool> {
+        loop {
+            let room = buf.len() - *end;
+            let (read, ended) = match Read::read(&mut self.tcp, &mut buf[*end..]) {
+                Ok(0) => (0, true),
+                Ok(n) => (n, false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            *end += read;
+            let processed = self.process(buf, plain, start, *end, pool);
+            let processed = processed.inspect_err(|_| self.failed = true)?;
+            if !self.counted {
+                let failed = match &processed {
+                    Processed::Failed(error) => Some(error),
+                    Processed::Done => None,
+                };
+                self.count_handshake(failed);
+            }
+            if let Processed::Failed(error) = processed {
+                self.failed = true;
+                return Err(invalid_data(error));
+            }
+            if ended || read < room || self.peer_closed {
+                return Ok(ended);
+            }
+            // The socket may hold more: move what is unprocessed down behind the plaintext
+            // (keeping the headroom) and read again while a whole record still fits.
+            let to = *plain + HEADROOM;
+            let pending = *end - *start;
+            if to + pending + MAX_RECORD > buf.len() {
+                if *plain == 0 {
+                    // A handshake message larger than the buffer can gather.
+                    self.failed = true;
+                    return Err(invalid_data(rustls::Error::PeerSentOversizedRecord));
+                }
+                self.socket_full = true;
+                return Ok(false);
+            }
+            buf.copy_within(*start..*end, to);
+            *start = to;
+            *end = to + pending;
+        }
+    }
+
     /// Writes held records until the socket stops taking them.
     fn send_held(&mut self, pool: &mut BufferPool) -> io::Result<()> {
         send(&mut self.tcp, &mut self.outgoing, pool)
@@ -258,7 +320,7 @@ impl TlsStream {
     /// often asked), behind the held output; best effort: if the socket does not take all
     /// that is held, the alert is not sent (it must not cut into a record).
     fn close_notify(&mut self) {
-        if self.tls.is_handshaking() {
+        if self.failed || self.tls.is_handshaking() {
             return;
         }
         let TlsStream { tls, incoming, outgoing, tcp, .. } = self;
@@ -350,73 +412,38 @@ fn invalid_data(error: rustls::Error) -> io::Error {
 impl Transport for TlsStream {
     fn read(&mut self, buf: &mut [u8], pool: &mut BufferPool) -> io::Result<usize> {
         self.socket_full = false;
+        if self.failed {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
         if self.peer_closed {
             return Ok(0);
         }
         if buf.len() < READ_BUFFER_MIN {
             return Err(io::ErrorKind::InvalidInput.into());
         }
-        // Plaintext goes to buf[..plain]; ciphertext waits in buf[start..end].
+        // Plaintext goes to buf[..plain]; ciphertext waits in buf[start..end], starting with
+        // what waited since the last read.
         let mut plain = 0;
         let mut start = HEADROOM;
         let mut end = start + self.incoming.len();
         buf[start..end].copy_from_slice(&self.incoming);
         pool.give(std::mem::take(&mut self.incoming));
-        let mut ended = false;
-        loop {
-            let room = buf.len() - end;
-            let read = match Read::read(&mut self.tcp, &mut buf[end..]) {
-                Ok(0) => {
-                    ended = true;
-                    0
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if plain > 0 => {
-                    tracing::debug!(error = %e, "read failed after plaintext; reported next time");
-                    break;
-                }
-                Err(e) => return Err(e),
-            };
-            end += read;
-            let processed = self.process(buf, &mut plain, &mut start, end, pool)?;
-            if !self.counted {
-                let failed = match &processed {
-                    Processed::Failed(error) => Some(error),
-                    Processed::Done => None,
-                };
-                self.count_handshake(failed);
-            }
-            if let Processed::Failed(error) = processed {
-                return Err(invalid_data(error));
-            }
-            if read < room || self.peer_closed {
-                break;
-            }
-            // The socket may hold more: move what is unprocessed down behind the plaintext
-            // (keeping the headroom) and read again while a whole record still fits.
-            let to = plain + HEADROOM;
-            if to + (end - start) + MAX_RECORD > buf.len() {
-                if plain == 0 {
-                    // A handshake message larger than the buffer can gather.
-                    return Err(invalid_data(rustls::Error::PeerSentOversizedRecord));
-                }
-                self.socket_full = true;
-                break;
-            }
-            buf.copy_within(start..end, to);
-            end = to + (end - start);
-            start = to;
-        }
+        let read = self.read_records(buf, &mut plain, &mut start, &mut end, pool);
+        // Kept on every path: rustls' handshake deframer counts in this buffer's offsets.
         if start < end {
             self.incoming = pool.take();
             self.incoming.extend_from_slice(&buf[start..end]);
         }
-        match plain {
-            0 if ended || self.peer_closed => Ok(0),
-            0 => Err(io::ErrorKind::WouldBlock.into()),
-            n => Ok(n),
+        match read {
+            // Plaintext that came before an error goes first; the error is the next read's
+            // (a failed socket fails again, and `failed` is kept).
+            Err(_) if plain > 0 => Ok(plain),
+            Err(error) => Err(error),
+            Ok(ended) => match plain {
+                0 if ended || self.peer_closed => Ok(0),
+                0 => Err(io::ErrorKind::WouldBlock.into()),
+                n => Ok(n),
+            },
         }
     }
 
@@ -425,6 +452,9 @@ impl Transport for TlsStream {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>], pool: &mut BufferPool) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
         self.send_held(pool)?;
         if !self.outgoing.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -432,7 +462,7 @@ impl Transport for TlsStream {
         let total: usize = bufs.iter().map(|b| b.len()).sum();
         let mut taken = 0;
         while taken < total {
-            let TlsStream { tls, incoming, outgoing, .. } = self;
+            let TlsStream { tls, incoming, outgoing, failed, .. } = self;
             let UnbufferedStatus { discard, state } = tls.process_tls_records(incoming);
             let result = match state {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
@@ -453,7 +483,10 @@ impl Transport for TlsStream {
                 // Still handshaking: nothing may be sent yet.
                 Ok(ConnectionState::BlockedHandshake) => Ok(None),
                 Ok(_) => Err(io::ErrorKind::BrokenPipe.into()),
-                Err(error) => Err(invalid_data(error)),
+                Err(error) => {
+                    *failed = true;
+                    Err(invalid_data(error))
+                }
             };
             incoming.drain(..discard);
             match result? {
