@@ -30,10 +30,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use surge::broadcast::RoomHandler;
-use surge::echo::EchoHandler;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use surge::broadcast::RoomHandler;
+use surge::echo::EchoHandler;
 use surge::tls::TlsConfig;
 use surge::{Backend, Config, DeflateConfig, DeflateMemory, Server};
 use surge_client::blocking::{self, Received};
@@ -126,13 +126,12 @@ impl Wss {
         std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("key.pem");
         let mut roots = RootCertStore::empty();
         roots.add(cert.der().clone()).expect("root");
-        let client = ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let client =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .expect("TLS 1.3")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         Wss { dir, client: Arc::new(client) }
     }
 
@@ -156,14 +155,20 @@ enum Client {
 }
 
 impl Client {
-    fn connect(addr: SocketAddr, seed: u64, deflate: bool, tls: Option<&Arc<ClientConfig>>) -> Client {
+    fn connect(
+        addr: SocketAddr,
+        seed: u64,
+        deflate: bool,
+        tls: Option<&Arc<ClientConfig>>,
+    ) -> Client {
         if let Some(config) = tls {
             let name = ServerName::try_from("localhost").expect("name");
             let conn = ClientConnection::new(Arc::clone(config), name).expect("client");
             let tcp = TcpStream::connect(addr).expect("connect");
             tcp.set_nodelay(true).expect("nodelay");
             let stream = StreamOwned::new(conn, tcp);
-            let (ws, _) = tungstenite::client::client("ws://localhost/", stream).expect("handshake");
+            let (ws, _) =
+                tungstenite::client::client("ws://localhost/", stream).expect("handshake");
             return Client::Wss(Box::new(ws));
         }
         let host = addr.to_string();

@@ -341,7 +341,11 @@ mod tests {
         fn read(&mut self, _: &mut [u8], _: &mut BufferPool) -> io::Result<usize> {
             Err(io::ErrorKind::WouldBlock.into())
         }
-        fn write_vectored(&mut self, bufs: &[IoSlice<'_>], _: &mut BufferPool) -> io::Result<usize> {
+        fn write_vectored(
+            &mut self,
+            bufs: &[IoSlice<'_>],
+            _: &mut BufferPool,
+        ) -> io::Result<usize> {
             self.calls += 1;
             if self.cap == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());

@@ -82,7 +82,11 @@ impl Transport for Pipe {
         Ok(n)
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>], _pool: &mut BufferPool) -> io::Result<usize> {
+    fn write_vectored(
+        &mut self,
+        bufs: &[IoSlice<'_>],
+        _pool: &mut BufferPool,
+    ) -> io::Result<usize> {
         let mut state = self.state();
         state.writes += 1;
         let room = state.window.saturating_sub(state.to_client.len());

@@ -54,8 +54,7 @@ pub(crate) trait Transport {
     }
     /// Writes from `bufs` in order; returns how many bytes were taken. `pool` lends the
     /// buffers a transport keeps between calls.
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>], pool: &mut BufferPool)
-        -> io::Result<usize>;
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>], pool: &mut BufferPool) -> io::Result<usize>;
     /// Output the transport holds itself and still has to write (TLS records); the loop
     /// keeps WRITABLE interest while this is true.
     fn wants_write(&self) -> bool {
@@ -72,7 +71,11 @@ impl Transport for TcpStream {
         Read::read(self, buf)
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>], _pool: &mut BufferPool) -> io::Result<usize> {
+    fn write_vectored(
+        &mut self,
+        bufs: &[IoSlice<'_>],
+        _pool: &mut BufferPool,
+    ) -> io::Result<usize> {
         match bufs {
             // One slice: `write`, as the kernel would do the same with one more indirection.
             [one] => Write::write(self, one),
