@@ -150,7 +150,7 @@ type TlsSocket = tungstenite::WebSocket<StreamOwned<ClientConnection, TcpStream>
 
 /// One client connection: the workspace's blocking client, or tungstenite over rustls.
 enum Client {
-    Ws(blocking::Client),
+    Ws(Box<blocking::Client>),
     Wss(Box<TlsSocket>),
 }
 
@@ -180,7 +180,7 @@ impl Client {
         let client = blocking::Client::over_with(stream, &request, keys, offer, PATIENCE);
         let client = client.expect("handshake");
         assert_eq!(client.deflate().is_some(), deflate, "deflate negotiated as asked");
-        Client::Ws(client)
+        Client::Ws(Box::new(client))
     }
 
     /// Sends a window of messages in one write and reads their echoes back.
