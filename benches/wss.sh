@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # benches/wss.sh - wss figures in one sitting: Surge over TLS against Surge in cleartext and
 # against the tokio-tungstenite + tokio-rustls peer (benches/peers), paired by round; then
-# full and resumed TLS handshakes per second (`openssl s_time`), Surge and the peer.
+# full and resumed TLS handshakes (surge-loadgen's churn, with and without --no-resume: server
+# CPU per handshake, the TCP connection and the WebSocket upgrade included), Surge and the
+# peer, paired by round; then server RSS per idle wss connection at 10,000
+# (benches/wss-idle.py; WSS_IDLE=0 leaves it out).
 #
 #   benches/wss.sh [ROUNDS] [SECONDS]      # default 3 rounds of 3 s runs (1 s warm-up)
 #
@@ -87,21 +90,52 @@ PY
 done
 
 echo
-echo "handshakes (openssl s_time, ${SECS}s each; server CPU per handshake)"
-for server in surge-wss peer-wss; do
-  for mode in new reuse; do
-    port=$(free_port)
-    start "$server" "$port" >/dev/null
-    before=$(cpu_ticks "$SPID")
-    count=$(taskset -c 1 timeout 60 openssl s_time -connect "127.0.0.1:$port" -"$mode" -time "$SECS" 2>/dev/null |
-      sed -nE 's/^([0-9]+) connections in .*/\1/p' | head -n 1)
-    after=$(cpu_ticks "$SPID")
-    kill "$SPID" 2>/dev/null || true
-    wait "$SPID" 2>/dev/null || true
-    python3 -c "import sys; n=int(sys.argv[1] or 0); t=int(sys.argv[2])/int(sys.argv[3]); print(f'{sys.argv[4]}\t{sys.argv[5]}\t{n/float(sys.argv[6]):.0f}/s\tserver CPU {t*1e6/max(n,1):.0f} us per handshake\t({1/(t/max(n,1)) if t else 0:.0f}/s per core)')" \
-      "${count:-0}" "$((after - before))" "$HZ" "$server" "$mode" "$SECS"
+echo "handshakes (surge-loadgen --churn, ${SECS}s after 1 s; server CPU per connection opened)"
+HANDSHAKES=$OUT/handshakes.tsv
+: >"$HANDSHAKES"
+for round in $(seq "$ROUNDS"); do
+  for mode in full resumed; do
+    for server in surge-wss peer-wss; do
+      port=$(free_port)
+      start "$server" "$port" >/dev/null
+      before=$(cpu_ticks "$SPID")
+      resume=(); [ "$mode" = full ] && resume=(--no-resume)
+      taskset -c 1 timeout 120 "$LOADGEN" "wss://127.0.0.1:$port/" --ca "$CA" --threads 1 -c 10 \
+        --rate 10 --churn 5000 "${resume[@]}" -d "${SECS}s" -w 1s -q --json "$OUT/run.json" >/dev/null 2>&1 || true
+      after=$(cpu_ticks "$SPID")
+      kill "$SPID" 2>/dev/null || true
+      wait "$SPID" 2>/dev/null || true
+      python3 - "$OUT/run.json" "$round" "$mode" "$server" "$((after - before))" "$HZ" >>"$HANDSHAKES" <<'PY'
+import json, sys
+path, rnd, mode, server, ticks, hz = sys.argv[1:]
+try:
+    r = json.load(open(path))
+    opened, ok = r["connections"]["established"], not r["errors"]
+except Exception:
+    opened, ok = 0, False
+cpu_us = int(ticks) / int(hz) * 1e6 / opened if opened else 0.0
+print(f"{rnd}\t{mode}\t{server}\t{opened}\t{cpu_us:.1f}\t{'ok' if ok else 'ERR'}")
+PY
+      tail -n 1 "$HANDSHAKES"
+    done
   done
 done
+python3 - "$HANDSHAKES" <<'PY'
+import collections, statistics, sys
+by = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    rnd, mode, server, opened, cpu, ok = line.split("\t")
+    by[(mode, server)].append(float(cpu))
+for (mode, server), cpus in sorted(by.items()):
+    med = statistics.median(cpus)
+    print(f"{server}\t{mode}\tserver CPU {med:.0f} us per handshake (median of {len(cpus)}; "
+          f"{1e6 / med if med else 0:,.0f} per second per core)")
+PY
+
+if [ "${WSS_IDLE:-1}" != 0 ]; then
+  echo
+  python3 benches/wss-idle.py "$SURGE" "$CERT" "$KEY" "$CA" 10000
+fi
 
 echo
 python3 - "$RESULTS" <<'PY'
