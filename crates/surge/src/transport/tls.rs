@@ -542,3 +542,133 @@ impl Drop for TlsStream {
         self.close_notify();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream as StdTcpStream};
+    use std::time::{Duration, Instant};
+
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    use super::*;
+
+    /// A server stream and a rustls client over loopback, a self-signed certificate between.
+    fn pair() -> (TlsStream, ClientConnection, StdTcpStream) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = StdTcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
+        let tcp = TcpStream::from_std(accepted);
+        let stream =
+            TlsStream::new(tcp, &Arc::new(server), Arc::new(LoopStats::default())).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let client = ClientConnection::new(Arc::new(client), name).unwrap();
+        (stream, client, socket)
+    }
+
+    /// Reads the server side until `done` holds (the bytes are on their way over loopback).
+    fn read_until(
+        stream: &mut TlsStream,
+        buf: &mut [u8],
+        pool: &mut BufferPool,
+        mut done: impl FnMut(&TlsStream, &io::Result<usize>) -> bool,
+    ) -> io::Result<usize> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let read = stream.read(buf, pool);
+            if done(stream, &read) || Instant::now() > deadline {
+                return read;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_record_in_pieces_waits_in_a_pooled_buffer_and_an_idle_stream_holds_none() {
+        let (mut stream, mut client, mut socket) = pair();
+        let mut pool = BufferPool::new(1 << 20);
+        let mut buf = vec![0; READ_BUFFER_MIN];
+        // The handshake: each side takes what the other sent, until both are done.
+        socket.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while client.is_handshaking() || stream.tls.is_handshaking() {
+            assert!(Instant::now() < deadline, "the handshake did not finish");
+            while client.wants_write() {
+                client.write_tls(&mut socket).unwrap();
+            }
+            let read = stream.read(&mut buf, &mut pool);
+            assert!(matches!(read, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock));
+            match client.read_tls(&mut socket) {
+                Ok(_) => {
+                    client.process_new_packets().unwrap();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        socket.set_nonblocking(false).unwrap();
+
+        // One application record, sent in two pieces.
+        client.writer().write_all(b"hello").unwrap();
+        let mut record = Vec::new();
+        client.write_tls(&mut record).unwrap();
+        socket.write_all(&record[..record.len() / 2]).unwrap();
+        let read = read_until(&mut stream, &mut buf, &mut pool, |s, _| {
+            s.incoming.len() == record.len() / 2
+        });
+        assert!(matches!(read, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock));
+        assert!(stream.incoming.capacity() > 0, "the first piece waits in a pooled buffer");
+        socket.write_all(&record[record.len() / 2..]).unwrap();
+        let read = read_until(&mut stream, &mut buf, &mut pool, |_, read| read.is_ok());
+        assert_eq!(&buf[..read.unwrap()], b"hello");
+
+        // The answer, encrypted into a pooled buffer the socket takes at once.
+        let answer = [IoSlice::new(b"wor"), IoSlice::new(b"ld")];
+        assert_eq!(stream.write_vectored(&answer, &mut pool).unwrap(), 5);
+        let mut got = [0; 5];
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut reply = client.reader();
+        let mut filled = 0;
+        while filled < got.len() {
+            match reply.read(&mut got[filled..]) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    client.read_tls(&mut socket).unwrap();
+                    client.process_new_packets().unwrap();
+                    reply = client.reader();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(&got, b"world");
+
+        // Idle again: neither buffer is held, both went back to the pool.
+        assert_eq!((stream.incoming.capacity(), stream.outgoing.capacity()), (0, 0));
+        assert!(!stream.wants_write());
+        assert!(pool.pooled_bytes() > 0, "the buffers are the pool's again");
+    }
+}
