@@ -7,6 +7,9 @@
 # (benches/wss-idle.py; WSS_IDLE=0 leaves it out).
 #
 #   benches/wss.sh [ROUNDS] [SECONDS]      # default 3 rounds of 3 s runs (1 s warm-up)
+#   WSS_SCENARIOS='10x1KiB 100x20Bx16'    # only these scenarios (names as in the table)
+#   WSS_BASELINE=/tmp/old/surge            # another build beside, as base-wss (A/B over TLS)
+#   WSS_HANDSHAKES=0 WSS_IDLE=0            # leave the handshake or the idle part out
 #
 # Needs the release builds (cargo build --release -p surge -p surge-loadgen; cargo build
 # --release --manifest-path benches/peers/Cargo.toml --bin tungstenite-rustls-echo). The
@@ -36,6 +39,8 @@ start() { # start NAME PORT: sets SPID
     surge-ws) taskset -c 0 "$SURGE" echo --listen "127.0.0.1:$2" --threads 1 --log warn & ;;
     surge-wss) taskset -c 0 "$SURGE" echo --listen "127.0.0.1:$2" --threads 1 --log warn \
       --tls-cert "$CERT" --tls-key "$KEY" & ;;
+    base-wss) taskset -c 0 "$WSS_BASELINE" echo --listen "127.0.0.1:$2" --threads 1 --log warn \
+      --tls-cert "$CERT" --tls-key "$KEY" & ;;
     peer-wss) PEER_TLS_CERT=$CERT PEER_TLS_KEY=$KEY taskset -c 0 "$PEER" \
       --listen "127.0.0.1:$2" --threads 1 --runtime current & ;;
   esac
@@ -54,7 +59,15 @@ url() { case $1 in surge-ws) echo "ws://127.0.0.1:$2/" ;; *) echo "wss://127.0.0
 
 SCENARIOS=("100x20B|-c 100 --size 20" "10x1KiB|-c 10 --size 1024" "200x16KiB|-c 200 --size 16384"
   "100x20Bx16|-c 100 --size 20 --in-flight 16")
+if [ -n "${WSS_SCENARIOS:-}" ]; then
+  chosen=()
+  for entry in "${SCENARIOS[@]}"; do
+    [[ " $WSS_SCENARIOS " == *" ${entry%%|*} "* ]] && chosen+=("$entry")
+  done
+  SCENARIOS=("${chosen[@]}")
+fi
 SERVERS=(surge-ws surge-wss peer-wss)
+[ -n "${WSS_BASELINE:-}" ] && SERVERS+=(base-wss)
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
 HZ=$(getconf CLK_TCK)
@@ -89,6 +102,7 @@ PY
   done
 done
 
+if [ "${WSS_HANDSHAKES:-1}" != 0 ]; then
 echo
 echo "handshakes (surge-loadgen --churn, ${SECS}s after 1 s; server CPU per connection opened)"
 HANDSHAKES=$OUT/handshakes.tsv
@@ -131,6 +145,7 @@ for (mode, server), cpus in sorted(by.items()):
     print(f"{server}\t{mode}\tserver CPU {med:.0f} us per handshake (median of {len(cpus)}; "
           f"{1e6 / med if med else 0:,.0f} per second per core)")
 PY
+fi
 
 if [ "${WSS_IDLE:-1}" != 0 ]; then
   echo
@@ -148,7 +163,7 @@ names = list(dict.fromkeys(r[1] for r in rows))
 print("| scenario | surge ws msgs/s (CPU us/msg) | surge wss | peer wss | wss/ws msgs/s | wss/peer msgs/s | wss/peer CPU/msg |")
 print("|---|---|---|---|---|---|---|")
 for name in names:
-    rounds = [v for (n, _), v in by.items() if n == name and len(v) == 3]
+    rounds = [v for (n, _), v in by.items() if n == name and len(v) >= 3]
     med = lambda s, i: statistics.median(r[s][i] for r in rounds)
     ratio = lambda a, b, i: statistics.median(r[a][i] / r[b][i] for r in rounds if r[b][i])
     cell = lambda s: f"{med(s, 0):,.0f} ({med(s, 1):.2f})"
@@ -156,4 +171,8 @@ for name in names:
     print(f"| {name} | {cell('surge-ws')} | {cell('surge-wss')} | {cell('peer-wss')} | "
           f"{ratio('surge-wss', 'surge-ws', 0):.2f} | {ratio('surge-wss', 'peer-wss', 0):.2f} | "
           f"{ratio('surge-wss', 'peer-wss', 1):.2f} |" + (f" ({errs} runs with errors)" if errs else ""))
+    if all("base-wss" in r for r in rounds):
+        print(f"|   against base-wss | {cell('base-wss')} | wss/base msgs/s "
+              f"{ratio('surge-wss', 'base-wss', 0):.2f} | wss/base CPU/msg "
+              f"{ratio('surge-wss', 'base-wss', 1):.2f} | | | |")
 PY
