@@ -336,8 +336,10 @@ impl TlsStream {
         let UnbufferedStatus { state, .. } = tls.process_tls_records(incoming);
         if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
             let mut alert = [0; 64];
-            if let Ok(n) = traffic.queue_close_notify(&mut alert) {
-                let _ = tcp.write(&alert[..n]);
+            // Nothing the second time (after `shutdown_write`): rustls sends it once.
+            match traffic.queue_close_notify(&mut alert) {
+                Ok(n) if n > 0 => drop(tcp.write(&alert[..n])),
+                _ => {}
             }
         }
     }
