@@ -173,8 +173,8 @@ impl Compressor {
         let mut room = message.len() + message.len() / 1024 + 64;
         loop {
             let len = out.len();
-            out.resize(len + room, 0);
-            let progress = self.inner.sync_flush(input, out.get_mut(len..).unwrap_or_default());
+            out.reserve(room);
+            let progress = self.inner.sync_flush(input, out, room);
             let progress = match progress {
                 Ok(progress) => progress,
                 Err(backend::Failed) => {
@@ -182,7 +182,6 @@ impl Compressor {
                     return Err(CompressError::Backend);
                 }
             };
-            out.truncate(len + progress.produced);
             input = input.get(progress.consumed..).unwrap_or_default();
             // Done when all the input is in and the flush did not fill the output.
             if input.is_empty() && progress.produced < room {
@@ -392,16 +391,14 @@ impl Decompressor {
             if room == 0 {
                 return Err(DecompressError::TooLarge);
             }
-            grow_within(out, len + room, len + allowed);
-            let progress = self.inner.inflate(input, out.get_mut(len..).unwrap_or_default(), until);
-            let progress = match progress {
+            reserve_within(out, room, allowed);
+            let progress = match self.inner.inflate(input, out, room, until) {
                 Ok(progress) => progress,
                 Err(backend::Failed) => {
                     out.truncate(len);
                     return Err(DecompressError::Corrupt);
                 }
             };
-            out.truncate(len + progress.produced);
             if out.len() > max_len {
                 return Err(DecompressError::TooLarge);
             }
@@ -434,12 +431,12 @@ impl Decompressor {
     }
 }
 
-/// Makes `out.len() == new_len` (zero-filled), growing the capacity geometrically but never
-/// past `limit` bytes unless it already had more.
-fn grow_within(out: &mut Vec<u8>, new_len: usize, limit: usize) {
-    if new_len > out.capacity() {
-        let target = out.capacity().saturating_mul(2).clamp(new_len, limit.max(new_len));
-        out.reserve_exact(target - out.len());
+/// Makes room for `room` more bytes in `out`, growing its capacity geometrically but never
+/// past `limit` bytes beyond its length unless it already had more.
+fn reserve_within(out: &mut Vec<u8>, room: usize, limit: usize) {
+    let (len, needed) = (out.len(), out.len() + room);
+    if needed > out.capacity() {
+        let target = out.capacity().saturating_mul(2).clamp(needed, (len + limit).max(needed));
+        out.reserve_exact(target - len);
     }
-    out.resize(new_len, 0);
 }
