@@ -134,13 +134,16 @@ impl SharedCodecs {
 
     /// Compresses the whole `message` with the shared compressor for `config` (which must
     /// have `no_context_takeover`: its window is reset after the message), appending the
-    /// payload of a compressed message to `out`.
+    /// payload of a compressed message to `out`. A small message goes to the smaller
+    /// compressor [`CompressorConfig::for_message`] picks (made once, like the others): the
+    /// output still depends only on `config` and the message.
     pub fn compress(
         &mut self,
         config: CompressorConfig,
         message: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CompressError> {
+        let config = config.for_message(message.len());
         let index = match self.compressors.iter().position(|c| c.config() == config) {
             Some(index) => index,
             None => {
