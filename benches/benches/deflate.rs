@@ -37,6 +37,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use surge_loadgen::workload::{PayloadKind, Payloads, SizeSpec};
@@ -396,7 +397,11 @@ fn policies(c: &mut Criterion) {
         client_max_window_bits: 12,
         ..ServerPolicy::default()
     });
-    for (name, size, count) in [("137B", 137, 1000), ("16KiB", 16 * 1024, 64)] {
+    // The scenarios of `benches/compare.sh --deflate`: json137 (100 connections) and json16k
+    // (200); as many messages as it takes for every stream to get several.
+    for (name, size, connections, count) in
+        [("137B", 137, 100, 4000), ("16KiB", 16 * 1024, 200, 800)]
+    {
         let messages = loadgen_json(size, count);
         let mut group = c.benchmark_group(format!("deflate-policy/{name}"));
         group.throughput(Throughput::Bytes(size as u64));
@@ -434,6 +439,18 @@ fn policies(c: &mut Criterion) {
                 black_box(out.len())
             })
         });
+        // The same without `for_message`: the agreed window and the full memLevel for every
+        // message, what the shared compressor did before small messages got their own.
+        let mut full_size = Compressor::new(send).unwrap();
+        let mut i = 0;
+        group.bench_function("shared-compress-full-size", |b| {
+            b.iter(|| {
+                out.clear();
+                full_size.compress(black_box(&messages[i]), &mut out).unwrap();
+                i = (i + 1) % count;
+                black_box(out.len())
+            })
+        });
         let mut i = 0;
         group.bench_function("shared-inflate", |b| {
             b.iter(|| {
@@ -450,49 +467,70 @@ fn policies(c: &mut Criterion) {
         let receive = stream_params.sent_by(Role::Client);
         assert!(!send.no_context_takeover && !client.no_context_takeover);
         assert_eq!((send.window_bits, send.mem_level, client.window_bits), (12, 4, 12));
-        let stream = |config: CompressorConfig| -> Vec<Vec<u8>> {
-            let mut compressor = Compressor::new(config).unwrap();
-            messages
-                .iter()
-                .map(|m| {
-                    let mut wire = Vec::new();
-                    compressor.compress(m, &mut wire).unwrap();
-                    wire
+        // One stream, and as many as the end-to-end scenario has connections, taking the
+        // messages in turn as the engine's connections do (each connection's state is cold
+        // again by its next message: 100 x 42 KiB is more than a core's L2).
+        for streams in [1, connections] {
+            let label = if streams == 1 { String::new() } else { format!("-x{streams}") };
+            // Message j belongs to stream j % streams; each stream has its own compressor.
+            let stream_all = |config: CompressorConfig| -> Vec<Vec<u8>> {
+                let mut compressors: Vec<_> =
+                    (0..streams).map(|_| Compressor::new(config).unwrap()).collect();
+                messages
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| {
+                        let mut wire = Vec::new();
+                        compressors[j % streams].compress(m, &mut wire).unwrap();
+                        wire
+                    })
+                    .collect()
+            };
+            let (sent, received) = (stream_all(send), stream_all(client));
+            println!(
+                "{name} stream-12-4{label}: server sends {}, client sends {}",
+                ratio(&messages, &sent),
+                ratio(&messages, &received)
+            );
+            let mut compressors: Vec<_> =
+                (0..streams).map(|_| Compressor::new(send).unwrap()).collect();
+            let mut i = 0;
+            group.bench_function(format!("stream-12-4{label}-compress"), |b| {
+                b.iter(|| {
+                    out.clear();
+                    compressors[i % streams].compress(black_box(&messages[i]), &mut out).unwrap();
+                    i = (i + 1) % count;
+                    black_box(out.len())
                 })
-                .collect()
-        };
-        let (sent, received) = (stream(send), stream(client));
-        println!(
-            "{name} stream-12-4: server sends {}, client sends {}",
-            ratio(&messages, &sent),
-            ratio(&messages, &received)
-        );
-        let mut compressor = Compressor::new(send).unwrap();
-        let mut i = 0;
-        group.bench_function("stream-12-4-compress", |b| {
-            b.iter(|| {
-                out.clear();
-                compressor.compress(black_box(&messages[i]), &mut out).unwrap();
-                i = (i + 1) % count;
-                black_box(out.len())
-            })
-        });
-        let mut decompressor = Decompressor::new(receive.window_bits).unwrap();
-        let mut i = 0;
-        group.bench_function("stream-12-4-inflate", |b| {
-            b.iter(|| {
-                if i == 0 {
-                    // The client's stream starts again: so does the window (once per `count`).
-                    decompressor.reset();
-                }
-                out.clear();
-                decompressor
-                    .decompress(black_box(&received[i]), true, &mut out, MAX_MESSAGE)
-                    .unwrap();
-                i = (i + 1) % count;
-                black_box(out.len())
-            })
-        });
+            });
+            let mut decompressors: Vec<_> =
+                (0..streams).map(|_| Decompressor::new(receive.window_bits).unwrap()).collect();
+            let mut i = 0;
+            group.bench_function(format!("stream-12-4{label}-inflate"), |b| {
+                b.iter_custom(|iters| {
+                    // Timed between the resets that start the clients' streams again.
+                    let (mut timed, mut left) = (Duration::ZERO, iters);
+                    while left > 0 {
+                        if i == 0 {
+                            decompressors.iter_mut().for_each(Decompressor::reset);
+                        }
+                        let run = left.min((count - i) as u64) as usize;
+                        let t0 = Instant::now();
+                        for _ in 0..run {
+                            out.clear();
+                            decompressors[i % streams]
+                                .decompress(black_box(&received[i]), true, &mut out, MAX_MESSAGE)
+                                .unwrap();
+                            i += 1;
+                        }
+                        timed += t0.elapsed();
+                        i %= count;
+                        left -= run as u64;
+                    }
+                    timed
+                })
+            });
+        }
         group.finish();
     }
 }
