@@ -4,8 +4,10 @@
 //! Each direction is served one of two ways, decided by the agreed [`Params`]:
 //!
 //! - **without context takeover** the sender resets its window after every message, so
-//!   the loop's one compressor (per distinct [`CompressorConfig`]) or its one 15-bit
-//!   decompressor serves every connection, one whole message at a time. Such a connection
+//!   the loop's one compressor (per distinct [`CompressorConfig`], and a 10 KiB one for
+//!   messages of up to [`SMALL_MESSAGE`](super::codec::SMALL_MESSAGE) bytes, see
+//!   [`CompressorConfig::for_message`]) or its one 15-bit decompressor serves every
+//!   connection, one whole message at a time. Such a connection
 //!   holds nothing at rest; a compressed message that arrives in pieces (fragments, or a
 //!   frame across reads) waits, compressed, in a buffer of its own until its last piece, and
 //!   that buffer is freed then.
