@@ -11,12 +11,23 @@
 //! publisher. The report gives delivery latency over all subscribers and per subscriber, the
 //! spread from a message's first delivery to its last, and reach (received / expected).
 //!
+//! `--window W` makes it a saturation run: closed loop, a publisher sends its next message
+//! only while fewer than W of its messages have yet to reach every subscriber of its room
+//! (counted across the threads), so a server is offered all it can take and whatever it
+//! queues stays bounded; latency is then from the actual send. `--lean` makes the
+//! subscribers cheap for the load generator (`fanout_lean`), so that the server rather than
+//! this tool is the limit. The report adds the deliveries that *arrived* in the window per
+//! second (the throughput when sends and arrivals overlap the window's edges), and the
+//! client threads' CPU time is taken over the window alone.
+//!
 //! All the clients live in this process and share one clock, so the stamps need no clock
 //! agreement; the stamp takes 20 bytes, the smallest `--size`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,6 +43,7 @@ use surge_proto::message::Message;
 
 use crate::config::Mode;
 use crate::error::Error;
+use crate::fanout_lean::{scan, Order, Sequences, Unexpected};
 use crate::health::Health;
 use crate::machine::MachineInfo;
 use crate::report::{
@@ -51,6 +63,11 @@ const DRAIN: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The token of the send timer (connections are numbered from 0).
 const TIMER: Token = Token(usize::MAX);
+/// `--window`: a publisher none of whose messages came back for this long (the server
+/// dropped them) sends again, and the run counts a stall.
+const STALL_NS: u64 = 2_000_000_000;
+/// `--lean`: the read buffer (a frame left partial by one read is carried into the next).
+const LEAN_READ: usize = 256 * 1024;
 
 /// `surge-loadgen fanout URL... --subscribers N --publishers P --rate R [--topics T]`.
 #[derive(Debug, Clone, clap::Args)]
@@ -82,6 +99,17 @@ pub struct FanoutArgs {
     /// Client threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Closed loop instead of `--rate`: each publisher keeps at most this many messages on
+    /// their way (sent, not yet come back to it through its own room), so the server is
+    /// offered all it can take with a bounded backlog: a saturation run.
+    #[arg(long, value_name = "MESSAGES")]
+    pub window: Option<u64>,
+    /// Lean subscribers: large reads, frames scanned in place, order checked per publisher
+    /// in an array (duplicates and reorderings counted together as `reordered`), no
+    /// first-to-last spread; what a delivery costs the load generator is kept small so
+    /// that the server, not this tool, is the limit.
+    #[arg(long)]
+    pub lean: bool,
     /// Result files.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -99,24 +127,85 @@ struct Client {
 
 enum Role {
     Subscriber(Box<Tally>),
-    /// Publisher `id`, the next sequence number, its first slot and its slot interval (ns).
+    /// Publisher `id` and its next sequence number.
     Publisher {
         id: u32,
         next: u64,
-        first_ns: u64,
-        every_ns: f64,
+        pace: Pace,
     },
+}
+
+/// When a publisher sends.
+enum Pace {
+    /// Open loop: its first slot and its slot interval (ns).
+    Rate { first_ns: u64, every_ns: f64 },
+    /// Closed loop: at most `size` messages on their way; `done` is one past the last that
+    /// reached every subscriber of its room, `since` when it last sent or saw one done (ns).
+    Window { size: u64, done: u64, since: u64, room: u32 },
+}
+
+/// `--window`: per publisher, a ring of `window` counters of the subscribers a message
+/// reached, shared by the threads. A message is done when its count is its room's
+/// subscribers; only then may its publisher send another, so whatever a server buffers
+/// (in the kernel or in its own queues) stays within `window` messages per publisher.
+struct Reached {
+    counts: Vec<AtomicU32>,
+    window: u64,
+}
+
+impl Reached {
+    fn new(publishers: usize, window: u64) -> Self {
+        Reached {
+            counts: (0..publishers as u64 * window).map(|_| AtomicU32::new(0)).collect(),
+            window,
+        }
+    }
+
+    fn slot(&self, publisher: u32, seq: u64) -> Option<&AtomicU32> {
+        self.counts.get((u64::from(publisher) * self.window + seq % self.window) as usize)
+    }
+
+    /// A subscriber got `seq` from `publisher` (its first delivery of it).
+    fn add(&self, publisher: u32, seq: u64) {
+        if let Some(slot) = self.slot(publisher, seq) {
+            slot.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Whether `seq` reached `room` subscribers; if so its slot is free for `seq + window`.
+    fn take_done(&self, publisher: u32, seq: u64, room: u32) -> bool {
+        let slot = self.slot(publisher, seq).expect("the publisher's own slot");
+        let done = slot.load(Relaxed) >= room;
+        if done {
+            slot.store(0, Relaxed);
+        }
+        done
+    }
+
+    /// Gives up on `seqs` (lost): their slots are free again.
+    fn forget(&self, publisher: u32, seqs: std::ops::Range<u64>) {
+        for seq in seqs {
+            self.slot(publisher, seq).expect("the publisher's own slot").store(0, Relaxed);
+        }
+    }
 }
 
 /// What one subscriber received.
 struct Tally {
     latency: Histogram<u64>,
-    /// Last sequence seen per publisher, and the sequences skipped over (still expected).
-    last: HashMap<u32, u64>,
-    gaps: HashSet<(u32, u64)>,
+    order: OrderCheck,
     received: u64,
     duplicates: u64,
     reordered: u64,
+    /// Deliveries that arrived in the window, whenever they were sent.
+    arrived: u64,
+}
+
+enum OrderCheck {
+    /// Last sequence seen per publisher, and the sequences skipped over (still expected).
+    Exact { last: HashMap<u32, u64>, gaps: HashSet<(u32, u64)> },
+    /// `--lean`: the next sequence per publisher only.
+    Lean(Sequences),
 }
 
 /// The window and clock all threads share.
@@ -149,7 +238,12 @@ struct Part {
     seconds: Vec<Histogram<u64>>,
     send_lag: Option<Histogram<u64>>,
     handshake: Option<Histogram<u64>>,
+    /// The thread's CPU time in the window.
     cpu: Duration,
+    /// `--window`: publishers that gave up waiting for their messages to be done.
+    stalls: u64,
+    /// `--window`: what reached how many subscribers.
+    reached: Option<Arc<Reached>>,
 }
 
 /// Runs the fan-out measurement.
@@ -157,9 +251,14 @@ pub fn main(args: &FanoutArgs) -> Result<(), Error> {
     let outputs = args.output.create()?;
     let targets: Vec<Target> =
         args.urls.iter().map(|u| Target::parse(Some(u))).collect::<Result<_, _>>()?;
-    if args.size < STAMP || args.topics == 0 || args.threads == 0 || args.publishers == 0 {
+    if args.size < STAMP
+        || args.topics == 0
+        || args.threads == 0
+        || args.publishers == 0
+        || args.window == Some(0)
+    {
         return Err(Error::Os {
-            what: "fanout: --size must be at least 20, --topics, --threads and --publishers at least 1",
+            what: "fanout: --size must be at least 20, --topics, --threads, --publishers and --window at least 1",
             source: io::ErrorKind::InvalidInput.into(),
         });
     }
@@ -171,11 +270,12 @@ pub fn main(args: &FanoutArgs) -> Result<(), Error> {
     let start_ns = (setup + args.warmup).as_nanos() as u64;
     let window = Window { epoch, start_ns, end_ns: start_ns + args.duration.as_nanos() as u64 };
     let barrier = Arc::new(Barrier::new(args.threads));
+    let reached = args.window.map(|w| Arc::new(Reached::new(args.publishers, w)));
     let parts: Vec<Result<Part, Error>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..args.threads)
             .map(|t| {
-                let (targets, barrier) = (&targets, Arc::clone(&barrier));
-                scope.spawn(move || client_thread(args, targets, t, window, &barrier))
+                let (targets, barrier, reached) = (&targets, Arc::clone(&barrier), reached.clone());
+                scope.spawn(move || client_thread(args, targets, t, window, &barrier, reached))
             })
             .collect();
         threads.into_iter().map(|t| t.join().expect("client thread")).collect()
@@ -282,12 +382,16 @@ fn client_thread(
     thread: usize,
     window: Window,
     barrier: &Barrier,
+    reached: Option<Arc<Reached>>,
 ) -> Result<Part, Error> {
     let mut poll = Poll::new().map_err(Error::os("poll"))?;
     let mut clients = Vec::new();
     let mut handshake = new_histogram();
     let total = args.subscribers + args.publishers;
     let every_ns = 1e9 * args.publishers as f64 / args.rate;
+    let send_from = window.start_ns.saturating_sub(args.warmup.as_nanos() as u64);
+    // Publishers come first (i < publishers), so they are the first clients of a thread.
+    let mut publishers = 0;
     for i in (thread..total).step_by(args.threads) {
         let (index, publisher) =
             if i < args.publishers { (i, true) } else { (i - args.publishers, false) };
@@ -301,20 +405,34 @@ fn client_thread(
             .register(&mut stream, Token(clients.len()), Interest::READABLE)
             .map_err(Error::os("register"))?;
         let role = if publisher {
-            // Publisher slots interleave: publisher p sends at p/rate, then every P/rate.
-            let first_ns = window.start_ns.saturating_sub(args.warmup.as_nanos() as u64)
-                + (1e9 * index as f64 / args.rate) as u64;
-            Role::Publisher { id: index as u32, next: 0, first_ns, every_ns }
+            let pace = match args.window {
+                Some(size) => {
+                    let room = (index % args.topics..args.subscribers).step_by(args.topics).len();
+                    Pace::Window { size, done: 0, since: send_from, room: room as u32 }
+                }
+                // Publisher slots interleave: publisher p sends at p/rate, then every P/rate.
+                None => Pace::Rate {
+                    first_ns: send_from + (1e9 * index as f64 / args.rate) as u64,
+                    every_ns,
+                },
+            };
+            Role::Publisher { id: index as u32, next: 0, pace }
         } else {
+            let order = if args.lean {
+                OrderCheck::Lean(Sequences::new(args.publishers))
+            } else {
+                OrderCheck::Exact { last: HashMap::new(), gaps: HashSet::new() }
+            };
             Role::Subscriber(Box::new(Tally {
                 latency: new_histogram(),
-                last: HashMap::new(),
-                gaps: HashSet::new(),
+                order,
                 received: 0,
                 duplicates: 0,
                 reordered: 0,
+                arrived: 0,
             }))
         };
+        publishers += usize::from(publisher);
         clients.push(Client { stream, ws, input, out: Vec::new(), topic, role });
     }
     // Sends are due at nanosecond instants: a timerfd, not epoll's millisecond timeout.
@@ -324,25 +442,54 @@ fn client_thread(
         .map_err(Error::os("timerfd register"))?;
     let _ = crate::platform::set_timer_slack(Duration::from_nanos(1));
     barrier.wait();
-    let cpu_before = crate::platform::thread_cpu_time().unwrap_or_default();
-    let mut part =
-        Part { send_lag: Some(new_histogram()), handshake: Some(handshake), ..Part::default() };
+    let mut part = Part {
+        send_lag: Some(new_histogram()),
+        handshake: Some(handshake),
+        reached,
+        ..Part::default()
+    };
     let seconds = args.duration.as_secs().max(1) as usize;
     part.seconds = (0..seconds).map(|_| new_histogram()).collect();
     let mut events = Events::with_capacity(1024);
     let mut payload = vec![0u8; args.size];
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk =
+        vec![0u8; if args.lean { LEAN_READ.max(4 * (args.size + 14)) } else { 64 * 1024 }];
     let stop_ns = window.end_ns + DRAIN.as_nanos() as u64;
     let mut published: HashMap<u32, (usize, u64)> = HashMap::new();
+    // The thread's CPU time over the window alone (set-up, warm-up and drain left out).
+    let (mut cpu_from, mut cpu_to) = (None, None);
     loop {
         let now = window.now_ns();
         if now >= stop_ns {
             break;
         }
+        if cpu_from.is_none() && now >= window.start_ns {
+            cpu_from = crate::platform::thread_cpu_time().ok();
+        }
+        if cpu_to.is_none() && now >= window.end_ns {
+            cpu_to = crate::platform::thread_cpu_time().ok();
+        }
         let mut next_due = stop_ns;
-        for client in &mut clients {
-            if let Role::Publisher { id, next, first_ns, every_ns } = &mut client.role {
-                loop {
+        // `--window`: once every message of the window reached every subscriber, the drain
+        // has nothing left to wait for.
+        let mut drained = args.window.is_some() && now >= window.end_ns;
+        for client in &mut clients[..publishers] {
+            let Client { ws, out, topic, role: Role::Publisher { id, next, pace }, .. } = client
+            else {
+                unreachable!("publishers come first")
+            };
+            let mut send = |next: &mut u64, stamp: u64| {
+                payload[..4].copy_from_slice(&id.to_le_bytes());
+                payload[4..12].copy_from_slice(&next.to_le_bytes());
+                payload[12..20].copy_from_slice(&stamp.to_le_bytes());
+                let _ = ws.connection().send(Message::Binary(&payload), out);
+                if window.holds(stamp) {
+                    published.entry(*id).or_insert((*topic, 0)).1 += 1;
+                }
+                *next += 1;
+            };
+            match pace {
+                Pace::Rate { first_ns, every_ns } => loop {
                     let due = *first_ns + (*next as f64 * *every_ns) as u64;
                     if due >= window.end_ns {
                         break;
@@ -351,22 +498,46 @@ fn client_thread(
                         next_due = next_due.min(due);
                         break;
                     }
-                    payload[..4].copy_from_slice(&id.to_le_bytes());
-                    payload[4..12].copy_from_slice(&next.to_le_bytes());
-                    payload[12..20].copy_from_slice(&due.to_le_bytes());
-                    let _ = client.ws.connection().send(Message::Binary(&payload), &mut client.out);
                     if window.holds(due) {
-                        published.entry(*id).or_insert((client.topic, 0)).1 += 1;
                         if let Some(lag) = &mut part.send_lag {
                             lag.saturating_record(now - due);
                         }
                     }
-                    *next += 1;
+                    send(next, due);
+                },
+                Pace::Window { size, done, since, room } => {
+                    let reached = part.reached.as_deref().expect("a window's counters");
+                    while *done < *next && reached.take_done(*id, *done, *room) {
+                        *done += 1;
+                        *since = now;
+                    }
+                    drained &= *done == *next;
+                    if now < send_from {
+                        next_due = next_due.min(send_from);
+                    } else if now >= window.end_ns {
+                        // Sending is over; the drain waits for the rest to arrive.
+                    } else if *next - *done >= *size && now - *since >= STALL_NS {
+                        part.stalls += 1;
+                        reached.forget(*id, *done..*next);
+                        *done = *next;
+                    }
+                    if (send_from..window.end_ns).contains(&now) {
+                        while *next - *done < *size {
+                            send(next, now);
+                            *since = now;
+                        }
+                        next_due = next_due.min(*since + STALL_NS);
+                    }
                 }
             }
             flush(client);
         }
-        let at = window.epoch + Duration::from_nanos(next_due);
+        if drained {
+            break;
+        }
+        // Also woken at the window's edges, where the CPU time is read.
+        let edge = [window.start_ns, window.end_ns].into_iter().find(|&edge| edge > now);
+        let at = window.epoch + Duration::from_nanos(edge.map_or(next_due, |e| next_due.min(e)));
         timer.arm(at, Instant::now()).map_err(Error::os("timerfd arm"))?;
         poll.poll(&mut events, Some(Duration::from_millis(100))).map_err(Error::os("poll"))?;
         for event in &events {
@@ -375,10 +546,15 @@ fn client_thread(
                 continue;
             }
             let client = &mut clients[event.token().0];
-            receive(client, &mut chunk, window, &mut part)?;
+            if args.lean {
+                receive_lean(client, &mut chunk, window, &mut part)?;
+            } else {
+                receive(client, &mut chunk, window, &mut part)?;
+            }
         }
     }
-    part.cpu = crate::platform::thread_cpu_time().unwrap_or_default().saturating_sub(cpu_before);
+    let now_cpu = crate::platform::thread_cpu_time().unwrap_or_default();
+    part.cpu = cpu_to.unwrap_or(now_cpu).saturating_sub(cpu_from.unwrap_or(now_cpu));
     part.published = published.into_iter().map(|(id, (topic, n))| (id, topic, n)).collect();
     part.subscribers = clients
         .into_iter()
@@ -403,6 +579,23 @@ fn flush(client: &mut Client) {
     }
 }
 
+/// One read: the bytes it gave, or `None` when the socket is drained; a closed connection
+/// is an error (a room server does not end a run).
+fn read_some(stream: &mut mio::net::TcpStream, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+    loop {
+        return match stream.read(buf) {
+            Ok(0) => Err(Error::Os {
+                what: "fanout: the server closed a connection",
+                source: io::ErrorKind::UnexpectedEof.into(),
+            }),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(Error::Os { what: "fanout: read", source: e }),
+        };
+    }
+}
+
 /// Reads and tallies what arrived for one client.
 fn receive(
     client: &mut Client,
@@ -410,19 +603,8 @@ fn receive(
     window: Window,
     part: &mut Part,
 ) -> Result<(), Error> {
-    loop {
-        match client.stream.read(chunk) {
-            Ok(0) => {
-                return Err(Error::Os {
-                    what: "fanout: the server closed a connection",
-                    source: io::ErrorKind::UnexpectedEof.into(),
-                })
-            }
-            Ok(n) => client.input.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::Os { what: "fanout: read", source: e }),
-        }
+    while let Some(n) = read_some(&mut client.stream, chunk)? {
+        client.input.extend_from_slice(&chunk[..n]);
     }
     let now = window.now_ns();
     let mut used = 0;
@@ -433,12 +615,7 @@ fn receive(
         match event {
             None => break,
             Some(Event::Message(Message::Binary(bytes))) if bytes.len() >= STAMP => {
-                if let Role::Subscriber(tally) = &mut client.role {
-                    let publisher = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
-                    let seq = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
-                    let due = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
-                    tally.take(publisher, seq, due, now, window, part);
-                }
+                delivered(&mut client.role, bytes, now, window, part);
             }
             Some(Event::Close(_)) | Some(Event::Error(_)) => {
                 return Err(Error::Os {
@@ -456,6 +633,51 @@ fn receive(
     Ok(())
 }
 
+/// `--lean`: reads as much as the socket holds and scans the frames in place.
+fn receive_lean(
+    client: &mut Client,
+    chunk: &mut [u8],
+    window: Window,
+    part: &mut Part,
+) -> Result<(), Error> {
+    loop {
+        let carried = client.input.len();
+        chunk[..carried].copy_from_slice(&client.input);
+        let Some(n) = read_some(&mut client.stream, &mut chunk[carried..])? else {
+            return Ok(());
+        };
+        let end = carried + n;
+        let now = window.now_ns();
+        let role = &mut client.role;
+        let used = scan(&chunk[..end], |bytes| {
+            if bytes.len() >= STAMP {
+                delivered(role, bytes, now, window, part);
+            }
+        })
+        .map_err(|Unexpected(_)| Error::Os {
+            what: "fanout --lean: a frame other than an unfragmented binary message \
+                   (a ping, close, text, fragment or extension bit)",
+            source: io::ErrorKind::InvalidData.into(),
+        })?;
+        client.input.clear();
+        client.input.extend_from_slice(&chunk[used..end]);
+        // Edge-triggered readiness: a read that did not fill the buffer drained the socket.
+        if end < chunk.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// One stamped message arrived at `now` (what comes back to a publisher is not counted).
+fn delivered(role: &mut Role, bytes: &[u8], now: u64, window: Window, part: &mut Part) {
+    if let Role::Subscriber(tally) = role {
+        let publisher = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        let seq = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
+        let due = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+        tally.take(publisher, seq, due, now, window, part);
+    }
+}
+
 impl Tally {
     fn take(
         &mut self,
@@ -466,30 +688,66 @@ impl Tally {
         window: Window,
         part: &mut Part,
     ) {
-        match self.last.get(&publisher).copied() {
-            Some(last) if seq == last => {
+        self.arrived += u64::from(window.holds(now));
+        let (last, gaps) = match &mut self.order {
+            OrderCheck::Lean(sequences) => {
+                match sequences.take(publisher, seq) {
+                    Order::InOrder => {}
+                    Order::Behind => {
+                        self.reordered += 1;
+                        return;
+                    }
+                    Order::Foreign => return,
+                }
+                self.count((publisher, seq), due, now, window, part);
+                return;
+            }
+            OrderCheck::Exact { last, gaps } => (last, gaps),
+        };
+        match last.get(&publisher).copied() {
+            Some(previous) if seq == previous => {
                 self.duplicates += 1;
                 return;
             }
-            Some(last) if seq < last => {
-                if !self.gaps.remove(&(publisher, seq)) {
+            Some(previous) if seq < previous => {
+                if !gaps.remove(&(publisher, seq)) {
                     self.duplicates += 1;
                     return;
                 }
                 self.reordered += 1;
             }
-            last => {
+            previous => {
                 // Remember skipped sequences (a bounded number) to tell reordering from
                 // duplicates later.
-                let from = last.map_or(seq, |l| l + 1);
+                let from = previous.map_or(seq, |l| l + 1);
                 for skipped in from..seq.min(from + 4096) {
-                    self.gaps.insert((publisher, skipped));
+                    gaps.insert((publisher, skipped));
                 }
-                self.last.insert(publisher, seq);
+                last.insert(publisher, seq);
             }
         }
+        if self.count((publisher, seq), due, now, window, part) {
+            let entry = part.spread.entry((publisher, seq)).or_insert((now, now));
+            entry.0 = entry.0.min(now);
+            entry.1 = entry.1.max(now);
+        }
+    }
+
+    /// Counts the first delivery of `seq`, sent (or due) at `due`; whether it was in the
+    /// window.
+    fn count(
+        &mut self,
+        (publisher, seq): (u32, u64),
+        due: u64,
+        now: u64,
+        window: Window,
+        part: &mut Part,
+    ) -> bool {
+        if let Some(reached) = &part.reached {
+            reached.add(publisher, seq);
+        }
         if !window.holds(due) {
-            return;
+            return false;
         }
         self.received += 1;
         let latency = now.saturating_sub(due).max(1);
@@ -498,9 +756,7 @@ impl Tally {
         if let Some(h) = part.seconds.get_mut(second) {
             h.saturating_record(latency);
         }
-        let entry = part.spread.entry((publisher, seq)).or_insert((now, now));
-        entry.0 = entry.0.min(now);
-        entry.1 = entry.1.max(now);
+        true
     }
 }
 
@@ -558,6 +814,10 @@ fn build(
         spread_us: Percentiles::of(&spread),
         subscriber_p50_us: spread_of(0.5),
         subscriber_p99_us: spread_of(0.99),
+        arrived_per_sec: subscribers.iter().map(|s| s.arrived).sum::<u64>() as f64 / secs,
+        window: args.window,
+        stalls: parts.iter().map(|p| p.stalls).sum(),
+        lean: args.lean,
     };
     let busiest = parts.iter().map(|p| p.cpu).max().unwrap_or_default();
     let client_cpu: Duration = parts.iter().map(|p| p.cpu).sum();
@@ -573,8 +833,8 @@ fn build(
             connections: connections as usize,
             size: SizeSpec::Fixed(args.size),
             payload: PayloadKind::Binary,
-            in_flight: 0,
-            rate: Some(args.rate),
+            in_flight: args.window.unwrap_or(0) as usize,
+            rate: if args.window.is_some() { None } else { Some(args.rate) },
             duration_s: secs,
             warmup_s: args.warmup.as_secs_f64(),
             threads: args.threads,
@@ -640,26 +900,33 @@ fn build(
 pub fn summary(r: &RunResult) -> String {
     let Some(f) = &r.fanout else { return crate::report::summary(r) };
     let l = &r.latency_us;
+    let pace = match f.window {
+        Some(w) => format!("closed loop, {w} on their way per publisher ({} stalls)", f.stalls),
+        None => format!("open loop at {:.0} msg/s", r.config.rate.unwrap_or(0.0)),
+    };
     format!(
-        "surge-loadgen fanout -> {}\n  {} subscribers, {} publishers, {} room(s), {} B, open loop at {:.0} msg/s, {:.1} s\n  \
-         deliveries: {:.0}/s ({} of {} expected, reach {:.4}); lost {}, duplicates {}, reordered {}\n  \
-         delivery latency (from the scheduled send), µs: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n  \
+        "surge-loadgen fanout -> {}\n  {} subscribers{}, {} publishers, {} room(s), {} B, {}, {:.1} s\n  \
+         deliveries: {:.0}/s ({} of {} expected, reach {:.4}; arrived in the window {:.0}/s); lost {}, duplicates {}, reordered {}\n  \
+         delivery latency (from the {}), µs: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n  \
          per subscriber, µs: p50 {:.1} / {:.1} / {:.1}, p99 {:.1} / {:.1} / {:.1} (lowest / median / highest)\n  \
          first-to-last spread, µs: p50 {:.1}  p99 {:.1}  max {:.1}\n  {}\n",
         r.config.target,
         f.subscribers,
+        if f.lean { " (lean)" } else { "" },
         f.publishers,
         f.topics,
         match &r.config.size { SizeSpec::Fixed(n) => *n, other => other.max() },
-        r.config.rate.unwrap_or(0.0),
+        pace,
         r.measured_s,
         r.msgs_per_sec,
         f.received,
         f.expected,
         f.reach,
+        f.arrived_per_sec,
         f.lost,
         f.duplicates,
         f.reordered,
+        if f.window.is_some() { "send" } else { "scheduled send" },
         l.p50, l.p90, l.p99, l.p99_9, l.max,
         f.subscriber_p50_us[0], f.subscriber_p50_us[1], f.subscriber_p50_us[2],
         f.subscriber_p99_us[0], f.subscriber_p99_us[1], f.subscriber_p99_us[2],

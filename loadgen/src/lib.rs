@@ -44,6 +44,7 @@ pub mod embedded;
 pub mod error;
 pub mod failure;
 pub mod fanout;
+pub mod fanout_lean;
 pub mod find_rate;
 pub mod floor;
 pub mod health;

@@ -430,6 +430,20 @@ pub struct FanoutStats {
     pub subscriber_p50_us: [f64; 3],
     /// The same of the subscribers' p99 latency, µs.
     pub subscriber_p99_us: [f64; 3],
+    /// Deliveries that arrived in the window, whenever sent, per second: the throughput of a
+    /// saturation run (`--window`), where sends and arrivals overlap the window's edges.
+    #[serde(default)]
+    pub arrived_per_sec: f64,
+    /// `--window`: the most messages each publisher had on their way (closed loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<u64>,
+    /// `--window`: times a publisher gave up waiting for its own messages (the server
+    /// dropped them).
+    #[serde(default)]
+    pub stalls: u64,
+    /// `--lean` subscribers: duplicates are counted in `reordered`, `spread_us` is empty.
+    #[serde(default)]
+    pub lean: bool,
 }
 
 impl RunResult {

@@ -33,6 +33,15 @@ use crate::upgrade;
 /// Flush passes per turn (a flush can run `on_drain`, which can queue more).
 const FLUSH_PASSES: usize = 4;
 
+/// The loop's read buffer: as configured, and for TLS at least a record behind the room its
+/// plaintext is decrypted to (the TLS transport reads its ciphertext into this buffer).
+fn read_buffer_len(config: &Config) -> usize {
+    match config.tls_context() {
+        Some(_) => config.read_buffer_size().max(crate::transport::tls::READ_BUFFER_MIN),
+        None => config.read_buffer_size(),
+    }
+}
+
 /// One loop's connections and what serves them.
 pub(crate) struct Connections<H: Handler> {
     conns: Slab<ConnEntry<H::State>>,
@@ -67,7 +76,7 @@ impl<H: Handler> Connections<H> {
         let stats = handle.shared.metrics.loop_stats(index);
         Connections {
             conns: Slab::new(),
-            read_buf: vec![0; config.read_buffer_size()].into_boxed_slice(),
+            read_buf: vec![0; read_buffer_len(&config)].into_boxed_slice(),
             spare: Vec::new(),
             handler,
             ctx: LoopCtx {

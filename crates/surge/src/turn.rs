@@ -113,7 +113,7 @@ impl<H: Handler> Turn<'_, H> {
                 self.ctx.stats.limit(Limit::ReadPaused);
                 return ReadEnd::Done;
             }
-            let n = match io.stream.read(read_buf) {
+            let n = match io.stream.read(read_buf, &mut self.ctx.pool) {
                 Ok(0) => return ReadEnd::Lost,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -134,7 +134,7 @@ impl<H: Handler> Turn<'_, H> {
             if let Intake::Paused = self.receive(entry, key, &mut read_buf[..n]) {
                 return ReadEnd::Done;
             }
-            if n < read_buf.len() && !until_would_block {
+            if !entry.core.io.stream.filled(n, read_buf.len()) && !until_would_block {
                 return ReadEnd::Done;
             }
         }
