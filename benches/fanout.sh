@@ -33,8 +33,8 @@
 # Env: ROUNDS (3), DURATION (3s), CASES ("100:20 100:1024 1000:20 1000:1024", room:bytes),
 #   SERVERS ("surge tokio node"), CLUSTER (1: also the two-node case), DELIVERIES (offered
 #   deliveries/s, 100000), PUBLISHERS (4), SERVER_CORE (0), CLIENT_CORE (1), SATURATE (0),
-#   WINDOWS (per room: "1 8 64 256" up to 100 subscribers, "1 4 16 64" above: every W keeps
-#   a subscriber's backlog below Surge's 1 MiB backpressure limit), OUT (bench-results/fanout-DATE; runs.tsv there is appended to).
+#   WINDOWS (per room: "1 8 64 256" up to 100 subscribers, "1 4 16 64" above; 4 publishers x
+#   256 x 1 KiB is Surge's 1 MiB backpressure limit, so that run skips and is left out), OUT (bench-results/fanout-DATE; runs.tsv there is appended to).
 # Build first (not timed): cargo build --release -p surge -p surge-loadgen;
 #   cargo build --release --manifest-path benches/peers/Cargo.toml; tests/setup.sh (node, redis).
 set -euo pipefail

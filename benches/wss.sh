@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # benches/wss.sh - wss figures in one sitting: Surge over TLS against Surge in cleartext and
 # against the tokio-tungstenite + tokio-rustls peer (benches/peers), paired by round; then
-# full and resumed TLS handshakes per second (`openssl s_time`), Surge and the peer.
+# full and resumed TLS handshakes (surge-loadgen's churn, with and without --no-resume: server
+# CPU per handshake, the TCP connection and the WebSocket upgrade included), Surge and the
+# peer, paired by round; then server RSS per idle wss connection at 10,000
+# (benches/wss-idle.py; WSS_IDLE=0 leaves it out).
 #
 #   benches/wss.sh [ROUNDS] [SECONDS]      # default 3 rounds of 3 s runs (1 s warm-up)
+#   WSS_SCENARIOS='10x1KiB 100x20Bx16'    # only these scenarios (names as in the table)
+#   WSS_BASELINE=/tmp/old/surge            # another build beside, as base-wss (A/B over TLS)
+#   WSS_HANDSHAKES=0 WSS_IDLE=0            # leave the handshake or the idle part out
 #
 # Needs the release builds (cargo build --release -p surge -p surge-loadgen; cargo build
 # --release --manifest-path benches/peers/Cargo.toml --bin tungstenite-rustls-echo). The
@@ -33,6 +39,8 @@ start() { # start NAME PORT: sets SPID
     surge-ws) taskset -c 0 "$SURGE" echo --listen "127.0.0.1:$2" --threads 1 --log warn & ;;
     surge-wss) taskset -c 0 "$SURGE" echo --listen "127.0.0.1:$2" --threads 1 --log warn \
       --tls-cert "$CERT" --tls-key "$KEY" & ;;
+    base-wss) taskset -c 0 "$WSS_BASELINE" echo --listen "127.0.0.1:$2" --threads 1 --log warn \
+      --tls-cert "$CERT" --tls-key "$KEY" & ;;
     peer-wss) PEER_TLS_CERT=$CERT PEER_TLS_KEY=$KEY taskset -c 0 "$PEER" \
       --listen "127.0.0.1:$2" --threads 1 --runtime current & ;;
   esac
@@ -51,7 +59,15 @@ url() { case $1 in surge-ws) echo "ws://127.0.0.1:$2/" ;; *) echo "wss://127.0.0
 
 SCENARIOS=("100x20B|-c 100 --size 20" "10x1KiB|-c 10 --size 1024" "200x16KiB|-c 200 --size 16384"
   "100x20Bx16|-c 100 --size 20 --in-flight 16")
+if [ -n "${WSS_SCENARIOS:-}" ]; then
+  chosen=()
+  for entry in "${SCENARIOS[@]}"; do
+    [[ " $WSS_SCENARIOS " == *" ${entry%%|*} "* ]] && chosen+=("$entry")
+  done
+  SCENARIOS=("${chosen[@]}")
+fi
 SERVERS=(surge-ws surge-wss peer-wss)
+[ -n "${WSS_BASELINE:-}" ] && SERVERS+=(base-wss)
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
 HZ=$(getconf CLK_TCK)
@@ -86,22 +102,55 @@ PY
   done
 done
 
+if [ "${WSS_HANDSHAKES:-1}" != 0 ]; then
 echo
-echo "handshakes (openssl s_time, ${SECS}s each; server CPU per handshake)"
-for server in surge-wss peer-wss; do
-  for mode in new reuse; do
-    port=$(free_port)
-    start "$server" "$port" >/dev/null
-    before=$(cpu_ticks "$SPID")
-    count=$(taskset -c 1 timeout 60 openssl s_time -connect "127.0.0.1:$port" -"$mode" -time "$SECS" 2>/dev/null |
-      sed -nE 's/^([0-9]+) connections in .*/\1/p' | head -n 1)
-    after=$(cpu_ticks "$SPID")
-    kill "$SPID" 2>/dev/null || true
-    wait "$SPID" 2>/dev/null || true
-    python3 -c "import sys; n=int(sys.argv[1] or 0); t=int(sys.argv[2])/int(sys.argv[3]); print(f'{sys.argv[4]}\t{sys.argv[5]}\t{n/float(sys.argv[6]):.0f}/s\tserver CPU {t*1e6/max(n,1):.0f} us per handshake\t({1/(t/max(n,1)) if t else 0:.0f}/s per core)')" \
-      "${count:-0}" "$((after - before))" "$HZ" "$server" "$mode" "$SECS"
+echo "handshakes (surge-loadgen --churn, ${SECS}s after 1 s; server CPU per connection opened)"
+HANDSHAKES=$OUT/handshakes.tsv
+: >"$HANDSHAKES"
+for round in $(seq "$ROUNDS"); do
+  for mode in full resumed; do
+    for server in surge-wss peer-wss; do
+      port=$(free_port)
+      start "$server" "$port" >/dev/null
+      before=$(cpu_ticks "$SPID")
+      resume=(); [ "$mode" = full ] && resume=(--no-resume)
+      taskset -c 1 timeout 120 "$LOADGEN" "wss://127.0.0.1:$port/" --ca "$CA" --threads 1 -c 10 \
+        --rate 10 --churn 5000 "${resume[@]}" -d "${SECS}s" -w 1s -q --json "$OUT/run.json" >/dev/null 2>&1 || true
+      after=$(cpu_ticks "$SPID")
+      kill "$SPID" 2>/dev/null || true
+      wait "$SPID" 2>/dev/null || true
+      python3 - "$OUT/run.json" "$round" "$mode" "$server" "$((after - before))" "$HZ" >>"$HANDSHAKES" <<'PY'
+import json, sys
+path, rnd, mode, server, ticks, hz = sys.argv[1:]
+try:
+    r = json.load(open(path))
+    opened, ok = r["connections"]["established"], not r["errors"]
+except Exception:
+    opened, ok = 0, False
+cpu_us = int(ticks) / int(hz) * 1e6 / opened if opened else 0.0
+print(f"{rnd}\t{mode}\t{server}\t{opened}\t{cpu_us:.1f}\t{'ok' if ok else 'ERR'}")
+PY
+      tail -n 1 "$HANDSHAKES"
+    done
   done
 done
+python3 - "$HANDSHAKES" <<'PY'
+import collections, statistics, sys
+by = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    rnd, mode, server, opened, cpu, ok = line.split("\t")
+    by[(mode, server)].append(float(cpu))
+for (mode, server), cpus in sorted(by.items()):
+    med = statistics.median(cpus)
+    print(f"{server}\t{mode}\tserver CPU {med:.0f} us per handshake (median of {len(cpus)}; "
+          f"{1e6 / med if med else 0:,.0f} per second per core)")
+PY
+fi
+
+if [ "${WSS_IDLE:-1}" != 0 ]; then
+  echo
+  python3 benches/wss-idle.py "$SURGE" "$CERT" "$KEY" "$CA" 10000
+fi
 
 echo
 python3 - "$RESULTS" <<'PY'
@@ -114,7 +163,7 @@ names = list(dict.fromkeys(r[1] for r in rows))
 print("| scenario | surge ws msgs/s (CPU us/msg) | surge wss | peer wss | wss/ws msgs/s | wss/peer msgs/s | wss/peer CPU/msg |")
 print("|---|---|---|---|---|---|---|")
 for name in names:
-    rounds = [v for (n, _), v in by.items() if n == name and len(v) == 3]
+    rounds = [v for (n, _), v in by.items() if n == name and len(v) >= 3]
     med = lambda s, i: statistics.median(r[s][i] for r in rounds)
     ratio = lambda a, b, i: statistics.median(r[a][i] / r[b][i] for r in rounds if r[b][i])
     cell = lambda s: f"{med(s, 0):,.0f} ({med(s, 1):.2f})"
@@ -122,4 +171,8 @@ for name in names:
     print(f"| {name} | {cell('surge-ws')} | {cell('surge-wss')} | {cell('peer-wss')} | "
           f"{ratio('surge-wss', 'surge-ws', 0):.2f} | {ratio('surge-wss', 'peer-wss', 0):.2f} | "
           f"{ratio('surge-wss', 'peer-wss', 1):.2f} |" + (f" ({errs} runs with errors)" if errs else ""))
+    if all("base-wss" in r for r in rounds):
+        print(f"|   against base-wss | {cell('base-wss')} | wss/base msgs/s "
+              f"{ratio('surge-wss', 'base-wss', 0):.2f} | wss/base CPU/msg "
+              f"{ratio('surge-wss', 'base-wss', 1):.2f} | | | |")
 PY

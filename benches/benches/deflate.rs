@@ -13,18 +13,37 @@
 //! for 137 B the same by window, memLevel and with context takeover. The figures and the
 //! choice they led to are in the docs of `surge_proto::deflate`.
 //!
+//! Last, `deflate-policy`: the codec alone as the engine calls it under each memory policy
+//! of `surge echo --deflate`, the budget of the end-to-end figures (the engine's CPU per
+//! message may exceed the cleartext one by at most 1.1x these): the same payloads as
+//! `surge-loadgen --json-text` sends (its generator: consecutive messages cut from JSON
+//! records, not one message again and again, which a branch predictor learns), the
+//! parameters the engine agrees with the load generator's default offer
+//! (`permessage-deflate; client_max_window_bits`), and the same calls: `shared` compresses
+//! with the loop's `SharedCodecs` (a fresh window per message, the compressor it picks for
+//! the message's size) and inflates the client's messages (compressed without context
+//! takeover, as the client must) with its shared decompressor; `stream-12-4` compresses
+//! with a connection's own window 12, memLevel 4 `Compressor` and inflates the client's
+//! window 12 stream with its own `Decompressor`, both with context takeover, message after
+//! message. Each prints the compression ratio of its messages.
+//!
 //! ```text
 //! cargo bench -p surge-benches --bench deflate
 //! cargo bench -p surge-benches --bench deflate -- --state   # the table only
 //! cargo bench -p surge-benches --bench deflate -- variants  # window, memLevel, takeover
+//! cargo bench -p surge-benches --bench deflate -- deflate-policy   # the engine's budget
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+use surge_loadgen::workload::{PayloadKind, Payloads, SizeSpec};
 use surge_proto::deflate::codec::{Compressor, CompressorConfig, Decompressor, TAIL};
+use surge_proto::deflate::{ClientOffer, Params, ServerPolicy, SharedCodecs};
+use surge_proto::Role;
 
 // ------------------------------------------------------------------ counting allocator
 
@@ -330,6 +349,192 @@ fn variants(c: &mut Criterion) {
     group.finish();
 }
 
+/// `count` messages of `size` bytes, in the order `surge-loadgen --json-text` sends them.
+fn loadgen_json(size: usize, count: usize) -> Vec<Vec<u8>> {
+    let mut payloads = Payloads::new(SizeSpec::Fixed(size), PayloadKind::Json, 1);
+    (0..count)
+        .map(|_| {
+            let (offset, len) = payloads.draw();
+            payloads.bytes(offset, len).to_vec()
+        })
+        .collect()
+}
+
+/// What `policy` agrees to with the load generator's default offer.
+fn agreed(policy: &ServerPolicy) -> Params {
+    let offer = ClientOffer::default().to_string();
+    policy.negotiate([offer.as_bytes()]).expect("the default offer is accepted")
+}
+
+/// The engine's message cap (`Config`'s default `max_message_size`), which inflation obeys.
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// Compressed size over input size of `wire` against `messages`, as "N.NNx".
+fn ratio(messages: &[Vec<u8>], wire: &[Vec<u8>]) -> String {
+    let (before, after) =
+        messages.iter().zip(wire).fold((0, 0), |(b, a), (m, w)| (b + m.len(), a + w.len()));
+    format!(
+        "{:.3}x ({} B -> {:.1} B per message)",
+        before as f64 / after as f64,
+        before / messages.len(),
+        after as f64 / messages.len() as f64
+    )
+}
+
+/// The codec as the engine calls it under each memory policy (see the crate docs).
+fn policies(c: &mut Criterion) {
+    // `surge::DeflateConfig`'s compressor before the agreement narrows it: shared 15/8,
+    // stream:12:4 12/4; level 6 both. The client's is `CompressorConfig::default()`.
+    let shared_base =
+        CompressorConfig { window_bits: 15, mem_level: 8, ..CompressorConfig::default() };
+    let stream_base =
+        CompressorConfig { window_bits: 12, mem_level: 4, ..CompressorConfig::default() };
+    let shared_params = agreed(&ServerPolicy::default());
+    let stream_params = agreed(&ServerPolicy {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        server_max_window_bits: 12,
+        client_max_window_bits: 12,
+        ..ServerPolicy::default()
+    });
+    // The scenarios of `benches/compare.sh --deflate`: json137 (100 connections) and json16k
+    // (200); as many messages as it takes for every stream to get several.
+    for (name, size, connections, count) in
+        [("137B", 137, 100, 4000), ("16KiB", 16 * 1024, 200, 800)]
+    {
+        let messages = loadgen_json(size, count);
+        let mut group = c.benchmark_group(format!("deflate-policy/{name}"));
+        group.throughput(Throughput::Bytes(size as u64));
+        let mut out = Vec::with_capacity(2 * size + 64 * 1024);
+
+        // shared: the loop's codecs, a fresh window for every message, both ways.
+        let send = shared_base.for_direction(shared_params.sent_by(Role::Server));
+        let client = CompressorConfig::default().for_direction(shared_params.sent_by(Role::Client));
+        assert!(send.no_context_takeover && client.no_context_takeover);
+        let mut codecs = SharedCodecs::new(0);
+        let mut client_codecs = SharedCodecs::new(0);
+        let compress_all = |codecs: &mut SharedCodecs, config: CompressorConfig| -> Vec<Vec<u8>> {
+            messages
+                .iter()
+                .map(|m| {
+                    let mut wire = Vec::new();
+                    codecs.compress(config, m, &mut wire).unwrap();
+                    wire
+                })
+                .collect()
+        };
+        let sent = compress_all(&mut codecs, send);
+        let received = compress_all(&mut client_codecs, client);
+        println!(
+            "{name} shared: server sends {}, client sends {}",
+            ratio(&messages, &sent),
+            ratio(&messages, &received)
+        );
+        let mut i = 0;
+        group.bench_function("shared-compress", |b| {
+            b.iter(|| {
+                out.clear();
+                codecs.compress(send, black_box(&messages[i]), &mut out).unwrap();
+                i = (i + 1) % count;
+                black_box(out.len())
+            })
+        });
+        // The same without `for_message`: the agreed window and the full memLevel for every
+        // message, what the shared compressor did before small messages got their own.
+        let mut full_size = Compressor::new(send).unwrap();
+        let mut i = 0;
+        group.bench_function("shared-compress-full-size", |b| {
+            b.iter(|| {
+                out.clear();
+                full_size.compress(black_box(&messages[i]), &mut out).unwrap();
+                i = (i + 1) % count;
+                black_box(out.len())
+            })
+        });
+        let mut i = 0;
+        group.bench_function("shared-inflate", |b| {
+            b.iter(|| {
+                out.clear();
+                codecs.inflate(black_box(&received[i]), &mut out, MAX_MESSAGE).unwrap();
+                i = (i + 1) % count;
+                black_box(out.len())
+            })
+        });
+
+        // stream:12:4: a connection's own streams, context takeover, message after message.
+        let send = stream_base.for_direction(stream_params.sent_by(Role::Server));
+        let client = CompressorConfig::default().for_direction(stream_params.sent_by(Role::Client));
+        let receive = stream_params.sent_by(Role::Client);
+        assert!(!send.no_context_takeover && !client.no_context_takeover);
+        assert_eq!((send.window_bits, send.mem_level, client.window_bits), (12, 4, 12));
+        // One stream, and as many as the end-to-end scenario has connections, taking the
+        // messages in turn as the engine's connections do (each connection's state is cold
+        // again by its next message: 100 x 42 KiB is more than a core's L2).
+        for streams in [1, connections] {
+            let label = if streams == 1 { String::new() } else { format!("-x{streams}") };
+            // Message j belongs to stream j % streams; each stream has its own compressor.
+            let stream_all = |config: CompressorConfig| -> Vec<Vec<u8>> {
+                let mut compressors: Vec<_> =
+                    (0..streams).map(|_| Compressor::new(config).unwrap()).collect();
+                messages
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| {
+                        let mut wire = Vec::new();
+                        compressors[j % streams].compress(m, &mut wire).unwrap();
+                        wire
+                    })
+                    .collect()
+            };
+            let (sent, received) = (stream_all(send), stream_all(client));
+            println!(
+                "{name} stream-12-4{label}: server sends {}, client sends {}",
+                ratio(&messages, &sent),
+                ratio(&messages, &received)
+            );
+            let mut compressors: Vec<_> =
+                (0..streams).map(|_| Compressor::new(send).unwrap()).collect();
+            let mut i = 0;
+            group.bench_function(format!("stream-12-4{label}-compress"), |b| {
+                b.iter(|| {
+                    out.clear();
+                    compressors[i % streams].compress(black_box(&messages[i]), &mut out).unwrap();
+                    i = (i + 1) % count;
+                    black_box(out.len())
+                })
+            });
+            let mut decompressors: Vec<_> =
+                (0..streams).map(|_| Decompressor::new(receive.window_bits).unwrap()).collect();
+            let mut i = 0;
+            group.bench_function(format!("stream-12-4{label}-inflate"), |b| {
+                b.iter_custom(|iters| {
+                    // Timed between the resets that start the clients' streams again.
+                    let (mut timed, mut left) = (Duration::ZERO, iters);
+                    while left > 0 {
+                        if i == 0 {
+                            decompressors.iter_mut().for_each(Decompressor::reset);
+                        }
+                        let run = left.min((count - i) as u64) as usize;
+                        let t0 = Instant::now();
+                        for _ in 0..run {
+                            out.clear();
+                            decompressors[i % streams]
+                                .decompress(black_box(&received[i]), true, &mut out, MAX_MESSAGE)
+                                .unwrap();
+                            i += 1;
+                        }
+                        timed += t0.elapsed();
+                        i %= count;
+                        left -= run as u64;
+                    }
+                    timed
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
 // In a private module so the `pub fn` that `criterion_group!` generates needs no docs.
 mod group {
     criterion::criterion_group! {
@@ -348,6 +553,14 @@ mod group {
             .sample_size(30);
         targets = super::speed
     }
+    criterion::criterion_group! {
+        name = policies;
+        config = criterion::Criterion::default()
+            .warm_up_time(std::time::Duration::from_secs(1))
+            .measurement_time(std::time::Duration::from_secs(3))
+            .sample_size(30);
+        targets = super::policies
+    }
 }
 
 fn main() {
@@ -357,5 +570,6 @@ fn main() {
     }
     group::benches();
     group::variants();
+    group::policies();
     Criterion::default().configure_from_args().final_summary();
 }

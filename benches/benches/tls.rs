@@ -3,12 +3,15 @@
 //! (session ticket), and application records (AES-256-GCM, the suite Surge's order puts
 //! first) of 1 KiB and 16 KiB, encrypted by the server and decrypted by the client.
 //!
-//! Both ends run in this thread over in-memory buffers: a handshake figure is the client's
-//! and the server's work together, and is the "rustls alone" baseline that Surge's
-//! handshakes per second (a real server, measured end to end) is compared with.
+//! Both ends run in this thread over in-memory buffers. `tls/handshake/{full,resumed}/*` is
+//! the client's and the server's work together; `tls/handshake/{full,resumed}-server/*`
+//! times only the server's calls (its `new`, reading and processing the client's flights,
+//! writing its own and the tickets), which is the "rustls alone" baseline that Surge's server
+//! CPU per handshake (a real server, measured end to end) is compared with.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_main, Criterion, Throughput};
 use rustls::client::Resumption;
@@ -72,22 +75,35 @@ fn configs(provider: CryptoProvider, ticketer: Option<Ticketer>) -> Pair {
 
 /// Moves every pending record from one end to the other.
 fn pump(from: &mut Connection, to: &mut Connection, wire: &mut Vec<u8>) {
+    take(from, wire);
+    give(to, wire);
+}
+
+/// Every record `from` has to send, in `wire`.
+fn take(from: &mut Connection, wire: &mut Vec<u8>) {
     wire.clear();
     while from.wants_write() {
         from.write_tls(wire).unwrap();
     }
-    let mut rest = &wire[..];
+}
+
+/// The records in `wire`, read and processed by `to`.
+fn give(to: &mut Connection, wire: &[u8]) {
+    let mut rest = wire;
     while !rest.is_empty() {
         to.read_tls(&mut rest).unwrap();
         to.process_new_packets().unwrap();
     }
 }
 
+fn client(pair: &Pair) -> Connection {
+    let name = ServerName::try_from("localhost").unwrap();
+    Connection::from(ClientConnection::new(Arc::clone(&pair.client), name).unwrap())
+}
+
 /// A handshake between a new client and a new server: `(server, client)`.
 fn handshake(pair: &Pair, wire: &mut Vec<u8>) -> (Connection, Connection) {
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut client =
-        Connection::from(ClientConnection::new(Arc::clone(&pair.client), name).unwrap());
+    let mut client = client(pair);
     let mut server = Connection::from(ServerConnection::new(Arc::clone(&pair.server)).unwrap());
     while client.is_handshaking() || server.is_handshaking() {
         pump(&mut client, &mut server, wire);
@@ -98,6 +114,30 @@ fn handshake(pair: &Pair, wire: &mut Vec<u8>) -> (Connection, Connection) {
     (server, client)
 }
 
+/// The same handshake, timing only the server's calls; returns that time and the client.
+fn server_side(pair: &Pair, wire: &mut Vec<u8>) -> (Duration, Connection) {
+    let mut client = client(pair);
+    let started = Instant::now();
+    let mut server = Connection::from(ServerConnection::new(Arc::clone(&pair.server)).unwrap());
+    let mut spent = started.elapsed();
+    let mut timed = |f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        f();
+        spent += started.elapsed();
+    };
+    loop {
+        take(&mut client, wire);
+        timed(&mut || give(&mut server, wire));
+        // The server's flight, or (after the client's Finished) its tickets.
+        timed(&mut || take(&mut server, wire));
+        give(&mut client, wire);
+        if !client.is_handshaking() && !server.is_handshaking() && !server.wants_write() {
+            break;
+        }
+    }
+    (spent, client)
+}
+
 fn handshakes(c: &mut Criterion) {
     let mut group = c.benchmark_group("tls/handshake");
     group.throughput(Throughput::Elements(1));
@@ -105,6 +145,9 @@ fn handshakes(c: &mut Criterion) {
     for (name, provider, ticketer) in providers() {
         let full = configs(provider.clone(), None);
         group.bench_function(format!("full/{name}"), |b| b.iter(|| handshake(&full, &mut wire)));
+        group.bench_function(format!("full-server/{name}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| server_side(&full, &mut wire).0).sum())
+        });
         let resumed = configs(provider, Some(ticketer));
         let (_, first) = handshake(&resumed, &mut wire);
         drop(first);
@@ -112,6 +155,17 @@ fn handshakes(c: &mut Criterion) {
             b.iter(|| {
                 let (_, client) = handshake(&resumed, &mut wire);
                 debug_assert_eq!(client.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+            })
+        });
+        group.bench_function(format!("resumed-server/{name}"), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        let (spent, client) = server_side(&resumed, &mut wire);
+                        assert_eq!(client.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+                        spent
+                    })
+                    .sum()
             })
         });
     }

@@ -11,6 +11,15 @@
 //! publisher. The report gives delivery latency over all subscribers and per subscriber, the
 //! spread from a message's first delivery to its last, and reach (received / expected).
 //!
+//! `--window W` makes it a saturation run: closed loop, a publisher sends its next message
+//! only while fewer than W of its messages have yet to reach every subscriber of its room
+//! (counted across the threads), so a server is offered all it can take and whatever it
+//! queues stays bounded; latency is then from the actual send. `--lean` makes the
+//! subscribers cheap for the load generator (`fanout_lean`), so that the server rather than
+//! this tool is the limit. The report adds the deliveries that *arrived* in the window per
+//! second (the throughput when sends and arrivals overlap the window's edges), and the
+//! client threads' CPU time is taken over the window alone.
+//!
 //! All the clients live in this process and share one clock, so the stamps need no clock
 //! agreement; the stamp takes 20 bytes, the smallest `--size`.
 
@@ -570,6 +579,23 @@ fn flush(client: &mut Client) {
     }
 }
 
+/// One read: the bytes it gave, or `None` when the socket is drained; a closed connection
+/// is an error (a room server does not end a run).
+fn read_some(stream: &mut mio::net::TcpStream, buf: &mut [u8]) -> Result<Option<usize>, Error> {
+    loop {
+        return match stream.read(buf) {
+            Ok(0) => Err(Error::Os {
+                what: "fanout: the server closed a connection",
+                source: io::ErrorKind::UnexpectedEof.into(),
+            }),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(Error::Os { what: "fanout: read", source: e }),
+        };
+    }
+}
+
 /// Reads and tallies what arrived for one client.
 fn receive(
     client: &mut Client,
@@ -577,19 +603,8 @@ fn receive(
     window: Window,
     part: &mut Part,
 ) -> Result<(), Error> {
-    loop {
-        match client.stream.read(chunk) {
-            Ok(0) => {
-                return Err(Error::Os {
-                    what: "fanout: the server closed a connection",
-                    source: io::ErrorKind::UnexpectedEof.into(),
-                })
-            }
-            Ok(n) => client.input.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::Os { what: "fanout: read", source: e }),
-        }
+    while let Some(n) = read_some(&mut client.stream, chunk)? {
+        client.input.extend_from_slice(&chunk[..n]);
     }
     let now = window.now_ns();
     let mut used = 0;
@@ -628,17 +643,8 @@ fn receive_lean(
     loop {
         let carried = client.input.len();
         chunk[..carried].copy_from_slice(&client.input);
-        let n = match client.stream.read(&mut chunk[carried..]) {
-            Ok(0) => {
-                return Err(Error::Os {
-                    what: "fanout: the server closed a connection",
-                    source: io::ErrorKind::UnexpectedEof.into(),
-                })
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Os { what: "fanout: read", source: e }),
+        let Some(n) = read_some(&mut client.stream, &mut chunk[carried..])? else {
+            return Ok(());
         };
         let end = carried + n;
         let now = window.now_ns();
@@ -901,7 +907,7 @@ pub fn summary(r: &RunResult) -> String {
     format!(
         "surge-loadgen fanout -> {}\n  {} subscribers{}, {} publishers, {} room(s), {} B, {}, {:.1} s\n  \
          deliveries: {:.0}/s ({} of {} expected, reach {:.4}; arrived in the window {:.0}/s); lost {}, duplicates {}, reordered {}\n  \
-         delivery latency (from the scheduled send), µs: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n  \
+         delivery latency (from the {}), µs: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n  \
          per subscriber, µs: p50 {:.1} / {:.1} / {:.1}, p99 {:.1} / {:.1} / {:.1} (lowest / median / highest)\n  \
          first-to-last spread, µs: p50 {:.1}  p99 {:.1}  max {:.1}\n  {}\n",
         r.config.target,
@@ -920,6 +926,7 @@ pub fn summary(r: &RunResult) -> String {
         f.lost,
         f.duplicates,
         f.reordered,
+        if f.window.is_some() { "send" } else { "scheduled send" },
         l.p50, l.p90, l.p99, l.p99_9, l.max,
         f.subscriber_p50_us[0], f.subscriber_p50_us[1], f.subscriber_p50_us[2],
         f.subscriber_p99_us[0], f.subscriber_p99_us[1], f.subscriber_p99_us[2],

@@ -79,7 +79,7 @@ fn serve(mut s: TcpStream) -> Option<Seen> {
                 Some(Event::Message(Message::Binary(b))) => {
                     seen.frames.push(format!("binary {b:?}"))
                 }
-                Some(Event::Pong(p)) => seen.frames.push(format!("pong {:?}", p.as_bytes())),
+                Some(Event::Pong(p)) => seen.frames.push(format!("pong {p:?}")),
                 Some(Event::Close(f)) => {
                     seen.frames.push(format!("close {:?}", f.code().map(CloseCode::as_u16)))
                 }

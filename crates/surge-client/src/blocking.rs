@@ -151,8 +151,8 @@ impl From<Event<'_>> for Received {
         match event {
             Event::Message(Message::Text(text)) => Received::Text(text.to_owned()),
             Event::Message(Message::Binary(bytes)) => Received::Binary(bytes.to_vec()),
-            Event::Ping(payload) => Received::Ping(payload.as_bytes().to_vec()),
-            Event::Pong(payload) => Received::Pong(payload.as_bytes().to_vec()),
+            Event::Ping(payload) => Received::Ping(payload.to_vec()),
+            Event::Pong(payload) => Received::Pong(payload.to_vec()),
             Event::Close(frame) => {
                 Received::Close(frame.code().map(CloseCode::as_u16), frame.reason().to_owned())
             }

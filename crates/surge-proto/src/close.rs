@@ -84,26 +84,6 @@ impl CloseFrame {
         CloseFrame { code: None, reason_len: 0, reason: [0; MAX_CLOSE_REASON] }
     }
 
-    /// Parses a received Close payload: empty, or a valid code followed by UTF-8.
-    ///
-    /// A one-byte payload or a code that may not be sent gives 1002; a reason that is not
-    /// UTF-8 gives 1007.
-    pub fn parse(payload: &[u8]) -> Result<Self, ProtocolError> {
-        match payload {
-            [] => Ok(Self::empty()),
-            [_] => Err(ProtocolError::InvalidClosePayload),
-            [hi, lo, reason @ ..] => {
-                let code = CloseCode::from(u16::from_be_bytes([*hi, *lo]));
-                if !code.is_allowed_on_wire() {
-                    return Err(ProtocolError::InvalidCloseCode(code));
-                }
-                let reason =
-                    crate::utf8::validate(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
-                Ok(Self::new(code, reason))
-            }
-        }
-    }
-
     /// The code, or `None` when the peer sent an empty Close.
     pub const fn code(&self) -> Option<CloseCode> {
         self.code
@@ -137,6 +117,55 @@ impl fmt::Debug for CloseFrame {
     }
 }
 
+/// A Close frame the peer sent, borrowed from the input that carried it (what
+/// [`Event::Close`](crate::connection::Event::Close) reports): a code and a UTF-8 reason,
+/// or neither.
+///
+/// ```
+/// use surge_proto::close::ReceivedClose;
+///
+/// let close = ReceivedClose::parse(&[0x03, 0xE8, b'b', b'y', b'e']).unwrap();
+/// assert_eq!((close.code().map(|c| c.as_u16()), close.reason()), (Some(1000), "bye"));
+/// assert_eq!(ReceivedClose::parse(&[]).unwrap().code(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivedClose<'a> {
+    code: Option<CloseCode>,
+    reason: &'a str,
+}
+
+impl<'a> ReceivedClose<'a> {
+    /// Parses a received Close payload: empty, or a valid code followed by UTF-8.
+    ///
+    /// A one-byte payload or a code that may not be sent gives 1002; a reason that is not
+    /// UTF-8 gives 1007.
+    pub fn parse(payload: &'a [u8]) -> Result<Self, ProtocolError> {
+        match payload {
+            [] => Ok(ReceivedClose { code: None, reason: "" }),
+            [_] => Err(ProtocolError::InvalidClosePayload),
+            [hi, lo, reason @ ..] => {
+                let code = CloseCode::from(u16::from_be_bytes([*hi, *lo]));
+                if !code.is_allowed_on_wire() {
+                    return Err(ProtocolError::InvalidCloseCode(code));
+                }
+                let reason =
+                    crate::utf8::validate(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+                Ok(ReceivedClose { code: Some(code), reason })
+            }
+        }
+    }
+
+    /// The code, or `None` when the peer sent an empty Close.
+    pub const fn code(&self) -> Option<CloseCode> {
+        self.code
+    }
+
+    /// The reason text.
+    pub const fn reason(&self) -> &'a str {
+        self.reason
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,15 +181,15 @@ mod tests {
 
     #[test]
     fn parse_rejects_what_the_rfc_rejects() {
-        assert_eq!(CloseFrame::parse(&[3]), Err(ProtocolError::InvalidClosePayload));
+        assert_eq!(ReceivedClose::parse(&[3]), Err(ProtocolError::InvalidClosePayload));
         assert_eq!(
-            CloseFrame::parse(&999u16.to_be_bytes()),
+            ReceivedClose::parse(&999u16.to_be_bytes()),
             Err(ProtocolError::InvalidCloseCode(CloseCode::from(999)))
         );
-        assert_eq!(CloseFrame::parse(&[0x03, 0xe8, 0xff]), Err(ProtocolError::InvalidUtf8));
-        let ok = CloseFrame::parse(&[0x0f, 0xa0, b'h', b'i']).unwrap();
+        assert_eq!(ReceivedClose::parse(&[0x03, 0xe8, 0xff]), Err(ProtocolError::InvalidUtf8));
+        let ok = ReceivedClose::parse(&[0x0f, 0xa0, b'h', b'i']).unwrap();
         assert_eq!((ok.code(), ok.reason()), (Some(CloseCode::from(4000)), "hi"));
-        assert_eq!(CloseFrame::parse(&[]).unwrap().code(), None);
+        assert_eq!(ReceivedClose::parse(&[]).unwrap().code(), None);
     }
 
     #[test]
@@ -169,6 +198,8 @@ mod tests {
         let frame = CloseFrame::new(CloseCode::NORMAL, &reason);
         assert_eq!(frame.reason().len(), 122);
         assert_eq!(frame.to_payload().as_bytes().len(), 124);
-        assert_eq!(CloseFrame::parse(frame.to_payload().as_bytes()).unwrap(), frame);
+        let payload = frame.to_payload();
+        let parsed = ReceivedClose::parse(payload.as_bytes()).unwrap();
+        assert_eq!((parsed.code(), parsed.reason()), (frame.code(), frame.reason()));
     }
 }

@@ -10,8 +10,11 @@
 //!   that lies whole in the input is handed out borrowed from it, without a copy. A message
 //!   that arrives in pieces (fragments, or a frame split across reads) is gathered in the
 //!   caller's `assembly` buffer, which the caller keeps for the connection and passes again on
-//!   every call; when [`Connection::is_assembling`] is false it is empty and can go back to a
-//!   pool. Partial headers and control payloads (at most 14 and 125 bytes) are kept inside.
+//!   every call; when [`Connection::is_assembling`] is false it is empty (or emptied on the
+//!   next call) and can go back to a pool. Partial headers and control payloads (at most 14
+//!   and 125 bytes) are kept inside; a control frame that came in pieces is handed out from
+//!   the tail of `assembly`, cut off again on the next call. Every [`Event`] borrows what it
+//!   carries (the input or `assembly`), so that it stays a few words, however many pass.
 //! - **Output.** [`Connection::send`], [`Connection::ping`] and [`Connection::close`] append
 //!   frames to the caller's buffer. Frames the protocol itself owes the peer (a pong, the
 //!   Close reply or the Close that reports a violation) are queued and appended by
@@ -64,7 +67,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::close::{CloseCode, CloseFrame, ControlPayload, MAX_CLOSE_REASON, MAX_CONTROL_PAYLOAD};
+use crate::close::{
+    CloseCode, CloseFrame, ControlPayload, ReceivedClose, MAX_CLOSE_REASON, MAX_CONTROL_PAYLOAD,
+};
 use crate::error::{ProtocolError, SendError};
 use crate::extension::{Extension, NoExtension};
 use crate::frame::{decode_header, encode_frame, DecodeRules, FrameHeader, OpCode, MAX_HEADER_LEN};
@@ -102,17 +107,19 @@ impl Default for Limits {
     }
 }
 
-/// What [`Connection::read`] reports.
+/// What [`Connection::read`] reports: small (a few words), since every message passes
+/// through one; payloads are borrowed from the input or the assembly buffer, never copied
+/// into it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
     /// A whole data message.
     Message(Message<'a>),
-    /// A ping; its pong is already queued for [`Connection::poll_transmit`].
-    Ping(ControlPayload),
-    /// A pong.
-    Pong(ControlPayload),
+    /// A ping's payload; its pong is already queued for [`Connection::poll_transmit`].
+    Ping(&'a [u8]),
+    /// A pong's payload.
+    Pong(&'a [u8]),
     /// The peer's Close; the reply is queued (unless ours already went out). Last event.
-    Close(CloseFrame),
+    Close(ReceivedClose<'a>),
     /// The peer broke the protocol; a Close with [`ProtocolError::close_code`] is queued.
     /// Last event.
     Error(ProtocolError),
@@ -208,6 +215,9 @@ pub struct Connection<E: Extension = NoExtension> {
     role: Role,
     /// The last event borrowed the assembly buffer: empty it on the next read.
     release_assembly: bool,
+    /// The last event was a control frame that came in pieces, lent from the tail of the
+    /// assembly buffer: that many bytes are cut off it on the next read.
+    control_tail: u8,
     /// The peer's Close or a violation ended the input.
     input_done: bool,
     failed: bool,
@@ -258,6 +268,7 @@ impl<E: Extension> Connection<E> {
             owed_close: None,
             role,
             release_assembly: false,
+            control_tail: 0,
             input_done: false,
             failed: false,
             close_sent: false,
@@ -292,7 +303,10 @@ impl<E: Extension> Connection<E> {
         if self.release_assembly {
             assembly.clear();
             self.release_assembly = false;
+        } else if self.control_tail > 0 {
+            assembly.truncate(assembly.len().saturating_sub(usize::from(self.control_tail)));
         }
+        self.control_tail = 0;
         if self.input_done {
             return (input.len(), None);
         }
@@ -329,19 +343,26 @@ impl<E: Extension> Connection<E> {
             self.frame = if frame_done { None } else { Some(frame) };
 
             if frame.opcode.is_control() {
-                let piece = &input[start..end];
-                // decode_header caps control payloads at 125 bytes, so the payload always fits.
-                let payload = if frame.fresh && frame_done {
-                    ControlPayload::new(piece).unwrap_or_default()
-                } else {
-                    let scratch = self.control.get_or_insert_with(Box::default);
-                    scratch.partial.extend(piece);
-                    if !frame_done {
-                        return (pos, None);
-                    }
-                    std::mem::take(&mut scratch.partial)
-                };
-                let event = self.on_control(frame.opcode, payload);
+                if frame.fresh && frame_done {
+                    let input: &'a [u8] = input;
+                    let event = self.on_control(frame.opcode, &input[start..end]);
+                    self.release_control_scratch();
+                    return (pos, Some(event));
+                }
+                // In pieces: gathered inside (decode_header caps control payloads at 125
+                // bytes, so it always fits), then lent from the assembly buffer's tail, past
+                // the message in pieces it may hold.
+                let scratch = self.control.get_or_insert_with(Box::default);
+                scratch.partial.extend(&input[start..end]);
+                if !frame_done {
+                    return (pos, None);
+                }
+                let payload = std::mem::take(&mut scratch.partial);
+                let from = assembly.len();
+                assembly.extend_from_slice(payload.as_bytes());
+                self.control_tail = payload.as_bytes().len() as u8;
+                let assembly: &'a Vec<u8> = assembly;
+                let event = self.on_control(frame.opcode, &assembly[from..]);
                 self.release_control_scratch();
                 return (pos, Some(event));
             }
@@ -484,16 +505,18 @@ impl<E: Extension> Connection<E> {
         })
     }
 
-    fn on_control(&mut self, opcode: OpCode, payload: ControlPayload) -> Event<'static> {
+    fn on_control<'a>(&mut self, opcode: OpCode, payload: &'a [u8]) -> Event<'a> {
         match opcode {
             OpCode::PING => {
                 if self.can_send() {
-                    self.control.get_or_insert_with(Box::default).pending_pong = Some(payload);
+                    // At most 125 bytes (decode_header's cap), so it always fits.
+                    let pong = ControlPayload::new(payload).unwrap_or_default();
+                    self.control.get_or_insert_with(Box::default).pending_pong = Some(pong);
                 }
                 Event::Ping(payload)
             }
             OpCode::PONG => Event::Pong(payload),
-            _ => match CloseFrame::parse(payload.as_bytes()) {
+            _ => match ReceivedClose::parse(payload) {
                 Ok(frame) => {
                     self.close_received = true;
                     self.end_input();
@@ -833,6 +856,34 @@ mod tests {
         // An engine holds one per open connection; idle memory per connection is a target.
         // 152: the idle and close timers (an engine kept them beside this before).
         assert!(std::mem::size_of::<Connection>() <= 152, "{}", std::mem::size_of::<Connection>());
+    }
+
+    #[test]
+    fn an_event_is_a_few_words() {
+        // Every message passes through one, returned by value from `read`.
+        assert!(std::mem::size_of::<(usize, Option<Event<'_>>)>() <= 40);
+    }
+
+    #[test]
+    fn a_close_in_pieces_is_lent_from_the_assembly_tail_and_cut_off_after() {
+        let mut conn = Connection::server(Limits::default());
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, OpCode::TEXT, false, Some([9, 8, 7, 6]), b"first ");
+        let mut close = 1000u16.to_be_bytes().to_vec();
+        close.extend_from_slice(b"going now");
+        encode_frame(&mut wire, OpCode::CLOSE, true, Some([1, 2, 3, 4]), &close);
+        let split = wire.len() - 4;
+        let (head, tail) = wire.split_at_mut(split);
+        let mut assembly = Vec::new();
+        let head_len = head.len();
+        assert_eq!(conn.read(head, &mut assembly), (head_len, None));
+        assert_eq!(assembly, b"first ");
+        let (used, event) = conn.read(tail, &mut assembly);
+        assert_eq!(used, 4);
+        let Some(Event::Close(frame)) = event else { panic!("{event:?}") };
+        assert_eq!((frame.code(), frame.reason()), (Some(CloseCode::NORMAL), "going now"));
+        assert_eq!(conn.read(&mut [], &mut assembly), (0, None));
+        assert!(assembly.is_empty(), "the Close ended the input: the buffer is released");
     }
 
     #[test]

@@ -25,8 +25,8 @@ fn own(event: Event<'_>) -> Owned {
     match event {
         Event::Message(Message::Text(text)) => Owned::Text(text.to_owned()),
         Event::Message(Message::Binary(bytes)) => Owned::Binary(bytes.to_vec()),
-        Event::Ping(payload) => Owned::Ping(payload.as_bytes().to_vec()),
-        Event::Pong(payload) => Owned::Pong(payload.as_bytes().to_vec()),
+        Event::Ping(payload) => Owned::Ping(payload.to_vec()),
+        Event::Pong(payload) => Owned::Pong(payload.to_vec()),
         Event::Close(frame) => {
             Owned::Close(frame.code().map(CloseCode::as_u16), frame.reason().to_owned())
         }

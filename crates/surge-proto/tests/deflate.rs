@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use surge_proto::close::CloseCode;
 use surge_proto::deflate::codec::{
-    Compressor, CompressorConfig, DecompressError, Decompressor, TAIL,
+    Compressor, CompressorConfig, DecompressError, Decompressor, SMALL_MESSAGE, TAIL,
 };
 use surge_proto::deflate::header::{elements, Element, SyntaxError};
 use surge_proto::deflate::negotiate::{
@@ -71,6 +71,42 @@ fn rfc_7_2_3_2_no_context_takeover_repeats_the_same_bytes() {
         d.decompress_message(&out, &mut text, CAP).unwrap();
         assert_eq!(text, b"Hello");
     }
+}
+
+proptest! {
+    /// A small message, compressed without context takeover, comes out of the small
+    /// compressor `for_message` picks byte for byte as it does out of the full-size one:
+    /// JSON-like records cut anywhere, up to the small message limit.
+    #[test]
+    fn the_small_compressor_loses_nothing(
+        fields in prop::collection::vec((0usize..6, 0u32..100_000), 1..12),
+        cut in 0usize..=SMALL_MESSAGE,
+    ) {
+        const KEYS: [&str; 6] = ["type", "symbol", "price", "qty", "side", "ts"];
+        let mut record = String::from("{");
+        for (key, value) in &fields {
+            record += &format!("\"{}\":\"{value}\",", KEYS[*key]);
+        }
+        let record = record.repeat(SMALL_MESSAGE / record.len() + 1);
+        let message = &record.as_bytes()[..cut];
+        let config = CompressorConfig { no_context_takeover: true, ..CompressorConfig::default() };
+        let small = config.for_message(message.len());
+        prop_assert_eq!((small.window_bits, small.mem_level), (9, 2));
+        let (mut large_out, mut small_out) = (Vec::new(), Vec::new());
+        Compressor::new(config).unwrap().compress(message, &mut large_out).unwrap();
+        Compressor::new(small).unwrap().compress(message, &mut small_out).unwrap();
+        prop_assert_eq!(large_out, small_out);
+    }
+}
+
+#[test]
+fn only_small_messages_without_context_takeover_get_the_small_compressor() {
+    let takeover = CompressorConfig::default();
+    assert_eq!(takeover.for_message(10), takeover);
+    let reset = CompressorConfig { no_context_takeover: true, ..takeover };
+    assert_eq!(reset.for_message(SMALL_MESSAGE + 1), reset);
+    let narrow = CompressorConfig { window_bits: 8, mem_level: 1, ..reset };
+    assert_eq!(narrow.for_message(100), narrow, "never a larger window or memLevel");
 }
 
 #[test]

@@ -53,11 +53,12 @@ impl BufferPool {
         }
     }
 
-    /// Takes `buf` back, emptied; frees it instead when it is too large or the pool is full.
+    /// Takes `buf` back, emptied; frees it instead when it is too large or the pool is full,
+    /// or smaller than the pool's own (whoever took it next would grow it again, allocating
+    /// on the path the pool is there to keep free of allocation).
     pub(crate) fn give(&mut self, mut buf: Vec<u8>) {
         let capacity = buf.capacity();
-        if capacity == 0
-            || capacity > MAX_POOLED_CAPACITY
+        if !(INITIAL_CAPACITY..=MAX_POOLED_CAPACITY).contains(&capacity)
             || self.pooled_bytes + capacity > self.budget
         {
             return;
@@ -122,5 +123,7 @@ mod tests {
         let mut big = BufferPool::new(usize::MAX);
         big.give(Vec::with_capacity(MAX_POOLED_CAPACITY + 1));
         assert_eq!(big.pooled_bytes(), 0);
+        big.give(Vec::with_capacity(64));
+        assert_eq!(big.pooled_bytes(), 0, "a small buffer would be regrown by its next taker");
     }
 }

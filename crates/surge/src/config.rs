@@ -608,7 +608,8 @@ impl ConfigBuilder {
         self.config.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
         self
     }
-    /// Size of each loop's read buffer (default 64 KiB).
+    /// Size of each loop's read buffer (default 64 KiB). With TLS the loop reads ciphertext
+    /// into it and decrypts it there, so its buffer is at least 34 KiB then.
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.config.read_buffer_size = bytes;
         self

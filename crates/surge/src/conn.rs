@@ -286,9 +286,13 @@ impl ConnIo {
         while self.out.is_none() && !self.has(flag::WRITE_BLOCKED) && written < total {
             let result = match head.get(written..) {
                 Some(rest) if !rest.is_empty() => {
-                    self.stream.write_vectored(&[IoSlice::new(rest), IoSlice::new(body)])
+                    let bufs = [IoSlice::new(rest), IoSlice::new(body)];
+                    self.stream.write_vectored(&bufs, &mut ctx.pool)
                 }
-                _ => self.stream.write_vectored(&[IoSlice::new(&body[written - head.len()..])]),
+                _ => {
+                    let bufs = [IoSlice::new(&body[written - head.len()..])];
+                    self.stream.write_vectored(&bufs, &mut ctx.pool)
+                }
             };
             match result {
                 Ok(0) => break,

@@ -33,6 +33,15 @@ use crate::upgrade;
 /// Flush passes per turn (a flush can run `on_drain`, which can queue more).
 const FLUSH_PASSES: usize = 4;
 
+/// The loop's read buffer: as configured, and for TLS at least a record behind the room its
+/// plaintext is decrypted to (the TLS transport reads its ciphertext into this buffer).
+fn read_buffer_len(config: &Config) -> usize {
+    match config.tls_context() {
+        Some(_) => config.read_buffer_size().max(crate::transport::tls::READ_BUFFER_MIN),
+        None => config.read_buffer_size(),
+    }
+}
+
 /// One loop's connections and what serves them.
 pub(crate) struct Connections<H: Handler> {
     conns: Slab<ConnEntry<H::State>>,
@@ -67,7 +76,7 @@ impl<H: Handler> Connections<H> {
         let stats = handle.shared.metrics.loop_stats(index);
         Connections {
             conns: Slab::new(),
-            read_buf: vec![0; config.read_buffer_size()].into_boxed_slice(),
+            read_buf: vec![0; read_buffer_len(&config)].into_boxed_slice(),
             spare: Vec::new(),
             handler,
             ctx: LoopCtx {
@@ -190,8 +199,20 @@ impl<H: Handler> Connections<H> {
     /// connection.
     pub(crate) fn on_sent(&mut self, key: ConnKey, written: Result<usize, i32>) {
         let Some(entry) = self.conns.get_mut(key) else { return };
-        match (written, entry.core.io.out.as_mut()) {
-            (Ok(written), Some(out)) => out.sent(written, &mut self.ctx.pool),
+        let io = &mut entry.core.io;
+        match (written, io.out.as_mut()) {
+            (Ok(written), Some(out)) => {
+                out.sent(written, &mut self.ctx.pool);
+                // All of it went and nothing is queued behind: the queue goes back now, not
+                // after this drain's receives have taken queues of their own (held so, the
+                // queues in use would peak at two turns' worth of connections, and each new
+                // peak allocates). The flush that follows finds no queue and unblocks.
+                if out.len() == 0 {
+                    if let Some(out) = io.out.take() {
+                        self.ctx.outboxes.give(out, &mut self.ctx.pool);
+                    }
+                }
+            }
             (Ok(_), None) => {}
             (Err(errno), _) => {
                 let error = std::io::Error::from_raw_os_error(errno);
@@ -263,8 +284,8 @@ impl<H: Handler> Connections<H> {
         let Connections { conns, handler, ctx, spare, .. } = self;
         let Some(entry) = conns.get_mut(key) else { return };
         let io = &mut entry.core.io;
-        if let Some(out) = io.out.as_mut() {
-            let blocked = match backend.flush(key, &mut io.stream, out, &mut ctx.pool) {
+        let blocked = match io.out.as_mut() {
+            Some(out) => match backend.flush(key, &mut io.stream, out, &mut ctx.pool) {
                 Ok(Flushed::All) => {
                     if let Some(out) = io.out.take() {
                         ctx.outboxes.give(out, &mut ctx.pool);
@@ -277,17 +298,20 @@ impl<H: Handler> Connections<H> {
                     self.remove(key);
                     return;
                 }
-            };
-            if blocked != io.has(flag::WRITE_BLOCKED) {
-                if blocked {
-                    io.set(flag::WRITE_BLOCKED);
-                } else {
-                    io.clear(flag::WRITE_BLOCKED);
-                }
-                if backend.watch_writable(key, &mut io.stream, blocked).is_err() {
-                    self.remove(key);
-                    return;
-                }
+            },
+            // Nothing queued: none ever was, or a completed send gave the queue back
+            // (`on_sent`).
+            None => false,
+        };
+        if blocked != io.has(flag::WRITE_BLOCKED) {
+            if blocked {
+                io.set(flag::WRITE_BLOCKED);
+            } else {
+                io.clear(flag::WRITE_BLOCKED);
+            }
+            if backend.watch_writable(key, &mut io.stream, blocked).is_err() {
+                self.remove(key);
+                return;
             }
         }
         if entry.core.io.has(flag::WRITE_BLOCKED) {

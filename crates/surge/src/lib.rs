@@ -66,7 +66,7 @@
 //! - Tests only, on top: `backend::sim` (a backend on a virtual clock) and `tests` (the
 //!   engine's timeouts, backpressure and shutdown at exact instants).
 //!
-//! A new transport (TLS over rustls' sans-IO `ServerConnection`) is a module under
+//! A new transport (TLS over rustls' unbuffered connection) is a module under
 //! `transport` and a variant of `transport::Stream`; a new backend (io_uring) is a module
 //! under `backend` implementing `backend::Backend`, chosen in `server`. Neither touches
 //! `turn`, `conn` or `outbox`. An extension (permessage-deflate) implements

@@ -236,7 +236,10 @@ impl Outbox {
         while self.len > 0 {
             let result = match self.segments.len() {
                 // The common case, without filling a slice array for one slice.
-                1 => stream.write_vectored(&[IoSlice::new(&self.segments[0].bytes()[self.head..])]),
+                1 => {
+                    let bufs = [IoSlice::new(&self.segments[0].bytes()[self.head..])];
+                    stream.write_vectored(&bufs, pool)
+                }
                 _ => {
                     let mut slices = [IoSlice::new(&[]); MAX_IOV];
                     let mut count = 0;
@@ -245,7 +248,7 @@ impl Outbox {
                         *slot = IoSlice::new(if count == 0 { &bytes[self.head..] } else { bytes });
                         count += 1;
                     }
-                    stream.write_vectored(&slices[..count])
+                    stream.write_vectored(&slices[..count], pool)
                 }
             };
             let offered = self.offered();
@@ -335,10 +338,14 @@ mod tests {
     }
 
     impl Transport for Trickle {
-        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        fn read(&mut self, _: &mut [u8], _: &mut BufferPool) -> io::Result<usize> {
             Err(io::ErrorKind::WouldBlock.into())
         }
-        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        fn write_vectored(
+            &mut self,
+            bufs: &[IoSlice<'_>],
+            _: &mut BufferPool,
+        ) -> io::Result<usize> {
             self.calls += 1;
             if self.cap == 0 {
                 return Err(io::ErrorKind::WouldBlock.into());

@@ -113,7 +113,7 @@ impl<H: Handler> Turn<'_, H> {
                 self.ctx.stats.limit(Limit::ReadPaused);
                 return ReadEnd::Done;
             }
-            let n = match io.stream.read(read_buf) {
+            let n = match io.stream.read(read_buf, &mut self.ctx.pool) {
                 Ok(0) => return ReadEnd::Lost,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -134,7 +134,7 @@ impl<H: Handler> Turn<'_, H> {
             if let Intake::Paused = self.receive(entry, key, &mut read_buf[..n]) {
                 return ReadEnd::Done;
             }
-            if n < read_buf.len() && !until_would_block {
+            if !entry.core.io.stream.filled(n, read_buf.len()) && !until_would_block {
                 return ReadEnd::Done;
             }
         }
@@ -218,9 +218,12 @@ impl<H: Handler> Turn<'_, H> {
     /// limit, or when the WebSocket ends.
     fn feed(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey, input: &mut [u8]) -> Fed {
         let limit = self.ctx.config.backpressure_limit();
-        // A connection that is not assembling borrows the loop's spare buffer.
+        // A connection that is not assembling borrows the loop's spare buffer: a pooled one,
+        // so that a message in pieces starts in a buffer of the pool's size (grown from
+        // nothing, it would go back to the pool small and be regrown by whoever takes it).
         let (mut assembly, spared) = match entry.core.io.take_assembly() {
             Some(assembly) => (assembly, false),
+            None if self.spare.capacity() == 0 => (self.ctx.pool.take(), true),
             None => (std::mem::take(self.spare), true),
         };
         let held_before = if spared { 0 } else { assembly.capacity() };

@@ -3,14 +3,14 @@
 //! What a backend must provide, so that another one is this file rewritten and nothing else:
 //!
 //! - a raw (headerless, RFC 1951) compressor created from window bits (9..=15), memory level
-//!   (1..=9) and level (0..=9), that compresses a slice into a slice with a sync flush
-//!   (`Z_SYNC_FLUSH`: the output ends on a byte boundary with the empty stored block
-//!   `00 00 ff ff`), reports bytes consumed and produced, and resets to an empty window
-//!   without allocating;
-//! - a raw decompressor created from window bits (8..=15) that inflates a slice into a slice
-//!   with a sync flush, can stop at the next block boundary (`Z_BLOCK`), reports bytes
-//!   consumed, bytes produced and the end of a final block, and resets to an empty window
-//!   (its 15-bit form without allocating);
+//!   (1..=9) and level (0..=9), that compresses a slice into a `Vec`'s spare capacity (no
+//!   zero-filled room) with a sync flush (`Z_SYNC_FLUSH`: the output ends on a byte
+//!   boundary with the empty stored block `00 00 ff ff`), reports bytes consumed and
+//!   produced, and resets to an empty window without allocating;
+//! - a raw decompressor created from window bits (8..=15) that inflates a slice into a
+//!   `Vec`'s spare capacity with a sync flush, can stop at the next block boundary
+//!   (`Z_BLOCK`), reports bytes consumed, bytes produced and the end of a final block, and
+//!   resets to an empty window (its 15-bit form without allocating);
 //! - every allocation through Rust's global allocator, so that a counting allocator sees the
 //!   whole state.
 //!
@@ -114,28 +114,36 @@ impl Stream {
         }))
     }
 
-    /// Runs one call of `step` (`deflate` or `inflate`) from `input` into `output` with
-    /// `flush`; returns zlib's code and the progress.
+    /// Runs one call of `step` (`deflate` or `inflate`) from `input` into at most `room`
+    /// bytes of `output`'s spare capacity (the caller reserves it), with `flush`, and
+    /// appends what it produced to `output`; returns zlib's code and the progress. Writing
+    /// into the spare capacity spares zero-filling room that a message mostly leaves unused
+    /// (16 KiB of it per inflate call).
     fn run(
         &mut self,
         input: &[u8],
-        output: &mut [u8],
+        output: &mut Vec<u8>,
+        room: usize,
         flush: c_int,
         step: unsafe extern "C" fn(z::z_streamp, c_int) -> c_int,
     ) -> (c_int, usize, usize) {
+        let spare = output.spare_capacity_mut();
         // Larger slices go in 4 GiB steps: the caller loops on the progress.
         let in_len = input.len().min(c_uint::MAX as usize) as c_uint;
-        let out_len = output.len().min(c_uint::MAX as usize) as c_uint;
+        let out_len = room.min(spare.len()).min(c_uint::MAX as usize) as c_uint;
         let strm = &mut *self.0;
         strm.next_in = input.as_ptr().cast_mut();
         strm.avail_in = in_len;
-        strm.next_out = output.as_mut_ptr();
+        strm.next_out = spare.as_mut_ptr().cast();
         strm.avail_out = out_len;
         // SAFETY: the stream was initialised by deflateInit2_/inflateInit2_ (the only way a
         // `Deflate` or `Inflate` is made) and is boxed, so never moved since; next_in and
-        // avail_in describe `input` and next_out and avail_out `output`, both borrowed for
-        // the whole call. zlib only reads through next_in (the `cast_mut` is for the C
-        // signature) and writes at most avail_out bytes at next_out.
+        // avail_in describe `input`, next_out and avail_out the first `out_len` bytes of
+        // `output`'s spare capacity, both borrowed for the whole call. zlib only reads
+        // through next_in (the `cast_mut` is for the C signature) and writes at most
+        // avail_out bytes at next_out; it never reads output it did not write in this call
+        // (inflate copies a back-reference from the output only within what this call
+        // produced, from its window otherwise).
         let rc = unsafe { step(strm, flush) };
         let consumed = (in_len - strm.avail_in) as usize;
         let produced = (out_len - strm.avail_out) as usize;
@@ -144,6 +152,9 @@ impl Stream {
         strm.next_out = core::ptr::null_mut();
         strm.avail_in = 0;
         strm.avail_out = 0;
+        // SAFETY: zlib wrote the `produced <= out_len` bytes that follow `output`'s length,
+        // within its capacity: they are initialised.
+        unsafe { output.set_len(output.len() + produced) };
         (rc, consumed, produced)
     }
 }
@@ -182,14 +193,16 @@ impl Deflate {
         Self { stream }
     }
 
-    /// Compresses as much of `input` into `output` as fits, ending with a sync flush once all
-    /// of `input` is in.
+    /// Compresses as much of `input` as fits into `room` bytes appended to `output` (within
+    /// its spare capacity), ending with a sync flush once all of `input` is in.
     pub(crate) fn sync_flush(
         &mut self,
         input: &[u8],
-        output: &mut [u8],
+        output: &mut Vec<u8>,
+        room: usize,
     ) -> Result<Progress, Failed> {
-        let (rc, consumed, produced) = self.stream.run(input, output, z::Z_SYNC_FLUSH, z::deflate);
+        let (rc, consumed, produced) =
+            self.stream.run(input, output, room, z::Z_SYNC_FLUSH, z::deflate);
         match rc {
             // Z_BUF_ERROR: no progress was possible (no room); not an error of the stream.
             z::Z_OK | z::Z_BUF_ERROR => Ok(Progress { consumed, produced, stream_end: false }),
@@ -243,17 +256,20 @@ impl Inflate {
         Self { stream }
     }
 
+    /// Inflates `input` into at most `room` bytes appended to `output` (within its spare
+    /// capacity).
     pub(crate) fn inflate(
         &mut self,
         input: &[u8],
-        output: &mut [u8],
+        output: &mut Vec<u8>,
+        room: usize,
         until: Until,
     ) -> Result<Progress, Failed> {
         let flush = match until {
             Until::Sync => z::Z_SYNC_FLUSH,
             Until::Block => z::Z_BLOCK,
         };
-        let (rc, consumed, produced) = self.stream.run(input, output, flush, z::inflate);
+        let (rc, consumed, produced) = self.stream.run(input, output, room, flush, z::inflate);
         match rc {
             z::Z_OK | z::Z_BUF_ERROR => Ok(Progress { consumed, produced, stream_end: false }),
             z::Z_STREAM_END => Ok(Progress { consumed, produced, stream_end: true }),

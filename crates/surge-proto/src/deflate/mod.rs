@@ -47,8 +47,10 @@
 //!   [`Compressor::compress`] appends the payload and the first frame carries RSV1; a
 //!   `CompressError` is a bug (1011). Without context takeover a compressor resets after each
 //!   message, so one per loop serves every connection, and its output depends only on its
-//!   [`CompressorConfig`] (`Eq + Hash`, after [`CompressorConfig::for_direction`]): a
-//!   broadcast is compressed once per distinct config and the frame shared. A connection with
+//!   [`CompressorConfig`] (`Eq + Hash`, after [`CompressorConfig::for_direction`]) and the
+//!   message (a small one goes to the smaller compressor [`CompressorConfig::for_message`]
+//!   picks, which [`SharedCodecs`] keeps beside it): a broadcast is compressed once per
+//!   distinct config and the frame shared. A connection with
 //!   context takeover compresses with its own `Compressor`.
 //!
 //! # The backend, measured

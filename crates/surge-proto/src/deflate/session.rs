@@ -4,8 +4,10 @@
 //! Each direction is served one of two ways, decided by the agreed [`Params`]:
 //!
 //! - **without context takeover** the sender resets its window after every message, so
-//!   the loop's one compressor (per distinct [`CompressorConfig`]) or its one 15-bit
-//!   decompressor serves every connection, one whole message at a time. Such a connection
+//!   the loop's one compressor (per distinct [`CompressorConfig`], and a 10 KiB one for
+//!   messages of up to [`SMALL_MESSAGE`](super::codec::SMALL_MESSAGE) bytes, see
+//!   [`CompressorConfig::for_message`]) or its one 15-bit decompressor serves every
+//!   connection, one whole message at a time. Such a connection
 //!   holds nothing at rest; a compressed message that arrives in pieces (fragments, or a
 //!   frame across reads) waits, compressed, in a buffer of its own until its last piece, and
 //!   that buffer is freed then.
@@ -134,13 +136,16 @@ impl SharedCodecs {
 
     /// Compresses the whole `message` with the shared compressor for `config` (which must
     /// have `no_context_takeover`: its window is reset after the message), appending the
-    /// payload of a compressed message to `out`.
+    /// payload of a compressed message to `out`. A small message goes to the smaller
+    /// compressor [`CompressorConfig::for_message`] picks (made once, like the others): the
+    /// output still depends only on `config` and the message.
     pub fn compress(
         &mut self,
         config: CompressorConfig,
         message: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CompressError> {
+        let config = config.for_message(message.len());
         let index = match self.compressors.iter().position(|c| c.config() == config) {
             Some(index) => index,
             None => {

@@ -126,7 +126,7 @@ pub(crate) trait Backend {
         let _ = key;
         match out.write_to(stream, pool)? {
             // Records the transport still holds (TLS) go out with an empty write.
-            Flushed::All if stream.wants_write() => match stream.write_vectored(&[]) {
+            Flushed::All if stream.wants_write() => match stream.write_vectored(&[], pool) {
                 Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
                 _ if stream.wants_write() => Ok(Flushed::Partial),
                 _ => Ok(Flushed::All),

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::Transport;
+use crate::buffer_pool::BufferPool;
 
 /// What both ends of a pipe see.
 #[derive(Debug)]
@@ -70,7 +71,7 @@ impl Pipe {
 }
 
 impl Transport for Pipe {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8], _pool: &mut BufferPool) -> io::Result<usize> {
         let mut state = self.state();
         if state.to_server.is_empty() {
             return if state.peer_shut { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
@@ -81,7 +82,11 @@ impl Transport for Pipe {
         Ok(n)
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn write_vectored(
+        &mut self,
+        bufs: &[IoSlice<'_>],
+        _pool: &mut BufferPool,
+    ) -> io::Result<usize> {
         let mut state = self.state();
         state.writes += 1;
         let room = state.window.saturating_sub(state.to_client.len());

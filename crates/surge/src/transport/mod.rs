@@ -7,22 +7,25 @@
 //!
 //! # What a transport must provide
 //!
-//! - `read` into the caller's buffer: plaintext WebSocket bytes, `Ok(0)` at the end of the
-//!   stream, `WouldBlock` when nothing is ready. A transport with its own framing (TLS)
-//!   reads the socket, processes what came (rustls' `read_tls` then `process_new_packets`)
-//!   and copies out plaintext (`reader()`); a read that only advanced its own handshake
+//! - `read` into the caller's buffer (the loop's read buffer): plaintext WebSocket bytes,
+//!   `Ok(0)` at the end of the stream, `WouldBlock` when nothing is ready, and through
+//!   `filled` whether the read may have left input behind (the loop reads again). A
+//!   transport with its own framing (TLS) reads its ciphertext into that same buffer,
+//!   decrypts it there (rustls' unbuffered `process_tls_records`) and leaves the plaintext
+//!   at its front; what it must keep between reads (a record in pieces) it keeps in a buffer
+//!   from the loop's pool, lent with each call; a read that only advanced its own handshake
 //!   returns `WouldBlock`.
 //! - `write_vectored` of plaintext, returning how much of it was taken; a short count means
 //!   the rest is the engine's to keep and offer again when the socket is writable.
-//!   A TLS transport encrypts what it takes (`writer()`) and writes records (`write_tls`);
-//!   records it could not write yet it keeps, and reports through
+//!   A TLS transport encrypts what it takes into a pooled buffer and writes the records;
+//!   records the socket did not take it keeps, and reports through
 //!   [`Transport::wants_write`] so that the loop keeps WRITABLE interest for them.
-//! - `shutdown_write`: no more output (TLS: `send_close_notify` first).
+//! - `shutdown_write`: no more output (TLS: `close_notify` first).
 //! - `peer_addr`.
 //! - Registration with the backend: the mio backend registers [`Stream`] as a
 //!   [`mio::event::Source`]; a transport over a socket delegates to it.
 //!
-//! Adding a transport (TLS over rustls' sans-IO `ServerConnection`) is one module with the
+//! Adding a transport (TLS over rustls' sans-IO unbuffered connection) is one module with the
 //! type and its `Transport` impl, and one variant of [`Stream`] here; the per-message path
 //! (`turn`, `conn`, `outbox`) only ever sees `Transport`.
 
@@ -34,15 +37,24 @@ use mio::event::Source;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::buffer_pool::BufferPool;
 use crate::stats::LoopStats;
 use crate::tls::TlsContext;
 
 /// A connection's byte stream, as the engine uses it.
 pub(crate) trait Transport {
-    /// Reads received bytes into `buf`; `Ok(0)` is the end of the stream.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Writes from `bufs` in order; returns how many bytes were taken.
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Reads received bytes into `buf`; `Ok(0)` is the end of the stream. `pool` lends the
+    /// buffers a transport keeps between calls.
+    fn read(&mut self, buf: &mut [u8], pool: &mut BufferPool) -> io::Result<usize>;
+    /// Whether the read that returned `read` bytes into a buffer of `room` may have left
+    /// input in the socket, so that edge-triggered readiness will not report it again: a
+    /// full read. (TLS returns less plaintext than it read, so it says so itself.)
+    fn filled(&self, read: usize, room: usize) -> bool {
+        read == room
+    }
+    /// Writes from `bufs` in order; returns how many bytes were taken. `pool` lends the
+    /// buffers a transport keeps between calls.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>], pool: &mut BufferPool) -> io::Result<usize>;
     /// Output the transport holds itself and still has to write (TLS records); the loop
     /// keeps WRITABLE interest while this is true.
     fn wants_write(&self) -> bool {
@@ -55,11 +67,15 @@ pub(crate) trait Transport {
 }
 
 impl Transport for TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8], _pool: &mut BufferPool) -> io::Result<usize> {
         Read::read(self, buf)
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn write_vectored(
+        &mut self,
+        bufs: &[IoSlice<'_>],
+        _pool: &mut BufferPool,
+    ) -> io::Result<usize> {
         match bufs {
             // One slice: `write`, as the kernel would do the same with one more indirection.
             [one] => Write::write(self, one),
@@ -95,21 +111,30 @@ pub(crate) enum Stream {
 }
 
 impl Transport for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read(&mut self, buf: &mut [u8], pool: &mut BufferPool) -> io::Result<usize> {
         match self {
-            Stream::Tcp(tcp) => Transport::read(tcp, buf),
-            Stream::Tls(tls) => tls.read(buf),
+            Stream::Tcp(tcp) => Transport::read(tcp, buf, pool),
+            Stream::Tls(tls) => tls.read(buf, pool),
             #[cfg(test)]
-            Stream::Memory(pipe) => pipe.read(buf),
+            Stream::Memory(pipe) => pipe.read(buf, pool),
         }
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    fn filled(&self, read: usize, room: usize) -> bool {
         match self {
-            Stream::Tcp(tcp) => Transport::write_vectored(tcp, bufs),
-            Stream::Tls(tls) => tls.write_vectored(bufs),
+            Stream::Tcp(tcp) => tcp.filled(read, room),
+            Stream::Tls(tls) => tls.filled(read, room),
             #[cfg(test)]
-            Stream::Memory(pipe) => pipe.write_vectored(bufs),
+            Stream::Memory(pipe) => pipe.filled(read, room),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>], pool: &mut BufferPool) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(tcp) => Transport::write_vectored(tcp, bufs, pool),
+            Stream::Tls(tls) => tls.write_vectored(bufs, pool),
+            #[cfg(test)]
+            Stream::Memory(pipe) => pipe.write_vectored(bufs, pool),
         }
     }
 

@@ -1,43 +1,103 @@
-//! The TLS transport: rustls' sans-IO `ServerConnection` over a TCP socket.
+//! The TLS transport: rustls' unbuffered `UnbufferedServerConnection` over a TCP socket, with
+//! every buffer the engine's.
 //!
-//! Reading takes what the socket has into rustls (`read_tls`), processes it, writes any
-//! records that produced (handshake flights, alerts, key-update answers) and hands the
-//! plaintext to the engine in the caller's buffer; a read that only advanced the handshake
-//! is `WouldBlock`. Writing encrypts what rustls takes and writes the records; records the
-//! socket did not take stay in rustls and are reported by `wants_write`, so the loop keeps
-//! WRITABLE interest and offers an empty write when the socket drains. A peer's protocol
-//! error is answered with rustls' alert, then the stream reads as failed; the engine drops
-//! the connection as it does any failed stream. Dropping the stream sends `close_notify`
-//! (best effort: the socket is non-blocking) before the socket closes.
+//! Reading: ciphertext is read into the loop's read buffer behind a record's worth of headroom
+//! ([`HEADROOM`]), rustls decrypts each record where it lies, and its plaintext is copied to
+//! the front of the same buffer, which is what the engine gets; since a record's plaintext is
+//! never longer than the record, it always lands before the ciphertext still to process. A
+//! record that has not all come (or a handshake message split over records) waits in a pooled
+//! buffer until the next read, and only then. Handshake flights and alerts are encoded into a
+//! pooled buffer and written at once. A read that only advanced the handshake is `WouldBlock`.
+//!
+//! Writing: plaintext is encrypted into a pooled buffer and written; records the socket did
+//! not take stay in that buffer (at most [`CHUNK`] of plaintext's worth) and are reported by
+//! `wants_write`, so the loop keeps WRITABLE interest and offers an empty write when the
+//! socket drains. An idle connection holds neither buffer: only rustls' state and the socket.
+//!
+//! A peer's protocol error is answered with rustls' alert, then the stream reads as failed;
+//! the engine drops the connection as it does any failed stream. Dropping the stream sends
+//! `close_notify` (best effort: the socket is non-blocking) before the socket closes.
+//!
+//! What rustls 0.23 still does itself: it copies each received record's plaintext into a
+//! fresh `Vec` (`ReadTraffic::next_record`; in-place reads are a planned API) and encrypts each
+//! outgoing record in a fresh `Vec` before copying it out, so one message costs two
+//! allocations inside rustls either way (its buffered API does the same).
 //!
 //! Each stream counts its handshake's outcome once, in its loop's stats: completed (full or
-//! resumed) where `process_new_packets` ends the handshake, failed (by the class of
-//! rustls' error) where it fails, abandoned where the stream is dropped still handshaking.
-//! After that a read costs one more test of a flag.
+//! resumed) when rustls stops handshaking, failed (by the class of rustls' error) where it
+//! fails, abandoned where the stream is dropped still handshaking.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
-use rustls::{HandshakeKind, ServerConfig, ServerConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    AppDataRecord, ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus,
+    WriteTraffic,
+};
+use rustls::{HandshakeKind, ServerConfig};
 
 use super::Transport;
+use crate::buffer_pool::BufferPool;
 use crate::stats::{LoopStats, TlsFailure};
 
-/// Unsent TLS output one connection may hold past the socket before writes are refused
-/// (the engine's own backpressure acts on plaintext above it).
-const RECORD_BUFFER_LIMIT: usize = 64 << 10;
+/// The most plaintext one record carries (2^14, RFC 8446 5.1; rustls refuses more). Reads
+/// leave this much room in front of the ciphertext for the plaintext they copy out.
+pub(crate) const HEADROOM: usize = 1 << 14;
+
+/// The largest record on the wire (rustls' bound: 2^14 of plaintext plus 2048 of expansion,
+/// and the 5-byte header).
+const MAX_RECORD: usize = HEADROOM + 2048 + 5;
+
+/// The smallest loop read buffer a TLS connection can be read with: the headroom and one
+/// whole record behind it.
+pub(crate) const READ_BUFFER_MIN: usize = HEADROOM + MAX_RECORD;
+
+/// Plaintext encrypted per write before the socket is offered it: what a full socket may
+/// leave held here.
+const CHUNK: usize = 64 << 10;
 
 /// A TLS server connection over TCP.
-#[derive(Debug)]
 pub(crate) struct TlsStream {
     tcp: TcpStream,
-    tls: ServerConnection,
+    tls: UnbufferedServerConnection,
+    /// Received ciphertext not yet processed: a record in pieces, or a handshake message
+    /// spread over records. A pooled buffer while there is any; no capacity otherwise.
+    incoming: Vec<u8>,
+    /// Encrypted output the socket has not taken yet. A pooled buffer while there is any.
+    outgoing: Vec<u8>,
     /// The loop's counts, where the handshake's outcome goes.
     stats: Arc<LoopStats>,
     /// Whether that outcome is counted yet.
     counted: bool,
+    /// The peer's `close_notify` came: the stream has ended.
+    peer_closed: bool,
+    /// The last read stopped with the socket possibly holding more (its buffer was full).
+    socket_full: bool,
+    /// rustls failed (its alert is out): nothing more is read, written or sent, since
+    /// rustls would parse the bad input again.
+    failed: bool,
+}
+
+impl std::fmt::Debug for TlsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("tcp", &self.tcp)
+            .field("handshaking", &self.tls.is_handshaking())
+            .field("incoming", &self.incoming.len())
+            .field("outgoing", &self.outgoing.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What processing the received records came to.
+enum Processed {
+    /// Everything complete is processed.
+    Done,
+    /// rustls failed on the input; its alert is written (or held for the next write).
+    Failed(rustls::Error),
 }
 
 impl TlsStream {
@@ -48,98 +108,398 @@ impl TlsStream {
         config: &Arc<ServerConfig>,
         stats: Arc<LoopStats>,
     ) -> io::Result<Self> {
-        let mut tls = ServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
-        tls.set_buffer_limit(Some(RECORD_BUFFER_LIMIT));
-        Ok(TlsStream { tcp, tls, stats, counted: false })
-    }
-
-    /// Counts the handshake's outcome once it has one: after `processed` (what
-    /// `process_new_packets` returned) it has either ended, failed, or is still going.
-    fn count_handshake<T>(&mut self, processed: &Result<T, rustls::Error>) {
-        match processed {
-            Err(error) => self.stats.tls_failure(failure_of(error)),
-            Ok(_) if !self.tls.is_handshaking() => {
-                self.stats.tls_handshake(self.tls.handshake_kind() == Some(HandshakeKind::Resumed))
-            }
-            Ok(_) => return,
-        }
-        self.counted = true;
+        let tls = UnbufferedServerConnection::new(Arc::clone(config)).map_err(io::Error::other)?;
+        Ok(TlsStream {
+            tcp,
+            tls,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            stats,
+            counted: false,
+            peer_closed: false,
+            socket_full: false,
+            failed: false,
+        })
     }
 
     pub(crate) fn socket(&mut self) -> &mut TcpStream {
         &mut self.tcp
     }
 
-    /// Writes held records until the socket stops taking them.
-    fn write_records(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            match self.tls.write_tls(&mut self.tcp) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+    /// Counts the handshake's outcome once it has one.
+    fn count_handshake(&mut self, failed: Option<&rustls::Error>) {
+        match failed {
+            Some(error) => self.stats.tls_failure(failure_of(error)),
+            None if !self.tls.is_handshaking() => {
+                self.stats.tls_handshake(self.tls.handshake_kind() == Some(HandshakeKind::Resumed))
+            }
+            None => return,
+        }
+        self.counted = true;
+    }
+
+    /// Processes the complete records in `buf[*start..end]`: plaintext is copied to
+    /// `buf[*plain..]`, handshake records and alerts are encoded and written, and `*start`
+    /// moves past what rustls is done with.
+    fn process(
+        &mut self,
+        buf: &mut [u8],
+        plain: &mut usize,
+        start: &mut usize,
+        end: usize,
+        pool: &mut BufferPool,
+    ) -> io::Result<Processed> {
+        let TlsStream { tcp, tls, outgoing, peer_closed, .. } = self;
+        let mut failed = None;
+        loop {
+            let (front, back) = buf.split_at_mut(*start);
+            let UnbufferedStatus { mut discard, state } =
+                tls.process_tls_records(&mut back[..end - *start]);
+            let go_on = match state {
+                Ok(ConnectionState::ReadTraffic(mut traffic)) if failed.is_none() => {
+                    while let Some(record) = traffic.next_record() {
+                        let AppDataRecord { discard: more, payload } =
+                            record.map_err(invalid_data)?;
+                        discard += more;
+                        // In room: `*plain` trails `*start` by at least the headroom, which
+                        // one record's plaintext cannot exceed.
+                        let to = front
+                            .get_mut(*plain..*plain + payload.len())
+                            .ok_or_else(|| invalid_data(rustls::Error::PeerSentOversizedRecord))?;
+                        to.copy_from_slice(payload);
+                        *plain += payload.len();
+                    }
+                    true
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    encode_into(&mut encode, outgoing, pool);
+                    // After a failure this is the alert, and the last call: one more would
+                    // parse the bad input again (and have rustls make a second alert).
+                    failed.is_none()
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) if failed.is_none() => {
+                    // Given to the socket now, or held: either way rustls is done with them.
+                    transmit.done();
+                    send(tcp, outgoing, pool)?;
+                    true
+                }
+                Ok(ConnectionState::PeerClosed) if failed.is_none() => {
+                    *peer_closed = true;
+                    true
+                }
+                Err(error) if failed.is_none() => {
+                    // Once more: the alert rustls queued for this comes out first, to encode.
+                    failed = Some(error);
+                    true
+                }
+                // Waiting for input, done with it, closed, or failed with the alert out.
+                _ => false,
+            };
+            *start += discard;
+            if !go_on {
+                break;
             }
         }
-        Ok(())
+        // What rustls encoded without asking for it to be transmitted: an alert after an
+        // error in the input, which rustls reports before its records come out.
+        let sent = send(tcp, outgoing, pool);
+        Ok(match failed {
+            Some(error) => Processed::Failed(error),
+            None => {
+                sent?;
+                Processed::Done
+            }
+        })
+    }
+
+    /// Reads the socket into `buf[*end..]` and processes what came (see [`process`]) until
+    /// the socket is drained or the buffer cannot take another record; returns whether the
+    /// stream ended. A failure of rustls marks the stream failed.
+    ///
+    /// [`process`]: Self::process
+    fn read_records(
+        &mut self,
+        buf: &mut [u8],
+        plain: &mut usize,
+        start: &mut usize,
+        end: &mut usize,
+        pool: &mut BufferPool,
+    ) -> io::Result<bool> {
+        loop {
+            let room = buf.len() - *end;
+            let (read, ended) = match Read::read(&mut self.tcp, &mut buf[*end..]) {
+                Ok(0) => (0, true),
+                Ok(n) => (n, false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            *end += read;
+            let processed = self.process(buf, plain, start, *end, pool);
+            let processed = processed.inspect_err(|_| self.failed = true)?;
+            if !self.counted {
+                let failed = match &processed {
+                    Processed::Failed(error) => Some(error),
+                    Processed::Done => None,
+                };
+                self.count_handshake(failed);
+            }
+            if let Processed::Failed(error) = processed {
+                self.failed = true;
+                return Err(invalid_data(error));
+            }
+            if ended || read < room || self.peer_closed {
+                return Ok(ended);
+            }
+            // The socket may hold more: move what is unprocessed down behind the plaintext
+            // (keeping the headroom) and read again while a whole record still fits.
+            let to = *plain + HEADROOM;
+            let pending = *end - *start;
+            if to + pending + MAX_RECORD > buf.len() {
+                if *plain == 0 {
+                    // A handshake message larger than the buffer can gather.
+                    self.failed = true;
+                    return Err(invalid_data(rustls::Error::PeerSentOversizedRecord));
+                }
+                self.socket_full = true;
+                return Ok(false);
+            }
+            buf.copy_within(*start..*end, to);
+            *start = to;
+            *end = to + pending;
+        }
+    }
+
+    /// Writes held records until the socket stops taking them.
+    fn send_held(&mut self, pool: &mut BufferPool) -> io::Result<()> {
+        send(&mut self.tcp, &mut self.outgoing, pool)
+    }
+
+    /// Encrypts up to [`CHUNK`] of `bufs` (from byte `skip` on) into `out` with `traffic`;
+    /// returns how many plaintext bytes it took. Several slices are gathered into a pooled
+    /// buffer first, so that a header and its payload go in one record.
+    fn encrypt(
+        traffic: &mut WriteTraffic<'_, ServerConnectionData>,
+        bufs: &[IoSlice<'_>],
+        skip: usize,
+        out: &mut Vec<u8>,
+        pool: &mut BufferPool,
+    ) -> io::Result<usize> {
+        let mut rest = skip;
+        let mut pieces = bufs
+            .iter()
+            .filter_map(|buf| {
+                if rest >= buf.len() {
+                    rest -= buf.len();
+                    return None;
+                }
+                let piece = &buf[rest..];
+                rest = 0;
+                Some(piece)
+            })
+            .peekable();
+        let Some(first) = pieces.next() else { return Ok(0) };
+        if first.len() >= CHUNK || pieces.peek().is_none() {
+            let plaintext = &first[..first.len().min(CHUNK)];
+            return encrypt_into(traffic, plaintext, out).map(|()| plaintext.len());
+        }
+        let mut gathered = pool.take();
+        for piece in std::iter::once(first).chain(pieces) {
+            let room = CHUNK - gathered.len();
+            gathered.extend_from_slice(&piece[..piece.len().min(room)]);
+            if gathered.len() == CHUNK {
+                break;
+            }
+        }
+        let result = encrypt_into(traffic, &gathered, out).map(|()| gathered.len());
+        pool.give(gathered);
+        result
+    }
+
+    /// Sends our `close_notify` once the handshake is done (rustls makes it once however
+    /// often asked), behind the held output; best effort: if the socket does not take all
+    /// that is held, the alert is not sent (it must not cut into a record).
+    fn close_notify(&mut self) {
+        if self.failed || self.tls.is_handshaking() {
+            return;
+        }
+        let TlsStream { tls, incoming, outgoing, tcp, .. } = self;
+        while !outgoing.is_empty() {
+            match tcp.write(outgoing) {
+                Ok(n) if n > 0 => {
+                    outgoing.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                _ => return,
+            }
+        }
+        let UnbufferedStatus { state, .. } = tls.process_tls_records(incoming);
+        if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
+            let mut alert = [0; 64];
+            // Nothing the second time (after `shutdown_write`): rustls sends it once.
+            match traffic.queue_close_notify(&mut alert) {
+                Ok(n) if n > 0 => drop(tcp.write(&alert[..n])),
+                _ => {}
+            }
+        }
     }
 }
 
+/// Writes `outgoing` until the socket stops taking it; gives the buffer back once empty.
+fn send(tcp: &mut TcpStream, outgoing: &mut Vec<u8>, pool: &mut BufferPool) -> io::Result<()> {
+    let mut written = 0;
+    let result = loop {
+        if written == outgoing.len() {
+            break Ok(());
+        }
+        match tcp.write(&outgoing[written..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    if written == outgoing.len() {
+        pool.give(std::mem::take(outgoing));
+    } else {
+        outgoing.drain(..written);
+    }
+    result
+}
+
+/// Encodes one handshake record (or alert) behind what `out` holds.
+fn encode_into(
+    encode: &mut EncodeTlsData<'_, ServerConnectionData>,
+    out: &mut Vec<u8>,
+    pool: &mut BufferPool,
+) {
+    let need = match encode.encode(&mut []) {
+        Err(EncodeError::InsufficientSize(size)) => size.required_size,
+        // Empty, or already encoded: nothing to add.
+        _ => return,
+    };
+    if out.capacity() == 0 {
+        *out = pool.take();
+    }
+    let at = out.len();
+    out.resize(at + need, 0);
+    let written = encode.encode(&mut out[at..]).unwrap_or(0);
+    out.truncate(at + written);
+}
+
+/// Encrypts `plaintext` as records behind what `out` holds.
+fn encrypt_into(
+    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let need = match traffic.encrypt(plaintext, &mut []) {
+        Err(EncryptError::InsufficientSize(size)) => size.required_size,
+        Ok(_) => return Ok(()),
+        Err(error) => return Err(io::Error::other(error)),
+    };
+    let at = out.len();
+    out.resize(at + need, 0);
+    let result = traffic.encrypt(plaintext, &mut out[at..]);
+    let written = *result.as_ref().unwrap_or(&0);
+    out.truncate(at + written);
+    result.map(|_| ()).map_err(io::Error::other)
+}
+
+fn invalid_data(error: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
 impl Transport for TlsStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // The engine reads edge-triggered: a short read must mean the socket is drained, so
-        // this goes on until the buffer is full or the socket has nothing more.
-        let mut filled = 0;
-        loop {
-            // Plaintext already decrypted goes first; `Ok(0)` here is the peer's close_notify.
-            match self.tls.reader().read(&mut buf[filled..]) {
-                Ok(0) => return Ok(filled),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return if filled > 0 { Ok(filled) } else { Err(e) },
-            }
-            if filled == buf.len() {
-                return Ok(filled);
-            }
-            match self.tls.read_tls(&mut self.tcp) {
-                Ok(0) => return Ok(filled),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return if filled > 0 { Ok(filled) } else { Err(e) },
-            }
-            let processed = self.tls.process_new_packets();
-            if !self.counted {
-                self.count_handshake(&processed);
-            }
-            // Handshake flights, alerts (including the one for a protocol error), key-update
-            // answers. A socket that does not take them now gets them with the next write.
-            let written = self.write_records();
-            if let Err(error) = processed {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, error));
-            }
-            written?;
+    fn read(&mut self, buf: &mut [u8], pool: &mut BufferPool) -> io::Result<usize> {
+        self.socket_full = false;
+        if self.failed {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        if self.peer_closed {
+            return Ok(0);
+        }
+        if buf.len() < READ_BUFFER_MIN {
+            return Err(io::ErrorKind::InvalidInput.into());
+        }
+        // Plaintext goes to buf[..plain]; ciphertext waits in buf[start..end], starting with
+        // what waited since the last read.
+        let mut plain = 0;
+        let mut start = HEADROOM;
+        let mut end = start + self.incoming.len();
+        buf[start..end].copy_from_slice(&self.incoming);
+        pool.give(std::mem::take(&mut self.incoming));
+        let read = self.read_records(buf, &mut plain, &mut start, &mut end, pool);
+        // Kept on every path: rustls' handshake deframer counts in this buffer's offsets.
+        if start < end {
+            self.incoming = pool.take();
+            self.incoming.extend_from_slice(&buf[start..end]);
+        }
+        match read {
+            // Plaintext that came before an error goes first; the error is the next read's
+            // (a failed socket fails again, and `failed` is kept).
+            Err(_) if plain > 0 => Ok(plain),
+            Err(error) => Err(error),
+            Ok(ended) => match plain {
+                0 if ended || self.peer_closed => Ok(0),
+                0 => Err(io::ErrorKind::WouldBlock.into()),
+                n => Ok(n),
+            },
         }
     }
 
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.write_records()?;
-        if self.tls.wants_write() {
+    fn filled(&self, _read: usize, _room: usize) -> bool {
+        self.socket_full
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>], pool: &mut BufferPool) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::ErrorKind::InvalidData.into());
+        }
+        self.send_held(pool)?;
+        if !self.outgoing.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        // rustls takes at most its record buffer's room per call. A short count must mean
-        // the socket is full (the engine then waits for WRITABLE, which only a full socket
-        // raises), so take more while the socket takes the records.
-        let mut taken = self.tls.writer().write_vectored(bufs)?;
-        self.write_records()?;
-        while taken < total && !self.tls.wants_write() {
-            let mut room = [IoSlice::new(&[]); 64];
-            let n = self.tls.writer().write_vectored(rest(bufs, taken, &mut room))?;
-            if n == 0 {
+        let mut taken = 0;
+        while taken < total {
+            let TlsStream { tls, incoming, outgoing, failed, .. } = self;
+            let UnbufferedStatus { discard, state } = tls.process_tls_records(incoming);
+            let result = match state {
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
+                    if outgoing.capacity() == 0 {
+                        *outgoing = pool.take();
+                    }
+                    Self::encrypt(&mut traffic, bufs, taken, outgoing, pool).map(Some)
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    encode_into(&mut encode, outgoing, pool);
+                    Ok(Some(0))
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    transmit.done();
+                    Ok(Some(0))
+                }
+                Ok(ConnectionState::PeerClosed) => Ok(Some(0)),
+                // Still handshaking: nothing may be sent yet.
+                Ok(ConnectionState::BlockedHandshake) => Ok(None),
+                Ok(_) => Err(io::ErrorKind::BrokenPipe.into()),
+                Err(error) => {
+                    *failed = true;
+                    Err(invalid_data(error))
+                }
+            };
+            incoming.drain(..discard);
+            match result? {
+                Some(n) => taken += n,
+                None => break,
+            }
+            self.send_held(pool)?;
+            if !self.outgoing.is_empty() {
+                // The socket is full; what it did not take is held.
                 break;
             }
-            taken += n;
-            self.write_records()?;
         }
         if taken == 0 && total > 0 {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -148,12 +508,11 @@ impl Transport for TlsStream {
     }
 
     fn wants_write(&self) -> bool {
-        self.tls.wants_write()
+        !self.outgoing.is_empty()
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
-        self.tls.send_close_notify();
-        self.write_records()?;
+        self.close_notify();
         self.tcp.shutdown(std::net::Shutdown::Write)
     }
 
@@ -177,36 +536,141 @@ fn failure_of(error: &rustls::Error) -> TlsFailure {
     }
 }
 
-/// The slices of `bufs` after the first `skip` bytes, in `room` (as many as fit).
-fn rest<'b>(
-    bufs: &'b [IoSlice<'_>],
-    mut skip: usize,
-    room: &'b mut [IoSlice<'b>; 64],
-) -> &'b [IoSlice<'b>] {
-    let mut count = 0;
-    for buf in bufs {
-        if skip >= buf.len() {
-            skip -= buf.len();
-            continue;
-        }
-        if count == room.len() {
-            break;
-        }
-        room[count] = IoSlice::new(&buf[skip..]);
-        skip = 0;
-        count += 1;
-    }
-    &room[..count]
-}
-
 impl Drop for TlsStream {
     fn drop(&mut self) {
         if !self.counted {
             self.stats.tls_failure(TlsFailure::Abandoned);
         }
-        if !self.tls.is_handshaking() {
-            self.tls.send_close_notify();
-            let _ = self.write_records();
+        self.close_notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream as StdTcpStream};
+    use std::time::{Duration, Instant};
+
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    use super::*;
+
+    /// A server stream and a rustls client over loopback, a self-signed certificate between.
+    fn pair() -> (TlsStream, ClientConnection, StdTcpStream) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = StdTcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
+        let tcp = TcpStream::from_std(accepted);
+        let stream =
+            TlsStream::new(tcp, &Arc::new(server), Arc::new(LoopStats::default())).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let client = ClientConnection::new(Arc::new(client), name).unwrap();
+        (stream, client, socket)
+    }
+
+    /// Reads the server side until `done` holds (the bytes are on their way over loopback).
+    fn read_until(
+        stream: &mut TlsStream,
+        buf: &mut [u8],
+        pool: &mut BufferPool,
+        mut done: impl FnMut(&TlsStream, &io::Result<usize>) -> bool,
+    ) -> io::Result<usize> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let read = stream.read(buf, pool);
+            if done(stream, &read) || Instant::now() > deadline {
+                return read;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    #[test]
+    fn a_record_in_pieces_waits_in_a_pooled_buffer_and_an_idle_stream_holds_none() {
+        let (mut stream, mut client, mut socket) = pair();
+        let mut pool = BufferPool::new(1 << 20);
+        let mut buf = vec![0; READ_BUFFER_MIN];
+        // The handshake: each side takes what the other sent, until both are done.
+        socket.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while client.is_handshaking() || stream.tls.is_handshaking() {
+            assert!(Instant::now() < deadline, "the handshake did not finish");
+            while client.wants_write() {
+                client.write_tls(&mut socket).unwrap();
+            }
+            let read = stream.read(&mut buf, &mut pool);
+            assert!(matches!(read, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock));
+            match client.read_tls(&mut socket) {
+                Ok(_) => {
+                    client.process_new_packets().unwrap();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        socket.set_nonblocking(false).unwrap();
+
+        // One application record, sent in two pieces.
+        client.writer().write_all(b"hello").unwrap();
+        let mut record = Vec::new();
+        client.write_tls(&mut record).unwrap();
+        socket.write_all(&record[..record.len() / 2]).unwrap();
+        let read = read_until(&mut stream, &mut buf, &mut pool, |s, _| {
+            s.incoming.len() == record.len() / 2
+        });
+        assert!(matches!(read, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock));
+        assert!(stream.incoming.capacity() > 0, "the first piece waits in a pooled buffer");
+        socket.write_all(&record[record.len() / 2..]).unwrap();
+        let read = read_until(&mut stream, &mut buf, &mut pool, |_, read| read.is_ok());
+        assert_eq!(&buf[..read.unwrap()], b"hello");
+
+        // The answer, encrypted into a pooled buffer the socket takes at once.
+        let answer = [IoSlice::new(b"wor"), IoSlice::new(b"ld")];
+        assert_eq!(stream.write_vectored(&answer, &mut pool).unwrap(), 5);
+        let mut got = [0; 5];
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut reply = client.reader();
+        let mut filled = 0;
+        while filled < got.len() {
+            match reply.read(&mut got[filled..]) {
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    client.read_tls(&mut socket).unwrap();
+                    client.process_new_packets().unwrap();
+                    reply = client.reader();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(&got, b"world");
+
+        // Idle again: neither buffer is held, both went back to the pool.
+        assert_eq!((stream.incoming.capacity(), stream.outgoing.capacity()), (0, 0));
+        assert!(!stream.wants_write());
+        assert!(pool.pooled_bytes() > 0, "the buffers are the pool's again");
     }
 }
