@@ -117,9 +117,11 @@ impl BrokerLink {
     /// Connected, with every subscription in place.
     pub(crate) fn ready(&self) -> bool {
         let c = &self.counters;
-        c.publisher_up.load(Ordering::Acquire)
+        // The queue first: a broker that takes a change marks itself not subscribed before
+        // it takes it off the count, so a zero here is followed by a fresh `subscriber_up`.
+        c.interest_queued.load(Ordering::Acquire) == 0
+            && c.publisher_up.load(Ordering::Acquire)
             && c.subscriber_up.load(Ordering::Acquire)
-            && c.interest_queued.load(Ordering::Acquire) == 0
             && c.unconfirmed.load(Ordering::Acquire) == 0
     }
 
