@@ -115,7 +115,9 @@ impl Node {
     /// The configured endpoint's address (its first, if the name resolves to several).
     fn endpoint(&self) -> Option<SocketAddr> {
         match &self.client.get_connection_info().addr {
-            ConnectionAddr::Tcp(host, port) => (host.as_str(), *port).to_socket_addrs().ok()?.next(),
+            ConnectionAddr::Tcp(host, port) => {
+                (host.as_str(), *port).to_socket_addrs().ok()?.next()
+            }
             _ => None,
         }
     }
@@ -441,41 +443,40 @@ impl Session<'_> {
             }
         }
     }
-
 }
 
 /// A publish from a channel: to the loops with subscribers of the channel's topic, unless it
 /// is this node's own.
 fn deliver(node: &Node, wanted: &Wanted, payload: &[u8]) {
-        let counters = &node.counters;
-        let wire = match cluster::decode(payload) {
-            Ok(wire) => wire,
-            Err(error) => {
-                tracing::debug!(%error, "broker: message refused");
-                counters.rejected.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        if wire.node == node.id {
-            counters.own.fetch_add(1, Ordering::Relaxed);
+    let counters = &node.counters;
+    let wire = match cluster::decode(payload) {
+        Ok(wire) => wire,
+        Err(error) => {
+            tracing::debug!(%error, "broker: message refused");
+            counters.rejected.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        counters.received.fetch_add(1, Ordering::Relaxed);
-        let Some(loops) = wanted.loops.get(wire.topics[wire.via]) else { return };
-        let Some(shared) = node.shared.upgrade() else { return };
-        let topics = match &wire.topics[..] {
-            [one] => TopicList::One(Arc::from(*one)),
-            many => TopicList::Many(many.iter().map(|&t| Arc::from(t)).collect()),
-        };
-        let frame = SharedFrame::encode(wire.msg);
-        for &index in loops {
-            let Some(remote) = shared.loops.get(usize::from(index)) else { continue };
-            if remote.commands.len() >= LOOP_BACKLOG {
-                counters.overflowed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let command =
-                Command::Remote { topics: topics.clone(), via: wire.via, frame: frame.clone() };
-            let _ = remote.submit(command);
-        }
+    };
+    if wire.node == node.id {
+        counters.own.fetch_add(1, Ordering::Relaxed);
+        return;
     }
+    counters.received.fetch_add(1, Ordering::Relaxed);
+    let Some(loops) = wanted.loops.get(wire.topics[wire.via]) else { return };
+    let Some(shared) = node.shared.upgrade() else { return };
+    let topics = match &wire.topics[..] {
+        [one] => TopicList::One(Arc::from(*one)),
+        many => TopicList::Many(many.iter().map(|&t| Arc::from(t)).collect()),
+    };
+    let frame = SharedFrame::encode(wire.msg);
+    for &index in loops {
+        let Some(remote) = shared.loops.get(usize::from(index)) else { continue };
+        if remote.commands.len() >= LOOP_BACKLOG {
+            counters.overflowed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let command =
+            Command::Remote { topics: topics.clone(), via: wire.via, frame: frame.clone() };
+        let _ = remote.submit(command);
+    }
+}

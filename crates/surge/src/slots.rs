@@ -120,7 +120,9 @@ impl SlotMap {
 fn address(node: &[Value], answering: SocketAddr) -> Result<SocketAddr, SlotMapError> {
     let [host, Value::Int(port), ..] = node else { return Err(SlotMapError::Shape) };
     let host = match host {
-        Value::BulkString(bytes) => std::str::from_utf8(bytes).map_err(|_| SlotMapError::Address)?,
+        Value::BulkString(bytes) => {
+            std::str::from_utf8(bytes).map_err(|_| SlotMapError::Address)?
+        }
         Value::SimpleString(text) => text.as_str(),
         _ => return Err(SlotMapError::Shape),
     };
@@ -190,7 +192,10 @@ mod tests {
         ]);
         let map = SlotMap::from_cluster_slots(&answer, at).unwrap();
         let port = |slot| map.owner(slot).map(|a| a.port());
-        assert_eq!([port(0), port(5460), port(5461), port(10922)], [Some(7000), Some(7000), Some(7001), Some(7001)]);
+        assert_eq!(
+            [port(0), port(5460), port(5461), port(10922)],
+            [Some(7000), Some(7000), Some(7001), Some(7001)]
+        );
         assert_eq!([port(10923), port(16383), port(16384)], [Some(7002), Some(7002), None]);
         let ports: Vec<u16> = map.primaries().iter().map(SocketAddr::port).collect();
         assert_eq!(ports, [7000, 7001, 7002]);

@@ -26,14 +26,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use redis::Value;
 
 use super::{
     deliver, next_batch, read_map, Node, Wanted, BACKOFF_MAX, BACKOFF_MIN, BATCH, CONTROL_PREFIX,
     HEARTBEAT, SILENCE, TOPIC_PREFIX,
 };
-use crate::cluster::{self, InterestChange, Outgoing};
+use crate::cluster::{self, BrokerCounters, InterestChange, Outgoing};
 use crate::slots::{slot, SlotMap};
 
 /// How often the subscribing thread looks at its shards when no change comes.
@@ -53,9 +53,9 @@ fn control_channel(node: &Node, map: &SlotMap, primary: SocketAddr) -> Option<St
     })
 }
 
-/// A connection to the shard at `primary` that answers.
-fn connect_shard(node: &Node, primary: SocketAddr) -> redis::RedisResult<redis::Connection> {
-    let mut con = Node::open(&node.client_for(primary)?)?;
+/// A connection to a shard that answers.
+fn connect_shard(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    let mut con = Node::open(client)?;
     redis::cmd("PING").query::<()>(&mut con)?;
     Ok(con)
 }
@@ -84,6 +84,9 @@ struct Outlet {
     primary: SocketAddr,
     control: Option<String>,
     con: Option<redis::Connection>,
+    /// A connection being made on a thread of its own: a stopped shard takes a whole answer
+    /// timeout to fail, and the other shards' publishes and heartbeats must not wait.
+    connecting: Option<Receiver<redis::RedisResult<redis::Connection>>>,
     retry_at: Instant,
     backoff: Duration,
 }
@@ -91,21 +94,54 @@ struct Outlet {
 impl Outlet {
     fn new(node: &Node, map: &SlotMap, primary: SocketAddr) -> Self {
         let control = control_channel(node, map, primary);
-        Outlet { primary, control, con: None, retry_at: Instant::now(), backoff: BACKOFF_MIN }
+        let retry_at = Instant::now();
+        Outlet { primary, control, con: None, connecting: None, retry_at, backoff: BACKOFF_MIN }
     }
 
-    /// Connects if down and its backoff has passed.
+    /// Takes a finished connection attempt, or starts one if down and its backoff has
+    /// passed.
     fn reconnect(&mut self, node: &Node) {
-        if self.con.is_some() || Instant::now() < self.retry_at {
+        if self.con.is_some() {
             return;
         }
-        match connect_shard(node, self.primary) {
-            Ok(con) => {
-                self.con = Some(con);
-                self.backoff = BACKOFF_MIN;
+        if let Some(attempt) = &self.connecting {
+            match attempt.try_recv() {
+                Err(TryRecvError::Empty) => {}
+                Ok(Ok(con)) => {
+                    self.connecting = None;
+                    self.con = Some(con);
+                    self.backoff = BACKOFF_MIN;
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, shard = %self.primary, "broker: cannot connect to publish");
+                    self.connecting = None;
+                    self.down();
+                }
+                Err(TryRecvError::Disconnected) => {
+                    self.connecting = None;
+                    self.down();
+                }
             }
+            return;
+        }
+        if Instant::now() < self.retry_at {
+            return;
+        }
+        let client = match node.client_for(self.primary) {
+            Ok(client) => client,
             Err(error) => {
-                tracing::debug!(%error, shard = %self.primary, "broker: cannot connect to publish");
+                tracing::warn!(%error, shard = %self.primary, "broker: no client for a shard");
+                return self.down();
+            }
+        };
+        let (done, attempt) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("surge-broker-connect".into())
+            .spawn(move || done.send(connect_shard(&client)));
+        match spawned {
+            Ok(_) => self.connecting = Some(attempt),
+            Err(error) => {
+                tracing::warn!(%error, "broker: cannot start a connecting thread");
                 self.down();
             }
         }
@@ -172,7 +208,7 @@ pub(super) fn publish(node: &Node, mut map: SlotMap, outgoing: &Receiver<Outgoin
         // is not delivered.
         failed.clear();
         failed.resize(batch.len(), false);
-        let mut pipes: Vec<(redis::Pipeline, Vec<usize>)> =
+        let mut pipes: Vec<(redis::Pipeline, Vec<Option<usize>>)> =
             outlets.iter().map(|_| (redis::pipe(), Vec::new())).collect();
         for (index, (topics, frame)) in batch.iter().enumerate() {
             for (via, topic) in topics.iter().enumerate() {
@@ -183,31 +219,50 @@ pub(super) fn publish(node: &Node, mut map: SlotMap, outgoing: &Receiver<Outgoin
                     Some(at) if outlets[at].con.is_some() => {
                         let payload = cluster::encode(node.id, topics, via, frame);
                         pipes[at].0.cmd("SPUBLISH").arg(channel).arg(payload);
-                        pipes[at].1.push(index);
+                        pipes[at].1.push(Some(index));
                     }
                     _ => failed[index] = true,
                 }
             }
         }
-        for (outlet, (mut pipe, indices)) in outlets.iter_mut().zip(pipes) {
+        // Every shard's pipeline is written before any answer is awaited: a shard that
+        // stopped costs its own answer timeout, not the others' heartbeats.
+        let mut sent = Vec::with_capacity(outlets.len());
+        for (outlet, (mut pipe, mut commands)) in outlets.iter_mut().zip(pipes) {
             let Some(con) = outlet.con.as_mut() else { continue };
             if heartbeat {
                 if let Some(control) = &outlet.control {
                     pipe.cmd("SPUBLISH").arg(control).arg("wake");
+                    commands.push(None);
                 }
             }
-            if indices.is_empty() && !heartbeat {
+            if commands.is_empty() {
                 continue;
             }
-            if let Err(error) = pipe.query::<Vec<Value>>(con) {
-                tracing::warn!(%error, shard = %outlet.primary, lost = indices.len(),
-                    "broker: publishing to a shard failed; reconnecting");
-                for index in indices {
-                    failed[index] = true;
+            match con.send_packed_command(&pipe.get_packed_pipeline()) {
+                Ok(()) => sent.push((outlet, commands)),
+                Err(error) => lose(counters, outlet, &commands, &error, &mut failed),
+            }
+        }
+        for (outlet, commands) in sent {
+            let Some(con) = outlet.con.as_mut() else { continue };
+            for (answered, command) in commands.iter().enumerate() {
+                match con.recv_response() {
+                    Ok(Value::ServerError(error)) => {
+                        // `MOVED` (or the cluster down): this publish only; the map is stale.
+                        tracing::debug!(?error, shard = %outlet.primary, "broker: publish refused");
+                        if let Some(index) = command {
+                            failed[*index] = true;
+                        }
+                        stale = true;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        lose(counters, outlet, &commands[answered..], &error, &mut failed);
+                        stale = true;
+                        break;
+                    }
                 }
-                outlet.down();
-                counters.reconnects.fetch_add(1, Ordering::Relaxed);
-                stale = true;
             }
         }
         let lost = failed.iter().filter(|&&f| f).count();
@@ -217,6 +272,23 @@ pub(super) fn publish(node: &Node, mut map: SlotMap, outgoing: &Receiver<Outgoin
             counters.publisher_up.store(false, Ordering::Release);
         }
     }
+}
+
+/// A shard connection failed with `commands` unanswered: their publishes are not delivered,
+/// and the shard reconnects.
+fn lose(
+    counters: &BrokerCounters,
+    outlet: &mut Outlet,
+    commands: &[Option<usize>],
+    error: &redis::RedisError,
+    failed: &mut [bool],
+) {
+    tracing::warn!(%error, shard = %outlet.primary, "broker: publishing to a shard failed; reconnecting");
+    for index in commands.iter().flatten() {
+        failed[*index] = true;
+    }
+    outlet.down();
+    counters.reconnects.fetch_add(1, Ordering::Relaxed);
 }
 
 // ---- subscribing ---------------------------------------------------------------------
@@ -372,7 +444,7 @@ impl ShardSession<'_> {
     /// Connects, subscribes and serves until the connection fails (an error) or the shard
     /// is retired, its heartbeat channel moves elsewhere, or the node stops (`Ok`).
     fn run(&mut self, backoff: &mut Duration) -> redis::RedisResult<()> {
-        let mut con = connect_shard(self.node, self.primary)?;
+        let mut con = connect_shard(&self.node.client_for(self.primary)?)?;
         self.tap.unconfirmed.store(0, Ordering::Release);
         let control = {
             let state = self.plan.lock();
@@ -384,12 +456,15 @@ impl ShardSession<'_> {
         con.set_read_timeout(Some(SILENCE))?;
         self.tap.up.store(true, Ordering::Release);
         let mut confirmed_once = false;
+        // A new connection has nothing subscribed, whatever the last one had.
+        let mut synced = 0;
+        self.tap.synced.store(synced, Ordering::Release);
         loop {
             if self.node.stopping() || self.tap.retired.load(Ordering::Acquire) {
                 return Ok(());
             }
             let generation = self.plan.generation.load(Ordering::Acquire);
-            if generation != self.tap.synced.load(Ordering::Acquire) {
+            if generation != synced {
                 let (wanted, moved) = {
                     let state = self.plan.lock();
                     let owned = |channel: &String| {
@@ -413,9 +488,11 @@ impl ShardSession<'_> {
                         self.subscribed.insert(channel);
                     }
                 }
-                self.tap.synced.store(generation, Ordering::Release);
+                synced = generation;
+                self.tap.synced.store(synced, Ordering::Release);
             }
-            let Value::Array(items) = con.recv_response()? else { continue };
+            // An error answer to a subscription (`MOVED`: the map is stale) ends the session.
+            let Value::Array(items) = con.recv_response()?.extract_error()? else { continue };
             let kind = match items.first() {
                 Some(Value::BulkString(kind)) => kind.as_slice(),
                 _ => continue,
