@@ -507,6 +507,14 @@ impl ShardSession<'_> {
                         }
                     }
                 }
+                b"sunsubscribe" if self.dropped_by_shard(items.get(1), control.as_deref()) => {
+                    // The shard gave the channel's slot away (resharding, failover): the
+                    // map is stale, and the channel must be subscribed where it went.
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Moved,
+                        "shard unsubscribed a channel whose slot it gave away",
+                    )));
+                }
                 b"ssubscribe" | b"sunsubscribe" => {
                     let _ = self.tap.unconfirmed.fetch_update(
                         Ordering::AcqRel,
@@ -522,6 +530,14 @@ impl ShardSession<'_> {
                 _ => {}
             }
         }
+    }
+
+    /// An `sunsubscribe` for a channel this session still holds: not asked for (asking
+    /// removes it first), so the shard dropped it.
+    fn dropped_by_shard(&self, channel: Option<&Value>, control: Option<&str>) -> bool {
+        let Some(Value::BulkString(channel)) = channel else { return false };
+        let Ok(channel) = std::str::from_utf8(channel) else { return false };
+        self.subscribed.contains(channel) || control == Some(channel)
     }
 
     /// Sends one (un)subscription; a shard takes several channels in one command only when
