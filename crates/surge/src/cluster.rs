@@ -55,7 +55,8 @@ pub(crate) struct BrokerCounters {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BrokerStats {
-    /// Both connections to Redis (publishing and subscribed) are up.
+    /// Both connections to Redis (publishing and subscribed) are up; over a Redis Cluster,
+    /// both connections to every shard primary.
     pub up: bool,
     /// Sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`) is in use.
     pub sharded: bool,
