@@ -109,6 +109,14 @@ impl Node {
             Some(at) if sharded => read_map(&mut con, at),
             _ => None,
         };
+        if map.as_ref().is_some_and(SlotMap::is_empty) {
+            // A cluster node that serves no slots yet (the cluster is being formed): not
+            // a classic Redis either; try again later.
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::ClusterDown,
+                "the cluster serves no slots yet",
+            )));
+        }
         Ok((con, sharded, map))
     }
 
@@ -141,13 +149,12 @@ impl Node {
     }
 }
 
-/// The slot map `con` reports, or `None` where it is not a Redis Cluster node (`CLUSTER
-/// SLOTS` refused) or the answer is not understood.
+/// The slot map `con` reports (empty where no slot is served yet), or `None` where it is not
+/// a Redis Cluster node (`CLUSTER SLOTS` refused) or the answer is not understood.
 fn read_map(con: &mut redis::Connection, at: SocketAddr) -> Option<SlotMap> {
     let answer: Value = redis::cmd("CLUSTER").arg("SLOTS").query(con).ok()?;
     match SlotMap::from_cluster_slots(&answer, at) {
-        Ok(map) if !map.primaries().is_empty() => Some(map),
-        Ok(_) => None,
+        Ok(map) => Some(map),
         Err(error) => {
             tracing::warn!(%error, "broker: slot map refused");
             None

@@ -104,6 +104,11 @@ impl SlotMap {
         (slot <= end).then_some(primary)
     }
 
+    /// No slot is served.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
     /// The distinct primaries, in slot order.
     pub(crate) fn primaries(&self) -> Vec<SocketAddr> {
         let mut primaries: Vec<SocketAddr> = Vec::new();
@@ -207,7 +212,10 @@ mod tests {
         let answer = Value::Array(vec![range(100, 200, node("127.0.0.1", 7000))]);
         let map = SlotMap::from_cluster_slots(&answer, at).unwrap();
         assert_eq!((map.owner(99), map.owner(201)), (None, None));
-        assert!(map.owner(150).is_some());
+        assert!(map.owner(150).is_some() && !map.is_empty());
+        // A cluster node before the cluster is formed answers no ranges at all.
+        let none = SlotMap::from_cluster_slots(&Value::Array(Vec::new()), at).unwrap();
+        assert!(none.is_empty() && none.owner(0).is_none() && none.primaries().is_empty());
     }
 
     #[test]

@@ -163,7 +163,13 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).expect("a temporary directory");
         let shards: Vec<Redis> =
             (0..3).map(|_| Redis::start(path, free_port(), Some(dir.clone()))).collect();
-        let cluster = RedisCluster { shards, dir };
+        RedisCluster { shards, dir }
+    }
+
+    /// Joins the shards into one cluster (`redis-cli --cluster create`) and waits until it
+    /// serves every slot.
+    fn create(self) -> RedisCluster {
+        let cluster = self;
         let addrs: Vec<String> =
             cluster.shards.iter().map(|r| format!("127.0.0.1:{}", r.port)).collect();
         let created = Command::new("redis-cli")
@@ -705,8 +711,24 @@ fn a_moved_slot_is_followed(cluster: &RedisCluster, url: &str, shape: &Shape<'_>
 /// shard stopped, killed and restarted costs only its topics' cross-node deliveries; a slot
 /// moved to another shard is followed.
 fn against_a_redis_cluster(path: &str) {
-    let mut cluster = RedisCluster::start(path);
+    let forming = RedisCluster::start(path);
+    // A node started before the cluster is formed waits for it (not taking a cluster node
+    // for a classic Redis): with a subscriber on every shard it is ready only once each
+    // shard serves its topic.
+    let early = node(&forming.shards[0].url(), Sharding::Auto);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!early.handle().ready(), "ready before the cluster is formed");
+    let mut cluster = forming.create();
     let topics = cluster.topic_per_shard();
+    let _subscribers: Vec<Client> = topics
+        .iter()
+        .enumerate()
+        .map(|(n, topic)| connect(early.local_addrs()[0], &format!("/sub/{topic}"), 500 + n as u64))
+        .collect();
+    wait_for("the early node ready", PATIENCE, || all_ready(std::slice::from_ref(&early), 3));
+    assert!(early.handle().broker_stats().unwrap().sharded, "the early node shards");
+    early.shutdown(Duration::from_secs(2));
+    println!("cluster: a node started before the Redis Cluster was formed got ready once it was");
     let url = cluster.shards[0].url();
     let shape = Shape { topics: &topics, subscribers: 1, publishers: 1 };
     every_message_reaches_every_subscriber_once_in_order(&url, Sharding::Auto, &shape);

@@ -67,12 +67,16 @@ fn fresh_map<'c>(
     connected: impl Iterator<Item = (SocketAddr, &'c mut redis::Connection)>,
     reachable: &[SocketAddr],
 ) -> Option<SlotMap> {
+    // An empty map is a node that lost its view of the cluster: ask another.
+    let served = |map: &SlotMap| !map.is_empty();
     for (at, con) in connected {
-        if let Some(map) = read_map(con, at) {
+        if let Some(map) = read_map(con, at).filter(served) {
             return Some(map);
         }
     }
-    let ask = |at: SocketAddr, client: &redis::Client| read_map(&mut Node::open(client).ok()?, at);
+    let ask = |at: SocketAddr, client: &redis::Client| {
+        read_map(&mut Node::open(client).ok()?, at).filter(served)
+    };
     let others = reachable.iter().filter_map(|&at| ask(at, &node.client_for(at).ok()?));
     others.chain(std::iter::once_with(|| ask(node.endpoint()?, &node.client)).flatten()).next()
 }
