@@ -168,9 +168,12 @@ suite_cargo() {
 }
 
 # Two Surge nodes and a redis-server of the test's own (it starts, SIGSTOPs, kills and
-# restarts it on a free loopback port, and stops it): crates/surge/tests/cluster.rs.
+# restarts it on a free loopback port, and stops it), then a 3-primary Redis Cluster of its
+# own (redis-cli --cluster create; one shard stopped, killed and restarted):
+# crates/surge/tests/cluster.rs.
 cluster_test() {
   command -v redis-server >/dev/null || { echo "no redis-server (tests/setup.sh installs it)"; exit 77; }
+  command -v redis-cli >/dev/null || { echo "no redis-cli (tests/setup.sh installs redis-tools)"; exit 77; }
   timeout -k 10 300 cargo test -p surge --test cluster
 }
 

@@ -4,7 +4,7 @@
 # Called by tests/run.sh; also usable alone. Checks before installing, prints
 # one line per component ("ok" or "installing"), and installs nothing on a
 # second run. Components:
-#   apt       chromium, golang-go, golang-github-gorilla-websocket-dev, redis-server,
+#   apt       chromium, golang-go, golang-github-gorilla-websocket-dev, redis-server, redis-tools,
 #             prometheus (promtool and a Prometheus server for the metrics steps), testssl.sh,
 #             libnss3-tools (certutil: the wss suite's CA for Chromium) (Debian)
 #   python    .venv/ with tests/python/requirements.txt (== pins)
@@ -37,6 +37,7 @@ timed() { # timed NAME CMD... : run, print elapsed
 # ---------------------------------------------------------------- apt
 APT_PKGS=(chromium golang-go golang-github-gorilla-websocket-dev testssl.sh libnss3-tools)
 APT_PKGS+=(redis-server) # the cluster test (crates/surge/tests/cluster.rs) runs its own
+APT_PKGS+=(redis-tools)  # redis-cli: the same test builds a Redis Cluster with it
 APT_PKGS+=(prometheus)   # promtool and a Prometheus server: the metrics steps
 apt_missing() {
   local p

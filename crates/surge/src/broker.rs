@@ -14,20 +14,27 @@
 //! Either thread, on a failure, marks the broker down, reconnects with exponential backoff
 //! and (the subscriber) subscribes to everything again. While the publishing thread is down
 //! it counts what the queue holds as not delivered rather than sending it late.
+//!
+//! An endpoint that is a Redis Cluster node (`CLUSTER SLOTS` answers) with sharded pub/sub
+//! in use is served per shard primary instead ([`shards`]).
+
+mod shards;
 
 use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use redis::Value;
+use redis::{ConnectionAddr, Value};
 
 use crate::cluster::{self, BrokerCounters, InterestChange, Outgoing};
 use crate::config::{Cluster, Sharding};
 use crate::handle::{Command, Shared};
 use crate::outbox::SharedFrame;
+use crate::slots::SlotMap;
 use crate::topics::{Interest, TopicList};
 
 /// How often an idle publisher proves Redis alive to its own subscriber.
@@ -75,11 +82,18 @@ impl Node {
         self.shared.upgrade().is_none_or(|s| s.shutting_down.load(Ordering::Acquire))
     }
 
-    /// A connection with the answer timeout set, and whether it uses sharded pub/sub.
-    fn connect(&self) -> redis::RedisResult<(redis::Connection, bool)> {
-        let mut con = self.client.get_connection_with_timeout(ANSWER_TIMEOUT)?;
+    /// A connection to `client` with the answer timeout set.
+    fn open(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+        let con = client.get_connection_with_timeout(ANSWER_TIMEOUT)?;
         con.set_read_timeout(Some(ANSWER_TIMEOUT))?;
         con.set_write_timeout(Some(ANSWER_TIMEOUT))?;
+        Ok(con)
+    }
+
+    /// A connection to the configured endpoint, whether it uses sharded pub/sub, and the
+    /// endpoint's slot map when it is a Redis Cluster node and sharded pub/sub is in use.
+    fn connect(&self) -> redis::RedisResult<(redis::Connection, bool, Option<SlotMap>)> {
+        let mut con = Self::open(&self.client)?;
         let sharded = match self.sharding {
             Sharding::Off => false,
             Sharding::On => true,
@@ -91,7 +105,37 @@ impl Node {
             }
         };
         self.counters.sharded.store(sharded, Ordering::Relaxed);
-        Ok((con, sharded))
+        let map = match self.endpoint() {
+            Some(at) if sharded => read_map(&mut con, at),
+            _ => None,
+        };
+        if map.as_ref().is_some_and(SlotMap::is_empty) {
+            // A cluster node that serves no slots yet (the cluster is being formed): not
+            // a classic Redis either; try again later.
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::ClusterDown,
+                "the cluster serves no slots yet",
+            )));
+        }
+        Ok((con, sharded, map))
+    }
+
+    /// The configured endpoint's address (its first, if the name resolves to several).
+    fn endpoint(&self) -> Option<SocketAddr> {
+        match &self.client.get_connection_info().addr {
+            ConnectionAddr::Tcp(host, port) => {
+                (host.as_str(), *port).to_socket_addrs().ok()?.next()
+            }
+            _ => None,
+        }
+    }
+
+    /// A client for the cluster node at `addr`, with the configured endpoint's settings
+    /// (user, password, database).
+    fn client_for(&self, addr: SocketAddr) -> redis::RedisResult<redis::Client> {
+        let mut info = self.client.get_connection_info().clone();
+        info.addr = ConnectionAddr::Tcp(addr.ip().to_string(), addr.port());
+        redis::Client::open(info)
     }
 
     /// Waits out one backoff step (in short naps, to notice a shutdown), doubling it.
@@ -102,6 +146,19 @@ impl Node {
             std::thread::sleep(Duration::from_millis(10));
         }
         *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// The slot map `con` reports (empty where no slot is served yet), or `None` where it is not
+/// a Redis Cluster node (`CLUSTER SLOTS` refused) or the answer is not understood.
+fn read_map(con: &mut redis::Connection, at: SocketAddr) -> Option<SlotMap> {
+    let answer: Value = redis::cmd("CLUSTER").arg("SLOTS").query(con).ok()?;
+    match SlotMap::from_cluster_slots(&answer, at) {
+        Ok(map) => Some(map),
+        Err(error) => {
+            tracing::warn!(%error, "broker: slot map refused");
+            None
+        }
     }
 }
 
@@ -149,7 +206,8 @@ fn publish_loop(node: &Node, outgoing: &Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(BATCH);
     while !node.stopping() {
         let (mut con, sharded) = match node.connect() {
-            Ok(connected) => connected,
+            Ok((_, _, Some(map))) => return shards::publish(node, map, outgoing),
+            Ok((con, sharded, None)) => (con, sharded),
             Err(error) => {
                 tracing::debug!(%error, "broker: cannot connect to publish");
                 counters.publisher_up.store(false, Ordering::Release);
@@ -163,20 +221,7 @@ fn publish_loop(node: &Node, outgoing: &Receiver<Outgoing>) {
         let publish = if sharded { "SPUBLISH" } else { "PUBLISH" };
         let mut last_heartbeat = Instant::now();
         loop {
-            batch.clear();
-            let mut wake = false;
-            match outgoing.recv_timeout(HEARTBEAT) {
-                Ok(first) => {
-                    for item in std::iter::once(first).chain(outgoing.try_iter().take(BATCH - 1)) {
-                        match item {
-                            Outgoing::Publish { topics, frame } => batch.push((topics, frame)),
-                            Outgoing::Wake => wake = true,
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => wake = true,
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
+            let Some(wake) = next_batch(outgoing, &mut batch) else { return };
             if node.stopping() {
                 return;
             }
@@ -206,6 +251,29 @@ fn publish_loop(node: &Node, outgoing: &Receiver<Outgoing>) {
             }
         }
     }
+}
+
+/// Publishes to send next (at most [`BATCH`], waiting up to a heartbeat for the first), and
+/// whether a heartbeat is asked for; `None` once the loops are gone.
+fn next_batch(
+    outgoing: &Receiver<Outgoing>,
+    batch: &mut Vec<(TopicList, SharedFrame)>,
+) -> Option<bool> {
+    batch.clear();
+    let mut wake = false;
+    match outgoing.recv_timeout(HEARTBEAT) {
+        Ok(first) => {
+            for item in std::iter::once(first).chain(outgoing.try_iter().take(BATCH - 1)) {
+                match item {
+                    Outgoing::Publish { topics, frame } => batch.push((topics, frame)),
+                    Outgoing::Wake => wake = true,
+                }
+            }
+        }
+        Err(RecvTimeoutError::Timeout) => wake = true,
+        Err(RecvTimeoutError::Disconnected) => return None,
+    }
+    Some(wake)
 }
 
 /// Counts everything queued as not delivered.
@@ -261,7 +329,8 @@ fn subscribe_loop(node: &Node, interest: &Receiver<InterestChange>) {
             }
         };
         let mut session = match node.connect() {
-            Ok((con, sharded)) => Session { con, sharded, node },
+            Ok((_, _, Some(map))) => return shards::subscribe(node, map, interest),
+            Ok((con, sharded, None)) => Session { con, sharded, node },
             Err(error) => {
                 tracing::debug!(%error, "broker: cannot connect to subscribe");
                 counters.subscriber_up.store(false, Ordering::Release);
@@ -366,7 +435,7 @@ impl Session<'_> {
                         (items.get(1), items.get(2))
                     {
                         if channel.starts_with(TOPIC_PREFIX.as_bytes()) {
-                            self.deliver(wanted, payload);
+                            deliver(self.node, wanted, payload);
                         }
                     }
                 }
@@ -381,40 +450,40 @@ impl Session<'_> {
             }
         }
     }
+}
 
-    /// A publish from a channel: to the loops with subscribers of the channel's topic,
-    /// unless it is this node's own.
-    fn deliver(&self, wanted: &Wanted, payload: &[u8]) {
-        let counters = &self.node.counters;
-        let wire = match cluster::decode(payload) {
-            Ok(wire) => wire,
-            Err(error) => {
-                tracing::debug!(%error, "broker: message refused");
-                counters.rejected.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        if wire.node == self.node.id {
-            counters.own.fetch_add(1, Ordering::Relaxed);
+/// A publish from a channel: to the loops with subscribers of the channel's topic, unless it
+/// is this node's own.
+fn deliver(node: &Node, wanted: &Wanted, payload: &[u8]) {
+    let counters = &node.counters;
+    let wire = match cluster::decode(payload) {
+        Ok(wire) => wire,
+        Err(error) => {
+            tracing::debug!(%error, "broker: message refused");
+            counters.rejected.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        counters.received.fetch_add(1, Ordering::Relaxed);
-        let Some(loops) = wanted.loops.get(wire.topics[wire.via]) else { return };
-        let Some(shared) = self.node.shared.upgrade() else { return };
-        let topics = match &wire.topics[..] {
-            [one] => TopicList::One(Arc::from(*one)),
-            many => TopicList::Many(many.iter().map(|&t| Arc::from(t)).collect()),
-        };
-        let frame = SharedFrame::encode(wire.msg);
-        for &index in loops {
-            let Some(remote) = shared.loops.get(usize::from(index)) else { continue };
-            if remote.commands.len() >= LOOP_BACKLOG {
-                counters.overflowed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let command =
-                Command::Remote { topics: topics.clone(), via: wire.via, frame: frame.clone() };
-            let _ = remote.submit(command);
+    };
+    if wire.node == node.id {
+        counters.own.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    counters.received.fetch_add(1, Ordering::Relaxed);
+    let Some(loops) = wanted.loops.get(wire.topics[wire.via]) else { return };
+    let Some(shared) = node.shared.upgrade() else { return };
+    let topics = match &wire.topics[..] {
+        [one] => TopicList::One(Arc::from(*one)),
+        many => TopicList::Many(many.iter().map(|&t| Arc::from(t)).collect()),
+    };
+    let frame = SharedFrame::encode(wire.msg);
+    for &index in loops {
+        let Some(remote) = shared.loops.get(usize::from(index)) else { continue };
+        if remote.commands.len() >= LOOP_BACKLOG {
+            counters.overflowed.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
+        let command =
+            Command::Remote { topics: topics.clone(), via: wire.via, frame: frame.clone() };
+        let _ = remote.submit(command);
     }
 }

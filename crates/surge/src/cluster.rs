@@ -55,7 +55,8 @@ pub(crate) struct BrokerCounters {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct BrokerStats {
-    /// Both connections to Redis (publishing and subscribed) are up.
+    /// Both connections to Redis (publishing and subscribed) are up; over a Redis Cluster,
+    /// both connections to every shard primary.
     pub up: bool,
     /// Sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`) is in use.
     pub sharded: bool,
@@ -117,9 +118,11 @@ impl BrokerLink {
     /// Connected, with every subscription in place.
     pub(crate) fn ready(&self) -> bool {
         let c = &self.counters;
-        c.publisher_up.load(Ordering::Acquire)
+        // The queue first: a broker that takes a change marks itself not subscribed before
+        // it takes it off the count, so a zero here is followed by a fresh `subscriber_up`.
+        c.interest_queued.load(Ordering::Acquire) == 0
+            && c.publisher_up.load(Ordering::Acquire)
             && c.subscriber_up.load(Ordering::Acquire)
-            && c.interest_queued.load(Ordering::Acquire) == 0
             && c.unconfirmed.load(Ordering::Acquire) == 0
     }
 

@@ -339,7 +339,7 @@ impl Collector for PubSub {
         let gauges = [
             (
                 "surge_broker_up",
-                "Both connections to Redis are up (1) or not (0)",
+                "Both connections to Redis (to each shard primary) are up (1) or not (0)",
                 u64::from(broker.up),
             ),
             (

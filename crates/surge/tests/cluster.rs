@@ -13,6 +13,7 @@
 //! (or in `SURGE_REDIS_SERVER`) it says so and exits 77 (skipped).
 
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,59 +35,73 @@ const PATIENCE: Duration = Duration::from_secs(20);
 const RESUME_BOUND: Duration = Duration::from_secs(6);
 
 /// `/sub` subscribes to the room; `/pub` publishes every message to it (not subscribed);
-/// `/both` subscribes to the topics `x` and `y`.
+/// `/both` subscribes to the topics `x` and `y`; `/sub/T` and `/pub/T` are the same for the
+/// topic `T`.
 struct Room;
 
-impl Handler for Room {
-    type State = &'static [&'static str];
+/// What a connection subscribes to, and where its messages go.
+struct Roles {
+    subscribes: Vec<String>,
+    publishes_to: String,
+}
 
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<&'static [&'static str]> {
-        match request.path() {
-            "/sub" => Upgrade::accept(&[TOPIC]),
-            "/pub" => Upgrade::accept(&[]),
-            "/both" => Upgrade::accept(&["x", "y"]),
+impl Handler for Room {
+    type State = Roles;
+
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<Roles> {
+        let roles = |subscribes: &[&str], publishes_to: &str| {
+            Upgrade::accept(Roles {
+                subscribes: subscribes.iter().map(|t| t.to_string()).collect(),
+                publishes_to: publishes_to.into(),
+            })
+        };
+        match request.path().split_once('/').map(|(_, p)| p.split_once('/').unwrap_or((p, TOPIC))) {
+            Some(("sub", topic)) => roles(&[topic], topic),
+            Some(("pub", topic)) => roles(&[], topic),
+            Some(("both", TOPIC)) => roles(&["x", "y"], TOPIC),
             _ => Upgrade::Reject(404),
         }
     }
 
-    fn on_open(&mut self, conn: &mut Conn<'_>, topics: &mut &'static [&'static str]) {
-        for topic in *topics {
+    fn on_open(&mut self, conn: &mut Conn<'_>, roles: &mut Roles) {
+        for topic in &roles.subscribes {
             conn.subscribe(topic);
         }
     }
 
-    fn on_message(
-        &mut self,
-        conn: &mut Conn<'_>,
-        _: &mut &'static [&'static str],
-        msg: Message<'_>,
-    ) {
-        conn.publish(TOPIC, msg);
+    fn on_message(&mut self, conn: &mut Conn<'_>, roles: &mut Roles, msg: Message<'_>) {
+        conn.publish(&roles.publishes_to, msg);
     }
 }
 
-/// A `redis-server` of our own.
+/// A `redis-server` of our own, classic or a Redis Cluster node (then with its cluster
+/// configuration file in `dir`, kept across restarts so that it rejoins with its slots).
 struct Redis {
     path: String,
     port: u16,
+    cluster_dir: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl Redis {
-    fn start(path: &str, port: u16) -> Redis {
-        let mut redis = Redis { path: path.into(), port, child: None };
+    fn start(path: &str, port: u16, cluster_dir: Option<PathBuf>) -> Redis {
+        let mut redis = Redis { path: path.into(), port, cluster_dir, child: None };
         redis.restart();
         redis
     }
 
     fn restart(&mut self) {
-        let child = Command::new(&self.path)
+        let mut command = Command::new(&self.path);
+        command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
+            .stdout(Stdio::null());
+        if let Some(dir) = &self.cluster_dir {
+            let config = format!("nodes-{}.conf", self.port);
+            command.arg("--dir").arg(dir).args(["--cluster-enabled", "yes"]);
+            command.args(["--cluster-config-file", &config]);
+        }
+        self.child = Some(command.spawn().expect("redis-server starts"));
         let deadline = Instant::now() + PATIENCE;
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not listen");
@@ -112,9 +127,98 @@ impl Redis {
     }
 }
 
+/// `redis-cli -p PORT ARGS...`, its answer.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until every node of the cluster at `ports` says `cluster_state:ok`.
+fn wait_cluster_ok(ports: &[u16]) {
+    wait_for("cluster_state:ok", PATIENCE, || {
+        ports.iter().all(|&p| redis_cli(p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+    });
+}
+
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A 3-primary Redis Cluster on loopback ports of its own, in a temporary directory.
+struct RedisCluster {
+    shards: Vec<Redis>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    fn start(path: &str) -> RedisCluster {
+        let dir = std::env::temp_dir().join(format!("surge-redis-cluster-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let shards: Vec<Redis> =
+            (0..3).map(|_| Redis::start(path, free_port(), Some(dir.clone()))).collect();
+        RedisCluster { shards, dir }
+    }
+
+    /// Joins the shards into one cluster (`redis-cli --cluster create`) and waits until it
+    /// serves every slot.
+    fn create(self) -> RedisCluster {
+        let cluster = self;
+        let addrs: Vec<String> =
+            cluster.shards.iter().map(|r| format!("127.0.0.1:{}", r.port)).collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .arg("--cluster-yes")
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create");
+        wait_cluster_ok(&cluster.shards.iter().map(|r| r.port).collect::<Vec<_>>());
+        cluster
+    }
+
+    /// The shard that owns `topic`'s channel: the one that takes an `SPUBLISH` to it rather
+    /// than answering `MOVED`.
+    fn owner(&self, topic: &str) -> usize {
+        let channel = format!("surge:t:{topic}");
+        let owners: Vec<usize> = (0..self.shards.len())
+            .filter(|&s| {
+                !redis_cli(self.shards[s].port, &["SPUBLISH", &channel, "probe"]).contains("MOVED")
+            })
+            .collect();
+        assert_eq!(owners.len(), 1, "{channel}: one owner");
+        owners[0]
+    }
+
+    /// One topic per shard: `topics[s]` lands on shard `s`.
+    fn topic_per_shard(&self) -> Vec<String> {
+        let mut topics = vec![None; self.shards.len()];
+        for n in 0.. {
+            let topic = format!("room{n}");
+            let owner = self.owner(&topic);
+            topics[owner].get_or_insert(topic);
+            if topics.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        topics.into_iter().flatten().collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for shard in &mut self.shards {
+            shard.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -122,11 +226,11 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn node(redis: &Redis, sharding: Sharding) -> Server {
+fn node(url: &str, sharding: Sharding) -> Server {
     let config = Config::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .threads(2)
-        .cluster(redis.url())
+        .cluster(url)
         .cluster_sharding(sharding)
         .build()
         .unwrap();
@@ -144,12 +248,19 @@ type Log = Arc<Mutex<Vec<(u32, u64)>>>;
 
 struct Subscriber {
     node: usize,
+    topic: String,
     log: Log,
     thread: JoinHandle<()>,
 }
 
-fn subscribe(addr: SocketAddr, node: usize, seed: u64, stop: &Arc<AtomicBool>) -> Subscriber {
-    let mut client = connect(addr, "/sub", seed);
+fn subscribe(
+    addr: SocketAddr,
+    node: usize,
+    topic: &str,
+    seed: u64,
+    stop: &Arc<AtomicBool>,
+) -> Subscriber {
+    let mut client = connect(addr, &format!("/sub/{topic}"), seed);
     let log = Log::default();
     let (into, stop) = (Arc::clone(&log), Arc::clone(stop));
     let thread = std::thread::spawn(move || {
@@ -164,13 +275,14 @@ fn subscribe(addr: SocketAddr, node: usize, seed: u64, stop: &Arc<AtomicBool>) -
             }
         }
     });
-    Subscriber { node, log, thread }
+    Subscriber { node, topic: topic.into(), log, thread }
 }
 
-/// A publisher: sends `ID:SEQ` every `gap` while not paused, until stopped.
+/// A publisher: sends `ID:SEQ` to its topic every `gap` while not paused, until stopped.
 struct Publisher {
     node: usize,
     id: u32,
+    topic: String,
     sent: Arc<AtomicU64>,
     paused: Arc<AtomicBool>,
     /// Set by the publisher while it is paused (nothing in flight from it).
@@ -180,12 +292,12 @@ struct Publisher {
 
 fn publish(
     addr: SocketAddr,
-    node: usize,
-    id: u32,
+    (node, id): (usize, u32),
+    topic: &str,
     stop: &Arc<AtomicBool>,
     limit: u64,
 ) -> Publisher {
-    let mut client = connect(addr, "/pub", 1000 + u64::from(id));
+    let mut client = connect(addr, &format!("/pub/{topic}"), 1000 + u64::from(id));
     let sent = Arc::new(AtomicU64::new(0));
     let paused = Arc::new(AtomicBool::new(false));
     let idle = Arc::new(AtomicBool::new(false));
@@ -206,7 +318,7 @@ fn publish(
             std::thread::sleep(Duration::from_millis(2));
         }
     });
-    Publisher { node, id, sent, paused, idle, thread }
+    Publisher { node, id, topic: topic.into(), sent, paused, idle, thread }
 }
 
 fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> Duration {
@@ -218,59 +330,78 @@ fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) -> Dur
     start.elapsed()
 }
 
-/// Both nodes connected, each with its subscribers' channel in place.
-fn all_ready(nodes: &[Server]) -> bool {
+/// Every node connected, each with its subscribers' `channels` in place.
+fn all_ready(nodes: &[Server], channels: u64) -> bool {
     nodes.iter().all(|n| {
         let handle = n.handle();
-        handle.ready() && handle.broker_stats().is_some_and(|b| b.channels == 1)
+        handle.ready() && handle.broker_stats().is_some_and(|b| b.channels == channels)
     })
+}
+
+/// Who takes part in a run: per node and per topic.
+struct Shape<'t> {
+    topics: &'t [String],
+    subscribers: usize,
+    publishers: usize,
+}
+
+/// The classic shape: one topic, three subscribers and two publishers per node.
+fn one_room() -> Vec<String> {
+    vec![TOPIC.to_string()]
 }
 
 struct Run {
     nodes: Vec<Server>,
+    channels: u64,
     subscribers: Vec<Subscriber>,
     publishers: Vec<Publisher>,
     stop: Arc<AtomicBool>,
 }
 
-fn start_run(redis: &Redis, sharding: Sharding, limit: u64) -> Run {
-    let nodes = vec![node(redis, sharding), node(redis, sharding)];
+/// What a finished run leaves: the nodes, each subscriber's `(node, topic, log)` and each
+/// publisher's `(node, id, topic, sent)`.
+type Finished =
+    (Vec<Server>, Vec<(usize, String, Vec<(u32, u64)>)>, Vec<(usize, u32, String, u64)>);
+
+fn start_run(url: &str, sharding: Sharding, shape: &Shape<'_>, limit: u64) -> Run {
+    let nodes = vec![node(url, sharding), node(url, sharding)];
     let stop = Arc::new(AtomicBool::new(false));
     let mut subscribers = Vec::new();
     for (n, server) in nodes.iter().enumerate() {
-        for s in 0..SUBSCRIBERS_PER_NODE {
-            subscribers.push(subscribe(
-                server.local_addrs()[0],
-                n,
-                (n * 100 + s) as u64 + 1,
-                &stop,
-            ));
+        for (t, topic) in shape.topics.iter().enumerate() {
+            for s in 0..shape.subscribers {
+                let seed = (n * 1000 + t * 100 + s) as u64 + 1;
+                subscribers.push(subscribe(server.local_addrs()[0], n, topic, seed, &stop));
+            }
         }
     }
-    wait_for("both nodes ready", PATIENCE, || all_ready(&nodes));
+    let channels = shape.topics.len() as u64;
+    wait_for("both nodes ready", PATIENCE, || all_ready(&nodes, channels));
     let mut publishers = Vec::new();
     for (n, server) in nodes.iter().enumerate() {
-        for p in 0..PUBLISHERS_PER_NODE {
-            let id = (n * PUBLISHERS_PER_NODE + p) as u32;
-            publishers.push(publish(server.local_addrs()[0], n, id, &stop, limit));
+        for topic in shape.topics {
+            for _ in 0..shape.publishers {
+                let id = publishers.len() as u32;
+                publishers.push(publish(server.local_addrs()[0], (n, id), topic, &stop, limit));
+            }
         }
     }
     if let Some(stats) = nodes[0].handle().broker_stats() {
         let expect = sharding != Sharding::Off;
         assert_eq!(stats.sharded, expect, "sharded pub/sub in use as asked ({sharding:?})");
     }
-    Run { nodes, subscribers, publishers, stop }
+    Run { nodes, channels, subscribers, publishers, stop }
 }
 
 impl Run {
-    fn finish(self) -> (Vec<Server>, Vec<(usize, Vec<(u32, u64)>)>, Vec<(usize, u32, u64)>) {
+    fn finish(self) -> Finished {
         self.stop.store(true, Ordering::Release);
         let publishers: Vec<_> = self
             .publishers
             .into_iter()
             .map(|p| {
                 p.thread.join().unwrap();
-                (p.node, p.id, p.sent.load(Ordering::Acquire))
+                (p.node, p.id, p.topic, p.sent.load(Ordering::Acquire))
             })
             .collect();
         let logs = self
@@ -278,7 +409,7 @@ impl Run {
             .into_iter()
             .map(|s| {
                 s.thread.join().unwrap();
-                (s.node, std::mem::take(&mut *s.log.lock().unwrap()))
+                (s.node, s.topic, std::mem::take(&mut *s.log.lock().unwrap()))
             })
             .collect();
         (self.nodes, logs, publishers)
@@ -299,13 +430,14 @@ impl Run {
         }
     }
 
-    /// Waits until every subscriber has every publisher's last message so far: all of a
-    /// local publisher's, a remote one's up to the last.
+    /// Waits until every subscriber has the last message so far of every publisher to its
+    /// topic: all of a local publisher's, a remote one's up to the last.
     fn wait_for_the_last(&self) {
         wait_for("the last messages", PATIENCE, || {
             self.subscribers.iter().all(|s| {
                 let log = s.log.lock().unwrap();
-                self.publishers.iter().all(|p| match p.sent.load(Ordering::Acquire) {
+                let to_it = self.publishers.iter().filter(|p| p.topic == s.topic);
+                to_it.into_iter().all(|p| match p.sent.load(Ordering::Acquire) {
                     0 => true,
                     sent => log.iter().any(|&(id, seq)| id == p.id && seq == sent - 1),
                 })
@@ -313,17 +445,27 @@ impl Run {
         });
     }
 
+    fn ready(&self) -> bool {
+        all_ready(&self.nodes, self.channels)
+    }
+
     fn received(&self) -> usize {
         self.subscribers.iter().map(|s| s.log.lock().unwrap().len()).sum()
     }
 
-    fn local_received(&self, node: usize) -> usize {
-        let local: Vec<u32> =
-            self.publishers.iter().filter(|p| p.node == node).map(|p| p.id).collect();
+    /// Deliveries on `node`'s subscribers to `topics` from publishers on `node` (`local`)
+    /// or on the other nodes.
+    fn delivered(&self, node: usize, local: bool, topics: &[String]) -> usize {
+        let from: Vec<u32> = self
+            .publishers
+            .iter()
+            .filter(|p| (p.node == node) == local && topics.contains(&p.topic))
+            .map(|p| p.id)
+            .collect();
         self.subscribers
             .iter()
             .filter(|s| s.node == node)
-            .map(|s| s.log.lock().unwrap().iter().filter(|(p, _)| local.contains(p)).count())
+            .map(|s| s.log.lock().unwrap().iter().filter(|(p, _)| from.contains(p)).count())
             .sum()
     }
 }
@@ -336,33 +478,54 @@ fn sequence_of(log: &[(u32, u64)], publisher: u32) -> Vec<u64> {
     seqs
 }
 
-fn every_message_reaches_every_subscriber_once_in_order(redis: &Redis, sharding: Sharding) {
+fn every_message_reaches_every_subscriber_once_in_order(
+    url: &str,
+    sharding: Sharding,
+    shape: &Shape<'_>,
+) {
     const MESSAGES: u64 = 300;
-    let run = start_run(redis, sharding, MESSAGES);
-    let expected = run.subscribers.len() * run.publishers.len() * MESSAGES as usize;
+    let run = start_run(url, sharding, shape, MESSAGES);
+    let per_topic = 2 * shape.publishers * MESSAGES as usize;
+    let expected = run.subscribers.len() * per_topic;
     wait_for("every delivery", PATIENCE, || run.received() >= expected);
     std::thread::sleep(Duration::from_millis(200));
     let (nodes, logs, publishers) = run.finish();
-    for (node, log) in &logs {
-        for &(_, id, sent) in &publishers {
-            assert_eq!(sent, MESSAGES);
-            let seqs = sequence_of(log, id);
-            assert_eq!(seqs, (0..MESSAGES).collect::<Vec<_>>(), "node {node}, publisher {id}");
+    for (node, topic, log) in &logs {
+        for (_, id, to, sent) in &publishers {
+            assert_eq!(*sent, MESSAGES);
+            let seqs = sequence_of(log, *id);
+            let expected = if to == topic { (0..MESSAGES).collect() } else { Vec::new() };
+            assert_eq!(seqs, expected, "node {node}, topic {topic}, publisher {id} to {to}");
         }
     }
+    let own = (shape.topics.len() * shape.publishers) as u64 * MESSAGES;
     for node in &nodes {
         let stats = node.handle().broker_stats().unwrap();
         assert_eq!(stats.undelivered, 0);
-        assert_eq!(stats.own, PUBLISHERS_PER_NODE as u64 * MESSAGES, "own copies dropped");
+        assert_eq!(stats.own, own, "own copies dropped");
     }
     for node in nodes {
         node.shutdown(Duration::from_secs(2));
     }
-    println!("cluster ({sharding:?}): {expected} deliveries, each once and in order");
+    println!(
+        "cluster ({sharding:?}, {} topics): {expected} deliveries, each once and in order",
+        shape.topics.len()
+    );
 }
 
-fn redis_failure_costs_only_what_is_counted(redis: &mut Redis, sharding: Sharding) {
-    let run = start_run(redis, sharding, u64::MAX);
+/// A run through which `victim` (the Redis, or the shard that owns the topics `through`
+/// it) is stopped (SIGSTOP), then killed and restarted; `healed` waits until it serves
+/// again. Only what passed through the victim may be lost, and exactly what was counted.
+fn redis_failure_costs_only_what_is_counted(
+    url: &str,
+    sharding: Sharding,
+    shape: &Shape<'_>,
+    (victim, through): (&mut Redis, &[String]),
+    healed: impl Fn(),
+) {
+    let run = start_run(url, sharding, shape, u64::MAX);
+    let spared: Vec<String> =
+        shape.topics.iter().filter(|t| !through.contains(t)).cloned().collect();
     std::thread::sleep(Duration::from_millis(500));
     // Redis stopped at an arbitrary instant may hold a publish it has answered but not yet
     // written to the other node's subscribed connection: lost, and no publisher can know.
@@ -370,64 +533,73 @@ fn redis_failure_costs_only_what_is_counted(redis: &mut Redis, sharding: Shardin
     // publishers send into it is what the nodes must count.
     run.pause_publishers();
     run.wait_for_the_last();
-    redis.signal("-STOP");
+    victim.signal("-STOP");
     run.resume_publishers();
-    let local_before = [run.local_received(0), run.local_received(1)];
+    let before = |local, topics| [run.delivered(0, local, topics), run.delivered(1, local, topics)];
+    let (local_before, spared_before) = (before(true, shape.topics), before(false, &spared));
     std::thread::sleep(Duration::from_millis(2500));
-    for (node, before) in local_before.iter().enumerate() {
-        assert!(run.local_received(node) > before + 100, "node {node}: local delivery stalled");
+    for node in 0..2 {
+        let local = run.delivered(node, true, shape.topics);
+        assert!(local > local_before[node] + 100, "node {node}: local delivery stalled");
+        if !spared.is_empty() {
+            let remote = run.delivered(node, false, &spared);
+            assert!(remote > spared_before[node] + 100, "node {node}: other shards stalled");
+        }
     }
     assert!(run.nodes.iter().all(|n| !n.handle().ready()), "a node claims to be ready");
-    redis.kill();
+    victim.kill();
     run.pause_publishers();
     // What the nodes took before the pause has reached the broker queue or been counted.
     std::thread::sleep(Duration::from_millis(200));
-    redis.restart();
-    let resumed = wait_for("both nodes ready again", PATIENCE, || all_ready(&run.nodes));
+    let restarted = Instant::now();
+    victim.restart();
+    healed();
+    wait_for("both nodes ready again", PATIENCE, || run.ready());
+    let resumed = restarted.elapsed();
     run.resume_publishers();
     std::thread::sleep(Duration::from_millis(1000));
     run.pause_publishers();
     let sent_total: u64 = run.publishers.iter().map(|p| p.sent.load(Ordering::Acquire)).sum();
-    let nodes_len = run.nodes.len();
     run.wait_for_the_last();
-    let undelivered: Vec<u64> =
-        run.nodes.iter().map(|n| n.handle().broker_stats().unwrap().undelivered).collect();
-    let reconnects: Vec<u64> =
-        run.nodes.iter().map(|n| n.handle().broker_stats().unwrap().reconnects).collect();
+    let stats: Vec<_> = run.nodes.iter().map(|n| n.handle().broker_stats().unwrap()).collect();
+    let undelivered: Vec<u64> = stats.iter().map(|s| s.undelivered).collect();
     let (nodes, logs, publishers) = run.finish();
-    for (node, log) in &logs {
-        let mut missed_from = vec![0; nodes_len];
-        for &(from, id, sent) in &publishers {
-            let seqs = sequence_of(log, id);
-            if from == *node {
-                assert_eq!(seqs.len() as u64, sent, "node {node}: a local message was lost");
+    for (node, topic, log) in &logs {
+        let mut missed_from = [0; 2];
+        for (from, id, to, sent) in &publishers {
+            let seqs = sequence_of(log, *id);
+            if to != topic {
+                assert!(seqs.is_empty(), "node {node}: topic {topic} got {to}'s publishes");
+            } else if from == node {
+                assert_eq!(seqs.len() as u64, *sent, "node {node}: a local message was lost");
             } else {
-                missed_from[from] += sent - seqs.len() as u64;
+                missed_from[*from] += sent - seqs.len() as u64;
             }
         }
-        for from in (0..nodes_len).filter(|from| from != node) {
-            assert_eq!(
-                missed_from[from], undelivered[from],
-                "subscriber on node {node}: missed from node {from} vs what node {from} counted"
-            );
-        }
+        let other = 1 - node;
+        let counted = if through.contains(topic) { undelivered[other] } else { 0 };
+        assert_eq!(
+            missed_from[other], counted,
+            "subscriber to {topic} on node {node}: missed from node {other} vs what it counted"
+        );
     }
     assert!(undelivered.iter().all(|&u| u > 0), "the outage cost nothing?");
-    assert!(reconnects.iter().all(|&r| r > 0), "no reconnection counted");
+    assert!(stats.iter().all(|s| s.reconnects > 0), "no reconnection counted");
     assert!(resumed < RESUME_BOUND, "cross-node delivery resumed only after {resumed:?}");
     for node in nodes {
         node.shutdown(Duration::from_secs(2));
     }
     println!(
-        "cluster ({sharding:?}) outage: {sent_total} published, undelivered {undelivered:?} \
-         (exactly what the other node's subscribers missed), ready again {resumed:?} after \
-         the restart"
+        "cluster ({sharding:?}, {} topics) outage: {sent_total} published, undelivered \
+         {undelivered:?} (exactly what the other node's subscribers to {through:?} missed), \
+         ready again {resumed:?} after the restart",
+        shape.topics.len()
     );
 }
 
 /// A publish to two topics from one node reaches a subscriber of both on the other once.
 fn a_publish_to_two_topics_reaches_a_remote_subscriber_of_both_once(redis: &Redis) {
-    let nodes = [node(redis, Sharding::Auto), node(redis, Sharding::Auto)];
+    let nodes = [node(&redis.url(), Sharding::Auto), node(&redis.url(), Sharding::Auto)];
     let mut both = connect(nodes[1].local_addrs()[0], "/both", 77);
     wait_for("the subscriptions", PATIENCE, || {
         nodes.iter().all(|n| n.handle().ready())
@@ -448,18 +620,13 @@ fn a_publish_to_two_topics_reaches_a_remote_subscriber_of_both_once(redis: &Redi
     println!("cluster: a publish to two topics reached a remote subscriber of both once");
 }
 
-fn main() -> ExitCode {
-    let path = std::env::var("SURGE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-    let found = Command::new(&path).arg("--version").stdout(Stdio::null()).status();
-    if !found.is_ok_and(|s| s.success()) {
-        eprintln!("cluster: no redis-server ({path}); skipped (apt-get install redis-server)");
-        return ExitCode::from(77);
-    }
-    let mut redis = Redis::start(&path, free_port());
+/// One Redis: classic and sharded pub/sub on one endpoint.
+fn against_one_redis(path: &str) {
+    let mut redis = Redis::start(path, free_port(), None);
     // Auto picks sharded pub/sub where the server has SPUBLISH (Redis 7 does).
-    let auto = node(&redis, Sharding::Auto);
+    let auto = node(&redis.url(), Sharding::Auto);
     wait_for("the auto node ready", PATIENCE, || auto.handle().ready());
-    let version = Command::new(&path).arg("--version").output().expect("redis-server --version");
+    let version = Command::new(path).arg("--version").output().expect("redis-server --version");
     let version = String::from_utf8_lossy(&version.stdout).into_owned();
     let major: u32 = version
         .split("v=")
@@ -470,10 +637,128 @@ fn main() -> ExitCode {
     assert_eq!(auto.handle().broker_stats().unwrap().sharded, major >= 7, "auto on {version}");
     auto.shutdown(Duration::from_secs(2));
     a_publish_to_two_topics_reaches_a_remote_subscriber_of_both_once(&redis);
+    let topics = one_room();
+    let shape = Shape {
+        topics: &topics,
+        subscribers: SUBSCRIBERS_PER_NODE,
+        publishers: PUBLISHERS_PER_NODE,
+    };
+    let url = redis.url();
     for sharding in [Sharding::Off, Sharding::On] {
-        every_message_reaches_every_subscriber_once_in_order(&redis, sharding);
-        redis_failure_costs_only_what_is_counted(&mut redis, sharding);
+        every_message_reaches_every_subscriber_once_in_order(&url, sharding, &shape);
+        redis_failure_costs_only_what_is_counted(
+            &url,
+            sharding,
+            &shape,
+            (&mut redis, &topics),
+            || {},
+        );
     }
+}
+
+/// A run through which the slot of `topics[0]` moves from shard 0 to shard 1 (`CLUSTER
+/// SETSLOT ... NODE`, as a resharding ends): the nodes follow it (`MOVED` on publish, the
+/// shard's `sunsubscribe` on the subscribed side), and once they are ready again every
+/// message reaches every subscriber, in order.
+fn a_moved_slot_is_followed(cluster: &RedisCluster, url: &str, shape: &Shape<'_>) {
+    let moved = &shape.topics[0];
+    assert_eq!(cluster.owner(moved), 0, "{moved} starts on shard 0");
+    let run = start_run(url, Sharding::Auto, shape, u64::MAX);
+    std::thread::sleep(Duration::from_millis(300));
+    let ports: Vec<u16> = cluster.shards.iter().map(|r| r.port).collect();
+    let slot = redis_cli(ports[0], &["CLUSTER", "KEYSLOT", &format!("surge:t:{moved}")]);
+    let target = redis_cli(ports[1], &["CLUSTER", "MYID"]);
+    // The new owner first, then the old one, then the rest.
+    for port in [ports[1], ports[0], ports[2]] {
+        let answer = redis_cli(port, &["CLUSTER", "SETSLOT", slot.trim(), "NODE", target.trim()]);
+        assert!(answer.contains("OK"), "CLUSTER SETSLOT on {port}: {answer}");
+    }
+    assert_eq!(cluster.owner(moved), 1, "{moved} moved to shard 1");
+    // Publishing meets `MOVED` meanwhile: lost and counted (at most once).
+    std::thread::sleep(Duration::from_millis(1500));
+    run.pause_publishers();
+    wait_for("both nodes ready after the move", PATIENCE, || run.ready());
+    let from: Vec<(u32, u64)> =
+        run.publishers.iter().map(|p| (p.id, p.sent.load(Ordering::Acquire))).collect();
+    run.resume_publishers();
+    std::thread::sleep(Duration::from_millis(1000));
+    run.pause_publishers();
+    run.wait_for_the_last();
+    let stats: Vec<_> = run.nodes.iter().map(|n| n.handle().broker_stats().unwrap()).collect();
+    let (nodes, logs, publishers) = run.finish();
+    for (node, topic, log) in &logs {
+        for ((_, id, to, sent), &(_, first)) in publishers.iter().zip(&from) {
+            if to == topic {
+                let after: Vec<u64> =
+                    sequence_of(log, *id).into_iter().filter(|&seq| seq >= first).collect();
+                assert_eq!(after, (first..*sent).collect::<Vec<_>>(), "node {node}, {topic}");
+            }
+        }
+    }
+    assert!(stats.iter().all(|s| s.reconnects > 0), "the move went unnoticed");
+    for node in nodes {
+        node.shutdown(Duration::from_secs(2));
+    }
+    println!(
+        "cluster ({} topics): {moved}'s slot moved to another shard; every message after the \
+         nodes were ready again delivered once, in order (undelivered meanwhile {:?})",
+        shape.topics.len(),
+        stats.iter().map(|s| s.undelivered).collect::<Vec<_>>()
+    );
+}
+
+/// A 3-primary Redis Cluster: one topic per shard, each shard's topics routed to it; one
+/// shard stopped, killed and restarted costs only its topics' cross-node deliveries; a slot
+/// moved to another shard is followed.
+fn against_a_redis_cluster(path: &str) {
+    let forming = RedisCluster::start(path);
+    // A node started before the cluster is formed waits for it (not taking a cluster node
+    // for a classic Redis): with a subscriber on every shard it is ready only once each
+    // shard serves its topic.
+    let early = node(&forming.shards[0].url(), Sharding::Auto);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!early.handle().ready(), "ready before the cluster is formed");
+    let mut cluster = forming.create();
+    let topics = cluster.topic_per_shard();
+    let _subscribers: Vec<Client> = topics
+        .iter()
+        .enumerate()
+        .map(|(n, topic)| connect(early.local_addrs()[0], &format!("/sub/{topic}"), 500 + n as u64))
+        .collect();
+    wait_for("the early node ready", PATIENCE, || all_ready(std::slice::from_ref(&early), 3));
+    assert!(early.handle().broker_stats().unwrap().sharded, "the early node shards");
+    early.shutdown(Duration::from_secs(2));
+    println!("cluster: a node started before the Redis Cluster was formed got ready once it was");
+    let url = cluster.shards[0].url();
+    let shape = Shape { topics: &topics, subscribers: 1, publishers: 1 };
+    every_message_reaches_every_subscriber_once_in_order(&url, Sharding::Auto, &shape);
+    let ports: Vec<u16> = cluster.shards.iter().map(|r| r.port).collect();
+    // Not the endpoint the nodes were given: they reach it through the slot map.
+    let through = [topics[1].clone()];
+    redis_failure_costs_only_what_is_counted(
+        &url,
+        Sharding::Auto,
+        &shape,
+        (&mut cluster.shards[1], &through),
+        || wait_cluster_ok(&ports),
+    );
+    a_moved_slot_is_followed(&cluster, &url, &shape);
+}
+
+fn main() -> ExitCode {
+    let path = std::env::var("SURGE_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let found = Command::new(&path).arg("--version").stdout(Stdio::null()).status();
+    if !found.is_ok_and(|s| s.success()) {
+        eprintln!("cluster: no redis-server ({path}); skipped (apt-get install redis-server)");
+        return ExitCode::from(77);
+    }
+    let cli = Command::new("redis-cli").arg("--version").stdout(Stdio::null()).status();
+    if !cli.is_ok_and(|s| s.success()) {
+        eprintln!("cluster: no redis-cli; skipped (apt-get install redis-tools)");
+        return ExitCode::from(77);
+    }
+    against_one_redis(&path);
+    against_a_redis_cluster(&path);
     println!("cluster: passed");
     ExitCode::SUCCESS
 }
