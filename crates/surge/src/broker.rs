@@ -404,8 +404,10 @@ impl Session<'_> {
         self.con.set_read_timeout(Some(SILENCE))
     }
 
-    /// Reads pushes until the connection fails: publishes go to the loops, confirmations
-    /// are counted, and subscription changes are sent as they come.
+    /// Reads pushes until the connection fails or Redis answers an error (a refused
+    /// subscription would otherwise stay unconfirmed, the node never ready, and nothing
+    /// retried): publishes go to the loops, confirmations are counted, and subscription
+    /// changes are sent as they come.
     fn serve(
         &mut self,
         wanted: &mut Wanted,
@@ -424,7 +426,7 @@ impl Session<'_> {
             if self.node.stopping() {
                 return Ok(());
             }
-            let Value::Array(items) = self.con.recv_response()? else { continue };
+            let Value::Array(items) = self.con.recv_response()?.extract_error()? else { continue };
             let kind = match items.first() {
                 Some(Value::BulkString(kind)) => kind.as_slice(),
                 _ => continue,
