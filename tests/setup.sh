@@ -97,7 +97,8 @@ setup_node() {
   command -v npm >/dev/null || { echo "setup: node: npm not found" >&2; return 1; }
   local fp
   fp=$(fingerprint tests/node/package-lock.json "$(node --version)")
-  if [ -d tests/node/node_modules ] && stamp_ok node "$fp"; then say node "ok (tests/node/node_modules)"; return 0; fi
+  # npm writes node_modules/.package-lock.json last: a tree emptied or cut short lacks it
+  if [ -f tests/node/node_modules/.package-lock.json ] && stamp_ok node "$fp"; then say node "ok (tests/node/node_modules)"; return 0; fi
   say node "installing tests/node/node_modules (npm ci)"
   timed node bash -c "cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null"
   stamp_set node "$fp"
