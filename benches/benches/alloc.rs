@@ -10,7 +10,8 @@
 //! spare buffer, compressed into the pooled output buffer, zero allocations as well. Last,
 //! the publish path: a room of 16 (`surge broadcast`'s handler: one topic, the sender
 //! included), each message published, encoded once into a pooled shared frame and queued to
-//! every member. And the echo over wss (TLS 1.3, AES-256-GCM; epoll only): reported, not
+//! every member; and the same room publishing each message to two topics every member has and
+//! one nobody here has (the topic list kept from the first such publish). And the echo over wss (TLS 1.3, AES-256-GCM; epoll only): reported, not
 //! held to zero, because rustls 0.23 itself allocates for every record it decrypts (the
 //! plaintext is copied into a fresh `Vec`, even by its unbuffered API) and every record it
 //! encrypts; Surge's own part of that path (the loop's read buffer for ciphertext, pooled
@@ -35,7 +36,10 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use surge::broadcast::RoomHandler;
 use surge::echo::EchoHandler;
 use surge::tls::TlsConfig;
-use surge::{Backend, Config, DeflateConfig, DeflateMemory, Server};
+use surge::{
+    Audience, Backend, Config, Conn, DeflateConfig, DeflateMemory, Handler, Request, Server,
+    Upgrade,
+};
 use surge_client::blocking::{self, Received};
 use surge_client::Keys;
 use surge_proto::deflate::ClientOffer;
@@ -284,7 +288,8 @@ fn main() -> ExitCode {
             let allocated_nothing = run(case, backend);
             clean &= allocated_nothing || case.tls;
         }
-        clean &= publish_case(backend);
+        clean &= publish_case(backend, "publish", RoomHandler, 1);
+        clean &= publish_case(backend, "publish-to-several", SeveralTopics, 2);
     }
     if strict && !clean {
         eprintln!("alloc: expected no allocation on the steady-state echo and publish paths");
@@ -386,18 +391,46 @@ fn measure(messages: &AtomicU64, warm_up: u64, target: u64) -> (u64, u64, Durati
 /// Members of the publish case's room.
 const ROOM: usize = 16;
 
-/// The publish path; whether it allocated nothing.
-fn publish_case(backend: Backend) -> bool {
+/// A room whose every message is published to two topics its members are subscribed to and
+/// one nobody here is (another node's, in a cluster): each member gets it once.
+#[derive(Clone, Copy)]
+struct SeveralTopics;
+
+impl Handler for SeveralTopics {
+    type State = ();
+
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::accept(())
+    }
+
+    fn on_open(&mut self, conn: &mut Conn<'_>, _: &mut ()) {
+        conn.subscribe("prices");
+        conn.subscribe("news");
+    }
+
+    fn on_message(&mut self, conn: &mut Conn<'_>, _: &mut (), msg: Message<'_>) {
+        conn.publish_to(&["prices", "news", "elsewhere"], msg, Audience::Everyone);
+    }
+}
+
+/// The publish path, with `handler` as the room (each member subscribed to `topics` of its
+/// topics); whether it allocated nothing.
+fn publish_case<H: Handler + Clone + Send + Sync + 'static>(
+    backend: Backend,
+    name: &str,
+    handler: H,
+    topics: u64,
+) -> bool {
     let config = Config::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .threads(1)
         .backend(backend)
         .build()
         .expect("config");
-    let server = Server::start(config, |_| {
+    let server = Server::start(config, move |_| {
         // Runs on the loop's thread: count its allocations from here on.
         COUNTED.with(|counted| counted.set(true));
-        RoomHandler
+        handler.clone()
     })
     .expect("server");
     let addr = server.local_addrs()[0];
@@ -411,7 +444,7 @@ fn publish_case(backend: Backend) -> bool {
         std::thread::spawn(move || {
             let mut members: Vec<Client> =
                 (0..ROOM).map(|c| Client::connect(addr, c as u64 + 100, false, None)).collect();
-            while handle.topic_stats().subscriptions < ROOM as u64 {
+            while handle.topic_stats().subscriptions < ROOM as u64 * topics {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let mut round = 0;
@@ -434,7 +467,7 @@ fn publish_case(backend: Backend) -> bool {
     server.shutdown(Duration::from_secs(2));
     let per_million = allocations as f64 * 1e6 / deliveries as f64;
     println!(
-        "alloc/publish/{backend:?}: {allocations} allocations on the loop thread over {deliveries} \
+        "alloc/{name}/{backend:?}: {allocations} allocations on the loop thread over {deliveries} \
          deliveries of {}-byte messages (a room of {ROOM}) = {per_million:.2} per million \
          ({:.0} deliveries/s, 1 loop)",
         text.len(),

@@ -6,7 +6,9 @@
 //! change to the subscriber's own loop, and a publish reaches another loop's subscribers as
 //! a command to that loop (or, across nodes, through the broker).
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -39,7 +41,16 @@ impl TopicList {
         };
         one.into_iter().chain(many)
     }
+
+    /// Whether these are `topics`, in that order.
+    fn names(&self, topics: &[&str]) -> bool {
+        self.iter().map(|name| &**name).eq(topics.iter().copied())
+    }
 }
+
+/// Topic lists a loop keeps for its publishes, at most: past it they are all dropped (a
+/// publisher naming ever new sets of topics costs an allocation each, as without them).
+const LISTS_KEPT: usize = 1024;
 
 /// A publish made during a handler call, for the loop's other subscribers once the call is
 /// over (their records are not reachable while one connection's is lent to its handler).
@@ -89,6 +100,10 @@ pub(crate) struct TopicTable {
     subscriptions: usize,
     /// Numbers the publishes, for reaching each subscriber once.
     publish_seq: u64,
+    /// The lists of recent publishes to several topics, or to one without subscribers
+    /// here, by a hash of their names: publishing to them again allocates nothing.
+    lists: HashMap<u64, TopicList>,
+    hashes: RandomState,
 }
 
 impl TopicTable {
@@ -184,14 +199,29 @@ impl TopicTable {
         Some(name)
     }
 
-    /// Names `topics` for a publish: shared with the table where it knows them (no
-    /// allocation for one topic with local subscribers).
-    pub(crate) fn list(&self, topics: &[&str]) -> TopicList {
+    /// Names `topics` for a publish: the table's own name of one topic with subscribers
+    /// here, else a list it keeps from an earlier publish to the same topics, else a new
+    /// one (kept for the next).
+    pub(crate) fn list(&mut self, topics: &[&str]) -> TopicList {
+        if let [one] = topics {
+            if let Some(name) = self.name(one) {
+                return TopicList::One(Arc::clone(name));
+            }
+        }
+        let hash = self.hashes.hash_one(topics);
+        if let Some(list) = self.lists.get(&hash).filter(|list| list.names(topics)) {
+            return list.clone();
+        }
         let named = |topic: &str| self.name(topic).cloned().unwrap_or_else(|| Arc::from(topic));
-        match topics {
+        let list = match topics {
             [one] => TopicList::One(named(one)),
             many => TopicList::Many(many.iter().map(|topic| named(topic)).collect()),
+        };
+        if self.lists.len() >= LISTS_KEPT {
+            self.lists.clear();
         }
+        self.lists.insert(hash, list.clone());
+        list
     }
 
     /// Whether connection `key` is subscribed to one of `topics`.
@@ -372,10 +402,32 @@ mod tests {
 
     fn reached(table: &mut TopicTable, topics: &[&str], except: Option<ConnKey>) -> Vec<u32> {
         let mut out = Vec::new();
-        table.reach(&table.list(topics), except, None, &mut out);
+        let topics = table.list(topics);
+        table.reach(&topics, except, None, &mut out);
         let mut slots: Vec<u32> = out.iter().map(|k| k.slot).collect();
         slots.sort_unstable();
         slots
+    }
+
+    #[test]
+    fn a_publish_to_the_same_topics_again_reuses_their_list() {
+        let mut table = TopicTable::default();
+        table.subscribe(key(0), "a");
+        let same = |one: &TopicList, two: &TopicList| match (one, two) {
+            (TopicList::One(x), TopicList::One(y)) => Arc::ptr_eq(x, y),
+            (TopicList::Many(x), TopicList::Many(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        };
+        for topics in [&["a", "b"][..], &["nobody"], &["b", "a"]] {
+            let first = table.list(topics);
+            assert!(first.names(topics));
+            assert!(same(&first, &table.list(topics)), "{topics:?} allocated again");
+        }
+        assert!(!same(&table.list(&["a", "b"]), &table.list(&["b", "a"])), "order is kept");
+        for n in 0..=LISTS_KEPT {
+            table.list(&["x", &n.to_string()]);
+        }
+        assert!(table.lists.len() <= LISTS_KEPT, "kept lists are bounded");
     }
 
     #[test]
@@ -391,7 +443,8 @@ mod tests {
         assert_eq!(table.subscriptions(), 3);
         // From another node, on b's channel: those in a got it on a's.
         let mut out = Vec::new();
-        table.reach(&table.list(&["a", "b"]), None, Some(1), &mut out);
+        let topics = table.list(&["a", "b"]);
+        table.reach(&topics, None, Some(1), &mut out);
         assert_eq!(out, [key(2)]);
     }
 
