@@ -7,13 +7,22 @@ a run with -p -s -f -U -S -P) of `surge echo --tls-*`; prints a summary and exit
     its order must be ECDHE; TLS 1.3 suites always have it);
   - any vulnerability is flagged (a finding in the vulnerabilities section that is not OK/INFO);
   - any other finding is LOW or worse, except those about the throwaway test certificate
-    that a test PKI cannot meet (no CRL or OCSP URI, no CAA record).
+    that a test PKI cannot meet (no CRL or OCSP URI, no CAA record), and testssl's own race in
+    its ticket-resumption check (CLIENT_RACE).
 """
 import json
 import sys
 
 TEST_CERT_ONLY = {"cert_revocation", "DNS_CAArecord", "cert_crlDistributionPoints",
                   "cert_ocspURL", "OCSP_stapling"}
+# testssl's ticket check runs `openssl s_client -sess_out FILE </dev/null`, then resumes from
+# FILE. s_client closes as soon as its stdin ends, so a TLS 1.3 ticket (sent after the
+# client's Finished) that arrives after that is not saved: FILE is empty, the second
+# s_client fails, and testssl says "connect problem" (its --debug 2 shows "0, 1, empty").
+# That race is the client's, and comes in about one run in four here whatever the server
+# build (0b80b0a's too). Resumption by ticket and by session id is asserted by the engine's
+# tests/tls.rs (`sessions_resume_by_ticket_and_by_session_id`).
+CLIENT_RACE = {("sessionresumption_ticket", "check failed because of connect problem")}
 OLD_PROTOCOLS = ["SSLv2", "SSLv3", "TLS1", "TLS1_1"]
 WEAK_LISTS = ["cipherlist_NULL", "cipherlist_aNULL", "cipherlist_EXPORT", "cipherlist_LOW",
               "cipherlist_3DES_IDEA", "cipherlist_AVERAGE"]
@@ -50,7 +59,9 @@ want("cipherorder_TLSv1_2", lambda f: all(c.startswith("ECDHE-") for c in f.spli
 want("cipherorder_TLSv1_3", lambda f: all(c.startswith("TLS_") for c in f.split()),
      "not a TLS 1.3 suite")
 for fid, (section, severity, finding) in sorted(findings.items()):
-    if severity in BAD and fid not in TEST_CERT_ONLY:
+    if (fid, finding) in CLIENT_RACE:
+        print("testssl: ignored %s (%s): s_client saved no ticket before it closed" % (fid, finding))
+    elif severity in BAD and fid not in TEST_CERT_ONLY:
         problems.append("%s [%s, %s]: %s" % (fid, section, severity, finding))
 
 vulns = [(fid, f[1]) for fid, f in findings.items() if f[0] == "vulnerabilities"]
