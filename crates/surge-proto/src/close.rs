@@ -117,9 +117,8 @@ impl fmt::Debug for CloseFrame {
     }
 }
 
-/// A Close frame the peer sent, borrowed from the input that carried it (what
-/// [`Event::Close`](crate::connection::Event::Close) reports): a code and a UTF-8 reason,
-/// or neither.
+/// A Close frame the peer sent, borrowed from the input that carried it (what the
+/// connection's `Event::Close` reports): a code and a UTF-8 reason, or neither.
 ///
 /// ```
 /// use surge_proto::close::ReceivedClose;
