@@ -189,9 +189,16 @@ impl<H: Handler> Connections<H> {
     /// Bytes a completion backend received for connection `key`; returns whether the
     /// connection paused at the backpressure limit (the backend is to stop receiving).
     pub(crate) fn on_received(&mut self, key: ConnKey, bytes: &mut [u8]) -> bool {
-        let Connections { conns, handler, ctx, spare, .. } = self;
+        let Connections { conns, handler, ctx, spare, read_buf, .. } = self;
         let Some(entry) = conns.get_mut(key) else { return false };
-        matches!((Turn { handler, ctx, spare }).take(entry, key, bytes), Intake::Paused)
+        match (Turn { handler, ctx, spare }).take_received(entry, key, bytes, read_buf) {
+            Intake::More => false,
+            Intake::Paused => true,
+            Intake::Lost => {
+                self.remove(key);
+                false
+            }
+        }
     }
 
     /// A completion backend's send for connection `key` ended: the lent output is released

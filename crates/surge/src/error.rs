@@ -36,10 +36,6 @@ pub enum ServerError {
         /// What the system said.
         source: io::Error,
     },
-    /// The io_uring backend was asked for together with TLS, which it does not carry yet
-    /// (its receive path hands bytes to the protocol without a transport's decryption).
-    #[error("the io_uring backend does not serve TLS yet; use --backend epoll or auto")]
-    IoUringWithTls,
     /// A loop thread could not be started.
     #[error("cannot start a loop thread: {}", Described(source))]
     Spawn {

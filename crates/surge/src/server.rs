@@ -58,7 +58,7 @@ impl Server {
         F: Fn(LoopIndex) -> H + Send + Sync + 'static,
     {
         let config = Arc::new(config);
-        let backend = choose_backend(config.backend(), config.tls().is_some())?;
+        let backend = choose_backend(config.backend())?;
         let listeners = acceptor::bind(&config)?;
         let local_addrs = listeners.local_addrs.clone();
 
@@ -222,17 +222,11 @@ impl Server {
 }
 
 /// Resolves `Auto`: io_uring where the probe passes, else epoll (with one log line); an
-/// explicit io_uring the system refuses fails the start. TLS runs on epoll: its transport
-/// reads the socket itself, which a completion backend's receive path does not go through.
-fn choose_backend(asked: Backend, tls: bool) -> Result<Backend, ServerError> {
+/// explicit io_uring the system refuses fails the start. TLS runs on either.
+fn choose_backend(asked: Backend) -> Result<Backend, ServerError> {
     #[cfg(target_os = "linux")]
     match asked {
         Backend::Epoll => Ok(Backend::Epoll),
-        Backend::IoUring if tls => Err(ServerError::IoUringWithTls),
-        Backend::Auto if tls => {
-            tracing::info!("TLS is served on epoll; the io_uring backend does not carry it yet");
-            Ok(Backend::Epoll)
-        }
         Backend::IoUring => match crate::backend::probe() {
             Ok(()) => Ok(Backend::IoUring),
             Err(source) => Err(ServerError::IoUring { source }),
@@ -245,8 +239,6 @@ fn choose_backend(asked: Backend, tls: bool) -> Result<Backend, ServerError> {
             }
         },
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = tls;
     #[cfg(not(target_os = "linux"))]
     match asked {
         Backend::IoUring => {

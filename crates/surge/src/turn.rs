@@ -26,7 +26,7 @@ use crate::http;
 use crate::key::ConnKey;
 use crate::request::Request;
 use crate::stats::{close_index, status_index, Limit};
-use crate::transport::Transport;
+use crate::transport::{Stream, Transport};
 use crate::upgrade;
 
 /// Full reads of one stream per readiness event before others get a turn.
@@ -46,6 +46,9 @@ pub(crate) enum Intake {
     More,
     /// Paused at the backpressure limit: no more until the output drains.
     Paused,
+    /// The stream ended or failed under the protocol (TLS: `close_notify`, a bad record):
+    /// the connection goes.
+    Lost,
 }
 
 /// Where reading a connection's request heads stopped.
@@ -117,12 +120,7 @@ impl<H: Handler> Turn<'_, H> {
                 Ok(0) => return ReadEnd::Lost,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if io.stream.wants_write() && io.out.is_none() {
-                        // Records the transport made while reading (a TLS handshake flight)
-                        // that the socket did not take: an empty queue makes the flush
-                        // offer them again.
-                        io.queue(self.ctx, key, |_| ());
-                    }
+                    self.offer_held_records(entry, key);
                     return ReadEnd::Done;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -162,6 +160,54 @@ impl<H: Handler> Turn<'_, H> {
                 Intake::More
             }
         }
+    }
+
+    /// Records the transport made while reading (a TLS handshake flight) that the socket did
+    /// not take: an empty queue makes the flush offer them again.
+    fn offer_held_records(&mut self, entry: &mut ConnEntry<H::State>, key: ConnKey) {
+        let io = &mut entry.core.io;
+        if io.stream.wants_write() && io.out.is_none() {
+            io.queue(self.ctx, key, |_| ());
+        }
+    }
+
+    /// Bytes a completion backend received from connection `key`'s socket: the protocol's
+    /// bytes as they are ([`take`](Self::take)), or a transport's records (TLS), which it
+    /// opens into `read_buf` through the same record processing as its reads, as much as the
+    /// buffer has room for at a time; each part's plaintext is then taken so.
+    pub(crate) fn take_received(
+        &mut self,
+        entry: &mut ConnEntry<H::State>,
+        key: ConnKey,
+        received: &mut [u8],
+        read_buf: &mut [u8],
+    ) -> Intake {
+        if !matches!(entry.core.io.stream, Stream::Tls(_)) {
+            return self.take(entry, key, received);
+        }
+        let mut rest: &[u8] = received;
+        let mut intake = Intake::More;
+        while let Stream::Tls(tls) = &mut entry.core.io.stream {
+            match tls.read_received(&mut rest, read_buf, &mut self.ctx.pool) {
+                Ok(0) => return Intake::Lost,
+                Ok(n) => {
+                    if let Intake::Paused = self.take(entry, key, &mut read_buf[..n]) {
+                        intake = Intake::Paused;
+                    }
+                }
+                // Only the handshake moved (no plaintext): all of `rest` is taken.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => {
+                    tracing::debug!(id = %self.ctx.id(key), %error, "received records failed");
+                    return Intake::Lost;
+                }
+            }
+            if rest.is_empty() {
+                break;
+            }
+        }
+        self.offer_held_records(entry, key);
+        intake
     }
 
     /// Bytes a completion backend received for connection `key`: kept behind what is held

@@ -48,10 +48,15 @@
 //! `peer_done`, which the loop confirms by reading the stream (the kernel has no receive
 //! of its own armed for it then).
 //!
-//! A transport that does its own framing (TLS) needs its ciphertext to go through its own
-//! `read` (decrypt) first: a completion backend watches such a stream for readiness
-//! instead and reports [`Ready::Input`], and flushes through the transport as a readiness
-//! backend does. The per-message path (`turn`, `conn`, `outbox`) is the same for both.
+//! A transport that does its own framing (TLS) receives through the ring all the same: the
+//! loop hands its received records to the transport's record processing (the one its
+//! `read` uses, with the received bytes as the source instead of the socket), which
+//! decrypts them into the loop's read buffer, and the plaintext goes the way received bytes
+//! go (`turn::Turn::take_received`). Such a stream is flushed through the transport, as a
+//! readiness backend flushes ([`flush_through`]: encrypt, then `write` on the non-blocking
+//! socket); what the socket does not take waits for a one-shot poll for writability,
+//! reported as [`Ready::Output`]. The per-message path (`turn`, `conn`, `outbox`) is the
+//! same for both.
 
 use std::io;
 use std::net::SocketAddr;
@@ -113,9 +118,7 @@ pub(crate) trait Backend {
     /// Starts reporting `stream`'s input as connection `key`'s.
     fn register(&mut self, key: ConnKey, stream: &mut Stream) -> io::Result<()>;
     /// Writes queued output of connection `key`; see the module documentation. By default,
-    /// as a readiness backend does: at once, through the transport; output the transport
-    /// still holds itself (TLS records) counts as partial, so that writability is watched
-    /// for it too.
+    /// as a readiness backend does: at once, through the transport ([`flush_through`]).
     fn flush(
         &mut self,
         key: ConnKey,
@@ -124,15 +127,7 @@ pub(crate) trait Backend {
         pool: &mut BufferPool,
     ) -> io::Result<Flushed> {
         let _ = key;
-        match out.write_to(stream, pool)? {
-            // Records the transport still holds (TLS) go out with an empty write.
-            Flushed::All if stream.wants_write() => match stream.write_vectored(&[], pool) {
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
-                _ if stream.wants_write() => Ok(Flushed::Partial),
-                _ => Ok(Flushed::All),
-            },
-            flushed => Ok(flushed),
-        }
+        flush_through(stream, out, pool)
     }
     /// Reports writability of `stream` while `on`.
     fn watch_writable(&mut self, key: ConnKey, stream: &mut Stream, on: bool) -> io::Result<()>;
@@ -161,5 +156,24 @@ pub(crate) trait Backend {
     /// Connection `key` may receive again (a completion backend).
     fn resume_reading(&mut self, key: ConnKey) {
         let _ = key;
+    }
+}
+
+/// A flush through the transport: what `out` holds is written at once (one `writev`), and
+/// output the transport still holds itself (TLS records) counts as partial, so that
+/// writability is watched for it too.
+pub(crate) fn flush_through(
+    stream: &mut Stream,
+    out: &mut Outbox,
+    pool: &mut BufferPool,
+) -> io::Result<Flushed> {
+    match out.write_to(stream, pool)? {
+        // Records the transport still holds (TLS) go out with an empty write.
+        Flushed::All if stream.wants_write() => match stream.write_vectored(&[], pool) {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ if stream.wants_write() => Ok(Flushed::Partial),
+            _ => Ok(Flushed::All),
+        },
+        flushed => Ok(flushed),
     }
 }

@@ -71,6 +71,9 @@ enum Op {
     Recv,
     /// A connection's send.
     Send,
+    /// A one-shot poll for writability of a connection flushed through its transport (TLS)
+    /// whose socket did not take everything.
+    Writable,
     /// A listener's multishot accept (the slot is the listener's index).
     Accept,
     /// The multishot poll of the waker's epoll instance.
@@ -79,7 +82,7 @@ enum Op {
     Cancel,
 }
 
-const OPS: [Op; 5] = [Op::Recv, Op::Send, Op::Accept, Op::Wake, Op::Cancel];
+const OPS: [Op; 6] = [Op::Recv, Op::Send, Op::Writable, Op::Accept, Op::Wake, Op::Cancel];
 
 fn user_data(op: Op, slot: u32, generation: u32) -> u64 {
     (op as u64) << 61 | u64::from(slot) << 32 | u64::from(generation)
@@ -170,6 +173,11 @@ struct Slot {
     send: Option<Box<InFlight>>,
     /// Output waits behind the send in flight (counted in `UringBackend::backlogged`).
     backlog: bool,
+    /// The stream writes through its transport (TLS encrypts before the socket sees a
+    /// byte), not through the ring's sends.
+    through_transport: bool,
+    /// A poll for writability is armed (`Op::Writable`).
+    polling_writable: bool,
 }
 
 /// A send in flight: the `msghdr` and iovecs the kernel reads (they point into the
@@ -389,6 +397,19 @@ impl UringBackend {
         self.push(entry);
     }
 
+    /// Asks for connection `key`'s socket to be reported writable once (`Ready::Output`).
+    fn arm_writable(&mut self, key: ConnKey) {
+        let Some(slot) = self.live(key) else { return };
+        if slot.polling_writable {
+            return;
+        }
+        slot.polling_writable = true;
+        let entry = opcode::PollAdd::new(Fd(slot.fd), libc::POLLOUT as u32)
+            .build()
+            .user_data(user_data(Op::Writable, key.slot, key.generation));
+        self.push(entry);
+    }
+
     fn arm_accept(&mut self, index: usize) {
         let Some(listener) = self.listeners.get(index) else { return };
         let entry = opcode::AcceptMulti::new(Fd(listener.as_raw_fd()))
@@ -558,6 +579,14 @@ impl Backend for UringBackend {
             match op {
                 Op::Recv => self.on_recv(key, cqe.result(), cqe.flags(), &mut f),
                 Op::Send => self.on_send(data, key, cqe.result(), &mut f),
+                Op::Writable => {
+                    // Whatever the poll says (writable, an error, cancelled for a live
+                    // connection), the flush it leads to finds out.
+                    if let Some(slot) = self.live(key) {
+                        slot.polling_writable = false;
+                        f(Ready::Output(key));
+                    }
+                }
                 Op::Accept => self.on_accept(slot as usize, cqe.result(), cqe.flags(), &mut f),
                 Op::Wake => {
                     // Take the waker's event out of its epoll instance, so that the next
@@ -631,10 +660,11 @@ impl Backend for UringBackend {
     }
 
     fn register(&mut self, key: ConnKey, stream: &mut Stream) -> io::Result<()> {
-        let fd = match stream {
-            Stream::Tcp(tcp) => tcp.as_raw_fd(),
-            // `Server::start` runs TLS on epoll (see `choose_backend`).
-            Stream::Tls(_) => return Err(io::ErrorKind::Unsupported.into()),
+        let (fd, through_transport) = match stream {
+            Stream::Tcp(tcp) => (tcp.as_raw_fd(), false),
+            // Its records are received through the ring and opened by the loop
+            // (`Turn::take_received`); its output is encrypted and written by the transport.
+            Stream::Tls(tls) => (tls.socket().as_raw_fd(), true),
             // The simulator's pipes have no descriptor; they run on its own backend.
             #[cfg(test)]
             Stream::Memory(_) => return Err(io::ErrorKind::Unsupported.into()),
@@ -654,6 +684,8 @@ impl Backend for UringBackend {
             paused: false,
             send: None,
             backlog: false,
+            through_transport,
+            polling_writable: false,
         };
         self.arm_recv(key);
         Ok(())
@@ -662,11 +694,20 @@ impl Backend for UringBackend {
     fn flush(
         &mut self,
         key: ConnKey,
-        _stream: &mut Stream,
+        stream: &mut Stream,
         out: &mut Outbox,
-        _pool: &mut BufferPool,
+        pool: &mut BufferPool,
     ) -> io::Result<Flushed> {
         let Some(slot) = self.live(key) else { return Err(io::ErrorKind::NotConnected.into()) };
+        if slot.through_transport {
+            // Encrypted and written now, on the non-blocking socket; what it did not take
+            // (queued, or records the transport holds) goes when the poll says it may.
+            let flushed = super::flush_through(stream, out, pool)?;
+            if flushed == Flushed::Partial {
+                self.arm_writable(key);
+            }
+            return Ok(flushed);
+        }
         if slot.send.is_some() {
             return Ok(Flushed::Partial);
         }
@@ -723,12 +764,16 @@ impl Backend for UringBackend {
         slot.live = false;
         let backlog = std::mem::take(&mut slot.backlog);
         let receiving = slot.recv != Recv::Idle;
+        let polling = std::mem::take(&mut slot.polling_writable);
         let sending = slot.send.take();
         if backlog {
             self.backlogged -= 1;
         }
         if receiving {
             self.cancel(user_data(Op::Recv, key.slot, key.generation));
+        }
+        if polling {
+            self.cancel(user_data(Op::Writable, key.slot, key.generation));
         }
         // Closing our descriptor leaves the kernel's references to the socket: it closes
         // once the cancelled requests complete.

@@ -100,6 +100,14 @@ enum Processed {
     Failed(rustls::Error),
 }
 
+/// Where a read's ciphertext comes from.
+enum Source<'r> {
+    /// The socket itself (a readiness backend).
+    Socket,
+    /// What a completion backend received from the socket, taken from the front.
+    Received(&'r [u8]),
+}
+
 impl TlsStream {
     /// Starts the server side of a handshake on an accepted socket, its outcome to be
     /// counted in `stats`.
@@ -212,13 +220,14 @@ impl TlsStream {
         })
     }
 
-    /// Reads the socket into `buf[*end..]` and processes what came (see [`process`]) until
-    /// the socket is drained or the buffer cannot take another record; returns whether the
-    /// stream ended. A failure of rustls marks the stream failed.
+    /// Reads ciphertext from `source` into `buf[*end..]` and processes what came (see
+    /// [`process`]) until the source is drained or the buffer cannot take another record;
+    /// returns whether the stream ended. A failure of rustls marks the stream failed.
     ///
     /// [`process`]: Self::process
     fn read_records(
         &mut self,
+        source: &mut Source<'_>,
         buf: &mut [u8],
         plain: &mut usize,
         start: &mut usize,
@@ -227,12 +236,20 @@ impl TlsStream {
     ) -> io::Result<bool> {
         loop {
             let room = buf.len() - *end;
-            let (read, ended) = match Read::read(&mut self.tcp, &mut buf[*end..]) {
-                Ok(0) => (0, true),
-                Ok(n) => (n, false),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            let (read, ended) = match source {
+                Source::Socket => match Read::read(&mut self.tcp, &mut buf[*end..]) {
+                    Ok(0) => (0, true),
+                    Ok(n) => (n, false),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                },
+                Source::Received(rest) => {
+                    let (now, later) = rest.split_at(rest.len().min(room));
+                    buf[*end..*end + now.len()].copy_from_slice(now);
+                    *rest = later;
+                    (now.len(), false)
+                }
             };
             *end += read;
             let processed = self.process(buf, plain, start, *end, pool);
@@ -251,7 +268,7 @@ impl TlsStream {
             if ended || read < room || self.peer_closed {
                 return Ok(ended);
             }
-            // The socket may hold more: move what is unprocessed down behind the plaintext
+            // The source may hold more: move what is unprocessed down behind the plaintext
             // (keeping the headroom) and read again while a whole record still fits.
             let to = *plain + HEADROOM;
             let pending = *end - *start;
@@ -411,8 +428,33 @@ fn invalid_data(error: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error)
 }
 
-impl Transport for TlsStream {
-    fn read(&mut self, buf: &mut [u8], pool: &mut BufferPool) -> io::Result<usize> {
+impl TlsStream {
+    /// [`Transport::read`] with what a completion backend received from the socket as the
+    /// input: takes from the front of `received` as much as `buf` has room for behind the
+    /// headroom (a part at a time when it has more: call again with the rest once the
+    /// plaintext is used), and returns that part's plaintext at the front of `buf`, as a read
+    /// does. The same record processing serves both: only the source differs.
+    pub(crate) fn read_received(
+        &mut self,
+        received: &mut &[u8],
+        buf: &mut [u8],
+        pool: &mut BufferPool,
+    ) -> io::Result<usize> {
+        let mut source = Source::Received(*received);
+        let read = self.read_from(&mut source, buf, pool);
+        if let Source::Received(rest) = source {
+            *received = rest;
+        }
+        read
+    }
+
+    /// A read of the records `source` holds, behind those held since the last read.
+    fn read_from(
+        &mut self,
+        source: &mut Source<'_>,
+        buf: &mut [u8],
+        pool: &mut BufferPool,
+    ) -> io::Result<usize> {
         self.socket_full = false;
         if self.failed {
             return Err(io::ErrorKind::InvalidData.into());
@@ -430,7 +472,7 @@ impl Transport for TlsStream {
         let mut end = start + self.incoming.len();
         buf[start..end].copy_from_slice(&self.incoming);
         pool.give(std::mem::take(&mut self.incoming));
-        let read = self.read_records(buf, &mut plain, &mut start, &mut end, pool);
+        let read = self.read_records(source, buf, &mut plain, &mut start, &mut end, pool);
         // Kept on every path: rustls' handshake deframer counts in this buffer's offsets.
         if start < end {
             self.incoming = pool.take();
@@ -447,6 +489,12 @@ impl Transport for TlsStream {
                 n => Ok(n),
             },
         }
+    }
+}
+
+impl Transport for TlsStream {
+    fn read(&mut self, buf: &mut [u8], pool: &mut BufferPool) -> io::Result<usize> {
+        self.read_from(&mut Source::Socket, buf, pool)
     }
 
     fn filled(&self, _read: usize, _room: usize) -> bool {

@@ -13,7 +13,7 @@ use surge::surge_proto::deflate::ClientOffer;
 use surge::surge_proto::frame::OpCode;
 use surge::surge_proto::handshake::{ClientHandshakeError, ClientRequest};
 use surge::surge_proto::message::Message;
-use surge::{Backend, Config, ConfigBuilder};
+use surge::{Config, ConfigBuilder};
 use surge_client::blocking::{self, ConnectError};
 use surge_client::ClientConnection;
 use surge_client::Keys;
@@ -37,16 +37,9 @@ fn keys() -> Keys {
     Keys { nonce: (u128::from(seed()) * 0x9E37_79B9_7F4A_7C15).to_le_bytes(), mask_seed: seed() }
 }
 
-/// The backend the servers under test run on: `SURGE_TEST_BACKEND` (`epoll`, `io-uring`,
-/// or unset: auto). tests/run.sh runs the engine and hostile suites once per backend.
-pub fn backend() -> Backend {
-    match std::env::var("SURGE_TEST_BACKEND").as_deref() {
-        Ok("epoll") => Backend::Epoll,
-        Ok("io-uring") => Backend::IoUring,
-        Ok("auto") | Err(_) => Backend::Auto,
-        Ok(other) => panic!("SURGE_TEST_BACKEND={other}: expected epoll, io-uring or auto"),
-    }
-}
+#[path = "../support/backend.rs"]
+mod under_test;
+pub use under_test::backend;
 
 /// A loopback config builder for `threads` loops, with short timer ticks, on the
 /// [`backend`] under test.
