@@ -151,18 +151,18 @@ sys.exit(0 if fd >= 0 and os.close(fd) is None else 1)
 EOF
 }
 
-# cargo_test_io_uring: the engine and hostile suites again, on the io_uring backend (the
+# cargo_test_io_uring: the engine, hostile and TLS suites again, on the io_uring backend (the
 # workspace run above is on epoll); skipped where the system refuses io_uring.
 cargo_test_io_uring() {
   if ! io_uring_available; then echo "io_uring refused here: the io_uring pass is skipped"; return 77; fi
-  SURGE_TEST_BACKEND=io-uring cargo test -p surge --test engine --test hostile
+  SURGE_TEST_BACKEND=io-uring cargo test -p surge --test engine --test hostile --test tls
 }
 
 suite_cargo() {
   run_step cargo-fmt cargo fmt --all -- --check
   run_step cargo-clippy cargo clippy --workspace --all-targets -- -D warnings
   # --no-fail-fast: one failing package must not hide the others' results (doc tests too).
-  # The engine and hostile suites run on epoll here, then on io_uring.
+  # The engine, hostile and TLS suites run on epoll here, then on io_uring.
   run_step cargo-test env SURGE_TEST_BACKEND=epoll cargo test --workspace --no-fail-fast
   run_step cargo-test:io-uring cargo_test_io_uring
 }
@@ -632,7 +632,8 @@ wss_loadgen() {
 
 wss_sni() {
   [ "$(served_fingerprint "$WSS_PORT" sni.test)" = "$(fingerprint_of "$WSS_PKI/sni.pem")" ]
-  [ "$(served_fingerprint "$WSS_PORT" other.test)" = "$(fingerprint_of "$WSS_PKI/leaf.pem")" ]
+  # The default: what served.pem held when the server started (the reload swaps it later).
+  [ "$(served_fingerprint "$WSS_PORT" other.test)" = "$(fingerprint_of "$WSS_PKI/served.pem")" ]
   echo "sni.test gets its certificate; other names get the default"
 }
 
@@ -656,8 +657,9 @@ wss_reload() {
   echo "a bad key was refused ($(grep -c 'certificates not reloaded' "$log") line), the next chain is served"
 }
 
+# wss_autobahn [SUFFIX]: Autobahn 1-10 over wss, its report in reports/server-wss[SUFFIX]
 wss_autobahn() {
-  local out="$ROOT/tests/autobahn/reports/server-wss" rc=0
+  local out="$ROOT/tests/autobahn/reports/server-wss${1:-}" rc=0
   AUTOBAHN_OUT="$out" AUTOBAHN_TIMEOUT=900 tests/autobahn/run.sh "wss://127.0.0.1:$WSS_PORT" "$AUTOBAHN_CASES" || rc=$?
   [ "$rc" -le 1 ] || return 1
   [ -f "$out/index.json" ] || return 1
@@ -672,45 +674,75 @@ wss_testssl() {
   python3 tests/wss/testssl_check.py "$json"
 }
 
+# The wss steps that sit below the backend seam (the real clients, surge-loadgen, SNI,
+# Autobahn 1-10) run once per backend, the io_uring run's names suffixed @io-uring; testssl
+# and the reload (the handshake's configuration, a signal) run on epoll only.
 suite_wss() {
-  local entry name cmd names=(wss-certs wss-server-start wss-client:surge-loadgen wss-sni wss-reload wss-autobahn wss-testssl wss-server-survived)
-  for entry in "${WSS_CLIENTS[@]}"; do names+=("wss-client:${entry%%|*}"); done
+  local entry suffix names=(wss-certs wss-reload wss-testssl)
+  for suffix in "" @io-uring; do
+    names+=("wss-server-start$suffix" "wss-client:surge-loadgen$suffix" "wss-sni$suffix"
+      "wss-autobahn$suffix" "wss-server-survived$suffix")
+    for entry in "${WSS_CLIENTS[@]}"; do names+=("wss-client:${entry%%|*}$suffix"); done
+  done
   any_selected "${names[@]}" || return 0
   [ -x target/release/surge ] || run_step build-release build_release
   WSS_PKI=$LOGS/wss-pki
   ONLY='' run_step wss-certs wss_certs
   [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" = passed ] || return 0
+  wss_server_on epoll ""
+  if io_uring_available; then
+    wss_server_on io-uring @io-uring
+  else
+    skip_step "wss-server@io-uring" "io_uring refused here"
+  fi
+}
+
+# wss_server_on BACKEND SUFFIX: `surge echo --tls-*` on BACKEND and the wss steps against it
+# (sets WSS_PID and WSS_PORT, which the steps read).
+wss_server_on() {
+  local backend=$1 suffix=$2 entry name cmd
+  # shellcheck disable=SC2046
+  any_selected "wss-server-start$suffix" "wss-client:surge-loadgen$suffix" "wss-sni$suffix" \
+    "wss-autobahn$suffix" "wss-server-survived$suffix" \
+    $([ -n "$suffix" ] || echo wss-reload wss-testssl) \
+    $(for entry in "${WSS_CLIENTS[@]}"; do echo "wss-client:${entry%%|*}$suffix"; done) || return 0
   # With deflate, as the cleartext server runs: the clients that can assert its answer, and
   # compress over TLS too.
-  start_bg wss-server "$LOGS/wss-server.log" timeout "$SERVER_TIME_LIMIT" target/release/surge echo \
-    --listen 127.0.0.1:0 --deflate --tls-cert "$WSS_PKI/served.pem" --tls-key "$WSS_PKI/served.key" \
+  start_bg "wss-server$suffix" "$LOGS/wss-server$suffix.log" timeout "$SERVER_TIME_LIMIT" \
+    target/release/surge echo --listen 127.0.0.1:0 --deflate --backend "$backend" \
+    --tls-cert "$WSS_PKI/served.pem" --tls-key "$WSS_PKI/served.key" \
     --tls-sni "sni.test=$WSS_PKI/sni.pem,$WSS_PKI/sni.key"
   export SURGE_EXPECT_EXTENSIONS="$SURGE_DEFLATE_ANSWER"
   WSS_PID=$BG_PID
-  WSS_PORT=$(logged_port "$LOGS/wss-server.log" "$WSS_PID" 30) || { record wss-server-start failed 0; return 0; }
-  record wss-server-start passed 0
+  WSS_PORT=$(logged_port "$LOGS/wss-server$suffix.log" "$WSS_PID" 30) || { record "wss-server-start$suffix" failed 0; return 0; }
+  record "wss-server-start$suffix" passed 0
   local url="wss://127.0.0.1:$WSS_PORT/"
   for entry in "${WSS_CLIENTS[@]}"; do
     name=${entry%%|*}
     cmd=${entry#*|}
     cmd=${cmd//\{CA\}/$WSS_PKI/ca.pem}
     cmd=${cmd//\{PKI\}/$WSS_PKI}
-    if [ "$name" = chromium ] && [ "$MODE" = fast ]; then skip_step "wss-client:$name" "SURGE_TESTS=fast"; continue; fi
+    if [ "$name" = chromium ] && [ "$MODE" = fast ]; then skip_step "wss-client:$name$suffix" "SURGE_TESTS=fast"; continue; fi
     # shellcheck disable=SC2086
-    run_step "wss-client:$name" timeout 120 $cmd "$url"
+    run_step "wss-client:$name$suffix" timeout 120 $cmd "$url"
   done
-  run_step wss-client:surge-loadgen wss_loadgen
-  run_step wss-sni wss_sni
+  run_step "wss-client:surge-loadgen$suffix" wss_loadgen
+  run_step "wss-sni$suffix" wss_sni
   if [ "$MODE" = fast ]; then
-    skip_step wss-autobahn "SURGE_TESTS=fast"
-    skip_step wss-testssl "SURGE_TESTS=fast"
+    skip_step "wss-autobahn$suffix" "SURGE_TESTS=fast"
   else
-    run_step wss-autobahn wss_autobahn
-    run_step wss-testssl wss_testssl
+    run_step "wss-autobahn$suffix" wss_autobahn "$suffix"
   fi
-  # Last: it swaps the served chain.
-  run_step wss-reload wss_reload
-  run_step wss-server-survived kill -0 "$WSS_PID"
+  if [ -z "$suffix" ]; then
+    if [ "$MODE" = fast ]; then
+      skip_step wss-testssl "SURGE_TESTS=fast"
+    else
+      run_step wss-testssl wss_testssl
+    fi
+    # Last: it swaps the served chain.
+    run_step wss-reload wss_reload
+  fi
+  run_step "wss-server-survived$suffix" kill -0 "$WSS_PID"
   stop_bg "$WSS_PID"
 }
 

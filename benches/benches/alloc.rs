@@ -11,8 +11,8 @@
 //! the publish path: a room of 16 (`surge broadcast`'s handler: one topic, the sender
 //! included), each message published, encoded once into a pooled shared frame and queued to
 //! every member; and the same room publishing each message to two topics every member has and
-//! one nobody here has (the topic list kept from the first such publish). And the echo over wss (TLS 1.3, AES-256-GCM; epoll only): reported, not
-//! held to zero, because rustls 0.23 itself allocates for every record it decrypts (the
+//! one nobody here has (the topic list kept from the first such publish). And the echo over
+//! wss (TLS 1.3, AES-256-GCM; on both backends): reported, not held to zero, because rustls 0.23 itself allocates for every record it decrypts (the
 //! plaintext is copied into a fresh `Vec`, even by its unbuffered API) and every record it
 //! encrypts; Surge's own part of that path (the loop's read buffer for ciphertext, pooled
 //! buffers for what waits) allocates nothing.
@@ -281,10 +281,6 @@ fn main() -> ExitCode {
             }
         }
         for case in &cases {
-            if case.tls && backend == Backend::IoUring {
-                println!("alloc/{}/{backend:?}: skipped (TLS is served on epoll)", case.name);
-                continue;
-            }
             let allocated_nothing = run(case, backend);
             clean &= allocated_nothing || case.tls;
         }

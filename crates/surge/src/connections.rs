@@ -186,8 +186,10 @@ impl<H: Handler> Connections<H> {
         }
     }
 
-    /// Bytes a completion backend received for connection `key`; returns whether the
-    /// connection paused at the backpressure limit (the backend is to stop receiving).
+    /// Bytes a completion backend received for connection `key` (TLS records are opened into
+    /// the read buffer first); returns whether the connection paused at the backpressure
+    /// limit (the backend is to stop receiving). A stream that ended or failed under its
+    /// transport (TLS) removes the connection.
     pub(crate) fn on_received(&mut self, key: ConnKey, bytes: &mut [u8]) -> bool {
         let Connections { conns, handler, ctx, spare, read_buf, .. } = self;
         let Some(entry) = conns.get_mut(key) else { return false };

@@ -5,6 +5,13 @@
 //! loop turn that submits what the turn queued and waits for the next completions, its
 //! timeout the timer wheel's.
 //!
+//! TLS connections receive through the same ring: the loop hands their records to the TLS
+//! transport, which decrypts them into the loop's read buffer (`Turn::take_received`).
+//! Their output is encrypted, so it is flushed through the transport (`write` on the
+//! non-blocking socket, as epoll's flush does) rather than lent to a send; when the socket
+//! does not take it all, a one-shot `POLL_ADD` for `POLLOUT` reports the connection
+//! writable ([`Ready::Output`]) and the flush goes on from there.
+//!
 //! The seam's side of it (received bytes, lent output, retiring a connection with I/O in
 //! flight) is described in the [backend module](super). Everything the kernel may touch
 //! after a submission (the provided buffers, a send's `msghdr`, its iovecs and the bytes

@@ -14,7 +14,9 @@
 //!   decrypts it there (rustls' unbuffered `process_tls_records`) and leaves the plaintext
 //!   at its front; what it must keep between reads (a record in pieces) it keeps in a buffer
 //!   from the loop's pool, lent with each call; a read that only advanced its own handshake
-//!   returns `WouldBlock`.
+//!   returns `WouldBlock`. Under a completion backend (io_uring) the socket has been read
+//!   already: the TLS transport takes the received bytes instead of reading
+//!   (`TlsStream::read_received`), through the same record processing.
 //! - `write_vectored` of plaintext, returning how much of it was taken; a short count means
 //!   the rest is the engine's to keep and offer again when the socket is writable.
 //!   A TLS transport encrypts what it takes into a pooled buffer and writes the records;

@@ -8,6 +8,9 @@
 //! record that has not all come (or a handshake message split over records) waits in a pooled
 //! buffer until the next read, and only then. Handshake flights and alerts are encoded into a
 //! pooled buffer and written at once. A read that only advanced the handshake is `WouldBlock`.
+//! On io_uring the ciphertext has been received into the ring's buffers already: it is
+//! copied in behind the headroom instead of read from the socket (`read_received`, a part at
+//! a time when it is more than the buffer has room for), and processed the same way.
 //!
 //! Writing: plaintext is encrypted into a pooled buffer and written; records the socket did
 //! not take stay in that buffer (at most [`CHUNK`] of plaintext's worth) and are reported by
