@@ -11,6 +11,7 @@
 #   benches/syscalls.sh                      # 1, 100 and 1000 connections, 5 s each
 #   CONNS="100" DURATION=10s BACKENDS="io-uring" benches/syscalls.sh
 #   SERVER_CORE=0 CLIENT_CORE=1              # (the defaults)
+#   TLS=1 benches/syscalls.sh                # over wss (a throwaway PKI, tests/wss/make-certs.sh)
 #
 # Needs perf with tracepoints (`perf list 'raw_syscalls:*'`), and release builds of surge and
 # surge-loadgen (cargo build --release -p surge -p surge-loadgen). Prints a markdown table.
@@ -25,6 +26,13 @@ CLIENT_CORE="${CLIENT_CORE:-1}"
 OUT="${OUT:-target/syscalls}"
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+SCHEME=ws SERVER_TLS=() CLIENT_TLS=()
+if [ "${TLS:-0}" = 1 ]; then
+  tests/wss/make-certs.sh "$OUT/pki" >/dev/null
+  SCHEME=wss
+  SERVER_TLS=(--tls-cert "$OUT/pki/leaf.pem" --tls-key "$OUT/pki/leaf.key")
+  CLIENT_TLS=(--ca "$OUT/pki/ca.pem")
+fi
 EVENTS="raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait"
 EVENTS+=",syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_write"
 EVENTS+=",syscalls:sys_enter_writev,syscalls:sys_enter_sendto"
@@ -37,28 +45,29 @@ echo "| backend | conns | msgs | msg/s | syscalls/echo | io_uring_enter | epoll_
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for backend in $BACKENDS; do
   for conns in $CONNS; do
-    tag="$backend-$conns"
+    tag="$SCHEME-$backend-$conns" label=$backend
+    [ "$SCHEME" = ws ] || label="$backend ($SCHEME)"
     log="$OUT/server-$tag.log"
     stat="$OUT/perf-$tag.csv"
     perf stat -x, -e "$EVENTS" -o "$stat" -- taskset -c "$SERVER_CORE" \
       target/release/surge echo --listen 127.0.0.1:0 --threads 1 --backend "$backend" \
-      --log info 2>"$log" &
+      --log info "${SERVER_TLS[@]}" 2>"$log" &
     PERF_PID=$!
     port=
     for _ in $(seq 100); do
-      port=$(sed -n 's/.*listening on ws:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
+      port=$(sed -n 's/.*listening on wss*:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$log" | head -1)
       [ -n "$port" ] && break
       sleep 0.1
     done
     [ -n "$port" ] || { echo "the server did not start: $(tail -3 "$log")" >&2; exit 1; }
-    taskset -c "$CLIENT_CORE" target/release/surge-loadgen "ws://127.0.0.1:$port/" -c "$conns" \
+    taskset -c "$CLIENT_CORE" target/release/surge-loadgen "$SCHEME://127.0.0.1:$port/" "${CLIENT_TLS[@]}" -c "$conns" \
       --size 20 --binary --in-flight 1 -d "$DURATION" -w 0s -q --json "$OUT/loadgen-$tag.json" \
       >"$OUT/loadgen-$tag.log"
     # SIGINT to the server (perf's child): a graceful stop, then perf writes its counts.
     pkill -INT -P "$PERF_PID" || true
     wait "$PERF_PID" || true
     PERF_PID=
-    python3 - "$stat" "$OUT/loadgen-$tag.json" "$backend" "$conns" <<'EOF'
+    python3 - "$stat" "$OUT/loadgen-$tag.json" "$label" "$conns" <<'EOF'
 import csv, json, sys
 stat, run, backend, conns = sys.argv[1:]
 counts = {}

@@ -9,6 +9,9 @@
 #   benches/wss.sh [ROUNDS] [SECONDS]      # default 3 rounds of 3 s runs (1 s warm-up)
 #   WSS_SCENARIOS='10x1KiB 100x20Bx16'    # only these scenarios (names as in the table)
 #   WSS_BASELINE=/tmp/old/surge            # another build beside, as base-wss (A/B over TLS)
+#   WSS_SERVERS='surge-wss surge-wss-uring' # only these servers (default: surge-ws surge-wss
+#                                          # surge-wss-uring peer-wss); surge-wss is epoll,
+#                                          # surge-wss-uring the same over io_uring
 #   WSS_HANDSHAKES=0 WSS_IDLE=0            # leave the handshake or the idle part out
 #
 # Needs the release builds (cargo build --release -p surge -p surge-loadgen; cargo build
@@ -38,9 +41,11 @@ start() { # start NAME PORT: sets SPID
   case $1 in
     surge-ws) taskset -c 0 "$SURGE" echo --listen "127.0.0.1:$2" --threads 1 --log warn & ;;
     surge-wss) taskset -c 0 "$SURGE" echo --listen "127.0.0.1:$2" --threads 1 --log warn \
-      --tls-cert "$CERT" --tls-key "$KEY" & ;;
+      --backend epoll --tls-cert "$CERT" --tls-key "$KEY" & ;;
+    surge-wss-uring) taskset -c 0 "$SURGE" echo --listen "127.0.0.1:$2" --threads 1 --log warn \
+      --backend io-uring --tls-cert "$CERT" --tls-key "$KEY" & ;;
     base-wss) taskset -c 0 "$WSS_BASELINE" echo --listen "127.0.0.1:$2" --threads 1 --log warn \
-      --tls-cert "$CERT" --tls-key "$KEY" & ;;
+      --backend epoll --tls-cert "$CERT" --tls-key "$KEY" & ;;
     peer-wss) PEER_TLS_CERT=$CERT PEER_TLS_KEY=$KEY taskset -c 0 "$PEER" \
       --listen "127.0.0.1:$2" --threads 1 --runtime current & ;;
   esac
@@ -66,7 +71,7 @@ if [ -n "${WSS_SCENARIOS:-}" ]; then
   done
   SCENARIOS=("${chosen[@]}")
 fi
-SERVERS=(surge-ws surge-wss peer-wss)
+read -r -a SERVERS <<<"${WSS_SERVERS:-surge-ws surge-wss surge-wss-uring peer-wss}"
 [ -n "${WSS_BASELINE:-}" ] && SERVERS+=(base-wss)
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
@@ -160,19 +165,26 @@ by = collections.defaultdict(dict)
 for rnd, name, server, rate, cpu, ok in rows:
     by[(name, rnd)][server] = (float(rate), float(cpu), ok)
 names = list(dict.fromkeys(r[1] for r in rows))
-print("| scenario | surge ws msgs/s (CPU us/msg) | surge wss | peer wss | wss/ws msgs/s | wss/peer msgs/s | wss/peer CPU/msg |")
-print("|---|---|---|---|---|---|---|")
+servers = list(dict.fromkeys(r[2] for r in rows))
+# Ratios paired by round, where both sides ran: (numerator, denominator).
+pairs = [(a, b) for a, b in [("surge-wss", "surge-ws"), ("surge-wss", "peer-wss"),
+                             ("surge-wss-uring", "surge-wss"), ("surge-wss", "base-wss")]
+         if a in servers and b in servers]
+print("| scenario | " + " | ".join(f"{s} msgs/s (CPU us/msg)" for s in servers) + " | "
+      + " | ".join(f"{a}/{b} msgs/s, CPU/msg" for a, b in pairs) + " |")
+print("|---" * (1 + len(servers) + len(pairs)) + "|")
 for name in names:
-    rounds = [v for (n, _), v in by.items() if n == name and len(v) >= 3]
+    rounds = [v for (n, _), v in by.items() if n == name and len(v) == len(servers)]
+    if not rounds:
+        continue
     med = lambda s, i: statistics.median(r[s][i] for r in rounds)
     ratio = lambda a, b, i: statistics.median(r[a][i] / r[b][i] for r in rounds if r[b][i])
+    spread = lambda a, b, i: [r[a][i] / r[b][i] for r in rounds if r[b][i]]
     cell = lambda s: f"{med(s, 0):,.0f} ({med(s, 1):.2f})"
     errs = sum(1 for r in rounds for s in r.values() if s[2] != "ok")
-    print(f"| {name} | {cell('surge-ws')} | {cell('surge-wss')} | {cell('peer-wss')} | "
-          f"{ratio('surge-wss', 'surge-ws', 0):.2f} | {ratio('surge-wss', 'peer-wss', 0):.2f} | "
-          f"{ratio('surge-wss', 'peer-wss', 1):.2f} |" + (f" ({errs} runs with errors)" if errs else ""))
-    if all("base-wss" in r for r in rounds):
-        print(f"|   against base-wss | {cell('base-wss')} | wss/base msgs/s "
-              f"{ratio('surge-wss', 'base-wss', 0):.2f} | wss/base CPU/msg "
-              f"{ratio('surge-wss', 'base-wss', 1):.2f} | | | |")
+    ratios = [f"{ratio(a, b, 0):.2f}, {ratio(a, b, 1):.2f} (rounds {min(spread(a, b, 0)):.2f}-"
+              f"{max(spread(a, b, 0)):.2f}, {min(spread(a, b, 1)):.2f}-{max(spread(a, b, 1)):.2f})"
+              for a, b in pairs]
+    print(f"| {name} | " + " | ".join(cell(s) for s in servers) + " | " + " | ".join(ratios)
+          + " |" + (f" ({errs} runs with errors)" if errs else ""))
 PY

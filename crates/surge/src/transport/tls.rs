@@ -443,7 +443,7 @@ impl TlsStream {
         buf: &mut [u8],
         pool: &mut BufferPool,
     ) -> io::Result<usize> {
-        let mut source = Source::Received(*received);
+        let mut source = Source::Received(std::mem::take(received));
         let read = self.read_from(&mut source, buf, pool);
         if let Source::Received(rest) = source {
             *received = rest;
