@@ -151,6 +151,17 @@ sys.exit(0 if fd >= 0 and os.close(fd) is None else 1)
 EOF
 }
 
+# on_each_backend FN NAME: `FN epoll ""`, then `FN io-uring @io-uring` where the system allows
+# io_uring (else NAME@io-uring is recorded as skipped). FN's steps take the suffix.
+on_each_backend() {
+  "$1" epoll ""
+  if io_uring_available; then
+    "$1" io-uring @io-uring
+  else
+    skip_step "$2@io-uring" "io_uring refused here"
+  fi
+}
+
 # cargo_test_io_uring: the engine, hostile and TLS suites again, on the io_uring backend (the
 # workspace run above is on epoll); skipped where the system refuses io_uring.
 cargo_test_io_uring() {
@@ -267,13 +278,11 @@ suite_external_server() {
       return 0
     fi
   fi
-  external_server_on epoll ""
   # A harness self-test (SURGE_ECHO_SERVER_CMD) has no backends to go through.
-  [ -z "${SURGE_ECHO_SERVER_CMD:-}" ] || return 0
-  if io_uring_available; then
-    external_server_on io-uring @io-uring
+  if [ -n "${SURGE_ECHO_SERVER_CMD:-}" ]; then
+    external_server_on epoll ""
   else
-    skip_step "external-server@io-uring" "io_uring refused here"
+    on_each_backend external_server_on external-server
   fi
 }
 
@@ -689,12 +698,7 @@ suite_wss() {
   WSS_PKI=$LOGS/wss-pki
   ONLY='' run_step wss-certs wss_certs
   [ "${STEP_STATUS[${#STEP_STATUS[@]}-1]}" = passed ] || return 0
-  wss_server_on epoll ""
-  if io_uring_available; then
-    wss_server_on io-uring @io-uring
-  else
-    skip_step "wss-server@io-uring" "io_uring refused here"
-  fi
+  on_each_backend wss_server_on wss-server
 }
 
 # wss_server_on BACKEND SUFFIX: `surge echo --tls-*` on BACKEND and the wss steps against it

@@ -22,7 +22,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
 use surge::echo::EchoHandler;
 use surge::tls::{TlsConfig, TlsError};
-use surge::{Backend, Config, ConfigBuilder, Server, ServerError};
+use surge::{Backend, Config, ConfigBuilder, Server};
 
 #[path = "support/backend.rs"]
 mod under_test;
@@ -382,15 +382,9 @@ fn tls_is_served_on_either_backend_and_auto_prefers_io_uring() {
     let (cert, key, _) = pki.leaf("leaf", &["localhost"]);
     let client = Arc::new(pki.client(&[&rustls::version::TLS13]));
     let config = |backend| config(TlsConfig::new(&cert, &key)).backend(backend).build().unwrap();
-    let uring = match Server::start(config(Backend::IoUring), |_| EchoHandler) {
-        Ok(server) => Some(server),
-        // A system that refuses io_uring; the fall-back itself is tested in `engine`.
-        Err(ServerError::IoUring { source }) => {
-            eprintln!("io_uring refused here ({source}): epoll only");
-            None
-        }
-        Err(error) => panic!("{error}"),
-    };
+    // `None` on a system that refuses io_uring; the fall-back itself is tested in `engine`.
+    let uring =
+        under_test::start_unless_io_uring_refused(config(Backend::IoUring), |_| EchoHandler);
     let auto = Server::start(config(Backend::Auto), |_| EchoHandler).unwrap();
     let expected = if uring.is_some() { Backend::IoUring } else { Backend::Epoll };
     assert_eq!(auto.backend(), expected);
@@ -453,13 +447,8 @@ fn a_buffer_ring_far_smaller_than_the_demand_loses_nothing_over_tls_on_io_uring(
         .io_uring_buffers(4, 64)
         .build()
         .unwrap();
-    let server = match Server::start(config, |_| EchoHandler) {
-        Ok(server) => server,
-        Err(ServerError::IoUring { source }) => {
-            eprintln!("skipped: io_uring refused here ({source})");
-            return;
-        }
-        Err(error) => panic!("{error}"),
+    let Some(server) = under_test::start_unless_io_uring_refused(config, |_| EchoHandler) else {
+        return;
     };
     let addr = server.local_addrs()[0];
     let client = Arc::new(pki.client(&[&rustls::version::TLS13]));
@@ -493,9 +482,7 @@ fn a_buffer_ring_far_smaller_than_the_demand_loses_nothing_over_tls_on_io_uring(
     for client in clients {
         client.join().expect("every client got every echo");
     }
-    let stats = server.io_uring_stats();
-    assert!(stats.no_buffers > 0, "the ring ran dry, as the test means it to: {stats:?}");
-    assert!(stats.rearmed > 0, "and the receives were armed again: {stats:?}");
+    under_test::assert_the_ring_ran_dry(&server);
     server.shutdown(WAIT);
 }
 

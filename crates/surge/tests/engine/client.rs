@@ -38,7 +38,7 @@ fn keys() -> Keys {
 }
 
 #[path = "../support/backend.rs"]
-mod under_test;
+pub mod under_test;
 pub use under_test::backend;
 
 /// A loopback config builder for `threads` loops, with short timer ticks, on the

@@ -5,6 +5,7 @@ use std::thread;
 
 use surge::{Backend, Server, ServerError};
 
+use crate::client::under_test::{assert_the_ring_ran_dry, start_unless_io_uring_refused};
 use crate::client::{config, Client, Got, STOP};
 use crate::harness::{start, TestHandler};
 
@@ -38,9 +39,7 @@ fn a_buffer_ring_far_smaller_than_the_demand_loses_nothing() {
     for client in clients {
         client.join().expect("every client got every echo");
     }
-    let stats = server.io_uring_stats();
-    assert!(stats.no_buffers > 0, "the ring ran dry, as the test means it to: {stats:?}");
-    assert!(stats.rearmed > 0, "and the receives were armed again: {stats:?}");
+    assert_the_ring_ran_dry(&server);
     server.shutdown(STOP);
 }
 
@@ -49,14 +48,8 @@ fn a_buffer_ring_far_smaller_than_the_demand_loses_nothing() {
 #[test]
 fn the_rings_counts_are_exported_per_loop() {
     let config = config(2).backend(Backend::IoUring).io_uring_buffers(2, 64).build().unwrap();
-    let server = match Server::start(config, |_| TestHandler { shared: Default::default() }) {
-        Ok(server) => server,
-        Err(ServerError::IoUring { source }) => {
-            eprintln!("skipped: io_uring refused here ({source})");
-            return;
-        }
-        Err(error) => panic!("{error}"),
-    };
+    let factory = |_| TestHandler { shared: Default::default() };
+    let Some(server) = start_unless_io_uring_refused(config, factory) else { return };
     let addr = server.local_addrs()[0];
     let mut clients: Vec<_> = (0..4).map(|_| Client::connect(addr)).collect();
     let batch: Vec<String> = (0..40).map(|i| format!("{i} ").repeat(60)).collect();
