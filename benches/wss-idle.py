@@ -2,7 +2,8 @@
 """Server RSS per idle wss connection: `surge echo` over TLS, N connections each through the
 TLS handshake (TLS 1.3, its session tickets read) and the WebSocket upgrade, then silence.
 
-Usage: benches/wss-idle.py SURGE_BINARY CERT KEY CA [N]     (N defaults to 10,000)
+Usage: benches/wss-idle.py SURGE_BINARY CERT KEY CA [N [BACKEND]]  (N defaults to 10,000;
+BACKEND, the server's --backend, to auto)
 Prints one line: N, RSS before any connection, with all N idle, and the bytes per connection
 (all of them, and the second half's alone, which leaves out the pools' first growth).
 Standard library only; every socket on 127.0.0.1; the server is stopped at the end.
@@ -18,10 +19,11 @@ def rss_kib(pid):
 def main():
     binary, cert, key, ca = sys.argv[1:5]
     n = int(sys.argv[5]) if len(sys.argv) > 5 else 10000
+    backend = sys.argv[6] if len(sys.argv) > 6 else "auto"
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 1000), hard))
     args = [binary, "echo", "--listen", "127.0.0.1:0", "--threads", "1", "--idle-timeout", "off",
-            "--log", "info", "--tls-cert", cert, "--tls-key", key]
+            "--log", "info", "--backend", backend, "--tls-cert", cert, "--tls-key", key]
     server = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     try:
         port = None

@@ -154,7 +154,10 @@ fi
 
 if [ "${WSS_IDLE:-1}" != 0 ]; then
   echo
-  python3 benches/wss-idle.py "$SURGE" "$CERT" "$KEY" "$CA" 10000
+  for backend in epoll io-uring; do
+    echo "idle wss on $backend:"
+    python3 benches/wss-idle.py "$SURGE" "$CERT" "$KEY" "$CA" 10000 "$backend"
+  done
 fi
 
 echo
