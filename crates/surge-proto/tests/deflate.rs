@@ -8,10 +8,10 @@ use surge_proto::deflate::codec::{
     Compressor, CompressorConfig, DecompressError, Decompressor, SMALL_MESSAGE, TAIL,
 };
 use surge_proto::deflate::header::{elements, Element, SyntaxError};
-use surge_proto::deflate::SharedCodecs;
 use surge_proto::deflate::negotiate::{
     ClientOffer, Decline, ParamError, Params, RawParams, ResponseError, ServerPolicy,
 };
+use surge_proto::deflate::SharedCodecs;
 use surge_proto::Role;
 
 const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];

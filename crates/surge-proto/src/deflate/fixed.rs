@@ -40,19 +40,34 @@ impl Default for FixedHuffman {
     }
 }
 
-/// How hard `level` looks for matches: chain links followed, and whether a match waits
-/// one byte for a longer one (zlib's `deflate_slow` from level 4 on).
-fn effort(level: u8) -> (usize, bool) {
-    match level {
-        0 | 1 => (4, false),
-        2 => (8, false),
-        3 => (16, false),
-        4 => (16, true),
-        5 => (32, true),
-        6 => (128, true),
-        7 => (256, true),
-        _ => (4096, true),
-    }
+/// How hard a level looks for matches: zlib's `configuration_table` (deflate.c), so that
+/// a level means here what it means there.
+#[derive(Debug, Clone, Copy)]
+struct Effort {
+    /// A match this long already: follow a quarter of the chain for a longer one.
+    good: usize,
+    /// A match this long is taken without looking one byte on for a longer one; `None`:
+    /// never look (zlib's `deflate_fast`, levels 1 to 3).
+    lazy: Option<usize>,
+    /// A match this long ends the search.
+    nice: usize,
+    /// Chain links followed at most.
+    chain: usize,
+}
+
+fn effort(level: u8) -> Effort {
+    let (good, lazy, nice, chain) = match level {
+        0 | 1 => (4, None, 8, 4),
+        2 => (4, None, 16, 8),
+        3 => (4, None, 32, 32),
+        4 => (4, Some(4), 16, 16),
+        5 => (8, Some(16), 32, 32),
+        6 => (8, Some(16), 128, 128),
+        7 => (8, Some(32), 128, 256),
+        8 => (32, Some(128), 258, 1024),
+        _ => (32, Some(258), 258, 4096),
+    };
+    Effort { good, lazy, nice, chain }
 }
 
 impl FixedHuffman {
@@ -61,33 +76,36 @@ impl FixedHuffman {
     pub(crate) fn compress(&mut self, message: &[u8], level: u8, out: &mut Vec<u8>) {
         debug_assert!(!message.is_empty() && message.len() <= SMALL_MESSAGE);
         let message = &message[..message.len().min(SMALL_MESSAGE)];
-        let start = out.len();
-        // Fixed codes are at most 9 bits a literal, and a match is never longer than the
-        // literals it stands for: 9/8 of the message, the header and the flush.
-        out.reserve(message.len() + message.len() / 8 + 8);
-        let mut bits = BitWriter::new(out);
+        let mut bits = BitWriter::default();
         // BFINAL 0, BTYPE 01 (fixed codes).
         bits.put(0b010, 3);
-        self.encode(message, level, &mut bits);
+        self.encode(message, effort(level), &mut bits);
         // End of block, then the sync flush: an empty stored block's header, to a byte.
         bits.literal(256);
         bits.put(0, 3);
-        bits.finish();
-        if out.len() - start > stored_len(message) {
-            out.truncate(start);
+        let block = bits.finish();
+        if block.len() > stored_len(message) {
             write_stored(message, out);
+        } else {
+            out.extend_from_slice(block);
         }
     }
 
     /// The message's literals and matches, in fixed codes.
-    fn encode(&mut self, message: &[u8], level: u8, bits: &mut BitWriter<'_>) {
+    fn encode(&mut self, message: &[u8], effort: Effort, bits: &mut BitWriter) {
         self.head = [0; 1 << HASH_BITS];
-        let (chain, lazy) = effort(level);
         let mut pos = 0;
         // A match found at `pos - 1` that waits to see whether `pos` has a longer one.
         let mut held: Option<(usize, usize)> = None;
         while pos < message.len() {
-            let found = self.insert_and_match(message, pos, chain);
+            let found = match held {
+                // Long enough: taken as it is, `pos` only indexed.
+                Some((len, _)) if effort.lazy.is_some_and(|lazy| len >= lazy) => {
+                    self.insert(message, pos);
+                    None
+                }
+                _ => self.insert_and_match(message, pos, effort, held.map_or(0, |(len, _)| len)),
+            };
             match held.take() {
                 Some((len, dist)) if found.is_none_or(|(next, _)| next <= len) => {
                     bits.length(len, dist);
@@ -103,7 +121,7 @@ impl FixedHuffman {
                 None => {}
             }
             match found {
-                Some(m) if lazy && m.0 < MAX_MATCH => held = Some(m),
+                Some(m) if effort.lazy.is_some() && m.0 < MAX_MATCH => held = Some(m),
                 Some((len, dist)) => {
                     bits.length(len, dist);
                     for p in pos + 1..pos + len {
@@ -129,27 +147,39 @@ impl FixedHuffman {
         }
     }
 
-    /// The longest match for `pos` among earlier positions (at most `chain` of them), as
-    /// `(length, distance)`; then adds `pos` to its chain.
+    /// The longest match for `pos` among earlier positions, longer than `beat` (a held
+    /// match's length), as `(length, distance)`; then adds `pos` to its chain.
     fn insert_and_match(
         &mut self,
         message: &[u8],
         pos: usize,
-        chain: usize,
+        effort: Effort,
+        beat: usize,
     ) -> Option<(usize, usize)> {
         let h = hash(message, pos)?;
         let limit = (message.len() - pos).min(MAX_MATCH);
+        let nice = effort.nice.min(limit);
+        // Nothing here can be longer than the held match: just indexed.
+        let mut chain = match beat {
+            _ if beat >= limit => 0,
+            _ if beat >= effort.good => effort.chain / 4,
+            _ => effort.chain,
+        };
         let mut best: Option<(usize, usize)> = None;
+        let mut best_len = beat.max(MIN_MATCH - 1);
         let mut candidate = self.head[h];
-        for _ in 0..chain {
-            let Some(at) = (candidate as usize).checked_sub(1) else { break };
-            let len =
-                message[at..].iter().zip(&message[pos..pos + limit]).take_while(|(a, b)| a == b);
-            let len = len.count();
-            if len >= MIN_MATCH && best.is_none_or(|(b, _)| len > b) {
-                best = Some((len, pos - at));
-                if len == limit {
-                    break;
+        while let (Some(at), true) = ((candidate as usize).checked_sub(1), chain > 0) {
+            chain -= 1;
+            // Only a candidate that agrees at the byte that would make it longer counts.
+            // (`best_len < limit` here: `at + best_len < pos + limit`, within the message.)
+            if message[at + best_len] == message[pos + best_len] {
+                let len = common_prefix(&message[at..], &message[pos..pos + limit]);
+                if len > best_len {
+                    best = Some((len, pos - at));
+                    best_len = len;
+                    if len >= nice {
+                        break;
+                    }
                 }
             }
             candidate = self.prev[at];
@@ -158,6 +188,20 @@ impl FixedHuffman {
         self.head[h] = pos as u16 + 1;
         best
     }
+}
+
+/// How many leading bytes `a` and `b` share (at most `b.len()`), eight at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut len = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let diff = u64::from_le_bytes(x.try_into().unwrap_or_default())
+            ^ u64::from_le_bytes(y.try_into().unwrap_or_default());
+        if diff != 0 {
+            return len + (diff.trailing_zeros() / 8) as usize;
+        }
+        len += 8;
+    }
+    len + a[len..].iter().zip(&b[len..]).take_while(|(x, y)| x == y).count()
 }
 
 /// The chain a 3-byte prefix at `pos` belongs to; `None` within two bytes of the end.
@@ -183,26 +227,36 @@ fn write_stored(message: &[u8], out: &mut Vec<u8>) {
     out.push(0);
 }
 
-/// Bits into a `Vec`, least significant first, as DEFLATE packs them.
-struct BitWriter<'a> {
-    out: &'a mut Vec<u8>,
+/// The most a block of fixed codes takes for [`SMALL_MESSAGE`] bytes: 9 bits a literal
+/// (a match never costs more than the literals it replaces at these distances), the block
+/// header and end, the flush's header, and a word's slack for [`BitWriter::put`].
+const MAX_BLOCK: usize = (SMALL_MESSAGE * 9 + 3 + 7 + 3).div_ceil(8) + 8;
+
+/// Bits into a buffer on the stack, least significant first, as DEFLATE packs them, four
+/// bytes at a time.
+struct BitWriter {
+    buf: [u8; MAX_BLOCK],
+    len: usize,
     acc: u64,
     count: u32,
 }
 
-impl<'a> BitWriter<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
-        Self { out, acc: 0, count: 0 }
+impl Default for BitWriter {
+    fn default() -> Self {
+        Self { buf: [0; MAX_BLOCK], len: 0, acc: 0, count: 0 }
     }
+}
 
-    /// The low `count` bits of `value` (at most 32).
+impl BitWriter {
+    /// The low `count` bits of `value` (at most 16).
     fn put(&mut self, value: u32, count: u32) {
         self.acc |= u64::from(value) << self.count;
         self.count += count;
-        while self.count >= 8 {
-            self.out.push(self.acc as u8);
-            self.acc >>= 8;
-            self.count -= 8;
+        if self.count >= 32 {
+            self.buf[self.len..self.len + 4].copy_from_slice(&(self.acc as u32).to_le_bytes());
+            self.len += 4;
+            self.acc >>= 32;
+            self.count -= 32;
         }
     }
 
@@ -224,11 +278,13 @@ impl<'a> BitWriter<'a> {
         self.put((dist - base as usize) as u32, u32::from(extra));
     }
 
-    /// The last bits, padded with zeros to a byte.
-    fn finish(self) {
-        if self.count > 0 {
-            self.out.push(self.acc as u8);
-        }
+    /// The bytes written, the last padded with zeros.
+    fn finish(&mut self) -> &[u8] {
+        let tail = self.count.div_ceil(8) as usize;
+        self.buf[self.len..self.len + 4].copy_from_slice(&(self.acc as u32).to_le_bytes());
+        self.len += tail;
+        self.count = 0;
+        &self.buf[..self.len]
     }
 }
 
@@ -430,7 +486,10 @@ mod tests {
             ..Default::default()
         };
         let mut zlib = Vec::new();
-        crate::deflate::codec::Compressor::new(config).unwrap().compress(message, &mut zlib).unwrap();
+        crate::deflate::codec::Compressor::new(config)
+            .unwrap()
+            .compress(message, &mut zlib)
+            .unwrap();
         assert!(fixed <= zlib.len() + zlib.len() / 20, "fixed {fixed} B, zlib {} B", zlib.len());
     }
 
