@@ -72,7 +72,7 @@ if [ -n "${WSS_SCENARIOS:-}" ]; then
   SCENARIOS=("${chosen[@]}")
 fi
 read -r -a SERVERS <<<"${WSS_SERVERS:-surge-ws surge-wss surge-wss-uring peer-wss}"
-[ -n "${WSS_BASELINE:-}" ] && SERVERS+=(base-wss)
+[ -z "${WSS_BASELINE:-}" ] || [[ " ${SERVERS[*]} " == *" base-wss "* ]] || SERVERS+=(base-wss)
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
 HZ=$(getconf CLK_TCK)
