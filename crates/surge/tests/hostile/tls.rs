@@ -47,8 +47,8 @@ impl Pki {
     fn new(name: &str) -> Pki {
         let rcgen::CertifiedKey { cert, key_pair } =
             rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a cert");
-        let dir = std::env::temp_dir()
-            .join(format!("surge-hostile-tls-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("surge-hostile-tls-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory for the certificate");
         std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write the certificate");
         std::fs::write(dir.join("key.pem"), key_pair.serialize_pem()).expect("write the key");
