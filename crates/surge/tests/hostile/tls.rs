@@ -169,7 +169,6 @@ fn hostile_tls_connections_one_after_another_leave_no_memory_behind() {
     let pki = Pki::new("rounds");
     let mut case = pki.case();
     let addr = case.addr();
-    let hello = pki.client_hello();
     let http = Request::valid(addr).bytes();
     let oversized = oversized_hello(15);
     for _ in 0..ROUNDS {
