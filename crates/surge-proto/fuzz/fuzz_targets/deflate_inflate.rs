@@ -1,11 +1,13 @@
 //! The permessage-deflate inflate path: arbitrary compressed bytes, in up to three fragments,
 //! never panic and never grow the output past the cap (the buffer's capacity included); and
-//! what the compressor makes of the same bytes inflates back to them, as one message and as
-//! three messages of a context-takeover stream.
+//! what the compressors make of the same bytes inflates back to them: zlib's and the loop's
+//! shared codecs' (fixed Huffman codes up to 250 bytes, at the level a byte picks) as one
+//! message, and zlib's as three messages of a context-takeover stream.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use surge_proto::deflate::codec::{Compressor, CompressorConfig, DecompressError, Decompressor};
+use surge_proto::deflate::SharedCodecs;
 
 fuzz_target!(|data: &[u8]| check(data));
 
@@ -40,7 +42,7 @@ fn check(data: &[u8]) {
     }
 
     CODECS.with(|codecs| {
-        let (shared, compressors) = &mut *codecs.borrow_mut();
+        let (shared, compressors, loop_codecs) = &mut *codecs.borrow_mut();
         // The shared form, whole message. It resets first, so reusing it across runs keeps
         // each run independent (and saves making 47 KiB of state per run).
         let mut out = Vec::new();
@@ -62,6 +64,13 @@ fn check(data: &[u8]) {
         let mut back = Vec::new();
         shared.decompress_message(&wire, &mut back, payload.len()).unwrap();
         assert_eq!(back, payload);
+
+        let config = CompressorConfig { level: 1 + cut_a % 9, ..c.config() };
+        wire.clear();
+        loop_codecs.compress(config, payload, &mut wire).unwrap();
+        back.clear();
+        shared.decompress_message(&wire, &mut back, payload.len()).unwrap();
+        assert_eq!(back, payload, "level {}", config.level);
     });
     // The same bytes as three messages of one context-takeover stream (fresh per run, so runs
     // stay independent): each inflates back, the later ones through the earlier ones' window.
@@ -81,9 +90,9 @@ fn check(data: &[u8]) {
     }
 }
 
-type Codecs = (Decompressor, [Option<Compressor>; 8]);
+type Codecs = (Decompressor, [Option<Compressor>; 8], SharedCodecs);
 
 thread_local! {
     static CODECS: std::cell::RefCell<Codecs> =
-        std::cell::RefCell::new((Decompressor::shared(), Default::default()));
+        std::cell::RefCell::new((Decompressor::shared(), Default::default(), SharedCodecs::new(0)));
 }

@@ -26,10 +26,10 @@ pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// How much a decompressor inflates per step before checking the cap.
 pub const CHUNK: usize = 16 * 1024;
 
-/// The longest message that [`CompressorConfig::for_message`] compresses with zlib's
-/// smallest compressor when nothing is carried from one message to the next: a 9-bit
-/// window reaches back 250 bytes, the whole message, and memLevel 2 holds 255 symbols, so
-/// the message is still one block.
+/// The longest message that a loop's [`SharedCodecs`](super::SharedCodecs) compresses, when
+/// nothing is carried from one message to the next, in one block of DEFLATE's fixed Huffman
+/// codes instead of with zlib: at this size zlib spends most of its time building dynamic
+/// trees that come out no smaller (see `fixed.rs`).
 pub const SMALL_MESSAGE: usize = 250;
 
 /// A setting outside what DEFLATE allows.
@@ -78,34 +78,6 @@ impl CompressorConfig {
             no_context_takeover: self.no_context_takeover || direction.no_context_takeover,
             ..self
         }
-    }
-
-    /// The compressor for one message of `len` bytes under this config: without context
-    /// takeover a message of at most [`SMALL_MESSAGE`] bytes goes to a window of 9 bits and
-    /// memLevel 2 (or this config's, if smaller), whose reset before the next message clears
-    /// 1 KiB of hash table instead of 64 KiB at memLevel 8, and whose 10 KiB of state stay
-    /// in cache; it finds the same matches (every one lies within 250 bytes) in one block,
-    /// so the message compresses to the same size. Any window up to the agreed one is the
-    /// sender's to choose (RFC 7692 §7.1.2.1). Otherwise this config.
-    ///
-    /// ```
-    /// use surge_proto::deflate::codec::{Compressor, CompressorConfig};
-    ///
-    /// let config = CompressorConfig { no_context_takeover: true, ..CompressorConfig::default() };
-    /// let small = config.for_message(137);
-    /// assert_eq!((small.window_bits, small.mem_level), (9, 2));
-    /// assert_eq!(config.for_message(4096), config);
-    /// let message = br#"{"type":"trade","symbol":"BTC-USD","price":"43127.55","side":"buy"}"#;
-    /// let (mut large_out, mut small_out) = (Vec::new(), Vec::new());
-    /// Compressor::new(config).unwrap().compress(message, &mut large_out).unwrap();
-    /// Compressor::new(small).unwrap().compress(message, &mut small_out).unwrap();
-    /// assert_eq!(large_out, small_out);
-    /// ```
-    pub fn for_message(self, len: usize) -> Self {
-        if !self.no_context_takeover || len > SMALL_MESSAGE {
-            return self;
-        }
-        Self { window_bits: self.window_bits.min(9), mem_level: self.mem_level.min(2), ..self }
     }
 }
 

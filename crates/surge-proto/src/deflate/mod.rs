@@ -116,6 +116,7 @@
 
 mod backend;
 pub mod codec;
+mod fixed;
 pub mod header;
 pub mod negotiate;
 pub mod session;

@@ -4,9 +4,9 @@
 //! Each direction is served one of two ways, decided by the agreed [`Params`]:
 //!
 //! - **without context takeover** the sender resets its window after every message, so
-//!   the loop's one compressor (per distinct [`CompressorConfig`], and a 10 KiB one for
-//!   messages of up to [`SMALL_MESSAGE`](super::codec::SMALL_MESSAGE) bytes, see
-//!   [`CompressorConfig::for_message`]) or its one 15-bit decompressor serves every
+//!   the loop's one compressor (per distinct [`CompressorConfig`]; messages of up to
+//!   [`SMALL_MESSAGE`](super::codec::SMALL_MESSAGE) bytes go to one block of fixed Huffman
+//!   codes, which needs no zlib state) or its one 15-bit decompressor serves every
 //!   connection, one whole message at a time. Such a connection
 //!   holds nothing at rest; a compressed message that arrives in pieces (fragments, or a
 //!   frame across reads) waits, compressed, in a buffer of its own until its last piece, and
@@ -45,7 +45,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::codec::{CompressError, Compressor, CompressorConfig, DecompressError, Decompressor};
+use super::codec::{
+    CompressError, Compressor, CompressorConfig, DecompressError, Decompressor, SMALL_MESSAGE,
+};
+use super::fixed::FixedHuffman;
 use super::negotiate::{Direction, Params};
 use crate::error::ProtocolError;
 use crate::extension::Extension;
@@ -77,12 +80,21 @@ pub struct DeflateStats {
 pub struct SharedCodecs {
     threshold: usize,
     compressors: Vec<Compressor>,
+    /// The hash chains of the compressor for short messages, made on first use.
+    fixed: Option<Box<FixedHuffman>>,
     decompressor: Option<Decompressor>,
     stats: DeflateStats,
     /// Buffers that held a message's compressed pieces, kept for the next one: a message
     /// that arrives in pieces (a frame split between reads) costs no allocation at steady
     /// state, and an idle connection holds none.
     spare_pending: Vec<Vec<u8>>,
+}
+
+/// Whether a message of `len` bytes under `config` is compressed with fixed Huffman codes
+/// (short, nothing carried to the next message, and compressed at all: level 0 is zlib's
+/// stored blocks).
+fn fixed_codes(config: CompressorConfig, len: usize) -> bool {
+    config.no_context_takeover && config.level > 0 && (1..=SMALL_MESSAGE).contains(&len)
 }
 
 /// How many emptied pending buffers a loop keeps, and the largest it keeps.
@@ -105,6 +117,7 @@ impl SharedCodecs {
         Self {
             threshold,
             compressors: Vec::new(),
+            fixed: None,
             decompressor: None,
             stats: DeflateStats::default(),
             spare_pending: Vec::new(),
@@ -136,16 +149,22 @@ impl SharedCodecs {
 
     /// Compresses the whole `message` with the shared compressor for `config` (which must
     /// have `no_context_takeover`: its window is reset after the message), appending the
-    /// payload of a compressed message to `out`. A small message goes to the smaller
-    /// compressor [`CompressorConfig::for_message`] picks (made once, like the others): the
-    /// output still depends only on `config` and the message.
+    /// payload of a compressed message to `out`. A message of up to
+    /// [`SMALL_MESSAGE`](super::codec::SMALL_MESSAGE) bytes is one block of fixed Huffman
+    /// codes, made in Rust, not by zlib: the output still depends only on `config` and the
+    /// message.
     pub fn compress(
         &mut self,
         config: CompressorConfig,
         message: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), CompressError> {
-        let config = config.for_message(message.len());
+        let start = out.len();
+        if fixed_codes(config, message.len()) {
+            self.fixed.get_or_insert_default().compress(message, config.level, out);
+            self.count_compressed(message.len(), out.len() - start);
+            return Ok(());
+        }
         let index = match self.compressors.iter().position(|c| c.config() == config) {
             Some(index) => index,
             None => {
@@ -154,7 +173,6 @@ impl SharedCodecs {
                 self.compressors.len() - 1
             }
         };
-        let start = out.len();
         self.compressors[index].compress(message, out)?;
         self.count_compressed(message.len(), out.len() - start);
         Ok(())

@@ -72,7 +72,9 @@ usage: benches/compare.sh [OPTIONS]
   --deflate[=PARAMS]    the load generator offers permessage-deflate (PARAMS as its --deflate
                         takes them) and reports the compression ratio; adds the servers
                         surge-deflate-shared, surge-deflate-s12 (stream:12:4),
-                        surge-deflate-s15 (stream:15:8), node-ws-deflate, python-ws-deflate
+                        surge-deflate-s15 (stream:15:8), surge-deflate-shared-uring and
+                        surge-deflate-s12-uring (the same on io_uring), node-ws-deflate,
+                        python-ws-deflate
                         and the scenarios json137, json16k (JSON-record text, 100 x 137 B,
                         200 x 16 KiB)
   --nice N              run the servers and the load generator under `nice -n N`
@@ -273,13 +275,16 @@ impl Peer {
                     "warn".into(),
                 ];
                 // "surge" (and the sweep) is the epoll backend, "surge-uring" the io_uring
-                // one; the baseline build runs as it comes (it may predate the flag).
+                // one, and any other variant ending in `-uring` its epoll twin on io_uring;
+                // the baseline build runs as it comes (it may predate the flag).
                 match id {
                     "surge-baseline" => {}
-                    "surge-uring" => v.extend(["--backend".into(), "io-uring".into()]),
+                    _ if id.ends_with("-uring") => {
+                        v.extend(["--backend".into(), "io-uring".into()])
+                    }
                     _ => v.extend(["--backend".into(), "epoll".into()]),
                 }
-                match id {
+                match id.trim_end_matches("-uring") {
                     "surge-deflate-shared" => v.push("--deflate=shared".into()),
                     "surge-deflate-s12" => v.push("--deflate=stream:12:4".into()),
                     "surge-deflate-s15" => v.push("--deflate=stream:15:8".into()),
@@ -332,6 +337,8 @@ fn peers(o: &Opts) -> Vec<Peer> {
             p("surge-deflate-shared", "Surge, deflate shared", t, true),
             p("surge-deflate-s12", "Surge, deflate stream:12:4", t, true),
             p("surge-deflate-s15", "Surge, deflate stream:15:8", t, true),
+            p("surge-deflate-shared-uring", "Surge, deflate shared, io_uring", t, true),
+            p("surge-deflate-s12-uring", "Surge, deflate stream:12:4, io_uring", t, true),
             p("node-ws-deflate", "Node ws, perMessageDeflate", 1, true),
             p("python-ws-deflate", "Python websockets, compression on", 1, true),
         ]);
