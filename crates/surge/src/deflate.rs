@@ -11,10 +11,9 @@
 //!   One compressor per distinct set of parameters and one decompressor per event loop
 //!   serve every connection: 268 KiB + 40 KiB per loop at window 15, memLevel 8, made at
 //!   the first compressed message (a client asking for a smaller window adds a compressor
-//!   for that window, once per loop), plus 10 KiB for the compressor of messages up to 250
-//!   bytes (window 9, memLevel 2: the same output, and its reset per message clears 1 KiB
-//!   of hash table where the large one clears 64 KiB;
-//!   [`CompressorConfig::for_message`](surge_proto::deflate::codec::CompressorConfig::for_message)).
+//!   for that window, once per loop), plus 1 KiB of hash chains for messages up to 250
+//!   bytes, which are compressed in Rust as one block of fixed Huffman codes (6.7x faster
+//!   than zlib at 137 B, 0.3 % larger; see `surge_proto::deflate`).
 //!   A connection holds nothing but its session, about
 //!   48 bytes out of line (its record grows by the pointer, 8 bytes, deflate or not), plus
 //!   a message in pieces, compressed, only while it arrives. It compresses a little worse

@@ -48,10 +48,13 @@
 //!   `CompressError` is a bug (1011). Without context takeover a compressor resets after each
 //!   message, so one per loop serves every connection, and its output depends only on its
 //!   [`CompressorConfig`] (`Eq + Hash`, after [`CompressorConfig::for_direction`]) and the
-//!   message (a small one goes to the smaller compressor [`CompressorConfig::for_message`]
-//!   picks, which [`SharedCodecs`] keeps beside it): a broadcast is compressed once per
-//!   distinct config and the frame shared. A connection with
-//!   context takeover compresses with its own `Compressor`.
+//!   message: a broadcast is compressed once per distinct config and the frame shared. A
+//!   connection with context takeover compresses with its own `Compressor`.
+//!   [`SharedCodecs`] compresses a message of up to
+//!   [`SMALL_MESSAGE`](codec::SMALL_MESSAGE) bytes in Rust, as one block of DEFLATE's fixed
+//!   Huffman codes (`fixed.rs`): zlib spends most of such a message building dynamic trees
+//!   that come out no smaller (137 B of JSON: 1.1 µs against 7.5 µs, 116.0 B out against
+//!   115.6 B, and its inflation 0.46 µs against 1.5 µs, the bench's `deflate-policy`).
 //!
 //! # The backend, measured
 //!

@@ -5,7 +5,7 @@
 //!
 //! - **without context takeover** the sender resets its window after every message, so
 //!   the loop's one compressor (per distinct [`CompressorConfig`]; messages of up to
-//!   [`SMALL_MESSAGE`](super::codec::SMALL_MESSAGE) bytes go to one block of fixed Huffman
+//!   [`SMALL_MESSAGE`] bytes go to one block of fixed Huffman
 //!   codes, which needs no zlib state) or its one 15-bit decompressor serves every
 //!   connection, one whole message at a time. Such a connection
 //!   holds nothing at rest; a compressed message that arrives in pieces (fragments, or a
@@ -150,7 +150,7 @@ impl SharedCodecs {
     /// Compresses the whole `message` with the shared compressor for `config` (which must
     /// have `no_context_takeover`: its window is reset after the message), appending the
     /// payload of a compressed message to `out`. A message of up to
-    /// [`SMALL_MESSAGE`](super::codec::SMALL_MESSAGE) bytes is one block of fixed Huffman
+    /// [`SMALL_MESSAGE`] bytes is one block of fixed Huffman
     /// codes, made in Rust, not by zlib: the output still depends only on `config` and the
     /// message.
     pub fn compress(
