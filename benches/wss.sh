@@ -2,17 +2,22 @@
 # benches/wss.sh - wss figures in one sitting: Surge over TLS against Surge in cleartext and
 # against the tokio-tungstenite + tokio-rustls peer (benches/peers), paired by round; then
 # full and resumed TLS handshakes (surge-loadgen's churn, with and without --no-resume: server
-# CPU per handshake, the TCP connection and the WebSocket upgrade included), Surge and the
-# peer, paired by round; then server RSS per idle wss connection at 10,000
+# CPU per handshake, the TCP connection and the WebSocket upgrade included) beside the same
+# churn in cleartext (the TLS increment is their difference), Surge and the peer (and the
+# baseline's ws and wss), paired by round; then server RSS per idle wss connection at 10,000
 # (benches/wss-idle.py; WSS_IDLE=0 leaves it out).
 #
 #   benches/wss.sh [ROUNDS] [SECONDS]      # default 3 rounds of 3 s runs (1 s warm-up)
 #   WSS_SCENARIOS='10x1KiB 100x20Bx16'    # only these scenarios (names as in the table)
 #   WSS_BASELINE=/tmp/old/surge            # another build beside, as base-wss (A/B over TLS)
 #   WSS_SERVERS='surge-wss surge-wss-uring' # only these servers (default: surge-ws surge-wss
-#                                          # surge-wss-uring peer-wss); surge-wss is epoll,
-#                                          # surge-wss-uring the same over io_uring
+#                                          # surge-wss-uring peer-wss); surge-wss-uring is
+#                                          # surge-wss on io_uring
 #   WSS_HANDSHAKES=0 WSS_IDLE=0            # leave the handshake or the idle part out
+#   WSS_PEER=0                             # leave the tokio-rustls peer out
+#   WSS_BACKEND=auto                       # the backend of surge-ws, surge-wss and the baseline
+#                                          # (default epoll, so that ws and wss differ by TLS
+#                                          # alone; surge-wss-uring is always io_uring)
 #
 # Needs the release builds (cargo build --release -p surge -p surge-loadgen; cargo build
 # --release --manifest-path benches/peers/Cargo.toml --bin tungstenite-rustls-echo). The
@@ -37,15 +42,17 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+BACKEND=${WSS_BACKEND:-epoll}
 start() { # start NAME PORT: sets SPID
+  local surge_args=(echo --listen "127.0.0.1:$2" --threads 1 --log warn --backend "$BACKEND")
+  local tls_args=(--tls-cert "$CERT" --tls-key "$KEY")
+  local uring_args=(echo --listen "127.0.0.1:$2" --threads 1 --log warn --backend io-uring)
   case $1 in
-    surge-ws) taskset -c 0 "$SURGE" echo --listen "127.0.0.1:$2" --threads 1 --log warn & ;;
-    surge-wss) taskset -c 0 "$SURGE" echo --listen "127.0.0.1:$2" --threads 1 --log warn \
-      --backend epoll --tls-cert "$CERT" --tls-key "$KEY" & ;;
-    surge-wss-uring) taskset -c 0 "$SURGE" echo --listen "127.0.0.1:$2" --threads 1 --log warn \
-      --backend io-uring --tls-cert "$CERT" --tls-key "$KEY" & ;;
-    base-wss) taskset -c 0 "$WSS_BASELINE" echo --listen "127.0.0.1:$2" --threads 1 --log warn \
-      --backend epoll --tls-cert "$CERT" --tls-key "$KEY" & ;;
+    surge-ws) taskset -c 0 "$SURGE" "${surge_args[@]}" & ;;
+    surge-wss) taskset -c 0 "$SURGE" "${surge_args[@]}" "${tls_args[@]}" & ;;
+    surge-wss-uring) taskset -c 0 "$SURGE" "${uring_args[@]}" "${tls_args[@]}" & ;;
+    base-ws) taskset -c 0 "$WSS_BASELINE" "${surge_args[@]}" & ;;
+    base-wss) taskset -c 0 "$WSS_BASELINE" "${surge_args[@]}" "${tls_args[@]}" & ;;
     peer-wss) PEER_TLS_CERT=$CERT PEER_TLS_KEY=$KEY taskset -c 0 "$PEER" \
       --listen "127.0.0.1:$2" --threads 1 --runtime current & ;;
   esac
@@ -60,7 +67,7 @@ for _ in range(100):
         time.sleep(0.05)
 PY
 }
-url() { case $1 in surge-ws) echo "ws://127.0.0.1:$2/" ;; *) echo "wss://127.0.0.1:$2/" ;; esac; }
+url() { case $1 in surge-ws | base-ws) echo "ws://127.0.0.1:$2/" ;; *) echo "wss://127.0.0.1:$2/" ;; esac; }
 
 SCENARIOS=("100x20B|-c 100 --size 20" "10x1KiB|-c 10 --size 1024" "200x16KiB|-c 200 --size 16384"
   "100x20Bx16|-c 100 --size 20 --in-flight 16")
@@ -71,7 +78,9 @@ if [ -n "${WSS_SCENARIOS:-}" ]; then
   done
   SCENARIOS=("${chosen[@]}")
 fi
-read -r -a SERVERS <<<"${WSS_SERVERS:-surge-ws surge-wss surge-wss-uring peer-wss}"
+DEFAULT_SERVERS="surge-ws surge-wss surge-wss-uring"
+[ "${WSS_PEER:-1}" = 0 ] || DEFAULT_SERVERS+=" peer-wss"
+read -r -a SERVERS <<<"${WSS_SERVERS:-$DEFAULT_SERVERS}"
 [ -z "${WSS_BASELINE:-}" ] || [[ " ${SERVERS[*]} " == *" base-wss "* ]] || SERVERS+=(base-wss)
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
@@ -112,19 +121,24 @@ echo
 echo "handshakes (surge-loadgen --churn, ${SECS}s after 1 s; server CPU per connection opened)"
 HANDSHAKES=$OUT/handshakes.tsv
 : >"$HANDSHAKES"
+# Cleartext churn (mode plain) beside the TLS ones, against the same binary: the TLS increment
+# per connection is wss's CPU less ws's, paired by round.
+HS_RUNS=("plain|surge-ws" "full|surge-wss" "resumed|surge-wss")
+[ "${WSS_PEER:-1}" != 0 ] && HS_RUNS+=("full|peer-wss" "resumed|peer-wss")
+[ -n "${WSS_BASELINE:-}" ] && HS_RUNS+=("plain|base-ws" "full|base-wss" "resumed|base-wss")
 for round in $(seq "$ROUNDS"); do
-  for mode in full resumed; do
-    for server in surge-wss peer-wss; do
-      port=$(free_port)
-      start "$server" "$port" >/dev/null
-      before=$(cpu_ticks "$SPID")
-      resume=(); [ "$mode" = full ] && resume=(--no-resume)
-      taskset -c 1 timeout 120 "$LOADGEN" "wss://127.0.0.1:$port/" --ca "$CA" --threads 1 -c 10 \
-        --rate 10 --churn 5000 "${resume[@]}" -d "${SECS}s" -w 1s -q --json "$OUT/run.json" >/dev/null 2>&1 || true
-      after=$(cpu_ticks "$SPID")
-      kill "$SPID" 2>/dev/null || true
-      wait "$SPID" 2>/dev/null || true
-      python3 - "$OUT/run.json" "$round" "$mode" "$server" "$((after - before))" "$HZ" >>"$HANDSHAKES" <<'PY'
+  for run in "${HS_RUNS[@]}"; do
+    mode=${run%%|*} server=${run#*|}
+    port=$(free_port)
+    start "$server" "$port" >/dev/null
+    before=$(cpu_ticks "$SPID")
+    resume=(); [ "$mode" = full ] && resume=(--no-resume)
+    taskset -c 1 timeout 120 "$LOADGEN" "$(url "$server" "$port")" --ca "$CA" --threads 1 -c 10 \
+      --rate 10 --churn 5000 "${resume[@]}" -d "${SECS}s" -w 1s -q --json "$OUT/run.json" >/dev/null 2>&1 || true
+    after=$(cpu_ticks "$SPID")
+    kill "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    python3 - "$OUT/run.json" "$round" "$mode" "$server" "$((after - before))" "$HZ" >>"$HANDSHAKES" <<'PY'
 import json, sys
 path, rnd, mode, server, ticks, hz = sys.argv[1:]
 try:
@@ -135,20 +149,34 @@ except Exception:
 cpu_us = int(ticks) / int(hz) * 1e6 / opened if opened else 0.0
 print(f"{rnd}\t{mode}\t{server}\t{opened}\t{cpu_us:.1f}\t{'ok' if ok else 'ERR'}")
 PY
-      tail -n 1 "$HANDSHAKES"
-    done
+    tail -n 1 "$HANDSHAKES"
   done
 done
 python3 - "$HANDSHAKES" <<'PY'
 import collections, statistics, sys
-by = collections.defaultdict(list)
+by = collections.defaultdict(dict)
 for line in open(sys.argv[1]):
-    rnd, mode, server, opened, cpu, ok = line.split("\t")
-    by[(mode, server)].append(float(cpu))
+    rnd, mode, server, opened, cpu, ok = line.rstrip("\n").split("\t")
+    by[(mode, server)][rnd] = float(cpu)
 for (mode, server), cpus in sorted(by.items()):
-    med = statistics.median(cpus)
-    print(f"{server}\t{mode}\tserver CPU {med:.0f} us per handshake (median of {len(cpus)}; "
+    med = statistics.median(cpus.values())
+    print(f"{server}\t{mode}\tserver CPU {med:.0f} us per connection (median of {len(cpus)}; "
           f"{1e6 / med if med else 0:,.0f} per second per core)")
+def paired(a, b, f):
+    rounds = [r for r in by.get(a, {}) if r in by.get(b, {}) and by[a][r] and by[b][r]]
+    return [f(by[a][r], by[b][r]) for r in rounds]
+for ws, wss in (("surge-ws", "surge-wss"), ("base-ws", "base-wss")):
+    for mode in ("full", "resumed"):
+        d = paired((mode, wss), ("plain", ws), lambda x, y: x - y)
+        if d:
+            print(f"{wss}\t{mode}\tTLS increment over {ws}: {statistics.median(d):.0f} us "
+                  f"per connection (median of {len(d)} paired rounds, {min(d):.0f}-{max(d):.0f})")
+for mode, ours, base in (("plain", "surge-ws", "base-ws"), ("full", "surge-wss", "base-wss"),
+                         ("resumed", "surge-wss", "base-wss")):
+    q = paired((mode, ours), (mode, base), lambda x, y: x / y)
+    if q:
+        print(f"{ours}/{base}\t{mode}\tCPU per connection {statistics.median(q):.3f}x "
+              f"(paired rounds {min(q):.2f}-{max(q):.2f})")
 PY
 fi
 

@@ -28,3 +28,5 @@ mod frames;
 mod handshake;
 #[path = "hostile/http.rs"]
 mod http;
+#[path = "hostile/tls.rs"]
+mod tls;

@@ -91,8 +91,10 @@ impl Backend for MioBackend {
         let Some(listener) = self.listeners.get(index) else { return Ok(None) };
         match listener.accept() {
             Ok((stream, peer)) => {
-                if self.nodelay {
-                    // Best effort: a socket that refuses still works.
+                // Linux gives an accepted socket the listener's TCP_NODELAY (the acceptor
+                // sets it there), which saves a setsockopt per connection; elsewhere it is
+                // set here. Best effort: a socket that refuses still works.
+                if self.nodelay && !cfg!(target_os = "linux") {
                     let _ = stream.set_nodelay(true);
                 }
                 Ok(Some((Stream::Tcp(stream), peer)))
@@ -131,6 +133,35 @@ mod tests {
             let tok = token(key);
             assert_eq!(key_of(tok), key);
             assert!(tok.0 <= LISTENER_BASE - MAX_LISTENERS);
+        }
+    }
+
+    /// Accepted sockets get TCP_NODELAY as configured, set on them or inherited from the
+    /// listener (Linux), and not otherwise.
+    #[test]
+    fn accepted_sockets_have_nodelay_as_configured() {
+        for nodelay in [true, false] {
+            let config = crate::Config::builder()
+                .listen("127.0.0.1:0".parse().unwrap())
+                .threads(1)
+                .nodelay(nodelay)
+                .build()
+                .unwrap();
+            let mut listeners = crate::acceptor::bind(&config).unwrap();
+            let addr = listeners.local_addrs[0];
+            let poll = Poll::new().unwrap();
+            let mut backend =
+                MioBackend::new(poll, listeners.per_loop.remove(0), config.nodelay()).unwrap();
+            let _client = std::net::TcpStream::connect(addr).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let accepted = loop {
+                if let Some((Stream::Tcp(stream), _)) = backend.accept(0).unwrap() {
+                    break stream;
+                }
+                assert!(Instant::now() < deadline, "nothing to accept");
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            assert_eq!(accepted.nodelay().unwrap(), nodelay);
         }
     }
 }

@@ -15,16 +15,42 @@ pub const SMALL: u64 = 4 << 20;
 /// The peak memory a flood may add.
 pub const FLOOD: u64 = 32 << 20;
 
+/// What a witness talks through: a text message out, a text message back.
+pub trait Channel {
+    fn send_text(&mut self, text: &str);
+    /// The next message, which must be text.
+    fn recv_text(&mut self) -> String;
+}
+
+impl Channel for Client {
+    fn send_text(&mut self, text: &str) {
+        Client::send_text(self, text);
+    }
+
+    fn recv_text(&mut self) -> String {
+        match self.recv() {
+            Got::Text(text) => text,
+            other => panic!("the witness got {other:?}, not text"),
+        }
+    }
+}
+
 /// A well-behaved client that must keep echoing through every attack.
 pub struct Witness {
-    client: Client,
+    client: Box<dyn Channel>,
     sent: u32,
     queued: Option<String>,
 }
 
 impl Witness {
+    /// A cleartext WebSocket witness.
     pub fn open(addr: SocketAddr) -> Witness {
-        let mut witness = Witness { client: Client::connect(addr), sent: 0, queued: None };
+        Witness::over(Box::new(Client::connect(addr)))
+    }
+
+    /// A witness over an open connection (wss: `tls.rs`).
+    pub fn over(client: Box<dyn Channel>) -> Witness {
+        let mut witness = Witness { client, sent: 0, queued: None };
         witness.roundtrip();
         witness
     }
@@ -39,7 +65,7 @@ impl Witness {
         self.expect_queued();
         let text = self.next("echo");
         self.client.send_text(&text);
-        assert_eq!(self.client.recv(), Got::Text(text), "the witness's echo");
+        assert_eq!(self.client.recv_text(), text, "the witness's echo");
     }
 
     /// Sends a message whose echo is read by [`Witness::expect_queued`].
@@ -52,7 +78,7 @@ impl Witness {
     /// Reads the echo of the message queued before the attack.
     pub fn expect_queued(&mut self) {
         if let Some(text) = self.queued.take() {
-            assert_eq!(self.client.recv(), Got::Text(text), "the echo queued before the attack");
+            assert_eq!(self.client.recv_text(), text, "the echo queued before the attack");
         }
     }
 }
@@ -78,6 +104,11 @@ impl Case {
 
     pub fn on(server: Surge) -> Case {
         let witness = Witness::open(server.addr);
+        Case::watched_by(server, witness)
+    }
+
+    /// A server and a witness of the test's own (wss: `tls.rs`).
+    pub fn watched_by(server: Surge, witness: Witness) -> Case {
         let mut case = Case { server, witness, fds: 0, rss_kib: 0 };
         case.begin();
         case

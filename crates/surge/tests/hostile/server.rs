@@ -203,9 +203,10 @@ impl Drop for Surge {
     }
 }
 
-/// The address in a "listening on ws://ADDR" log line, colours or not.
+/// The address in a "listening on ws://ADDR" (or wss://) log line, colours or not.
 fn listening_address(line: &str) -> Option<SocketAddr> {
-    let (_, rest) = line.split_once("listening on ws://")?;
+    let (_, rest) = line.split_once("listening on ")?;
+    let rest = rest.strip_prefix("ws://").or_else(|| rest.strip_prefix("wss://"))?;
     let end = rest
         .find(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')))
         .unwrap_or(rest.len());
