@@ -287,7 +287,7 @@ fn run_loop<H, F>(
         // Built here: the ring is single-issuer, and this thread is its issuer.
         let buffers = config.io_uring_buffers();
         let stats = setup.handle.shared.metrics.loop_stats(index);
-        match UringBackend::new(poll, listeners, config.nodelay(), buffers, stats) {
+        match UringBackend::new(poll, listeners, buffers, stats) {
             Ok(backend) => start(setup, backend, handler, ready),
             Err(source) => {
                 let _ = ready.send(Err(ServerError::IoUring { source }));

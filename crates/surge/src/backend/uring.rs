@@ -250,7 +250,6 @@ pub(crate) struct UringBackend {
     /// The last wait's completions (copied out, so the queue is free while they are
     /// handled).
     completions: Vec<cqueue::Entry>,
-    nodelay: bool,
     /// This loop's counts (only this thread writes them).
     stats: Arc<LoopStats>,
 }
@@ -261,7 +260,6 @@ impl UringBackend {
     pub(crate) fn new(
         poll: Poll,
         listeners: Vec<TcpListener>,
-        nodelay: bool,
         (count, size): (u16, usize),
         stats: Arc<LoopStats>,
     ) -> io::Result<Self> {
@@ -286,7 +284,6 @@ impl UringBackend {
             backlogged: 0,
             rearm: Vec::new(),
             completions: Vec::with_capacity(entries as usize * 4),
-            nodelay,
             stats,
         };
         backend.ring_index = backend.register_ring_fd();
@@ -628,13 +625,11 @@ impl Backend for UringBackend {
     fn accept(&mut self, index: usize) -> io::Result<Option<(Stream, SocketAddr)>> {
         let Some(accepting) = self.accepting.get_mut(index) else { return Ok(None) };
         while let Some(fd) = accepting.ready.pop_front() {
+            // TCP_NODELAY comes with the socket: Linux gives an accepted socket its
+            // listener's, which the acceptor set as configured.
             // SAFETY: a completed accept's descriptor is ours alone, and non-blocking
             // (SOCK_NONBLOCK); the stream takes it over.
             let stream = TcpStream::from_std(unsafe { std::net::TcpStream::from_raw_fd(fd) });
-            if self.nodelay {
-                // Best effort: a socket that refuses still works.
-                let _ = stream.set_nodelay(true);
-            }
             // A peer already gone has no address: its socket is closed here.
             if let Ok(peer) = stream.peer_addr() {
                 return Ok(Some((Stream::Tcp(stream), peer)));

@@ -20,7 +20,7 @@ fn pair(buffers: (u16, usize)) -> (UringBackend, Stream, StdStream, ConnKey) {
     let addr = listener.local_addr().unwrap();
     let stats = Arc::new(LoopStats::default());
     let mut backend =
-        UringBackend::new(Poll::new().unwrap(), vec![listener], true, buffers, stats).unwrap();
+        UringBackend::new(Poll::new().unwrap(), vec![listener], buffers, stats).unwrap();
     let client = StdStream::connect(addr).unwrap();
     client.set_read_timeout(Some(PATIENCE)).unwrap();
     let deadline = Instant::now() + PATIENCE;
@@ -182,5 +182,36 @@ fn user_data_round_trips() {
         for (slot, generation) in [(0, 0), (MAX_SLOTS - 1, u32::MAX), (12345, 678)] {
             assert_eq!(decode(user_data(op, slot, generation)), (op, slot, generation));
         }
+    }
+}
+
+/// Accepted sockets have TCP_NODELAY as configured, inherited from the listener the acceptor
+/// set up, since the backend no longer sets it on each.
+#[test]
+fn accepted_sockets_have_nodelay_as_configured() {
+    for nodelay in [true, false] {
+        let config = crate::Config::builder()
+            .listen("127.0.0.1:0".parse().unwrap())
+            .threads(1)
+            .nodelay(nodelay)
+            .build()
+            .unwrap();
+        let mut listeners = crate::acceptor::bind(&config).unwrap();
+        let addr = listeners.local_addrs[0];
+        let stats = Arc::new(LoopStats::default());
+        let mut backend =
+            UringBackend::new(Poll::new().unwrap(), listeners.per_loop.remove(0), (4, 4096), stats)
+                .unwrap();
+        let _client = StdStream::connect(addr).unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        let accepted = loop {
+            backend.wait(Some(Duration::from_millis(10))).unwrap();
+            backend.drain(|_| {});
+            if let Some((Stream::Tcp(stream), _)) = backend.accept(0).unwrap() {
+                break stream;
+            }
+            assert!(Instant::now() < deadline, "the multishot accept delivers");
+        };
+        assert_eq!(accepted.nodelay().unwrap(), nodelay);
     }
 }
