@@ -268,8 +268,19 @@ impl TlsStream {
                 self.failed = true;
                 return Err(invalid_data(error));
             }
-            if ended || read < room || self.peer_closed {
+            if ended || self.peer_closed {
                 return Ok(ended);
+            }
+            if read < room {
+                // A short socket read that gave the engine nothing (a handshake step, a
+                // record in pieces) is made once more: an end of stream that came in with
+                // those bytes raises no further readiness edge, and the engine, told
+                // `WouldBlock`, would not look again until the handshake timeout.
+                let look_again = matches!(source, Source::Socket) && read > 0 && *plain == 0;
+                if look_again {
+                    continue;
+                }
+                return Ok(false);
             }
             // The source may hold more: move what is unprocessed down behind the plaintext
             // (keeping the headroom) and read again while a whole record still fits.

@@ -64,12 +64,14 @@ impl Pki {
         Pki { dir, client: Arc::new(client) }
     }
 
-    /// `surge echo` serving the certificate.
-    fn serve(&self) -> Surge {
+    /// `surge echo` serving the certificate, with `flags` besides.
+    fn serve(&self, flags: &[(&str, &str)]) -> Surge {
         let file = |name: &str| self.dir.join(name).to_str().expect("a UTF-8 path").to_owned();
         let (cert, key) = (file("cert.pem"), file("key.pem"));
+        let mut all = vec![("--tls-cert", cert.as_str()), ("--tls-key", key.as_str())];
+        all.extend_from_slice(flags);
         // On the backend under test (SURGE_TEST_BACKEND), as every server of the suite.
-        Surge::with(&[("--tls-cert", &cert), ("--tls-key", &key)])
+        Surge::with(&all)
     }
 
     /// A wss connection through the TLS handshake and the upgrade.
@@ -97,9 +99,9 @@ impl Pki {
         hello
     }
 
-    /// A server and a wss witness.
-    fn case(&self) -> Case {
-        let server = self.serve();
+    /// A server (with `flags` besides the certificate's) and a wss witness.
+    fn case(&self, flags: &[(&str, &str)]) -> Case {
+        let server = self.serve(flags);
         let witness = Witness::over(Box::new(Wss(self.connect(server.addr))));
         Case::watched_by(server, witness)
     }
@@ -166,7 +168,7 @@ fn oversized_hello(records: usize) -> Vec<u8> {
 #[test]
 fn hostile_tls_connections_one_after_another_leave_no_memory_behind() {
     let pki = Pki::new("rounds");
-    let mut case = pki.case();
+    let mut case = pki.case(&[]);
     let addr = case.addr();
     let http = Request::valid(addr).bytes();
     let oversized = oversized_hello(15);
@@ -204,7 +206,7 @@ fn hostile_tls_connections_one_after_another_leave_no_memory_behind() {
 #[test]
 fn stalled_client_hellos_cost_a_bounded_amount_each_and_are_cut_at_the_timeout() {
     let pki = Pki::new("stalled");
-    let mut case = pki.case();
+    let mut case = pki.case(&[]);
     let addr = case.addr();
     let hello = pki.client_hello();
     for batch in ["first", "second"] {
@@ -220,8 +222,8 @@ fn stalled_client_hellos_cost_a_bounded_amount_each_and_are_cut_at_the_timeout()
             .collect();
         // The loop has read them all by the time the witness's echo comes back.
         case.witness().roundtrip();
-        // Cut at the handshake timeout (1 s), well within WAIT. (Those that ended their stream
-        // could be closed at once, as in cleartext; over TLS they wait for the timeout too.)
+        // The silent ones cut at the handshake timeout (1 s), well within WAIT; those that
+        // ended their stream closed at once (see the next test).
         for socket in &mut stalled {
             let (_, closed) = read_to_eof(socket, WAIT);
             assert!(closed, "a stalled ClientHello was not cut within {WAIT:?}");
@@ -230,4 +232,20 @@ fn stalled_client_hellos_cost_a_bounded_amount_each_and_are_cut_at_the_timeout()
         let what = format!("{STALLED} stalled ClientHellos at once ({batch} batch)");
         case.check_within(&what, STALLED as u64 * PER_STALLED);
     }
+}
+
+/// Half a ClientHello and the end of the stream in one go: the server closes at once, as in
+/// cleartext, not at the handshake timeout (30 s here, six times the wait).
+#[test]
+fn half_a_client_hello_then_the_end_of_the_stream_is_closed_at_once() {
+    let pki = Pki::new("half-then-end");
+    let mut case = pki.case(&[("--handshake-timeout", "30s")]);
+    let hello = pki.client_hello();
+    for _ in 0..20 {
+        attack(case.addr(), &hello[..hello.len() / 2], true, "half a ClientHello, then FIN");
+    }
+    case.check_within(
+        "20 half ClientHellos, each followed by the end of the stream",
+        ROUNDS_BUDGET,
+    );
 }
