@@ -100,6 +100,20 @@ fn reuse_port_works() -> bool {
             .is_ok()
 }
 
+/// One loop's listener on a loopback port of its own, with TCP_NODELAY as given, and its
+/// address: what a backend's own tests accept from.
+#[cfg(test)]
+pub(crate) fn loopback_listener(nodelay: bool) -> (mio::net::TcpListener, SocketAddr) {
+    let config = Config::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .threads(1)
+        .nodelay(nodelay)
+        .build()
+        .unwrap();
+    let mut listeners = bind(&config).unwrap();
+    (listeners.per_loop[0].remove(0), listeners.local_addrs[0])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

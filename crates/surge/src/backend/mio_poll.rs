@@ -141,17 +141,9 @@ mod tests {
     #[test]
     fn accepted_sockets_have_nodelay_as_configured() {
         for nodelay in [true, false] {
-            let config = crate::Config::builder()
-                .listen("127.0.0.1:0".parse().unwrap())
-                .threads(1)
-                .nodelay(nodelay)
-                .build()
-                .unwrap();
-            let mut listeners = crate::acceptor::bind(&config).unwrap();
-            let addr = listeners.local_addrs[0];
-            let poll = Poll::new().unwrap();
+            let (listener, addr) = crate::acceptor::loopback_listener(nodelay);
             let mut backend =
-                MioBackend::new(poll, listeners.per_loop.remove(0), config.nodelay()).unwrap();
+                MioBackend::new(Poll::new().unwrap(), vec![listener], nodelay).unwrap();
             let _client = std::net::TcpStream::connect(addr).unwrap();
             let deadline = Instant::now() + Duration::from_secs(5);
             let accepted = loop {

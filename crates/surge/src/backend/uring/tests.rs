@@ -190,18 +190,10 @@ fn user_data_round_trips() {
 #[test]
 fn accepted_sockets_have_nodelay_as_configured() {
     for nodelay in [true, false] {
-        let config = crate::Config::builder()
-            .listen("127.0.0.1:0".parse().unwrap())
-            .threads(1)
-            .nodelay(nodelay)
-            .build()
-            .unwrap();
-        let mut listeners = crate::acceptor::bind(&config).unwrap();
-        let addr = listeners.local_addrs[0];
+        let (listener, addr) = crate::acceptor::loopback_listener(nodelay);
         let stats = Arc::new(LoopStats::default());
         let mut backend =
-            UringBackend::new(Poll::new().unwrap(), listeners.per_loop.remove(0), (4, 4096), stats)
-                .unwrap();
+            UringBackend::new(Poll::new().unwrap(), vec![listener], (4, 4096), stats).unwrap();
         let _client = StdStream::connect(addr).unwrap();
         let deadline = Instant::now() + PATIENCE;
         let accepted = loop {
