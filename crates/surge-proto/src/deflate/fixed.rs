@@ -134,9 +134,8 @@ impl FixedHuffman {
             }
             pos += 1;
         }
-        if let Some((len, dist)) = held {
-            bits.length(len, dist);
-        }
+        // A held match has at least two bytes after its start, so the loop always took it.
+        debug_assert!(held.is_none());
     }
 
     /// Adds the prefix at `pos` to its chain.
