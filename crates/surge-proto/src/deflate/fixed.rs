@@ -74,8 +74,9 @@ impl FixedHuffman {
     /// Appends `message` (1 to [`SMALL_MESSAGE`] bytes), compressed at `level` (1..=9), to
     /// `out`: the payload of a compressed message.
     pub(crate) fn compress(&mut self, message: &[u8], level: u8, out: &mut Vec<u8>) {
+        // The caller's promise (`SharedCodecs` checks it); a longer message would not fit the
+        // hash chains.
         debug_assert!(!message.is_empty() && message.len() <= SMALL_MESSAGE);
-        let message = &message[..message.len().min(SMALL_MESSAGE)];
         let mut bits = BitWriter::default();
         // BFINAL 0, BTYPE 01 (fixed codes).
         bits.put(0b010, 3);
