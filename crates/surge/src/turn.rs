@@ -133,6 +133,9 @@ impl<H: Handler> Turn<'_, H> {
                 return ReadEnd::Done;
             }
             if !entry.core.io.stream.filled(n, read_buf.len()) && !until_would_block {
+                // Records the transport left for the flush (session tickets) go then, even
+                // when the plaintext brought no output of its own.
+                self.offer_held_records(entry, key);
                 return ReadEnd::Done;
             }
         }

@@ -71,6 +71,10 @@ pub(crate) struct TlsStream {
     incoming: Vec<u8>,
     /// Encrypted output the socket has not taken yet. A pooled buffer while there is any.
     outgoing: Vec<u8>,
+    /// `outgoing` holds only records made after the handshake (session tickets, a
+    /// KeyUpdate's answer) that no write has offered yet: they wait for the turn's flush, so
+    /// that the tickets and the 101 behind them go out in one write, not two.
+    deferred: bool,
     /// The loop's counts, where the handshake's outcome goes.
     stats: Arc<LoopStats>,
     /// Whether that outcome is counted yet.
@@ -125,6 +129,7 @@ impl TlsStream {
             tls,
             incoming: Vec::new(),
             outgoing: Vec::new(),
+            deferred: false,
             stats,
             counted: false,
             peer_closed: false,
@@ -160,8 +165,11 @@ impl TlsStream {
         end: usize,
         pool: &mut BufferPool,
     ) -> io::Result<Processed> {
-        let TlsStream { tcp, tls, outgoing, peer_closed, .. } = self;
+        let TlsStream { tcp, tls, outgoing, deferred, peer_closed, .. } = self;
         let mut failed = None;
+        // Records may wait for the flush only behind records that wait for it too, never
+        // behind ones the socket refused (those bound what a full socket leaves held).
+        let may_defer = outgoing.is_empty() || *deferred;
         loop {
             let (front, back) = buf.split_at_mut(*start);
             let UnbufferedStatus { mut discard, state } =
@@ -189,9 +197,14 @@ impl TlsStream {
                     failed.is_none()
                 }
                 Ok(ConnectionState::TransmitTlsData(transmit)) if failed.is_none() => {
-                    // Given to the socket now, or held: either way rustls is done with them.
+                    // Given to the socket now, held, or (after the handshake) left for the
+                    // turn's flush: either way rustls is done with them.
                     transmit.done();
-                    send(tcp, outgoing, pool)?;
+                    if may_defer && !tls.is_handshaking() {
+                        *deferred = true;
+                    } else {
+                        send(tcp, outgoing, pool)?;
+                    }
                     true
                 }
                 Ok(ConnectionState::PeerClosed) if failed.is_none() => {
@@ -212,8 +225,12 @@ impl TlsStream {
             }
         }
         // What rustls encoded without asking for it to be transmitted: an alert after an
-        // error in the input, which rustls reports before its records come out.
-        let sent = send(tcp, outgoing, pool);
+        // error in the input, which rustls reports before its records come out (and then
+        // whatever waited with it).
+        let sent = match failed {
+            None if *deferred => Ok(()),
+            _ => send(tcp, outgoing, pool),
+        };
         Ok(match failed {
             Some(error) => Processed::Failed(error),
             None => {
@@ -519,11 +536,19 @@ impl Transport for TlsStream {
         if self.failed {
             return Err(io::ErrorKind::InvalidData.into());
         }
-        self.send_held(pool)?;
-        if !self.outgoing.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
+        // Records the socket refused go first, alone; records left for this flush go with
+        // what it brings.
+        if !std::mem::take(&mut self.deferred) {
+            self.send_held(pool)?;
+            if !self.outgoing.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
         }
         let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            self.send_held(pool)?;
+            return Ok(0);
+        }
         let mut taken = 0;
         while taken < total {
             let TlsStream { tls, incoming, outgoing, failed, .. } = self;
