@@ -17,9 +17,13 @@ fn under_load_every_client_gets_1001_and_every_acknowledged_echo() {
     let (server, shared) = start(config(2).build().unwrap());
     let addr = server.local_addrs()[0];
     let connected = Arc::new(Barrier::new(clients + 1));
+    // Every client has had an echo back before the shutdown starts, however the threads
+    // are scheduled on a busy machine.
+    let echoed = Arc::new(Barrier::new(clients + 1));
     let threads: Vec<_> = (0..clients)
         .map(|_| {
             let connected = Arc::clone(&connected);
+            let echoed = Arc::clone(&echoed);
             std::thread::spawn(move || {
                 let mut client = Client::connect(addr);
                 client.send_text("whoami");
@@ -36,6 +40,9 @@ fn under_load_every_client_gets_1001_and_every_acknowledged_echo() {
                         Got::Text(text) => {
                             assert_eq!(text, received.to_string(), "echoes in order");
                             received += 1;
+                            if received == 1 {
+                                echoed.wait();
+                            }
                         }
                         Got::Close(code, _) => {
                             assert_eq!(code, Some(1001));
@@ -50,6 +57,7 @@ fn under_load_every_client_gets_1001_and_every_acknowledged_echo() {
         })
         .collect();
     connected.wait();
+    echoed.wait();
     // A handshake in progress when the shutdown starts.
     let mut half = TcpStream::connect(addr).unwrap();
     half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
