@@ -18,6 +18,8 @@
 
 use super::backend::{self, Until};
 use super::negotiate::{Direction, MAX_WINDOW_BITS, MIN_WINDOW_BITS};
+use super::window::Window;
+pub use super::window::STREAM_FIXED_UP_TO;
 
 /// The empty stored block a sync flush ends with, removed by the sender, appended by the
 /// receiver (§7.2.1, §7.2.2).
@@ -93,6 +95,12 @@ pub enum CompressError {
 
 /// Compresses permessage-deflate messages for one direction; see the [module docs](self).
 ///
+/// With context takeover, a message of up to [`STREAM_FIXED_UP_TO`] bytes is compressed in
+/// Rust against the stream's own window, as one block of fixed Huffman codes (`window.rs`),
+/// and a longer one by zlib, which is made only when the first such message comes; the two
+/// hand the window to each other, so that every message may refer back into all that came
+/// before it, whoever compressed it.
+///
 /// ```
 /// use surge_proto::deflate::codec::{Compressor, CompressorConfig, Decompressor};
 ///
@@ -107,8 +115,14 @@ pub enum CompressError {
 /// assert_eq!(text, b"Hello");
 /// ```
 pub struct Compressor {
-    inner: backend::Deflate,
     config: CompressorConfig,
+    /// zlib: every message without context takeover; with it, the long ones (made for the
+    /// first).
+    zlib: Option<backend::Deflate>,
+    /// With context takeover at a level above 0: the stream's window, for short messages.
+    window: Option<Box<Window>>,
+    /// zlib's window is the stream's: no message went to `window` since zlib's last.
+    zlib_current: bool,
 }
 
 impl core::fmt::Debug for Compressor {
@@ -118,8 +132,9 @@ impl core::fmt::Debug for Compressor {
 }
 
 impl Compressor {
-    /// Makes the backend state (this allocates it; see the module docs of
-    /// [`deflate`](super) for its size).
+    /// A compressor for `config`. Without context takeover this makes zlib's state (see the
+    /// module docs of [`deflate`](super) for its size); with it, nothing until the first
+    /// message (the window, then zlib's state for the first long message).
     pub fn new(config: CompressorConfig) -> Result<Self, ConfigError> {
         if !(MIN_WINDOW_BITS..=MAX_WINDOW_BITS).contains(&config.window_bits) {
             return Err(ConfigError::WindowBits);
@@ -130,8 +145,12 @@ impl Compressor {
         if config.level > 9 {
             return Err(ConfigError::Level);
         }
-        let bits = config.window_bits.max(9);
-        Ok(Self { inner: backend::Deflate::new(bits, config.mem_level, config.level), config })
+        let zlib = config.no_context_takeover.then(|| Self::make_zlib(config));
+        Ok(Self { config, zlib, window: None, zlib_current: true })
+    }
+
+    fn make_zlib(config: CompressorConfig) -> backend::Deflate {
+        backend::Deflate::new(config.window_bits.max(9), config.mem_level, config.level)
     }
 
     /// The configuration it was made with.
@@ -139,11 +158,16 @@ impl Compressor {
         self.config
     }
 
+    /// Whether the stream keeps a window of its own, in Rust, for its short messages.
+    fn keeps_window(&self) -> bool {
+        !self.config.no_context_takeover && self.config.level > 0
+    }
+
     /// Appends the compressed payload of the whole message `message` to `out` (without the
     /// trailing `00 00 ff ff`). The frame(s) carrying it have RSV1 set on the first frame
     /// only. An empty message compresses to the one byte `00`.
     ///
-    /// Allocates only when `out` lacks the capacity.
+    /// Allocates only when `out` lacks the capacity, and for the state made on first use.
     pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
         if message.is_empty() {
             // The header of an empty stored block, which the tail completes (§7.2.3.6). Not
@@ -152,27 +176,49 @@ impl Compressor {
             out.push(0x00);
             return Ok(());
         }
+        let window = if self.keeps_window() {
+            let (bits, mem_level) = (self.config.window_bits, self.config.mem_level);
+            Some(self.window.get_or_insert_with(|| Box::new(Window::new(bits, mem_level))))
+        } else {
+            None
+        };
+        if let Some(window) = window.filter(|_| message.len() <= STREAM_FIXED_UP_TO) {
+            window.compress(message, self.config.level, out);
+            self.zlib_current = false;
+            return Ok(());
+        }
         let start = out.len();
-        let result = self.compress_into(message, out);
+        let config = self.config;
+        let zlib = self.zlib.get_or_insert_with(|| Self::make_zlib(config));
+        if !self.zlib_current {
+            zlib.reset_to(self.window.as_deref().map_or(&[], Window::recent));
+            self.zlib_current = true;
+        }
+        let result = Self::compress_into(zlib, message, out);
+        // A sync flush always ends with the empty stored block.
+        let result = result.and_then(|()| match out.len() >= start + TAIL.len() {
+            true if out.ends_with(&TAIL) => Ok(()),
+            _ => Err(CompressError::Backend),
+        });
         if result.is_err() {
             out.truncate(start);
-            self.inner.reset();
+            self.reset();
             return result;
-        }
-        // A sync flush always ends with the empty stored block.
-        if out.len() < start + TAIL.len() || !out.ends_with(&TAIL) {
-            out.truncate(start);
-            self.inner.reset();
-            return Err(CompressError::Backend);
         }
         out.truncate(out.len() - TAIL.len());
         if self.config.no_context_takeover {
-            self.inner.reset();
+            zlib.reset();
+        } else if let Some(window) = self.window.as_deref_mut() {
+            window.append(message);
         }
         Ok(())
     }
 
-    fn compress_into(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
+    fn compress_into(
+        zlib: &mut backend::Deflate,
+        message: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CompressError> {
         let mut input = message;
         // Room for the whole message in the common case: stored blocks cost 5 bytes per
         // 64 KiB, plus the flush markers.
@@ -180,8 +226,7 @@ impl Compressor {
         loop {
             let len = out.len();
             out.reserve(room);
-            let progress = self.inner.sync_flush(input, out, room);
-            let progress = match progress {
+            let progress = match zlib.sync_flush(input, out, room) {
                 Ok(progress) => progress,
                 Err(backend::Failed) => {
                     out.truncate(len);
@@ -201,7 +246,13 @@ impl Compressor {
     /// message without context takeover; call it yourself to share one compressor among
     /// connections that keep context in no other way.
     pub fn reset(&mut self) {
-        self.inner.reset();
+        if let Some(zlib) = self.zlib.as_mut() {
+            zlib.reset();
+        }
+        if let Some(window) = self.window.as_deref_mut() {
+            window.clear();
+        }
+        self.zlib_current = true;
     }
 }
 

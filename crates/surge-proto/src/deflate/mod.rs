@@ -123,6 +123,7 @@ mod fixed;
 pub mod header;
 pub mod negotiate;
 pub mod session;
+mod window;
 
 pub use codec::{
     CompressError, Compressor, CompressorConfig, ConfigError, DecompressError, Decompressor,
