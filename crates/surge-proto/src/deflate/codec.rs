@@ -19,6 +19,7 @@
 use super::backend::{self, Until};
 use super::negotiate::{Direction, MAX_WINDOW_BITS, MIN_WINDOW_BITS};
 use super::window::Window;
+use super::window::MAX_FIXED_UP_TO;
 pub use super::window::STREAM_FIXED_UP_TO;
 
 /// The empty stored block a sync flush ends with, removed by the sender, appended by the
@@ -119,8 +120,10 @@ pub struct Compressor {
     /// zlib: every message without context takeover; with it, the long ones (made for the
     /// first).
     zlib: Option<backend::Deflate>,
-    /// With context takeover at a level above 0: the stream's window, for short messages.
+    /// With context takeover at a level above 0: the stream's window, for messages of up
+    /// to `fixed_up_to` bytes.
     window: Option<Box<Window>>,
+    fixed_up_to: usize,
     /// zlib's window is the stream's: no message went to `window` since zlib's last.
     zlib_current: bool,
 }
@@ -136,6 +139,23 @@ impl Compressor {
     /// module docs of [`deflate`](super) for its size); with it, nothing until the first
     /// message (the window, then zlib's state for the first long message).
     pub fn new(config: CompressorConfig) -> Result<Self, ConfigError> {
+        Self::with_fixed_up_to(config, STREAM_FIXED_UP_TO)
+    }
+
+    /// As [`new`](Self::new), with context takeover compressing messages of up to
+    /// `max_len` bytes (at most 32 KiB) in Rust instead of up to [`STREAM_FIXED_UP_TO`]: `0`
+    /// sends every message through zlib (the comparison the benches make).
+    ///
+    /// ```
+    /// use surge_proto::deflate::codec::{Compressor, CompressorConfig};
+    ///
+    /// let mut zlib = Compressor::with_fixed_up_to(CompressorConfig::default(), 0).unwrap();
+    /// let (mut first, mut second) = (Vec::new(), Vec::new());
+    /// zlib.compress(b"Hello", &mut first).unwrap();
+    /// zlib.compress(b"Hello", &mut second).unwrap();
+    /// assert_eq!(second, [0xf2, 0x00, 0x11, 0x00, 0x00]); // zlib's, RFC 7692 §7.2.3.2
+    /// ```
+    pub fn with_fixed_up_to(config: CompressorConfig, max_len: usize) -> Result<Self, ConfigError> {
         if !(MIN_WINDOW_BITS..=MAX_WINDOW_BITS).contains(&config.window_bits) {
             return Err(ConfigError::WindowBits);
         }
@@ -146,7 +166,8 @@ impl Compressor {
             return Err(ConfigError::Level);
         }
         let zlib = config.no_context_takeover.then(|| Self::make_zlib(config));
-        Ok(Self { config, zlib, window: None, zlib_current: true })
+        let fixed_up_to = max_len.min(MAX_FIXED_UP_TO);
+        Ok(Self { config, zlib, window: None, fixed_up_to, zlib_current: true })
     }
 
     fn make_zlib(config: CompressorConfig) -> backend::Deflate {
@@ -160,7 +181,7 @@ impl Compressor {
 
     /// Whether the stream keeps a window of its own, in Rust, for its short messages.
     fn keeps_window(&self) -> bool {
-        !self.config.no_context_takeover && self.config.level > 0
+        !self.config.no_context_takeover && self.config.level > 0 && self.fixed_up_to > 0
     }
 
     /// Appends the compressed payload of the whole message `message` to `out` (without the
@@ -178,11 +199,12 @@ impl Compressor {
         }
         let window = if self.keeps_window() {
             let (bits, mem_level) = (self.config.window_bits, self.config.mem_level);
-            Some(self.window.get_or_insert_with(|| Box::new(Window::new(bits, mem_level))))
+            let up_to = self.fixed_up_to;
+            Some(self.window.get_or_insert_with(|| Box::new(Window::new(bits, mem_level, up_to))))
         } else {
             None
         };
-        if let Some(window) = window.filter(|_| message.len() <= STREAM_FIXED_UP_TO) {
+        if let Some(window) = window.filter(|_| message.len() <= self.fixed_up_to) {
             window.compress(message, self.config.level, out);
             self.zlib_current = false;
             return Ok(());
