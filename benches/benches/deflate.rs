@@ -487,10 +487,12 @@ fn policies(c: &mut Criterion) {
         // again by its next message: 100 x 42 KiB is more than a core's L2).
         for streams in [1, connections] {
             let label = if streams == 1 { String::new() } else { format!("-x{streams}") };
-            // Message j belongs to stream j % streams; each stream has its own compressor.
-            let stream_all = |config: CompressorConfig| -> Vec<Vec<u8>> {
-                let mut compressors: Vec<_> =
-                    (0..streams).map(|_| Compressor::new(config).unwrap()).collect();
+            // Message j belongs to stream j % streams; each stream has its own compressor,
+            // compressing messages up to `fixed_up_to` bytes with fixed codes (0: zlib for all).
+            let stream_all = |config: CompressorConfig, fixed_up_to: usize| -> Vec<Vec<u8>> {
+                let mut compressors: Vec<_> = (0..streams)
+                    .map(|_| Compressor::with_fixed_up_to(config, fixed_up_to).unwrap())
+                    .collect();
                 messages
                     .iter()
                     .enumerate()
@@ -501,7 +503,8 @@ fn policies(c: &mut Criterion) {
                     })
                     .collect()
             };
-            let (sent, received) = (stream_all(send), stream_all(client));
+            let (sent, received) =
+                (stream_all(send, STREAM_FIXED_UP_TO), stream_all(client, STREAM_FIXED_UP_TO));
             println!(
                 "{name} stream-12-4{label}: server sends {}, client sends {}",
                 ratio(&messages, &sent),
@@ -509,22 +512,9 @@ fn policies(c: &mut Criterion) {
             );
             // The same streams with zlib for every message, as before short ones got fixed
             // codes against the window.
-            let zlib_sent: Vec<Vec<u8>> = {
-                let mut compressors: Vec<_> =
-                    (0..streams).map(|_| Compressor::with_fixed_up_to(send, 0).unwrap()).collect();
-                messages
-                    .iter()
-                    .enumerate()
-                    .map(|(j, m)| {
-                        let mut wire = Vec::new();
-                        compressors[j % streams].compress(m, &mut wire).unwrap();
-                        wire
-                    })
-                    .collect()
-            };
             println!(
                 "{name} stream-12-4{label}: zlib alone sends {}",
-                ratio(&messages, &zlib_sent)
+                ratio(&messages, &stream_all(send, 0))
             );
             for (suffix, fixed_up_to) in [("", STREAM_FIXED_UP_TO), ("-zlib", 0)] {
                 let mut compressors: Vec<_> = (0..streams)
