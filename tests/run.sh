@@ -88,11 +88,14 @@ start_bg() {
   BG_PIDS+=("$BG_PID")
   BG_NAMES+=("$name")
 }
-# stop_bg PID : TERM the process group, KILL after 5 s
+# stop_bg PID : TERM the group's leader, KILL the group after 5 s. One signal, to the leader
+# only: a `timeout` leader forwards it to its command, which a signal to the whole group would
+# reach twice (and a server takes a second signal as "exit now", skipping its graceful stop).
 stop_bg() {
   local pid=$1 i
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -TERM "$pid" 2>/dev/null; then
+    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
   kill -KILL -- "-$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
