@@ -293,6 +293,11 @@ impl<H: Handler> Connections<H> {
         let Connections { conns, handler, ctx, spare, .. } = self;
         let Some(entry) = conns.get_mut(key) else { return };
         let io = &mut entry.core.io;
+        if entry.core.phase.ws().is_some_and(|ws| ws.is_closed() && !ws.wants_transmit()) {
+            // The stream goes once this is written (below): its end (TLS: `close_notify`)
+            // can go in the same write.
+            io.stream.ending();
+        }
         let blocked = match io.out.as_mut() {
             Some(out) => match backend.flush(key, &mut io.stream, out, &mut ctx.pool) {
                 Ok(Flushed::All) => {

@@ -30,7 +30,8 @@
 //! Each is counted in the loop's own stats (`/metrics`: `surge_io_uring_*{loop}`), summed
 //! in [`IoUringStats`].
 //!
-//! The engine's only `unsafe` code is here (the ring's memory and the system calls), each
+//! The engine's `unsafe` code is here (the ring's memory and the system calls; beside it only
+//! `tls::random`'s fork handler), each
 //! block with its `SAFETY` argument; the tests in `tests` run under AddressSanitizer too
 //! (`tests/run.sh`, the asan suite).
 #![allow(unsafe_code)]
