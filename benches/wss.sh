@@ -10,6 +10,7 @@
 #   benches/wss.sh [ROUNDS] [SECONDS]      # default 3 rounds of 3 s runs (1 s warm-up)
 #   WSS_SCENARIOS='10x1KiB 100x20Bx16'    # only these scenarios (names as in the table)
 #   WSS_BASELINE=/tmp/old/surge            # another build beside, as base-wss (A/B over TLS)
+#   WSS_SURGE=/tmp/new/surge               # the build measured (default target/release/surge)
 #   WSS_SERVERS='surge-wss surge-wss-uring' # only these servers (default: surge-ws surge-wss
 #                                          # surge-wss-uring peer-wss); surge-wss-uring is
 #                                          # surge-wss on io_uring
@@ -35,7 +36,7 @@ OUT=target/bench-wss
 mkdir -p "$OUT"
 tests/wss/make-certs.sh "$OUT/pki" >/dev/null
 CA=$OUT/pki/ca.pem CERT=$OUT/pki/leaf.pem KEY=$OUT/pki/leaf.key
-SURGE=target/release/surge LOADGEN=target/release/surge-loadgen
+SURGE=${WSS_SURGE:-target/release/surge} LOADGEN=target/release/surge-loadgen
 PEER=benches/peers/target/release/tungstenite-rustls-echo
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT

@@ -42,7 +42,9 @@ struct Pair {
     client: Arc<ClientConfig>,
 }
 
-fn configs(provider: CryptoProvider, ticketer: Option<Ticketer>) -> Pair {
+/// A server with `ticketer` (None: rustls' default, a session cache) and a client that
+/// offers to resume when `client_resumes`.
+fn configs(provider: CryptoProvider, ticketer: Option<Ticketer>, client_resumes: bool) -> Pair {
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
         .unwrap()
@@ -69,7 +71,7 @@ fn configs(provider: CryptoProvider, ticketer: Option<Ticketer>) -> Pair {
         .with_root_certificates(roots)
         .with_no_client_auth();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
-    if ticketer.is_none() {
+    if !client_resumes {
         client.resumption = Resumption::disabled();
     }
     Pair { server: Arc::new(server), client: Arc::new(client) }
@@ -156,12 +158,27 @@ fn handshakes(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     let mut wire = Vec::with_capacity(16 << 10);
     for (name, provider, ticketer) in providers() {
-        let full = configs(provider.clone(), None);
+        let full = configs(provider.clone(), None, false);
         group.bench_function(format!("full/{name}"), |b| b.iter(|| handshake(&full, &mut wire)));
         group.bench_function(format!("full-server/{name}"), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| server_side(&full, &mut wire).0).sum())
         });
-        let resumed = configs(provider, Some(ticketer));
+        // As Surge's server is set up: it makes stateless tickets (encrypted by the
+        // ticketer) on a full handshake too, where `full-server` above keeps them in rustls'
+        // session cache; the client does not resume (surge-loadgen `--no-resume`).
+        let full_ticketed = configs(provider.clone(), Some(ticketer), false);
+        group.bench_function(format!("full-server-ticketer/{name}"), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        let (spent, client) = server_side(&full_ticketed, &mut wire);
+                        assert_eq!(client.handshake_kind(), Some(rustls::HandshakeKind::Full));
+                        spent
+                    })
+                    .sum()
+            })
+        });
+        let resumed = configs(provider, Some(ticketer), true);
         let (_, first) = handshake(&resumed, &mut wire);
         drop(first);
         group.bench_function(format!("resumed/{name}"), |b| {
@@ -193,7 +210,7 @@ fn records(c: &mut Criterion) {
         let mut plain = vec![0; size];
         let mut wire = Vec::with_capacity(64 << 10);
         for (name, provider, _) in providers() {
-            let pair = configs(provider, None);
+            let pair = configs(provider, None, false);
             let (mut server, mut client) = handshake(&pair, &mut wire);
             group.bench_function(name, |b| {
                 b.iter(|| {

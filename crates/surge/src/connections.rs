@@ -293,6 +293,12 @@ impl<H: Handler> Connections<H> {
         let Connections { conns, handler, ctx, spare, .. } = self;
         let Some(entry) = conns.get_mut(key) else { return };
         let io = &mut entry.core.io;
+        let ending = entry.core.phase.ws().is_some_and(|ws| ws.is_closed() && !ws.wants_transmit());
+        if ending {
+            // The stream goes once this is written (below): its end (TLS: `close_notify`)
+            // can go in the same write.
+            io.stream.ending();
+        }
         let blocked = match io.out.as_mut() {
             Some(out) => match backend.flush(key, &mut io.stream, out, &mut ctx.pool) {
                 Ok(Flushed::All) => {
@@ -301,7 +307,14 @@ impl<H: Handler> Connections<H> {
                     }
                     false
                 }
-                Ok(Flushed::Partial) => true,
+                Ok(Flushed::Partial) => {
+                    if ending {
+                        // The connection closes (and its peer sees the end of the stream)
+                        // only once this write completes: not to be held back for a batch.
+                        backend.output_waits(key);
+                    }
+                    true
+                }
                 Err(error) => {
                     tracing::debug!(id = %ctx.id(key), %error, "write failed");
                     self.remove(key);

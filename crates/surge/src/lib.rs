@@ -102,7 +102,8 @@
 //! let report = server.shutdown(Duration::from_secs(5));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-// Unsafe code lives only in the io_uring backend (`backend::uring`), which allows it.
+// Unsafe code lives only in the io_uring backend (`backend::uring`) and the TLS provider's
+// fork handler (`tls::random`), which allow it.
 #![deny(unsafe_code)]
 
 mod acceptor;

@@ -6,7 +6,8 @@
 //! server runs (new handshakes get the new chains; open connections keep theirs).
 //!
 //! The crypto provider is *ring*: `benches/benches/tls.rs` measures it beside aws-lc-rs
-//! (handshakes per second and AES-GCM throughput; see the README's figures).
+//! (handshakes per second and AES-GCM throughput; see the README's figures), with the
+//! randomness rustls itself draws served from a per-thread buffer (`random`).
 //!
 //! What one connection's TLS costs on the per-message path is in `transport/tls.rs`.
 
@@ -20,6 +21,8 @@ use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
+
+mod random;
 
 /// Sessions kept for resumption by session id (TLS 1.2) across the whole server.
 const SESSION_CACHE: usize = 4096;
@@ -176,7 +179,10 @@ pub(crate) struct TlsContext {
 impl TlsContext {
     /// Reads every file of `files` and builds the configuration.
     pub(crate) fn new(files: TlsConfig) -> Result<Self, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(CryptoProvider {
+            secure_random: &random::BUFFERED_RANDOM,
+            ..rustls::crypto::ring::default_provider()
+        });
         let chains = load(&files, &provider)?;
         let resolver = Arc::new(Resolver { current: RwLock::new(Arc::new(chains)) });
         let versions = [&rustls::version::TLS13, &rustls::version::TLS12];

@@ -204,6 +204,45 @@ fn echoes_text_binary_and_a_mebibyte_then_closes_with_close_notify() {
     server.shutdown(WAIT);
 }
 
+/// The server's Close is the last thing it sends, so its `close_notify` goes in the same
+/// write: the client's first read after its own Close holds both records, the Close first,
+/// and then only the end of the stream comes. TLS 1.3 and 1.2.
+#[test]
+fn the_servers_close_and_close_notify_come_in_one_read_in_that_order() {
+    let pki = Pki::new("close-notify");
+    let (cert, key, _) = pki.leaf("leaf", &["localhost"]);
+    let (server, addr) = start(TlsConfig::new(cert, key), WAIT);
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let client = Arc::new(pki.client(&[version]));
+        let mut tls = connect(addr, &client, "localhost");
+        assert_echoes(&mut tls, 1, b"one echo first");
+        send(&mut tls, 8, &1000u16.to_be_bytes());
+        tls.flush().unwrap();
+        // Raw ciphertext from here on, read past rustls.
+        let mut first = vec![0; 1 << 16];
+        let n = tls.sock.read(&mut first).unwrap();
+        first.truncate(n);
+        let mut records = 0;
+        let mut at = 0;
+        while at + 5 <= first.len() {
+            at += 5 + usize::from(u16::from_be_bytes([first[at + 3], first[at + 4]]));
+            records += 1;
+        }
+        assert_eq!((records, at), (2, first.len()), "one read: the Close's record and the alert");
+        let mut rest = Vec::new();
+        tls.sock.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{} bytes after close_notify", rest.len());
+
+        tls.conn.read_tls(&mut &first[..]).unwrap();
+        let state = tls.conn.process_new_packets().unwrap();
+        assert!(state.peer_has_closed(), "close_notify came ({version:?})");
+        let mut plaintext = vec![0; state.plaintext_bytes_to_read()];
+        tls.conn.reader().read_exact(&mut plaintext).unwrap();
+        assert_eq!(plaintext, [0x88, 0x02, 0x03, 0xe8], "the Close, before the alert");
+    }
+    server.shutdown(WAIT);
+}
+
 /// Two messages larger than the read buffer, sent back to back: the second must not wait for
 /// an event that never comes (records or plaintext held in rustls).
 #[test]

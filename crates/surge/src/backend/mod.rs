@@ -144,7 +144,8 @@ pub(crate) trait Backend {
         out
     }
     /// Connection `key` has output queued behind a write still in flight (a completion
-    /// backend's send): its completion is wanted promptly, not held back for a batch.
+    /// backend's send), or closes once that write is done: its completion is wanted
+    /// promptly, not held back for a batch.
     fn output_waits(&mut self, key: ConnKey) {
         let _ = key;
     }

@@ -30,7 +30,8 @@
 //! Each is counted in the loop's own stats (`/metrics`: `surge_io_uring_*{loop}`), summed
 //! in [`IoUringStats`].
 //!
-//! The engine's only `unsafe` code is here (the ring's memory and the system calls), each
+//! The engine's `unsafe` code is here (the ring's memory and the system calls; beside it only
+//! `tls::random`'s fork handler), each
 //! block with its `SAFETY` argument; the tests in `tests` run under AddressSanitizer too
 //! (`tests/run.sh`, the asan suite).
 #![allow(unsafe_code)]
@@ -313,6 +314,21 @@ impl UringBackend {
         (ret == 1).then_some(update.offset)
     }
 
+    /// How many completions the next enter waits for, and how long at most, given the
+    /// turn's `timeout`.
+    fn completions_to_wait_for(&self, timeout: Option<Duration>) -> (u32, Option<Duration>) {
+        match timeout {
+            Some(Duration::ZERO) => (0, timeout),
+            // Nothing waits for this turn's sends (no output queued behind one, no connection
+            // closing once one is done): wait for them and one more event, briefly.
+            _ if self.fresh_sends > 0 && self.backlogged == 0 => (
+                self.fresh_sends.saturating_add(1),
+                Some(timeout.map_or(BATCH_WAIT, |t| t.min(BATCH_WAIT))),
+            ),
+            _ => (1, timeout),
+        }
+    }
+
     /// Submits what is queued and waits for at least `want` completions, at most
     /// `timeout`.
     fn enter(&mut self, want: u32, timeout: Option<Duration>) -> io::Result<()> {
@@ -560,15 +576,8 @@ impl Backend for UringBackend {
     const COMPLETES_READS: bool = true;
 
     fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        let fresh = std::mem::take(&mut self.fresh_sends);
-        let (want, timeout) = match timeout {
-            Some(Duration::ZERO) => (0, timeout),
-            // Nothing waits for this turn's sends: wait for them and one more event, briefly.
-            _ if fresh > 0 && self.backlogged == 0 => {
-                (fresh.saturating_add(1), Some(timeout.map_or(BATCH_WAIT, |t| t.min(BATCH_WAIT))))
-            }
-            _ => (1, timeout),
-        };
+        let (want, timeout) = self.completions_to_wait_for(timeout);
+        self.fresh_sends = 0;
         self.enter(want, timeout)?;
         self.collect();
         Ok(())

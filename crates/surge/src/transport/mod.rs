@@ -23,6 +23,9 @@
 //!   records the socket did not take it keeps, and reports through
 //!   [`Transport::wants_write`] so that the loop keeps WRITABLE interest for them.
 //! - `shutdown_write`: no more output (TLS: `close_notify` first).
+//! - `ending`: what is written from now on is the stream's last output, so a transport that
+//!   ends its stream with a message of its own (TLS: `close_notify`) sends it behind that
+//!   output, in the same write, instead of alone when the stream is dropped.
 //! - `peer_addr`.
 //! - Registration with the backend: the mio backend registers [`Stream`] as a
 //!   [`mio::event::Source`]; a transport over a socket delegates to it.
@@ -62,6 +65,10 @@ pub(crate) trait Transport {
     fn wants_write(&self) -> bool {
         false
     }
+    /// What is written from now on is the last output the stream carries (the engine will
+    /// drop it once that is written): a transport that ends its stream with a message of its
+    /// own puts it behind that output.
+    fn ending(&mut self) {}
     /// Ends the output side (a FIN after the last byte).
     fn shutdown_write(&mut self) -> io::Result<()>;
     /// The peer's address.
@@ -146,6 +153,12 @@ impl Transport for Stream {
             Stream::Tls(tls) => tls.wants_write(),
             #[cfg(test)]
             Stream::Memory(pipe) => pipe.wants_write(),
+        }
+    }
+
+    fn ending(&mut self) {
+        if let Stream::Tls(tls) = self {
+            tls.ending();
         }
     }
 

@@ -18,8 +18,10 @@
 //! socket drains. An idle connection holds neither buffer: only rustls' state and the socket.
 //!
 //! A peer's protocol error is answered with rustls' alert, then the stream reads as failed;
-//! the engine drops the connection as it does any failed stream. Dropping the stream sends
-//! `close_notify` (best effort: the socket is non-blocking) before the socket closes.
+//! the engine drops the connection as it does any failed stream. Where the engine's last
+//! output is its Close (it said so through `ending`), `close_notify` follows the Close's
+//! record in the same write; otherwise dropping the stream sends it (best effort: the socket
+//! is non-blocking) before the socket closes.
 //!
 //! What rustls 0.23 still does itself: it copies each received record's plaintext into a
 //! fresh `Vec` (`ReadTraffic::next_record`; in-place reads are a planned API) and encrypts each
@@ -86,6 +88,9 @@ pub(crate) struct TlsStream {
     /// rustls failed (its alert is out): nothing more is read, written or sent, since
     /// rustls would parse the bad input again.
     failed: bool,
+    /// What is written from now on is the stream's last output (the engine's Close):
+    /// `close_notify` goes behind its last record, in the same write.
+    ending: bool,
 }
 
 impl std::fmt::Debug for TlsStream {
@@ -135,6 +140,7 @@ impl TlsStream {
             peer_closed: false,
             socket_full: false,
             failed: false,
+            ending: false,
         })
     }
 
@@ -383,14 +389,27 @@ impl TlsStream {
         }
         let UnbufferedStatus { state, .. } = tls.process_tls_records(incoming);
         if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
-            let mut alert = [0; 64];
-            // Nothing the second time (after `shutdown_write`): rustls sends it once.
-            match traffic.queue_close_notify(&mut alert) {
-                Ok(n) if n > 0 => drop(tcp.write(&alert[..n])),
-                _ => {}
+            let mut alert = [0; CLOSE_NOTIFY_MAX];
+            let record = close_notify_record(&mut traffic, &mut alert);
+            if !record.is_empty() {
+                drop(tcp.write(record));
             }
         }
     }
+}
+
+/// Room for one `close_notify` record: 5 bytes of header, the 2-byte alert, and the cipher's
+/// expansion (at most 24 with the AEAD suites served: an explicit nonce and a tag).
+const CLOSE_NOTIFY_MAX: usize = 64;
+
+/// rustls' `close_notify` record, encoded into `alert`; empty when it was made already
+/// (rustls makes it once, however often asked).
+fn close_notify_record<'a>(
+    traffic: &mut WriteTraffic<'_, ServerConnectionData>,
+    alert: &'a mut [u8; CLOSE_NOTIFY_MAX],
+) -> &'a [u8] {
+    let n = traffic.queue_close_notify(alert).unwrap_or(0);
+    &alert[..n]
 }
 
 /// Writes `outgoing` until the socket stops taking it; gives the buffer back once empty.
@@ -551,14 +570,20 @@ impl Transport for TlsStream {
         }
         let mut taken = 0;
         while taken < total {
-            let TlsStream { tls, incoming, outgoing, failed, .. } = self;
+            let TlsStream { tls, incoming, outgoing, failed, ending, .. } = self;
             let UnbufferedStatus { discard, state } = tls.process_tls_records(incoming);
             let result = match state {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                     if outgoing.capacity() == 0 {
                         *outgoing = pool.take();
                     }
-                    Self::encrypt(&mut traffic, bufs, taken, outgoing, pool).map(Some)
+                    let encrypted = Self::encrypt(&mut traffic, bufs, taken, outgoing, pool);
+                    if *ending && encrypted.as_ref().is_ok_and(|n| taken + n == total) {
+                        // The last record of the last output: the alert rides with it.
+                        let mut alert = [0; CLOSE_NOTIFY_MAX];
+                        outgoing.extend_from_slice(close_notify_record(&mut traffic, &mut alert));
+                    }
+                    encrypted.map(Some)
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     encode_into(&mut encode, outgoing, pool);
@@ -596,6 +621,10 @@ impl Transport for TlsStream {
 
     fn wants_write(&self) -> bool {
         !self.outgoing.is_empty()
+    }
+
+    fn ending(&mut self) {
+        self.ending = true;
     }
 
     fn shutdown_write(&mut self) -> io::Result<()> {
@@ -694,22 +723,24 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_record_in_pieces_waits_in_a_pooled_buffer_and_an_idle_stream_holds_none() {
-        let (mut stream, mut client, mut socket) = pair();
-        let mut pool = BufferPool::new(1 << 20);
-        let mut buf = vec![0; READ_BUFFER_MIN];
-        // The handshake: each side takes what the other sent, until both are done.
+    /// Runs the handshake: each side takes what the other sent, until both are done.
+    fn handshake(
+        stream: &mut TlsStream,
+        client: &mut ClientConnection,
+        socket: &mut StdTcpStream,
+        buf: &mut [u8],
+        pool: &mut BufferPool,
+    ) {
         socket.set_nonblocking(true).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while client.is_handshaking() || stream.tls.is_handshaking() {
             assert!(Instant::now() < deadline, "the handshake did not finish");
             while client.wants_write() {
-                client.write_tls(&mut socket).unwrap();
+                client.write_tls(socket).unwrap();
             }
-            let read = stream.read(&mut buf, &mut pool);
+            let read = stream.read(buf, pool);
             assert!(matches!(read, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock));
-            match client.read_tls(&mut socket) {
+            match client.read_tls(socket) {
                 Ok(_) => {
                     client.process_new_packets().unwrap();
                 }
@@ -720,6 +751,14 @@ mod tests {
             }
         }
         socket.set_nonblocking(false).unwrap();
+    }
+
+    #[test]
+    fn a_record_in_pieces_waits_in_a_pooled_buffer_and_an_idle_stream_holds_none() {
+        let (mut stream, mut client, mut socket) = pair();
+        let mut pool = BufferPool::new(1 << 20);
+        let mut buf = vec![0; READ_BUFFER_MIN];
+        handshake(&mut stream, &mut client, &mut socket, &mut buf, &mut pool);
 
         // One application record, sent in two pieces.
         client.writer().write_all(b"hello").unwrap();
@@ -759,5 +798,42 @@ mod tests {
         assert_eq!((stream.incoming.capacity(), stream.outgoing.capacity()), (0, 0));
         assert!(!stream.wants_write());
         assert!(pool.pooled_bytes() > 0, "the buffers are the pool's again");
+    }
+
+    /// The output written after `ending` is the last: `close_notify` goes out behind it in
+    /// the same write, before the stream is dropped, and only once.
+    #[test]
+    fn the_last_output_carries_close_notify_behind_it() {
+        let (mut stream, mut client, mut socket) = pair();
+        let mut pool = BufferPool::new(1 << 20);
+        let mut buf = vec![0; READ_BUFFER_MIN];
+        handshake(&mut stream, &mut client, &mut socket, &mut buf, &mut pool);
+        // A first write, which carries the session tickets the handshake left waiting.
+        assert!(stream.write_vectored(&[IoSlice::new(b"before")], &mut pool).is_ok());
+
+        stream.ending();
+        let close = [0x88, 0x02, 0x03, 0xe8];
+        assert_eq!(stream.write_vectored(&[IoSlice::new(&close)], &mut pool).unwrap(), 4);
+        assert!(!stream.wants_write(), "all of it went in that write");
+        // The stream is still alive: what the client gets now came from that write alone.
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut plaintext = Vec::new();
+        loop {
+            client.read_tls(&mut socket).unwrap();
+            let state = client.process_new_packets().unwrap();
+            let mut chunk = vec![0; state.plaintext_bytes_to_read()];
+            client.reader().read_exact(&mut chunk).unwrap();
+            plaintext.extend_from_slice(&chunk);
+            if state.peer_has_closed() {
+                break;
+            }
+        }
+        assert_eq!(plaintext, [&b"before"[..], &close].concat(), "the data, then the alert");
+
+        // Dropped: nothing more comes (rustls makes the alert once), only the end of stream.
+        drop(stream);
+        let mut rest = Vec::new();
+        socket.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "{} bytes after close_notify", rest.len());
     }
 }

@@ -90,6 +90,23 @@ fn small_receives_share_a_buffer_where_the_kernel_consumes_them_incrementally() 
 }
 
 #[test]
+fn a_send_the_engine_waits_on_is_not_held_back_for_a_batch() {
+    let (mut backend, mut stream, _client, key) = pair((4, 4096));
+    let mut pool = BufferPool::new(1 << 20);
+    let mut out = Outbox::default();
+    out.append(&mut pool, |buf| buf.extend_from_slice(b"a Close, say"));
+    assert_eq!(backend.flush(key, &mut stream, &mut out, &mut pool).unwrap(), Flushed::Partial);
+    // Nothing waits on it: the send's completion and one more event, for a moment.
+    assert_eq!(backend.completions_to_wait_for(None), (2, Some(BATCH_WAIT)));
+    // The connection closes once it is written (or has more output behind it): the
+    // send's completion alone, as soon as it comes.
+    backend.output_waits(key);
+    assert_eq!(backend.completions_to_wait_for(None), (1, None));
+    let timeout = Some(Duration::from_millis(5));
+    assert_eq!(backend.completions_to_wait_for(timeout), (1, timeout));
+}
+
+#[test]
 fn lent_segments_go_out_whole_in_one_slice_or_many() {
     let (mut backend, mut stream, mut client, key) = pair((4, 4096));
     let mut pool = BufferPool::new(1 << 20);
