@@ -23,15 +23,18 @@
 //! with the loop's `SharedCodecs` (a fresh window per message, the compressor it picks for
 //! the message's size) and inflates the client's messages (compressed without context
 //! takeover, as the client must) with its shared decompressor; `stream-12-4` compresses
-//! with a connection's own window 12, memLevel 4 `Compressor` and inflates the client's
-//! window 12 stream with its own `Decompressor`, both with context takeover, message after
-//! message. Each prints the compression ratio of its messages.
+//! with a connection's own window 12, memLevel 4 `Compressor` (short messages in Rust
+//! against its window, long ones by zlib; `-zlib`: every one by zlib, as before) and
+//! inflates the client's window 12 stream with its own `Decompressor`, both with context
+//! takeover, message after message. Each prints the compression ratio of its messages.
+//! `deflate-cutoff` weighs fixed codes against zlib's by message size, one stream.
 //!
 //! ```text
 //! cargo bench -p surge-benches --bench deflate
 //! cargo bench -p surge-benches --bench deflate -- --state   # the table only
 //! cargo bench -p surge-benches --bench deflate -- variants  # window, memLevel, takeover
 //! cargo bench -p surge-benches --bench deflate -- deflate-policy   # the engine's budget
+//! cargo bench -p surge-benches --bench deflate -- deflate-cutoff   # fixed codes or zlib
 //! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -41,7 +44,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use surge_loadgen::workload::{PayloadKind, Payloads, SizeSpec};
-use surge_proto::deflate::codec::{Compressor, CompressorConfig, Decompressor, TAIL};
+use surge_proto::deflate::codec::{
+    Compressor, CompressorConfig, Decompressor, STREAM_FIXED_UP_TO, TAIL,
+};
 use surge_proto::deflate::{ClientOffer, Params, ServerPolicy, SharedCodecs};
 use surge_proto::Role;
 
@@ -327,7 +332,8 @@ fn variants(c: &mut Criterion) {
                 no_context_takeover: !keep,
                 ..CompressorConfig::default()
             };
-            let mut cz = Compressor::new(config).unwrap();
+            // zlib for every message, context takeover or not: the backend's own figures.
+            let mut cz = Compressor::with_fixed_up_to(config, 0).unwrap();
             let param = format!("w{bits}-m{mem_level}");
             let mut rs = zlib_rs_direct::Deflate::new(bits, mem_level, 6);
             group.bench_function(BenchmarkId::new(format!("zlib-rs-{label}"), &param), |b| {
@@ -481,10 +487,12 @@ fn policies(c: &mut Criterion) {
         // again by its next message: 100 x 42 KiB is more than a core's L2).
         for streams in [1, connections] {
             let label = if streams == 1 { String::new() } else { format!("-x{streams}") };
-            // Message j belongs to stream j % streams; each stream has its own compressor.
-            let stream_all = |config: CompressorConfig| -> Vec<Vec<u8>> {
-                let mut compressors: Vec<_> =
-                    (0..streams).map(|_| Compressor::new(config).unwrap()).collect();
+            // Message j belongs to stream j % streams; each stream has its own compressor,
+            // compressing messages up to `fixed_up_to` bytes with fixed codes (0: zlib for all).
+            let stream_all = |config: CompressorConfig, fixed_up_to: usize| -> Vec<Vec<u8>> {
+                let mut compressors: Vec<_> = (0..streams)
+                    .map(|_| Compressor::with_fixed_up_to(config, fixed_up_to).unwrap())
+                    .collect();
                 messages
                     .iter()
                     .enumerate()
@@ -495,23 +503,34 @@ fn policies(c: &mut Criterion) {
                     })
                     .collect()
             };
-            let (sent, received) = (stream_all(send), stream_all(client));
+            let (sent, received) =
+                (stream_all(send, STREAM_FIXED_UP_TO), stream_all(client, STREAM_FIXED_UP_TO));
             println!(
                 "{name} stream-12-4{label}: server sends {}, client sends {}",
                 ratio(&messages, &sent),
                 ratio(&messages, &received)
             );
-            let mut compressors: Vec<_> =
-                (0..streams).map(|_| Compressor::new(send).unwrap()).collect();
-            let mut i = 0;
-            group.bench_function(format!("stream-12-4{label}-compress"), |b| {
-                b.iter(|| {
-                    out.clear();
-                    compressors[i % streams].compress(black_box(&messages[i]), &mut out).unwrap();
-                    i = (i + 1) % count;
-                    black_box(out.len())
-                })
-            });
+            // The same streams with zlib for every message, as before short ones got fixed
+            // codes against the window.
+            println!(
+                "{name} stream-12-4{label}: zlib alone sends {}",
+                ratio(&messages, &stream_all(send, 0))
+            );
+            for (suffix, fixed_up_to) in [("", STREAM_FIXED_UP_TO), ("-zlib", 0)] {
+                let mut compressors: Vec<_> = (0..streams)
+                    .map(|_| Compressor::with_fixed_up_to(send, fixed_up_to).unwrap())
+                    .collect();
+                let mut i = 0;
+                group.bench_function(format!("stream-12-4{label}-compress{suffix}"), |b| {
+                    b.iter(|| {
+                        out.clear();
+                        let message = black_box(&messages[i]);
+                        compressors[i % streams].compress(message, &mut out).unwrap();
+                        i = (i + 1) % count;
+                        black_box(out.len())
+                    })
+                });
+            }
             let mut decompressors: Vec<_> =
                 (0..streams).map(|_| Decompressor::new(receive.window_bits).unwrap()).collect();
             let mut i = 0;
@@ -544,6 +563,43 @@ fn policies(c: &mut Criterion) {
     }
 }
 
+/// Where fixed codes against the window stop paying under context takeover: one window 12,
+/// memLevel 4 stream of `surge-loadgen --json-text` messages of each size, every message
+/// compressed in Rust (fixed codes) or every one by zlib (dynamic codes), time per message
+/// and the compression ratio of each. [`STREAM_FIXED_UP_TO`] comes from these figures.
+fn cutoff(c: &mut Criterion) {
+    let config = CompressorConfig { window_bits: 12, mem_level: 4, ..CompressorConfig::default() };
+    let mut group = c.benchmark_group("deflate-cutoff");
+    for size in [137, 512, 1024, 2048, 4096, 16 * 1024] {
+        let count = (1 << 20) / size;
+        let messages = loadgen_json(size, count);
+        group.throughput(Throughput::Bytes(size as u64));
+        let mut out = Vec::with_capacity(2 * size + 64);
+        for (label, fixed_up_to) in [("fixed", 32 * 1024), ("zlib", 0)] {
+            let mut stream = Compressor::with_fixed_up_to(config, fixed_up_to).unwrap();
+            let wire: Vec<Vec<u8>> = messages
+                .iter()
+                .map(|m| {
+                    let mut wire = Vec::new();
+                    stream.compress(m, &mut wire).unwrap();
+                    wire
+                })
+                .collect();
+            println!("cutoff {size} B {label}: {}", ratio(&messages, &wire));
+            let mut i = 0;
+            group.bench_function(BenchmarkId::new(label, size), |b| {
+                b.iter(|| {
+                    out.clear();
+                    stream.compress(black_box(&messages[i]), &mut out).unwrap();
+                    i = (i + 1) % count;
+                    black_box(out.len())
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 // In a private module so the `pub fn` that `criterion_group!` generates needs no docs.
 mod group {
     criterion::criterion_group! {
@@ -570,6 +626,14 @@ mod group {
             .sample_size(30);
         targets = super::policies
     }
+    criterion::criterion_group! {
+        name = cutoffs;
+        config = criterion::Criterion::default()
+            .warm_up_time(std::time::Duration::from_secs(1))
+            .measurement_time(std::time::Duration::from_secs(2))
+            .sample_size(20);
+        targets = super::cutoff
+    }
 }
 
 fn main() {
@@ -580,5 +644,6 @@ fn main() {
     group::benches();
     group::variants();
     group::policies();
+    group::cutoffs();
     Criterion::default().configure_from_args().final_summary();
 }

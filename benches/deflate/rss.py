@@ -2,7 +2,9 @@
 """Server RSS per connection with permessage-deflate negotiated: N connections idle, then
 after one compressed 137-byte message each (echoed back), for one `surge echo` policy.
 
-Usage: benches/deflate/rss.py SURGE_BINARY [N] [--deflate=POLICY | --no-deflate]
+Usage: benches/deflate/rss.py SURGE_BINARY [N] [--deflate=POLICY | --no-deflate] [--size=BYTES]
+(--size: the message is that many bytes of the same JSON record repeated, 137 by default;
+above 512 a context-takeover stream compresses it with zlib, which it makes then.)
 Prints one line: policy, N, RSS before any connection, idle, after one message each, and
 the per-connection figures. Standard library only; every socket on 127.0.0.1.
 """
@@ -19,7 +21,12 @@ def rss_kib(pid):
 
 
 def frame(payload, rsv1):
-    head = bytes([0x80 | (0x40 if rsv1 else 0) | 0x1, 0x80 | len(payload)]) + b"\x01\x02\x03\x04"
+    first = 0x80 | (0x40 if rsv1 else 0) | 0x1
+    if len(payload) < 126:
+        head = bytes([first, 0x80 | len(payload)])
+    else:
+        head = bytes([first, 0x80 | 126]) + struct.pack(">H", len(payload))
+    head += b"\x01\x02\x03\x04"
     return head + bytes(b ^ (1, 2, 3, 4)[i % 4] for i, b in enumerate(payload))
 
 
@@ -29,6 +36,8 @@ def main():
     flags = [a for a in sys.argv[2:] if a.startswith("--")]
     policy = "off" if "--no-deflate" in flags else next(
         (f.split("=", 1)[1] for f in flags if f.startswith("--deflate=")), "shared")
+    size = next((int(f.split("=", 1)[1]) for f in flags if f.startswith("--size=")), len(JSON))
+    message = (JSON * (size // len(JSON) + 1))[:size]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 1000), hard))
     args = [binary, "echo", "--listen", "127.0.0.1:0", "--threads", "1", "--idle-timeout", "off",
@@ -60,17 +69,17 @@ def main():
         takeover = policy.startswith("stream")
         for s in socks:
             if policy == "off":
-                s.sendall(frame(JSON, False))
+                s.sendall(frame(message, False))
             else:
                 c = zlib.compressobj(6, zlib.DEFLATED, -15)
-                data = c.compress(JSON) + c.flush(zlib.Z_SYNC_FLUSH)
+                data = c.compress(message) + c.flush(zlib.Z_SYNC_FLUSH)
                 s.sendall(frame(data[:-4], True))
             got = s.recv(4096)
             assert got, "echo"
         time.sleep(1.0)
         after = rss_kib(server.pid)
         print(f"policy {policy} ({agreed.group(1).decode() if agreed else 'none'}), {n} connections: "
-              f"RSS {base} KiB empty, {idle} KiB idle, {after} KiB after one message each; "
+              f"RSS {base} KiB empty, {idle} KiB idle, {after} KiB after one {size} B message each; "
               f"per connection {(idle - base) * 1024 / n:.0f} B idle, "
               f"{(after - base) * 1024 / n:.0f} B active (takeover {takeover})")
         for s in socks:

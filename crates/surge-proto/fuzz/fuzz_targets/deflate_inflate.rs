@@ -2,7 +2,8 @@
 //! never panic and never grow the output past the cap (the buffer's capacity included); and
 //! what the compressors make of the same bytes inflates back to them: zlib's and the loop's
 //! shared codecs' (fixed Huffman codes up to 250 bytes, at the level a byte picks) as one
-//! message, and zlib's as three messages of a context-takeover stream.
+//! message, and a context-takeover stream's (fixed codes against its window up to 512
+//! bytes, zlib above) as seven messages.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -72,21 +73,26 @@ fn check(data: &[u8]) {
         shared.decompress_message(&wire, &mut back, payload.len()).unwrap();
         assert_eq!(back, payload, "level {}", config.level);
     });
-    // The same bytes as three messages of one context-takeover stream (fresh per run, so runs
-    // stay independent): each inflates back, the later ones through the earlier ones' window.
+    // The same bytes as a stream of messages with context takeover (fresh per run, so runs
+    // stay independent): the three pieces, the whole payload, and the pieces again in
+    // reverse, which refer back into the window; at a level and memory level the bytes
+    // pick. Short ones are compressed in Rust against the window, long ones by zlib (handed
+    // the window first): each inflates back in turn, the later ones through the earlier
+    // ones' window.
     let config = CompressorConfig {
         window_bits: bits,
-        mem_level: 1,
+        mem_level: 1 + cap_lo % 9,
+        level: cut_b % 10,
         no_context_takeover: false,
-        ..CompressorConfig::default()
     };
     let mut c = Compressor::new(config).unwrap();
     let mut d = Decompressor::new(bits).unwrap();
-    for message in fragments {
+    let stream = fragments.iter().chain([&payload]).chain(fragments.iter().rev());
+    for message in stream {
         let (mut wire, mut back) = (Vec::new(), Vec::new());
         c.compress(message, &mut wire).unwrap();
         d.decompress(&wire, true, &mut back, message.len()).unwrap();
-        assert_eq!(back, message);
+        assert_eq!(back, *message, "{config:?}");
     }
 }
 

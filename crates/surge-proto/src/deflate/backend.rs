@@ -6,7 +6,8 @@
 //!   (1..=9) and level (0..=9), that compresses a slice into a `Vec`'s spare capacity (no
 //!   zero-filled room) with a sync flush (`Z_SYNC_FLUSH`: the output ends on a byte
 //!   boundary with the empty stored block `00 00 ff ff`), reports bytes consumed and
-//!   produced, and resets to an empty window without allocating;
+//!   produced, and resets to an empty window, or to a given one (a dictionary), without
+//!   allocating;
 //! - a raw decompressor created from window bits (8..=15) that inflates a slice into a
 //!   `Vec`'s spare capacity with a sync flush, can stop at the next block boundary
 //!   (`Z_BLOCK`), reports bytes consumed, bytes produced and the end of a final block, and
@@ -208,6 +209,30 @@ impl Deflate {
             z::Z_OK | z::Z_BUF_ERROR => Ok(Progress { consumed, produced, stream_end: false }),
             _ => Err(Failed),
         }
+    }
+
+    /// Forgets the window and takes `dictionary` (at most the window's size, which the
+    /// caller keeps) as the bytes the stream already carried: the next output may refer
+    /// into them, as the peer's inflater holds them. Raw deflate allows it after a reset
+    /// and after a sync-flushed block (zlib.h, `deflateSetDictionary`).
+    pub(crate) fn reset_to(&mut self, dictionary: &[u8]) {
+        self.reset();
+        if dictionary.is_empty() {
+            return;
+        }
+        // SAFETY: a stream initialised by deflateInit2_ and never moved, just reset (so no
+        // input is pending); zlib copies the `len` bytes at the pointer into its window
+        // during the call and keeps no pointer to them. The length fits a c_uint: the
+        // caller passes at most a 32 KiB window.
+        let rc = unsafe {
+            z::deflateSetDictionary(
+                &mut *self.stream.0,
+                dictionary.as_ptr(),
+                dictionary.len() as c_uint,
+            )
+        };
+        // Z_STREAM_ERROR only for a stream in the middle of a block, which a reset is not.
+        debug_assert_eq!(rc, z::Z_OK, "deflateSetDictionary after a reset");
     }
 
     /// Forgets the window: the next output starts a stream that refers to nothing before it.

@@ -18,6 +18,9 @@
 
 use super::backend::{self, Until};
 use super::negotiate::{Direction, MAX_WINDOW_BITS, MIN_WINDOW_BITS};
+use super::window::Window;
+use super::window::MAX_FIXED_UP_TO;
+pub use super::window::STREAM_FIXED_UP_TO;
 
 /// The empty stored block a sync flush ends with, removed by the sender, appended by the
 /// receiver (§7.2.1, §7.2.2).
@@ -93,6 +96,12 @@ pub enum CompressError {
 
 /// Compresses permessage-deflate messages for one direction; see the [module docs](self).
 ///
+/// With context takeover, a message of up to [`STREAM_FIXED_UP_TO`] bytes is compressed in
+/// Rust against the stream's own window, as one block of fixed Huffman codes (`window.rs`),
+/// and a longer one by zlib, which is made only when the first such message comes; the two
+/// hand the window to each other, so that every message may refer back into all that came
+/// before it, whoever compressed it.
+///
 /// ```
 /// use surge_proto::deflate::codec::{Compressor, CompressorConfig, Decompressor};
 ///
@@ -107,8 +116,16 @@ pub enum CompressError {
 /// assert_eq!(text, b"Hello");
 /// ```
 pub struct Compressor {
-    inner: backend::Deflate,
     config: CompressorConfig,
+    /// zlib: every message without context takeover; with it, the long ones (made for the
+    /// first).
+    zlib: Option<backend::Deflate>,
+    /// With context takeover at a level above 0: the stream's window, for messages of up
+    /// to `fixed_up_to` bytes.
+    window: Option<Box<Window>>,
+    fixed_up_to: usize,
+    /// zlib's window is the stream's: no message went to `window` since zlib's last.
+    zlib_current: bool,
 }
 
 impl core::fmt::Debug for Compressor {
@@ -118,9 +135,27 @@ impl core::fmt::Debug for Compressor {
 }
 
 impl Compressor {
-    /// Makes the backend state (this allocates it; see the module docs of
-    /// [`deflate`](super) for its size).
+    /// A compressor for `config`. Without context takeover this makes zlib's state (see the
+    /// module docs of [`deflate`](super) for its size); with it, nothing until the first
+    /// message (the window, then zlib's state for the first long message).
     pub fn new(config: CompressorConfig) -> Result<Self, ConfigError> {
+        Self::with_fixed_up_to(config, STREAM_FIXED_UP_TO)
+    }
+
+    /// As [`new`](Self::new), with context takeover compressing messages of up to
+    /// `max_len` bytes (at most 32 KiB) in Rust instead of up to [`STREAM_FIXED_UP_TO`]: `0`
+    /// sends every message through zlib (the comparison the benches make).
+    ///
+    /// ```
+    /// use surge_proto::deflate::codec::{Compressor, CompressorConfig};
+    ///
+    /// let mut zlib = Compressor::with_fixed_up_to(CompressorConfig::default(), 0).unwrap();
+    /// let (mut first, mut second) = (Vec::new(), Vec::new());
+    /// zlib.compress(b"Hello", &mut first).unwrap();
+    /// zlib.compress(b"Hello", &mut second).unwrap();
+    /// assert_eq!(second, [0xf2, 0x00, 0x11, 0x00, 0x00]); // zlib's, RFC 7692 §7.2.3.2
+    /// ```
+    pub fn with_fixed_up_to(config: CompressorConfig, max_len: usize) -> Result<Self, ConfigError> {
         if !(MIN_WINDOW_BITS..=MAX_WINDOW_BITS).contains(&config.window_bits) {
             return Err(ConfigError::WindowBits);
         }
@@ -130,8 +165,13 @@ impl Compressor {
         if config.level > 9 {
             return Err(ConfigError::Level);
         }
-        let bits = config.window_bits.max(9);
-        Ok(Self { inner: backend::Deflate::new(bits, config.mem_level, config.level), config })
+        let zlib = config.no_context_takeover.then(|| Self::make_zlib(config));
+        let fixed_up_to = max_len.min(MAX_FIXED_UP_TO);
+        Ok(Self { config, zlib, window: None, fixed_up_to, zlib_current: true })
+    }
+
+    fn make_zlib(config: CompressorConfig) -> backend::Deflate {
+        backend::Deflate::new(config.window_bits.max(9), config.mem_level, config.level)
     }
 
     /// The configuration it was made with.
@@ -139,11 +179,16 @@ impl Compressor {
         self.config
     }
 
+    /// Whether the stream keeps a window of its own, in Rust, for its short messages.
+    fn keeps_window(&self) -> bool {
+        !self.config.no_context_takeover && self.config.level > 0 && self.fixed_up_to > 0
+    }
+
     /// Appends the compressed payload of the whole message `message` to `out` (without the
     /// trailing `00 00 ff ff`). The frame(s) carrying it have RSV1 set on the first frame
     /// only. An empty message compresses to the one byte `00`.
     ///
-    /// Allocates only when `out` lacks the capacity.
+    /// Allocates only when `out` lacks the capacity, and for the state made on first use.
     pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
         if message.is_empty() {
             // The header of an empty stored block, which the tail completes (§7.2.3.6). Not
@@ -152,27 +197,50 @@ impl Compressor {
             out.push(0x00);
             return Ok(());
         }
+        let window = if self.keeps_window() {
+            let (bits, mem_level) = (self.config.window_bits, self.config.mem_level);
+            let up_to = self.fixed_up_to;
+            Some(self.window.get_or_insert_with(|| Box::new(Window::new(bits, mem_level, up_to))))
+        } else {
+            None
+        };
+        if let Some(window) = window.filter(|_| message.len() <= self.fixed_up_to) {
+            window.compress(message, self.config.level, out);
+            self.zlib_current = false;
+            return Ok(());
+        }
         let start = out.len();
-        let result = self.compress_into(message, out);
+        let config = self.config;
+        let zlib = self.zlib.get_or_insert_with(|| Self::make_zlib(config));
+        if !self.zlib_current {
+            zlib.reset_to(self.window.as_deref().map_or(&[], Window::recent));
+            self.zlib_current = true;
+        }
+        let result = Self::compress_into(zlib, message, out);
+        // A sync flush always ends with the empty stored block.
+        let result = result.and_then(|()| match out.len() >= start + TAIL.len() {
+            true if out.ends_with(&TAIL) => Ok(()),
+            _ => Err(CompressError::Backend),
+        });
         if result.is_err() {
             out.truncate(start);
-            self.inner.reset();
+            self.reset();
             return result;
-        }
-        // A sync flush always ends with the empty stored block.
-        if out.len() < start + TAIL.len() || !out.ends_with(&TAIL) {
-            out.truncate(start);
-            self.inner.reset();
-            return Err(CompressError::Backend);
         }
         out.truncate(out.len() - TAIL.len());
         if self.config.no_context_takeover {
-            self.inner.reset();
+            zlib.reset();
+        } else if let Some(window) = self.window.as_deref_mut() {
+            window.append(message);
         }
         Ok(())
     }
 
-    fn compress_into(&mut self, message: &[u8], out: &mut Vec<u8>) -> Result<(), CompressError> {
+    fn compress_into(
+        zlib: &mut backend::Deflate,
+        message: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), CompressError> {
         let mut input = message;
         // Room for the whole message in the common case: stored blocks cost 5 bytes per
         // 64 KiB, plus the flush markers.
@@ -180,8 +248,7 @@ impl Compressor {
         loop {
             let len = out.len();
             out.reserve(room);
-            let progress = self.inner.sync_flush(input, out, room);
-            let progress = match progress {
+            let progress = match zlib.sync_flush(input, out, room) {
                 Ok(progress) => progress,
                 Err(backend::Failed) => {
                     out.truncate(len);
@@ -201,7 +268,13 @@ impl Compressor {
     /// message without context takeover; call it yourself to share one compressor among
     /// connections that keep context in no other way.
     pub fn reset(&mut self) {
-        self.inner.reset();
+        if let Some(zlib) = self.zlib.as_mut() {
+            zlib.reset();
+        }
+        if let Some(window) = self.window.as_deref_mut() {
+            window.clear();
+        }
+        self.zlib_current = true;
     }
 }
 

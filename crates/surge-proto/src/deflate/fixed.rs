@@ -21,22 +21,35 @@ use super::codec::SMALL_MESSAGE;
 const MIN_MATCH: usize = 3;
 const MAX_MATCH: usize = 258;
 
-/// Hash chain heads: 3-byte prefixes hashed to 8 bits (a message of at most
-/// [`SMALL_MESSAGE`] bytes has at most that many prefixes).
+/// Hash chains of 3-byte prefixes over a buffer of bytes, as zlib's: for each hash the last
+/// position (plus one; 0 is none) whose prefix hashed to it, and for each position the
+/// previous one with the same hash. Both tables have a power-of-two length; `prev` is
+/// indexed by position modulo its length, which must be at least `window`, so that no link
+/// a search follows has been written over by a newer position.
+pub(crate) struct Chains<'a> {
+    pub head: &'a mut [u16],
+    pub prev: &'a mut [u16],
+    /// How far back a match may reach: the peer's window.
+    pub window: usize,
+}
+
+/// Hash chain heads of the one-shot compressor: 3-byte prefixes hashed to 8 bits (a message
+/// of at most [`SMALL_MESSAGE`] bytes has at most that many prefixes).
 const HASH_BITS: u32 = 8;
+
+/// Its links, one per position of a message, a power of two.
+const ONE_SHOT_PREV: usize = SMALL_MESSAGE.next_power_of_two();
 
 /// A compressor's scratch: the hash chains of one message, cleared for each.
 #[derive(Debug, Clone)]
 pub(crate) struct FixedHuffman {
-    /// The last position (plus one; 0 is none) whose prefix hashed to each value.
     head: [u16; 1 << HASH_BITS],
-    /// For each position, the previous one (plus one) with the same hash.
-    prev: [u16; SMALL_MESSAGE],
+    prev: [u16; ONE_SHOT_PREV],
 }
 
 impl Default for FixedHuffman {
     fn default() -> Self {
-        Self { head: [0; 1 << HASH_BITS], prev: [0; SMALL_MESSAGE] }
+        Self { head: [0; 1 << HASH_BITS], prev: [0; ONE_SHOT_PREV] }
     }
 }
 
@@ -77,35 +90,66 @@ impl FixedHuffman {
         // The caller's promise (`SharedCodecs` checks it); a longer message would not fit the
         // hash chains.
         debug_assert!(!message.is_empty() && message.len() <= SMALL_MESSAGE);
-        let mut bits = BitWriter::default();
-        // BFINAL 0, BTYPE 01 (fixed codes).
-        bits.put(0b010, 3);
-        self.encode(message, effort(level), &mut bits);
-        // End of block, then the sync flush: an empty stored block's header, to a byte.
-        bits.literal(256);
-        bits.put(0, 3);
-        let block = bits.finish();
-        if block.len() > stored_len(message) {
-            write_stored(message, out);
-        } else {
-            out.extend_from_slice(block);
-        }
-    }
-
-    /// The message's literals and matches, in fixed codes.
-    fn encode(&mut self, message: &[u8], effort: Effort, bits: &mut BitWriter) {
         self.head = [0; 1 << HASH_BITS];
-        let mut pos = 0;
+        let mut chains =
+            Chains { head: &mut self.head, prev: &mut self.prev, window: ONE_SHOT_PREV };
+        compress_block(message, 0, &mut chains, level, out);
+    }
+}
+
+/// Appends `data[start..]` (at least one byte), compressed at `level` (1..=9), to `out` as
+/// one block of fixed codes (or a stored block, if that is shorter) ending as a sync flush
+/// does, without `00 00 ff ff`. Matches may reach into `data[..start]`, the bytes the peer
+/// inflated before, no further back than `chains.window`; the chains must hold every
+/// position before `start - 2` that they are to find, and hold all before `data.len() - 2`
+/// afterwards.
+pub(crate) fn compress_block(
+    data: &[u8],
+    start: usize,
+    chains: &mut Chains<'_>,
+    level: u8,
+    out: &mut Vec<u8>,
+) {
+    debug_assert!(start < data.len() && data.len() <= usize::from(u16::MAX));
+    debug_assert!(chains.head.len().is_power_of_two() && chains.prev.len().is_power_of_two());
+    debug_assert!(chains.window <= chains.prev.len());
+    let message = &data[start..];
+    let begin = out.len();
+    // 9 bits a byte at most (a match never costs more than the literals it replaces), the
+    // block's header and end, the flush's header, and a word's slack.
+    out.reserve(message.len() + message.len() / 8 + 16);
+    let mut bits = BitWriter { out, acc: 0, count: 0 };
+    // BFINAL 0, BTYPE 01 (fixed codes).
+    bits.put(0b010, 3);
+    // Positions `start - 2` and `start - 1` have a prefix only now.
+    for p in start.saturating_sub(2)..start {
+        chains.insert(data, p);
+    }
+    chains.encode(data, start, effort(level), &mut bits);
+    // End of block, then the sync flush: an empty stored block's header, to a byte.
+    bits.literal(256);
+    bits.put(0, 3);
+    bits.finish();
+    if out.len() - begin > stored_len(message) {
+        out.truncate(begin);
+        write_stored(message, out);
+    }
+}
+
+impl Chains<'_> {
+    /// `data[start..]`'s literals and matches, in fixed codes.
+    fn encode(&mut self, data: &[u8], start: usize, effort: Effort, bits: &mut BitWriter<'_>) {
+        let mut pos = start;
         // A match found at `pos - 1` that waits to see whether `pos` has a longer one.
         let mut held: Option<(usize, usize)> = None;
-        while pos < message.len() {
+        while pos < data.len() {
             let found = match held {
                 // Long enough: taken as it is, `pos` only indexed.
                 Some((len, _)) if effort.lazy.is_some_and(|lazy| len >= lazy) => {
-                    self.insert(message, pos);
+                    self.insert(data, pos);
                     None
                 }
-                _ => self.insert_and_match(message, pos, effort, held.map_or(0, |(len, _)| len)),
+                _ => self.insert_and_match(data, pos, effort, held.map_or(0, |(len, _)| len)),
             };
             match held.take() {
                 Some((len, dist)) if found.is_none_or(|(next, _)| next <= len) => {
@@ -113,12 +157,12 @@ impl FixedHuffman {
                     // The held match covers `pos - 1 .. pos - 1 + len`: index the rest.
                     let end = pos - 1 + len;
                     for p in pos + 1..end {
-                        self.insert(message, p);
+                        self.insert(data, p);
                     }
                     pos = end;
                     continue;
                 }
-                Some(_) => bits.literal(u16::from(message[pos - 1])),
+                Some(_) => bits.literal(u16::from(data[pos - 1])),
                 None => {}
             }
             match found {
@@ -126,12 +170,12 @@ impl FixedHuffman {
                 Some((len, dist)) => {
                     bits.length(len, dist);
                     for p in pos + 1..pos + len {
-                        self.insert(message, p);
+                        self.insert(data, p);
                     }
                     pos += len;
                     continue;
                 }
-                None => bits.literal(u16::from(message[pos])),
+                None => bits.literal(u16::from(data[pos])),
             }
             pos += 1;
         }
@@ -139,25 +183,38 @@ impl FixedHuffman {
         debug_assert!(held.is_none());
     }
 
-    /// Adds the prefix at `pos` to its chain.
-    fn insert(&mut self, message: &[u8], pos: usize) {
-        if let Some(h) = hash(message, pos) {
-            self.prev[pos] = self.head[h];
-            self.head[h] = pos as u16 + 1;
+    /// The chain a 3-byte prefix at `pos` belongs to; `None` within two bytes of the end.
+    fn hash(&self, data: &[u8], pos: usize) -> Option<usize> {
+        let prefix = data.get(pos..pos + MIN_MATCH)?;
+        let word = u32::from(prefix[0]) << 16 | u32::from(prefix[1]) << 8 | u32::from(prefix[2]);
+        let bits = self.head.len().trailing_zeros();
+        Some((word.wrapping_mul(0x9E37_79B1) >> (32 - bits)) as usize)
+    }
+
+    /// Adds the prefix at `pos` to its chain (nothing within two bytes of the end).
+    pub(crate) fn insert(&mut self, data: &[u8], pos: usize) {
+        if let Some(h) = self.hash(data, pos) {
+            self.link(h, pos);
         }
     }
 
-    /// The longest match for `pos` among earlier positions, longer than `beat` (a held
-    /// match's length), as `(length, distance)`; then adds `pos` to its chain.
+    fn link(&mut self, h: usize, pos: usize) {
+        let mask = self.prev.len() - 1;
+        self.prev[pos & mask] = self.head[h];
+        self.head[h] = pos as u16 + 1;
+    }
+
+    /// The longest match for `pos` among earlier positions within the window, longer than
+    /// `beat` (a held match's length), as `(length, distance)`; then adds `pos` to its chain.
     fn insert_and_match(
         &mut self,
-        message: &[u8],
+        data: &[u8],
         pos: usize,
         effort: Effort,
         beat: usize,
     ) -> Option<(usize, usize)> {
-        let h = hash(message, pos)?;
-        let limit = (message.len() - pos).min(MAX_MATCH);
+        let h = self.hash(data, pos)?;
+        let limit = (data.len() - pos).min(MAX_MATCH);
         let nice = effort.nice.min(limit);
         // Nothing here can be longer than the held match: just indexed.
         let mut chain = match beat {
@@ -165,15 +222,21 @@ impl FixedHuffman {
             _ if beat >= effort.good => effort.chain / 4,
             _ => effort.chain,
         };
+        let oldest = pos.saturating_sub(self.window);
+        let mask = self.prev.len() - 1;
         let mut best: Option<(usize, usize)> = None;
         let mut best_len = beat.max(MIN_MATCH - 1);
         let mut candidate = self.head[h];
         while let (Some(at), true) = ((candidate as usize).checked_sub(1), chain > 0) {
+            // Links only go back in time; one out of the window ends the chain.
+            if at < oldest || at >= pos {
+                break;
+            }
             chain -= 1;
             // Only a candidate that agrees at the byte that would make it longer counts.
-            // (`best_len < limit` here: `at + best_len < pos + limit`, within the message.)
-            if message[at + best_len] == message[pos + best_len] {
-                let len = common_prefix(&message[at..], &message[pos..pos + limit]);
+            // (`best_len < limit` here: `at + best_len < pos + limit`, within the data.)
+            if data[at + best_len] == data[pos + best_len] {
+                let len = common_prefix(&data[at..], &data[pos..pos + limit]);
                 if len > best_len {
                     best = Some((len, pos - at));
                     best_len = len;
@@ -182,10 +245,9 @@ impl FixedHuffman {
                     }
                 }
             }
-            candidate = self.prev[at];
+            candidate = self.prev[at & mask];
         }
-        self.prev[pos] = self.head[h];
-        self.head[h] = pos as u16 + 1;
+        self.link(h, pos);
         best
     }
 }
@@ -204,13 +266,6 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     len + a[len..].iter().zip(&b[len..]).take_while(|(x, y)| x == y).count()
 }
 
-/// The chain a 3-byte prefix at `pos` belongs to; `None` within two bytes of the end.
-fn hash(message: &[u8], pos: usize) -> Option<usize> {
-    let prefix = message.get(pos..pos + MIN_MATCH)?;
-    let word = u32::from(prefix[0]) << 16 | u32::from(prefix[1]) << 8 | u32::from(prefix[2]);
-    Some((word.wrapping_mul(0x9E37_79B1) >> (32 - HASH_BITS)) as usize)
-}
-
 /// What [`write_stored`] appends for `message`: 5 bytes of header, 1 of flush.
 fn stored_len(message: &[u8]) -> usize {
     message.len() + 6
@@ -227,34 +282,21 @@ fn write_stored(message: &[u8], out: &mut Vec<u8>) {
     out.push(0);
 }
 
-/// The most a block of fixed codes takes for [`SMALL_MESSAGE`] bytes: 9 bits a literal
-/// (a match never costs more than the literals it replaces at these distances), the block
-/// header and end, the flush's header, and a word's slack for [`BitWriter::put`].
-const MAX_BLOCK: usize = (SMALL_MESSAGE * 9 + 3 + 7 + 3).div_ceil(8) + 8;
-
-/// Bits into a buffer on the stack, least significant first, as DEFLATE packs them, four
-/// bytes at a time.
-struct BitWriter {
-    buf: [u8; MAX_BLOCK],
-    len: usize,
+/// Bits appended to a `Vec`, least significant first, as DEFLATE packs them, four bytes at a
+/// time (the caller reserves the room).
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
     acc: u64,
     count: u32,
 }
 
-impl Default for BitWriter {
-    fn default() -> Self {
-        Self { buf: [0; MAX_BLOCK], len: 0, acc: 0, count: 0 }
-    }
-}
-
-impl BitWriter {
+impl BitWriter<'_> {
     /// The low `count` bits of `value` (at most 16).
     fn put(&mut self, value: u32, count: u32) {
         self.acc |= u64::from(value) << self.count;
         self.count += count;
         if self.count >= 32 {
-            self.buf[self.len..self.len + 4].copy_from_slice(&(self.acc as u32).to_le_bytes());
-            self.len += 4;
+            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
             self.acc >>= 32;
             self.count -= 32;
         }
@@ -278,13 +320,11 @@ impl BitWriter {
         self.put((dist - base as usize) as u32, u32::from(extra));
     }
 
-    /// The bytes written, the last padded with zeros.
-    fn finish(&mut self) -> &[u8] {
+    /// The bits left, the last byte padded with zeros.
+    fn finish(&mut self) {
         let tail = self.count.div_ceil(8) as usize;
-        self.buf[self.len..self.len + 4].copy_from_slice(&(self.acc as u32).to_le_bytes());
-        self.len += tail;
+        self.out.extend_from_slice(&(self.acc as u32).to_le_bytes()[..tail]);
         self.count = 0;
-        &self.buf[..self.len]
     }
 }
 
@@ -416,6 +456,81 @@ const DISTANCE_CODES: [u16; 30] = {
 /// The distance code of `dist` (1..=32768).
 fn distance_code(dist: usize) -> usize {
     DISTANCE_BASE.partition_point(|&(base, _)| base as usize <= dist) - 1
+}
+
+/// A decoder of what [`compress_block`] writes, independent of zlib, for tests: the message
+/// that `payload` (one block of fixed codes or a stored one, then the sync flush's empty
+/// stored block's header, without `00 00 ff ff`) inflates to after `history`, and the
+/// farthest back any of its matches reached. `None` for anything else.
+#[cfg(test)]
+pub(crate) fn decode_block(history: &[u8], payload: &[u8]) -> Option<(Vec<u8>, usize)> {
+    struct Bits<'a>(&'a [u8], usize);
+    impl Bits<'_> {
+        fn take(&mut self, count: u32) -> Option<u32> {
+            let mut value = 0;
+            for i in 0..count {
+                let byte = self.0.get(self.1 / 8)?;
+                value |= u32::from(byte >> (self.1 % 8) & 1) << i;
+                self.1 += 1;
+            }
+            Some(value)
+        }
+        /// A Huffman code of `count` bits, most significant first.
+        fn code(&mut self, count: u32) -> Option<u32> {
+            (0..count).try_fold(0, |code, _| Some(code << 1 | self.take(1)?))
+        }
+        fn align(&mut self) {
+            self.1 = self.1.next_multiple_of(8);
+        }
+    }
+    let mut bits = Bits(payload, 0);
+    let mut out = history.to_vec();
+    let mut farthest = 0;
+    match bits.take(3)? {
+        0b010 => loop {
+            let mut code = bits.code(7)?;
+            let symbol = if code <= 0b001_0111 {
+                256 + code
+            } else {
+                code = code << 1 | bits.take(1)?;
+                match code {
+                    0x30..=0xbf => code - 0x30,
+                    0xc0..=0xc7 => 280 + code - 0xc0,
+                    _ => 144 + (code << 1 | bits.take(1)?) - 0x190,
+                }
+            };
+            match symbol {
+                0..=255 => out.push(symbol as u8),
+                256 => break,
+                257..=285 => {
+                    let (base, extra) = LENGTH_BASE[symbol as usize - 257];
+                    let len = usize::from(base) + bits.take(u32::from(extra))? as usize;
+                    let (base, extra) = *DISTANCE_BASE.get(bits.code(5)? as usize)?;
+                    let dist = usize::from(base) + bits.take(u32::from(extra))? as usize;
+                    let from = out.len().checked_sub(dist)?;
+                    farthest = farthest.max(dist);
+                    for i in 0..len {
+                        out.push(out[from + i]);
+                    }
+                }
+                _ => return None,
+            }
+        },
+        0b000 => {
+            bits.align();
+            let len = bits.take(16)?;
+            (bits.take(16)? == !len & 0xffff).then_some(())?;
+            let start = bits.1 / 8;
+            out.extend_from_slice(payload.get(start..start + len as usize)?);
+            bits.1 += 8 * len as usize;
+        }
+        _ => return None,
+    }
+    // The sync flush: an empty stored block's header, padded to the byte, and nothing after.
+    (bits.take(3)? == 0).then_some(())?;
+    bits.align();
+    (bits.1 == 8 * payload.len()).then_some(())?;
+    Some((out.split_off(history.len()), farthest))
 }
 
 #[cfg(test)]

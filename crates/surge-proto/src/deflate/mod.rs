@@ -49,7 +49,11 @@
 //!   message, so one per loop serves every connection, and its output depends only on its
 //!   [`CompressorConfig`] (`Eq + Hash`, after [`CompressorConfig::for_direction`]) and the
 //!   message: a broadcast is compressed once per distinct config and the frame shared. A
-//!   connection with context takeover compresses with its own `Compressor`.
+//!   connection with context takeover compresses with its own `Compressor`, which keeps
+//!   the stream's window in Rust and compresses a message of up to
+//!   [`STREAM_FIXED_UP_TO`](codec::STREAM_FIXED_UP_TO) bytes against it in one block of
+//!   fixed codes (`window.rs`: 137 B of JSON, a hundred streams in turn, 2.3 µs against
+//!   zlib's 5.2, the same size out), and a longer one with zlib, handed the window.
 //!   [`SharedCodecs`] compresses a message of up to
 //!   [`SMALL_MESSAGE`](codec::SMALL_MESSAGE) bytes in Rust, as one block of DEFLATE's fixed
 //!   Huffman codes (`fixed.rs`): zlib spends most of such a message building dynamic trees
@@ -123,6 +127,7 @@ mod fixed;
 pub mod header;
 pub mod negotiate;
 pub mod session;
+mod window;
 
 pub use codec::{
     CompressError, Compressor, CompressorConfig, ConfigError, DecompressError, Decompressor,

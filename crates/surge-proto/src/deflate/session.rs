@@ -12,7 +12,11 @@
 //!   frame across reads) waits, compressed, in a buffer of its own until its last piece, and
 //!   that buffer is freed then.
 //! - **with context takeover** the connection owns its stream, made on its first message
-//!   (an idle connection pays nothing for it), with the window and memory level chosen.
+//!   (an idle connection pays nothing for it), with the window and memory level chosen: a
+//!   [`Compressor`] that compresses messages of up to
+//!   [`STREAM_FIXED_UP_TO`](super::codec::STREAM_FIXED_UP_TO) bytes in Rust against its own
+//!   window (20 KiB at window 12, memLevel 4) and makes zlib's state only for the first
+//!   longer one, and zlib's inflater.
 //!
 //! Both count what they did in the shared [`DeflateStats`].
 //!

@@ -74,7 +74,9 @@ usage: benches/compare.sh [OPTIONS]
                         surge-deflate-shared, surge-deflate-s12 (stream:12:4),
                         surge-deflate-s15 (stream:15:8), surge-deflate-shared-uring and
                         surge-deflate-s12-uring (the same on io_uring), node-ws-deflate,
-                        python-ws-deflate
+                        python-ws-deflate; with --baseline-surge also
+                        surge-baseline-deflate-shared and surge-baseline-deflate-s12 (the
+                        baseline build with the same flags)
                         and the scenarios json137, json16k (JSON-record text, 100 x 137 B,
                         200 x 16 KiB)
   --nice N              run the servers and the load generator under `nice -n N`
@@ -258,8 +260,8 @@ impl Peer {
             ],
             id if id.starts_with("surge") => {
                 let mut v = vec![
-                    match (&o.baseline_surge, id) {
-                        (Some(baseline), "surge-baseline") => {
+                    match &o.baseline_surge {
+                        Some(baseline) if id.starts_with("surge-baseline") => {
                             baseline.to_string_lossy().into_owned()
                         }
                         _ => rel("target/release/surge"),
@@ -278,13 +280,15 @@ impl Peer {
                 // one, and any other variant ending in `-uring` its epoll twin on io_uring;
                 // the baseline build runs as it comes (it may predate the flag).
                 match id {
-                    "surge-baseline" => {}
+                    _ if id.starts_with("surge-baseline") => {}
                     _ if id.ends_with("-uring") => {
                         v.extend(["--backend".into(), "io-uring".into()])
                     }
                     _ => v.extend(["--backend".into(), "epoll".into()]),
                 }
-                match id.trim_end_matches("-uring") {
+                // A baseline's deflate variants (`surge-baseline-deflate-s12`) take the same
+                // flags as this build's.
+                match id.trim_end_matches("-uring").replace("surge-baseline-", "surge-").as_str() {
                     "surge-deflate-shared" => v.push("--deflate=shared".into()),
                     "surge-deflate-s12" => v.push("--deflate=stream:12:4".into()),
                     "surge-deflate-s15" => v.push("--deflate=stream:15:8".into()),
@@ -342,6 +346,12 @@ fn peers(o: &Opts) -> Vec<Peer> {
             p("node-ws-deflate", "Node ws, perMessageDeflate", 1, true),
             p("python-ws-deflate", "Python websockets, compression on", 1, true),
         ]);
+        if o.baseline_surge.is_some() {
+            all.extend([
+                p("surge-baseline-deflate-shared", "Surge (baseline), deflate shared", t, true),
+                p("surge-baseline-deflate-s12", "Surge (baseline), deflate stream:12:4", t, true),
+            ]);
+        }
     }
     // Only when asked for (--servers surge,surge-scraped): Surge while a client asks for
     // its /metrics every second, as a Prometheus server would.
