@@ -20,7 +20,8 @@ use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{
-    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+    ClientConfig, ClientConnection, Connection, HandshakeKind, RootCertStore, ServerConfig,
+    ServerConnection,
 };
 
 /// Each provider with its own ticketer (the tickets are part of what resumption costs).
@@ -153,6 +154,17 @@ fn server_side(pair: &Pair, wire: &mut Vec<u8>) -> (Duration, Connection) {
     (spent, client)
 }
 
+/// The server's time over `iters` handshakes of `pair`, each checked to be of `kind`.
+fn server_time(pair: &Pair, kind: HandshakeKind, iters: u64, wire: &mut Vec<u8>) -> Duration {
+    (0..iters)
+        .map(|_| {
+            let (spent, client) = server_side(pair, wire);
+            assert_eq!(client.handshake_kind(), Some(kind));
+            spent
+        })
+        .sum()
+}
+
 fn handshakes(c: &mut Criterion) {
     let mut group = c.benchmark_group("tls/handshake");
     group.throughput(Throughput::Elements(1));
@@ -169,13 +181,7 @@ fn handshakes(c: &mut Criterion) {
         let full_ticketed = configs(provider.clone(), Some(ticketer), false);
         group.bench_function(format!("full-server-ticketer/{name}"), |b| {
             b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        let (spent, client) = server_side(&full_ticketed, &mut wire);
-                        assert_eq!(client.handshake_kind(), Some(rustls::HandshakeKind::Full));
-                        spent
-                    })
-                    .sum()
+                server_time(&full_ticketed, HandshakeKind::Full, iters, &mut wire)
             })
         });
         let resumed = configs(provider, Some(ticketer), true);
@@ -184,19 +190,11 @@ fn handshakes(c: &mut Criterion) {
         group.bench_function(format!("resumed/{name}"), |b| {
             b.iter(|| {
                 let (_, client) = handshake(&resumed, &mut wire);
-                debug_assert_eq!(client.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+                debug_assert_eq!(client.handshake_kind(), Some(HandshakeKind::Resumed));
             })
         });
         group.bench_function(format!("resumed-server/{name}"), |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        let (spent, client) = server_side(&resumed, &mut wire);
-                        assert_eq!(client.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
-                        spent
-                    })
-                    .sum()
-            })
+            b.iter_custom(|iters| server_time(&resumed, HandshakeKind::Resumed, iters, &mut wire))
         });
     }
     group.finish();
