@@ -167,9 +167,15 @@ impl Link {
 
     /// Plaintext into `buf`; like a socket read, a short read means nothing more is there
     /// now (`WouldBlock` when nothing was), `Ok(0)` the end of the stream.
+    ///
+    /// The socket is read again only after a read that filled what rustls offered: a short
+    /// one drained it, and (edge-triggered, as for a plain socket) new bytes raise a new
+    /// event, so a second read would only return `WouldBlock`: one system call per message
+    /// that cleartext does not make, on the path of every round trip.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = self.tls.as_mut() else { return self.tcp.read(buf) };
         let mut filled = 0;
+        let mut drained = false;
         loop {
             match tls.reader().read(&mut buf[filled..]) {
                 Ok(0) => return Ok(filled),
@@ -180,9 +186,13 @@ impl Link {
             if filled == buf.len() {
                 return Ok(filled);
             }
-            match tls.read_tls(&mut self.tcp) {
+            if drained {
+                return if filled > 0 { Ok(filled) } else { Err(io::ErrorKind::WouldBlock.into()) };
+            }
+            let mut socket = Drains { tcp: &mut self.tcp, short: false };
+            match tls.read_tls(&mut socket) {
                 Ok(0) => return Ok(filled),
-                Ok(_) => {}
+                Ok(_) => drained = socket.short,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return if filled > 0 { Ok(filled) } else { Err(e) },
             }
@@ -217,6 +227,21 @@ impl Link {
         let Some(tls) = self.tls.as_mut() else { return Ok(true) };
         write_records(tls, &mut self.tcp)?;
         Ok(!tls.wants_write())
+    }
+}
+
+/// The socket as rustls reads it, noting whether a read came back shorter than the room
+/// offered (the socket is drained).
+struct Drains<'a> {
+    tcp: &'a mut TcpStream,
+    short: bool,
+}
+
+impl Read for Drains<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 
