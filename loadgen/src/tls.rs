@@ -5,7 +5,7 @@
 //! The TLS handshake happens inside the WebSocket handshake's time, so the handshake
 //! histogram counts both.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -245,9 +245,35 @@ impl Read for Drains<'_> {
     }
 }
 
+/// The socket as rustls writes to it. rustls hands its records over as a vectored write;
+/// where that is one record (a message, or a window of small ones: the usual case) it goes
+/// out by send(2), as a cleartext write does, since writev(2) costs the kernel more per call
+/// (its vfs path and iovec import: about 0.2 µs per message in a profile of the client at
+/// 10 x 1 KiB). Several records still go in one writev.
+struct Sends<'a>(&'a mut TcpStream);
+
+impl Write for Sends<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut records = bufs.iter().filter(|b| !b.is_empty());
+        match (records.next(), records.next()) {
+            (None, _) => Ok(0),
+            (Some(one), None) => self.0.write(one),
+            _ => self.0.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn write_records(tls: &mut ClientConnection, tcp: &mut TcpStream) -> io::Result<()> {
     while tls.wants_write() {
-        match tls.write_tls(tcp) {
+        match tls.write_tls(&mut Sends(tcp)) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
