@@ -31,6 +31,8 @@ pub(crate) struct Chains<'a> {
     pub prev: &'a mut [u16],
     /// How far back a match may reach: the peer's window.
     pub window: usize,
+    /// Chain links a search follows at most, whatever the level allows.
+    pub max_chain: usize,
 }
 
 /// Hash chain heads of the one-shot compressor: 3-byte prefixes hashed to 8 bits (a message
@@ -91,8 +93,12 @@ impl FixedHuffman {
         // hash chains.
         debug_assert!(!message.is_empty() && message.len() <= SMALL_MESSAGE);
         self.head = [0; 1 << HASH_BITS];
-        let mut chains =
-            Chains { head: &mut self.head, prev: &mut self.prev, window: ONE_SHOT_PREV };
+        let mut chains = Chains {
+            head: &mut self.head,
+            prev: &mut self.prev,
+            window: ONE_SHOT_PREV,
+            max_chain: usize::MAX,
+        };
         compress_block(message, 0, &mut chains, level, out);
     }
 }
@@ -217,10 +223,11 @@ impl Chains<'_> {
         let limit = (data.len() - pos).min(MAX_MATCH);
         let nice = effort.nice.min(limit);
         // Nothing here can be longer than the held match: just indexed.
+        let most = effort.chain.min(self.max_chain);
         let mut chain = match beat {
             _ if beat >= limit => 0,
-            _ if beat >= effort.good => effort.chain / 4,
-            _ => effort.chain,
+            _ if beat >= effort.good => most / 4,
+            _ => most,
         };
         let oldest = pos.saturating_sub(self.window);
         let mask = self.prev.len() - 1;

@@ -8,7 +8,8 @@
 //! server's samples in one profile), and zlib builds two dynamic Huffman trees for every
 //! short message, which a block of a hundred symbols cannot repay. Here a stream keeps the
 //! last `2^window_bits` bytes it compressed and hash chains over them (`u16` positions,
-//! sized for the window), which is all the next message needs.
+//! sized for the window), which is all the next message needs, and a search follows few
+//! links ([`STREAM_MAX_CHAIN`]): each one is a load that misses the cache.
 //!
 //! Long messages still go to zlib (`Compressor`, for its dynamic codes); the two hand the
 //! window over: zlib gets it as its dictionary (`deflateSetDictionary`, which raw deflate
@@ -27,6 +28,23 @@ use super::fixed::{compress_block, Chains};
 /// against 10.4 µs at 512 B, 2 % larger; 9.6 against 14.1 µs at 1 KiB, but 15 % larger, and
 /// more above: from there zlib's dynamic codes pay for themselves.
 pub const STREAM_FIXED_UP_TO: usize = 512;
+
+/// Chain links a search of the window follows at most, whatever the level allows (zlib's
+/// level 6 follows up to 128).
+///
+/// Why: a connection's window and chains are out of cache by its next message, so every
+/// link is a load from memory: in a server's profile (100 streams of 137 B messages,
+/// window 12, the server waiting on its load generator) the walk was 2/3 of the
+/// compressor's samples, which ran at twice its bench time. The most recent occurrences come first, and a feed's messages resemble the last
+/// ones: on `surge-loadgen --json-text` messages (`deflate-policy`'s streams) 16 links cost
+/// 1.9 % in size over 100 streams of 40 messages and 4.3 % on one long stream (with the
+/// head table below), 8 links 3.9 % and 6.5 %.
+pub(crate) const STREAM_MAX_CHAIN: usize = 16;
+
+/// Hash chain heads of a window at most: one per position of a 512-byte message, so that
+/// the table a message touches all over stays 1 KiB (16 cache lines) whatever the memLevel:
+/// on the same messages 0.6 % larger than zlib's 2^(memLevel + 7) at memLevel 4.
+const MAX_HEAD_BITS: u32 = 9;
 
 /// The longest a window's room after it allows, at window bits 15 (positions are `u16`).
 pub(crate) const MAX_FIXED_UP_TO: usize = (u16::MAX as usize) - (1 << 15);
@@ -55,13 +73,14 @@ impl core::fmt::Debug for Window {
 impl Window {
     /// An empty window of `2^window_bits` bytes (8..=15) for messages of up to `up_to`
     /// bytes (at most [`MAX_FIXED_UP_TO`]), with `2^(mem_level + 7)` hash chain heads (as
-    /// zlib's memLevel) but no more than there are positions in the window.
+    /// zlib's memLevel) but no more than there are positions in the window, nor than
+    /// [`MAX_HEAD_BITS`] allows.
     pub(crate) fn new(window_bits: u8, mem_level: u8, up_to: usize) -> Self {
         let size = 1usize << window_bits;
         // Positions are `u16` (plus one, 0 being none), so the buffer stays under 64 KiB.
         let room = size.max(up_to).min(usize::from(u16::MAX) - size);
         debug_assert!(up_to <= room && size - 1 <= room);
-        let hash_bits = (u32::from(mem_level) + 7).min(u32::from(window_bits));
+        let hash_bits = (u32::from(mem_level) + 7).min(u32::from(window_bits)).min(MAX_HEAD_BITS);
         Self {
             buf: vec![0; size + room].into_boxed_slice(),
             end: 0,
@@ -87,7 +106,12 @@ impl Window {
         self.end += message.len();
         self.buf[start..self.end].copy_from_slice(message);
         let data = &self.buf[..self.end];
-        let mut chains = Chains { head: &mut self.head, prev: &mut self.prev, window: self.size };
+        let mut chains = Chains {
+            head: &mut self.head,
+            prev: &mut self.prev,
+            window: self.size,
+            max_chain: STREAM_MAX_CHAIN,
+        };
         // What a message zlib compressed brought, as far back as a match can reach.
         for p in self.indexed.max(start.saturating_sub(self.size))..start.saturating_sub(2) {
             chains.insert(data, p);
@@ -286,8 +310,8 @@ mod tests {
     #[test]
     fn memory_is_the_window_twice_and_the_chains() {
         let up_to = STREAM_FIXED_UP_TO;
-        assert_eq!(Window::new(12, 4, up_to).heap_bytes(), 8192 + 2 * (2048 + 4096));
-        assert_eq!(Window::new(15, 8, up_to).heap_bytes(), 65535 + 2 * (32768 + 32768));
+        assert_eq!(Window::new(12, 4, up_to).heap_bytes(), 8192 + 2 * (512 + 4096));
+        assert_eq!(Window::new(15, 8, up_to).heap_bytes(), 65535 + 2 * (512 + 32768));
         assert_eq!(Window::new(9, 1, up_to).heap_bytes(), 512 + up_to + 2 * (256 + 512));
     }
 
