@@ -279,9 +279,13 @@ impl<H: Handler> Connections<H> {
                 let io = &entry.core.io;
                 if !io.has(flag::WRITE_BLOCKED) {
                     self.flush_one(backend, key);
-                } else if io.out.as_ref().is_some_and(|out| out.waits_behind_send()) {
-                    // (Not when this turn's earlier flush, after a completed send, already
-                    // lent all of it: then nothing waits, and the send may join a batch.)
+                } else if io.out.as_ref().is_some_and(|out| out.waits_behind_send())
+                    || entry.core.phase.ws().is_some_and(|ws| ws.wants_transmit())
+                {
+                    // Queued bytes or owed control frames (a pong, which a later ping would
+                    // replace) wait for the send in flight. Not when this turn's earlier
+                    // flush, after a completed send, already lent all there was: then
+                    // nothing waits, and the send may join a batch.
                     backend.output_waits(key);
                 }
             }
