@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Splits a `perf record -e cpu-clock` profile of `surge echo` into where the CPU went:
+"""Splits a `perf record -e cpu-clock` profile of `surge echo` (or of `surge-loadgen`, the
+client end) into where the CPU went:
 the kernel's TCP/IP and the rest of the kernel, syscall entry and exit (with the fd
 lookups every call makes), the readiness or completion machinery (epoll, io_uring), TLS
 (rustls and its crypto provider, ring or aws-lc, linked into the binary: told apart by
-symbol), the engine's own code, and libc (malloc and free included, whoever calls them).
+symbol), the engine's (or load generator's) own code, and libc (malloc and free included, whoever calls them).
 
     perf record -e cpu-clock -g -o prof.data -- surge echo ...
     python3 benches/profile-split.py prof.data [more.data ...]
@@ -27,6 +28,9 @@ TLS = re.compile(r"^(<|core::ptr::drop_in_place<|&)*(rustls::|rustls_pki_types::
                  r"|_*ecp_nistz256|p256_|p384_|fiat_|bn_|aes_|_*aesni|gcm_|_*sha(256|512)"
                  r"|ChaCha20|chacha20|poly1305|CRYPTO_|LIMBS?_|OPENSSL_|ec_GFp|EC_|BN_)")
 
+# The binaries profiled: the server, or the load generator (its TLS is the same rustls).
+BINARIES = ("surge", "surge-loadgen")
+
 
 def split(path):
     out = subprocess.run(
@@ -49,9 +53,9 @@ def split(path):
                 parts["epoll / io_uring machinery"] += pct
             else:
                 parts["kernel TCP/IP and rest"] += pct
-        elif dso == "surge" and TLS.match(sym):
+        elif dso in BINARIES and TLS.match(sym):
             parts["TLS (rustls + crypto)"] += pct
-        elif dso == "surge":
+        elif dso in BINARIES:
             parts["surge (our code)"] += pct
         elif dso.startswith("libc"):
             parts["libc"] += pct
@@ -62,7 +66,7 @@ def split(path):
 
 paths = sys.argv[1:]
 splits = [split(p) for p in paths]
-print("| share of server CPU | " + " | ".join(paths) + " |")
+print("| share of CPU | " + " | ".join(paths) + " |")
 print("|---|" + "--:|" * len(paths))
 for key in splits[0]:
     print(f"| {key} | " + " | ".join(f"{s[key]:.1f}%" for s in splits) + " |")

@@ -11,6 +11,8 @@
 #   WSS_SCENARIOS='10x1KiB 100x20Bx16'    # only these scenarios (names as in the table)
 #   WSS_BASELINE=/tmp/old/surge            # another build beside, as base-wss (A/B over TLS)
 #   WSS_SURGE=/tmp/new/surge               # the build measured (default target/release/surge)
+#   WSS_LOADGEN_BASELINE=/tmp/old/surge-loadgen # another load generator beside, driving
+#                                          # surge-wss as lg-base-wss (A/B of the client end)
 #   WSS_SERVERS='surge-wss surge-wss-uring' # only these servers (default: surge-ws surge-wss
 #                                          # surge-wss-uring peer-wss); surge-wss-uring is
 #                                          # surge-wss on io_uring
@@ -25,7 +27,8 @@
 # server runs on core 0 (one thread), the load generator on core 1; servers bind 127.0.0.1
 # and are killed after each run (and at exit). Prints one line per run and a table of medians (msgs/s, server
 # CPU per message in µs: utime+stime over the whole run / messages over warm-up + window,
-# handshakes included; ratios paired by round). Certificates: a throwaway test PKI made by
+# handshakes included; the load generator's own CPU per message while measuring beside it;
+# ratios paired by round). Certificates: a throwaway test PKI made by
 # tests/wss/make-certs.sh under target/bench-wss.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -50,7 +53,7 @@ start() { # start NAME PORT: sets SPID
   local uring_args=(echo --listen "127.0.0.1:$2" --threads 1 --log warn --backend io-uring)
   case $1 in
     surge-ws) taskset -c 0 "$SURGE" "${surge_args[@]}" & ;;
-    surge-wss) taskset -c 0 "$SURGE" "${surge_args[@]}" "${tls_args[@]}" & ;;
+    surge-wss | lg-base-wss) taskset -c 0 "$SURGE" "${surge_args[@]}" "${tls_args[@]}" & ;;
     surge-wss-uring) taskset -c 0 "$SURGE" "${uring_args[@]}" "${tls_args[@]}" & ;;
     base-ws) taskset -c 0 "$WSS_BASELINE" "${surge_args[@]}" & ;;
     base-wss) taskset -c 0 "$WSS_BASELINE" "${surge_args[@]}" "${tls_args[@]}" & ;;
@@ -83,6 +86,8 @@ DEFAULT_SERVERS="surge-ws surge-wss surge-wss-uring"
 [ "${WSS_PEER:-1}" = 0 ] || DEFAULT_SERVERS+=" peer-wss"
 read -r -a SERVERS <<<"${WSS_SERVERS:-$DEFAULT_SERVERS}"
 [ -z "${WSS_BASELINE:-}" ] || [[ " ${SERVERS[*]} " == *" base-wss "* ]] || SERVERS+=(base-wss)
+[ -z "${WSS_LOADGEN_BASELINE:-}" ] || [[ " ${SERVERS[*]} " == *" lg-base-wss "* ]] ||
+  SERVERS+=(lg-base-wss)
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
 HZ=$(getconf CLK_TCK)
@@ -94,7 +99,8 @@ for round in $(seq "$ROUNDS"); do
       start "$server" "$port" >/dev/null
       before=$(cpu_ticks "$SPID")
       # shellcheck disable=SC2086
-      taskset -c 1 timeout 120 "$LOADGEN" "$(url "$server" "$port")" --ca "$CA" --threads 1 $args --binary \
+      loadgen=$LOADGEN; [ "$server" = lg-base-wss ] && loadgen=$WSS_LOADGEN_BASELINE
+      taskset -c 1 timeout 120 "$loadgen" "$(url "$server" "$port")" --ca "$CA" --threads 1 $args --binary \
         -d "${SECS}s" -w 1s -q --json "$OUT/run.json" >/dev/null 2>&1 || true
       after=$(cpu_ticks "$SPID")
       kill "$SPID" 2>/dev/null || true
@@ -105,12 +111,13 @@ path, rnd, name, server, ticks, hz, secs = sys.argv[1:]
 try:
     r = json.load(open(path))
     rate = r["msgs_per_sec"]
+    client_us = r["cpu"]["client_ns_per_msg"] / 1000
     ok = not r["errors"] and not r["mismatches"]
 except Exception:
-    rate, ok = 0.0, False
+    rate, client_us, ok = 0.0, 0.0, False
 msgs = rate * (float(secs) + 1.0)
 cpu_us = int(ticks) / int(hz) * 1e6 / msgs if msgs else 0.0
-print(f"{rnd}\t{name}\t{server}\t{rate:.0f}\t{cpu_us:.2f}\t{'ok' if ok else 'ERR'}")
+print(f"{rnd}\t{name}\t{server}\t{rate:.0f}\t{cpu_us:.2f}\t{'ok' if ok else 'ERR'}\t{client_us:.2f}")
 PY
       tail -n 1 "$RESULTS"
     done
@@ -194,15 +201,16 @@ python3 - "$RESULTS" <<'PY'
 import collections, statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 by = collections.defaultdict(dict)
-for rnd, name, server, rate, cpu, ok in rows:
-    by[(name, rnd)][server] = (float(rate), float(cpu), ok)
+for rnd, name, server, rate, cpu, ok, client in rows:
+    by[(name, rnd)][server] = (float(rate), float(cpu), ok, float(client))
 names = list(dict.fromkeys(r[1] for r in rows))
 servers = list(dict.fromkeys(r[2] for r in rows))
 # Ratios paired by round, where both sides ran: (numerator, denominator).
 pairs = [(a, b) for a, b in [("surge-wss", "surge-ws"), ("surge-wss", "peer-wss"),
-                             ("surge-wss-uring", "surge-wss"), ("surge-wss", "base-wss")]
+                             ("surge-wss-uring", "surge-wss"), ("surge-wss", "base-wss"),
+                             ("surge-wss", "lg-base-wss")]
          if a in servers and b in servers]
-print("| scenario | " + " | ".join(f"{s} msgs/s (CPU us/msg)" for s in servers) + " | "
+print("| scenario | " + " | ".join(f"{s} msgs/s (CPU us/msg; client's)" for s in servers) + " | "
       + " | ".join(f"{a}/{b} msgs/s, CPU/msg" for a, b in pairs) + " |")
 print("|---" * (1 + len(servers) + len(pairs)) + "|")
 for name in names:
@@ -212,7 +220,7 @@ for name in names:
     med = lambda s, i: statistics.median(r[s][i] for r in rounds)
     ratio = lambda a, b, i: statistics.median(r[a][i] / r[b][i] for r in rounds if r[b][i])
     spread = lambda a, b, i: [r[a][i] / r[b][i] for r in rounds if r[b][i]]
-    cell = lambda s: f"{med(s, 0):,.0f} ({med(s, 1):.2f})"
+    cell = lambda s: f"{med(s, 0):,.0f} ({med(s, 1):.2f}; {med(s, 3):.2f})"
     errs = sum(1 for r in rounds for s in r.values() if s[2] != "ok")
     ratios = [f"{ratio(a, b, 0):.2f}, {ratio(a, b, 1):.2f} (rounds {min(spread(a, b, 0)):.2f}-"
               f"{max(spread(a, b, 0)):.2f}, {min(spread(a, b, 1)):.2f}-{max(spread(a, b, 1)):.2f})"

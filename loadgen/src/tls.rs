@@ -5,7 +5,7 @@
 //! The TLS handshake happens inside the WebSocket handshake's time, so the handshake
 //! histogram counts both.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -167,9 +167,15 @@ impl Link {
 
     /// Plaintext into `buf`; like a socket read, a short read means nothing more is there
     /// now (`WouldBlock` when nothing was), `Ok(0)` the end of the stream.
+    ///
+    /// The socket is read again only after a read that filled what rustls offered: a short
+    /// one drained it, and (edge-triggered, as for a plain socket) new bytes raise a new
+    /// event, so a second read would only return `WouldBlock`: one system call per message
+    /// that cleartext does not make, on the path of every round trip.
     pub(crate) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(tls) = self.tls.as_mut() else { return self.tcp.read(buf) };
         let mut filled = 0;
+        let mut drained = false;
         loop {
             match tls.reader().read(&mut buf[filled..]) {
                 Ok(0) => return Ok(filled),
@@ -180,9 +186,13 @@ impl Link {
             if filled == buf.len() {
                 return Ok(filled);
             }
-            match tls.read_tls(&mut self.tcp) {
+            if drained {
+                return if filled > 0 { Ok(filled) } else { Err(io::ErrorKind::WouldBlock.into()) };
+            }
+            let mut socket = Drains { tcp: &mut self.tcp, short: false };
+            match tls.read_tls(&mut socket) {
                 Ok(0) => return Ok(filled),
-                Ok(_) => {}
+                Ok(_) => drained = socket.short,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return if filled > 0 { Ok(filled) } else { Err(e) },
             }
@@ -220,9 +230,50 @@ impl Link {
     }
 }
 
+/// The socket as rustls reads it, noting whether a read came back shorter than the room
+/// offered (the socket is drained).
+struct Drains<'a> {
+    tcp: &'a mut TcpStream,
+    short: bool,
+}
+
+impl Read for Drains<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
+    }
+}
+
+/// The socket as rustls writes to it. rustls hands its records over as a vectored write;
+/// where that is one record (a message, or a window of small ones: the usual case) it goes
+/// out by send(2), as a cleartext write does, since writev(2) costs the kernel more per call
+/// (its vfs path and iovec import: about 0.2 µs per message in a profile of the client at
+/// 10 x 1 KiB). Several records still go in one writev.
+struct Sends<'a>(&'a mut TcpStream);
+
+impl Write for Sends<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let mut records = bufs.iter().filter(|b| !b.is_empty());
+        match (records.next(), records.next()) {
+            (None, _) => Ok(0),
+            (Some(one), None) => self.0.write(one),
+            _ => self.0.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 fn write_records(tls: &mut ClientConnection, tcp: &mut TcpStream) -> io::Result<()> {
     while tls.wants_write() {
-        match tls.write_tls(tcp) {
+        match tls.write_tls(&mut Sends(tcp)) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
