@@ -276,9 +276,16 @@ impl<H: Handler> Connections<H> {
             for &key in &list {
                 let Some(entry) = self.conns.get_mut(key) else { continue };
                 entry.core.io.clear(flag::DIRTY);
-                if !entry.core.io.has(flag::WRITE_BLOCKED) {
+                let io = &entry.core.io;
+                if !io.has(flag::WRITE_BLOCKED) {
                     self.flush_one(backend, key);
-                } else {
+                } else if io.out.as_ref().is_some_and(|out| out.waits_behind_send())
+                    || entry.core.phase.ws().is_some_and(|ws| ws.wants_transmit())
+                {
+                    // Queued bytes or owed control frames (a pong, which a later ping would
+                    // replace) wait for the send in flight. Not when this turn's earlier
+                    // flush, after a completed send, already lent all there was: then
+                    // nothing waits, and the send may join a batch.
                     backend.output_waits(key);
                 }
             }

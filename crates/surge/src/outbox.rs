@@ -283,6 +283,12 @@ impl Outbox {
         bytes
     }
 
+    /// Whether bytes wait behind the send in flight (queued after it was lent, or past the
+    /// slices one send takes), or, with none in flight, whether any are queued at all.
+    pub(crate) fn waits_behind_send(&self) -> bool {
+        self.segments.len() > self.lent
+    }
+
     /// The lent send is over, `written` bytes of it taken: those are released, the rest is
     /// queued as before.
     pub(crate) fn sent(&mut self, written: usize, pool: &mut BufferPool) {
@@ -421,12 +427,15 @@ mod tests {
         let long = SharedFrame::encode(Message::Binary(&[5; COPY_MAX + 1]));
         out.push_shared(&mut pool, &long);
         let mut lent = Vec::new();
+        assert!(out.waits_behind_send());
         assert_eq!(out.lend(|slice| lent.push(slice.as_ptr())), 3 + long.len());
+        assert!(!out.waits_behind_send(), "all of it is in the send");
         // Appending while lent starts a new buffer (a small shared frame too): the lent ones
         // do not move or grow.
         out.append(&mut pool, |buf| buf.extend_from_slice(b"def"));
         out.push_shared(&mut pool, &SharedFrame::encode(Message::Text("hi")));
         assert_eq!(out.segments.len(), 3);
+        assert!(out.waits_behind_send());
         assert_eq!(out.segments[0].bytes().as_ptr(), lent[0]);
         assert_eq!(out.segments[0].bytes(), b"abc");
         out.sent(4, &mut pool);

@@ -96,7 +96,9 @@ fn a_send_the_engine_waits_on_is_not_held_back_for_a_batch() {
     let mut out = Outbox::default();
     out.append(&mut pool, |buf| buf.extend_from_slice(b"a Close, say"));
     assert_eq!(backend.flush(key, &mut stream, &mut out, &mut pool).unwrap(), Flushed::Partial);
-    // Nothing waits on it: the send's completion and one more event, for a moment.
+    // Nothing waits on it, and turns carry several events: the send's completion and one
+    // more event, for a moment.
+    backend.crowded = true;
     assert_eq!(backend.completions_to_wait_for(None), (2, Some(BATCH_WAIT)));
     // The connection closes once it is written (or has more output behind it): the
     // send's completion alone, as soon as it comes.
@@ -104,6 +106,53 @@ fn a_send_the_engine_waits_on_is_not_held_back_for_a_batch() {
     assert_eq!(backend.completions_to_wait_for(None), (1, None));
     let timeout = Some(Duration::from_millis(5));
     assert_eq!(backend.completions_to_wait_for(timeout), (1, timeout));
+}
+
+#[test]
+fn sends_wait_for_a_batch_only_while_turns_carry_several_events() {
+    let (mut backend, mut stream, mut client, key) = pair((4, 4096));
+    let mut other = StdStream::connect(backend.listeners[0].local_addr().unwrap()).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let mut other_stream = loop {
+        backend.wait(Some(Duration::from_millis(10))).unwrap();
+        backend.drain(|_| {});
+        if let Some((stream, _)) = backend.accept(0).unwrap() {
+            break stream;
+        }
+        assert!(Instant::now() < deadline, "the multishot accept delivers");
+    };
+    backend.register(ConnKey { slot: 4, generation: 1 }, &mut other_stream).unwrap();
+    let mut pool = BufferPool::new(1 << 20);
+    let mut out = Outbox::default();
+    // Both connections' messages are in before the wait: one wait finds both, and the
+    // next turn's send waits for another event.
+    client.write_all(b"one").unwrap();
+    other.write_all(b"two").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    backend.wait(Some(PATIENCE)).unwrap();
+    let mut received = 0;
+    backend.drain(|ready| received += usize::from(matches!(ready, Ready::Received { .. })));
+    assert_eq!(received, 2);
+    out.append(&mut pool, |buf| buf.extend_from_slice(b"echo"));
+    assert_eq!(backend.flush(key, &mut stream, &mut out, &mut pool).unwrap(), Flushed::Partial);
+    assert_eq!(backend.completions_to_wait_for(None), (2, Some(BATCH_WAIT)));
+    let mut written = None;
+    pump(&mut backend, |ready| match ready {
+        Ready::Sent { written: w, .. } => {
+            written = Some(w.unwrap());
+            true
+        }
+        _ => false,
+    });
+    out.sent(written.unwrap(), &mut pool);
+    let mut got = [0; 4];
+    client.read_exact(&mut got).unwrap();
+    // A lone message (a lone connection's turn): the next send does not wait for more.
+    client.write_all(b"three").unwrap();
+    pump(&mut backend, |ready| matches!(ready, Ready::Received { .. }));
+    out.append(&mut pool, |buf| buf.extend_from_slice(b"echo"));
+    assert_eq!(backend.flush(key, &mut stream, &mut out, &mut pool).unwrap(), Flushed::Partial);
+    assert_eq!(backend.completions_to_wait_for(None), (1, None));
 }
 
 #[test]
