@@ -35,10 +35,11 @@ pub const STREAM_FIXED_UP_TO: usize = 512;
 /// Why: a connection's window and chains are out of cache by its next message, so every
 /// link is a load from memory: in a server's profile (100 streams of 137 B messages,
 /// window 12, the server waiting on its load generator) the walk was 2/3 of the
-/// compressor's samples, which ran at twice its bench time. The most recent occurrences come first, and a feed's messages resemble the last
-/// ones: on `surge-loadgen --json-text` messages (`deflate-policy`'s streams) 16 links cost
-/// 1.9 % in size over 100 streams of 40 messages and 4.3 % on one long stream (with the
-/// head table below), 8 links 3.9 % and 6.5 %.
+/// compressor's samples, which ran at twice its bench time. The most recent occurrences
+/// come first, and a feed's messages resemble the last ones: on `surge-loadgen
+/// --json-text` messages (`deflate-policy`'s streams) 16 links cost 1.9 % in size over 100
+/// streams of 40 messages and 4.3 % on one long stream (with the head table below), 8
+/// links 3.9 % and 6.5 %.
 pub(crate) const STREAM_MAX_CHAIN: usize = 16;
 
 /// Hash chain heads of a window at most: one per position of a 512-byte message, so that
