@@ -12,6 +12,7 @@
 #   CONNS="100" DURATION=10s BACKENDS="io-uring" benches/syscalls.sh
 #   SERVER_CORE=0 CLIENT_CORE=1              # (the defaults)
 #   TLS=1 benches/syscalls.sh                # over wss (a throwaway PKI, tests/wss/make-certs.sh)
+#   SURGE=/tmp/base/surge LABEL=base benches/syscalls.sh   # another build of the server
 #
 # Needs perf with tracepoints (`perf list 'raw_syscalls:*'`), and release builds of surge and
 # surge-loadgen (cargo build --release -p surge -p surge-loadgen). Prints a markdown table.
@@ -23,6 +24,7 @@ DURATION="${DURATION:-5s}"
 BACKENDS="${BACKENDS:-epoll io-uring}"
 SERVER_CORE="${SERVER_CORE:-0}"
 CLIENT_CORE="${CLIENT_CORE:-1}"
+SURGE="${SURGE:-target/release/surge}"
 OUT="${OUT:-target/syscalls}"
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -45,12 +47,12 @@ echo "| backend | conns | msgs | msg/s | syscalls/echo | io_uring_enter | epoll_
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for backend in $BACKENDS; do
   for conns in $CONNS; do
-    tag="$SCHEME-$backend-$conns" label=$backend
+    tag="$SCHEME-$backend-$conns${LABEL:+-$LABEL}" label="${LABEL:+$LABEL }$backend"
     [ "$SCHEME" = ws ] || label="$backend ($SCHEME)"
     log="$OUT/server-$tag.log"
     stat="$OUT/perf-$tag.csv"
     perf stat -x, -e "$EVENTS" -o "$stat" -- taskset -c "$SERVER_CORE" \
-      target/release/surge echo --listen 127.0.0.1:0 --threads 1 --backend "$backend" \
+      "$SURGE" echo --listen 127.0.0.1:0 --threads 1 --backend "$backend" \
       --log info "${SERVER_TLS[@]}" 2>"$log" &
     PERF_PID=$!
     port=
