@@ -3,7 +3,11 @@
 msgs/s and server CPU per message over a reference server's in the same round, then the
 median over the rounds (and the range).
 
-    python3 benches/paired.py bench-results/DATE/results.json [--over surge]
+    python3 benches/paired.py bench-results/DATE/results.json [--over surge] [--max-steal 0.05]
+
+--max-steal F leaves out a pair whose either run lost more than F of its server core to the
+hypervisor (`server_cores_steal`): on a shared VM a stolen run reads slow and costly per
+message for reasons outside both servers.
 """
 import json
 import statistics
@@ -11,7 +15,10 @@ import sys
 
 path = sys.argv[1]
 over = sys.argv[sys.argv.index("--over") + 1] if "--over" in sys.argv else "surge"
+max_steal = float(sys.argv[sys.argv.index("--max-steal") + 1]) if "--max-steal" in sys.argv else None
 runs = json.load(open(path))["runs"]
+if max_steal is not None:
+    runs = [r for r in runs if r.get("server_cores_steal", 0) <= max_steal]
 by = {(r["scenario"], r["server"], r["round"]): r for r in runs}
 scenarios = list(dict.fromkeys(r["scenario"] for r in runs))
 servers = [s for s in dict.fromkeys(r["server"] for r in runs) if s != over]
