@@ -63,16 +63,11 @@ use buffers::BufRing;
 const BUFFER_GROUP: u16 = 0;
 
 /// How long a wait may hold back the completions of the sends it has just submitted, hoping
-/// for more events to handle with them in the same turn. Sends to a socket with room
+/// for one more event to handle with them in the same turn. Sends to a socket with room
 /// complete during the submission itself; without this, every turn that sends would be
 /// followed by a turn for those completions alone, and a second `io_uring_enter`. Only
-/// while turns carry several events (see `UringBackend::completions_to_wait_for`).
+/// while turns carry several events (see `UringBackend::crowded`).
 const BATCH_WAIT: Duration = Duration::from_micros(100);
-
-/// The most events besides sends' completions one batch wait asks for: enough that a turn's
-/// enter is shared by dozens of messages, few enough that the wait's reach stays that of a
-/// cohort, not of a whole loop's connections.
-const MAX_BATCH: u32 = 64;
 
 /// Connection slots a request's user data can name (the rest of its bits: the operation
 /// and the slot's generation).
@@ -252,13 +247,12 @@ pub(crate) struct UringBackend {
     fresh_sends: u32,
     /// Connections with output waiting behind their send in flight.
     backlogged: usize,
-    /// Events the last wait found besides sends' completions and cancellations' (what the
-    /// next batch wait asks for: see `completions_to_wait_for`); none after a batch wait
-    /// that ran out.
-    last_events: u32,
-    /// The most completions one wait asks for: half the completion queue, so that a wait
-    /// never asks for more than the queue can hold with the turn's other completions.
-    cq_share: u32,
+    /// The last wait found two events or more besides sends' completions. Then another is
+    /// likely to come while this turn's sends complete, and holding them back for it
+    /// (`BATCH_WAIT`) saves an enter; a lone connection's next message rarely comes that
+    /// soon, and the wait's short timer (armed, then cancelled or fired) cost it more CPU
+    /// per echo than the second enter it saved (1.3x, measured at one connection).
+    crowded: bool,
     /// Connections whose receive ended and is to be armed again after this drain.
     rearm: Vec<ConnKey>,
     /// The last wait's completions (copied out, so the queue is free while they are
@@ -296,8 +290,7 @@ impl UringBackend {
             spare_sends: Vec::new(),
             fresh_sends: 0,
             backlogged: 0,
-            last_events: 0,
-            cq_share: entries * 2,
+            crowded: false,
             rearm: Vec::new(),
             completions: Vec::with_capacity(entries as usize * 4),
             stats,
@@ -331,28 +324,14 @@ impl UringBackend {
 
     /// How many completions the next enter waits for, and how long at most, given the
     /// turn's `timeout`.
-    ///
-    /// When nothing waits for this turn's sends (no output queued behind one, no connection
-    /// closing once one is done) and the last wait found two events or more, the sends'
-    /// completions are held back for as many events as the last wait found (at most
-    /// `MAX_BATCH`): with many connections one message in flight each, the messages that come
-    /// back are the cohort the last turn answered, and waiting for the cohort makes one
-    /// enter serve all of it rather than the first one or two of it.
-    ///
-    /// The hold costs latency only where that guess is wrong, and is bounded each way: it
-    /// never outlasts `BATCH_WAIT` (nor the turn's own timeout), and a wait that ran out is
-    /// followed by none. What trickled in over a whole hold is no cohort: at 20k msg/s over
-    /// 100 connections a hold that asked for two found about two per `BATCH_WAIT`, so asking
-    /// again for what it found kept every turn holding (p50 11-42 µs above the rule of one
-    /// more event, measured). A lone connection or a quiet server finds one event a wait or
-    /// none: no batch wait at all, and no short timer (armed, then cancelled or fired), which
-    /// cost a lone connection more CPU per echo than the second enter it saved (1.3x,
-    /// measured at one connection).
     fn completions_to_wait_for(&self, timeout: Option<Duration>) -> (u32, Option<Duration>) {
         match timeout {
             Some(Duration::ZERO) => (0, timeout),
-            _ if self.fresh_sends > 0 && self.backlogged == 0 && self.last_events >= 2 => (
-                self.fresh_sends.saturating_add(self.last_events.min(MAX_BATCH)).min(self.cq_share),
+            // Nothing waits for this turn's sends (no output queued behind one, no connection
+            // closing once one is done) and more events are likely: wait for them and one
+            // more event, briefly.
+            _ if self.fresh_sends > 0 && self.backlogged == 0 && self.crowded => (
+                self.fresh_sends.saturating_add(1),
                 Some(timeout.map_or(BATCH_WAIT, |t| t.min(BATCH_WAIT))),
             ),
             _ => (1, timeout),
@@ -610,13 +589,8 @@ impl Backend for UringBackend {
         self.fresh_sends = 0;
         self.enter(want, timeout)?;
         self.collect();
-        // Only a batch wait asks for more than one completion.
-        let ran_out = want > 1 && self.completions.len() < want as usize;
-        let events = self
-            .completions
-            .iter()
-            .filter(|c| !matches!(decode(c.user_data()).0, Op::Send | Op::Cancel));
-        self.last_events = if ran_out { 0 } else { events.count().try_into().unwrap_or(u32::MAX) };
+        let events = self.completions.iter().filter(|c| decode(c.user_data()).0 != Op::Send);
+        self.crowded = events.take(2).count() == 2;
         Ok(())
     }
 
