@@ -13,6 +13,11 @@
 #   SERVER_CORE=0 CLIENT_CORE=1              # (the defaults)
 #   TLS=1 benches/syscalls.sh                # over wss (a throwaway PKI, tests/wss/make-certs.sh)
 #   SURGE=/tmp/base/surge LABEL=base benches/syscalls.sh   # another build of the server
+#   RATE=20000 CONNS=100 benches/syscalls.sh # open loop at that many msgs/s in all
+#
+# Beside the calls: the server's CPU per message (perf's task-clock), how often it slept
+# (context switches) and its socket receives (sock_recvmsg, the sock:sock_recv_length
+# tracepoint, whether the call came from a system call or from io_uring).
 #
 # Needs perf with tracepoints (`perf list 'raw_syscalls:*'`), and release builds of surge and
 # surge-loadgen (cargo build --release -p surge -p surge-loadgen). Prints a markdown table.
@@ -38,13 +43,16 @@ fi
 EVENTS="raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_epoll_wait"
 EVENTS+=",syscalls:sys_enter_read,syscalls:sys_enter_recvfrom,syscalls:sys_enter_write"
 EVENTS+=",syscalls:sys_enter_writev,syscalls:sys_enter_sendto"
+EVENTS+=",task-clock,context-switches,sock:sock_recv_length"
+PACE=(--in-flight 1)
+[ -z "${RATE:-}" ] || PACE=(--rate "$RATE")
 
 PERF_PID=
 cleanup() { [ -z "$PERF_PID" ] || kill -INT "$PERF_PID" 2>/dev/null || true; }
 trap cleanup EXIT
 
-echo "| backend | conns | msgs | msg/s | syscalls/echo | io_uring_enter | epoll_wait | read+recv | write(v)+send |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| backend | conns | msgs | msg/s | syscalls/echo | io_uring_enter | epoll_wait | read+recv | write(v)+send | server µs CPU/msg | sleeps/msg | socket receives/msg |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for backend in $BACKENDS; do
   for conns in $CONNS; do
     tag="$SCHEME-$backend-$conns${LABEL:+-$LABEL}" label="${LABEL:+$LABEL }$backend"
@@ -63,7 +71,7 @@ for backend in $BACKENDS; do
     done
     [ -n "$port" ] || { echo "the server did not start: $(tail -3 "$log")" >&2; exit 1; }
     taskset -c "$CLIENT_CORE" target/release/surge-loadgen "$SCHEME://127.0.0.1:$port/" "${CLIENT_TLS[@]}" -c "$conns" \
-      --size 20 --binary --in-flight 1 -d "$DURATION" -w 0s -q --json "$OUT/loadgen-$tag.json" \
+      --size 20 --binary "${PACE[@]}" -d "$DURATION" -w 0s -q --json "$OUT/loadgen-$tag.json" \
       >"$OUT/loadgen-$tag.log"
     # SIGINT to the server (perf's child): a graceful stop, then perf writes its counts.
     pkill -INT -P "$PERF_PID" || true
@@ -74,15 +82,19 @@ import csv, json, sys
 stat, run, backend, conns = sys.argv[1:]
 counts = {}
 for row in csv.reader(line for line in open(stat) if line.strip() and not line.startswith("#")):
-    if len(row) > 2 and row[0].strip().isdigit():
-        counts[row[2].split(":")[-1]] = int(row[0])
+    try:
+        counts[row[2].split(":")[-1]] = float(row[0])
+    except (IndexError, ValueError):
+        pass  # "<not counted>" and the like
 r = json.load(open(run))
 msgs = r["messages"]
 per = lambda *names: sum(counts.get(n, 0) for n in names) / msgs
 print(f"| {backend} | {conns} | {msgs} | {r['msgs_per_sec']:.0f} | {per('sys_enter'):.3f} "
       f"| {per('sys_enter_io_uring_enter'):.3f} | {per('sys_enter_epoll_wait'):.3f} "
       f"| {per('sys_enter_read', 'sys_enter_recvfrom'):.3f} "
-      f"| {per('sys_enter_write', 'sys_enter_writev', 'sys_enter_sendto'):.3f} |")
+      f"| {per('sys_enter_write', 'sys_enter_writev', 'sys_enter_sendto'):.3f} "
+      f"| {per('task-clock') * 1e3:.2f} | {per('context-switches'):.3f} "
+      f"| {per('sock_recv_length'):.3f} |")
 EOF
   done
 done
