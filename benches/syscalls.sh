@@ -56,7 +56,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for backend in $BACKENDS; do
   for conns in $CONNS; do
     tag="$SCHEME-$backend-$conns${LABEL:+-$LABEL}" label="${LABEL:+$LABEL }$backend"
-    [ "$SCHEME" = ws ] || label="$backend ($SCHEME)"
+    [ "$SCHEME" = ws ] || label="$label ($SCHEME)"
     log="$OUT/server-$tag.log"
     stat="$OUT/perf-$tag.csv"
     perf stat -x, -e "$EVENTS" -o "$stat" -- taskset -c "$SERVER_CORE" \
