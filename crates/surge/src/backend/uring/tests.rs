@@ -23,18 +23,23 @@ fn pair(buffers: (u16, usize)) -> (UringBackend, Stream, StdStream, ConnKey) {
         UringBackend::new(Poll::new().unwrap(), vec![listener], buffers, stats).unwrap();
     let client = StdStream::connect(addr).unwrap();
     client.set_read_timeout(Some(PATIENCE)).unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    let mut stream = loop {
-        backend.wait(Some(Duration::from_millis(10))).unwrap();
-        backend.drain(|_| {});
-        if let Some((stream, _)) = backend.accept(0).unwrap() {
-            break stream;
-        }
-        assert!(Instant::now() < deadline, "the multishot accept delivers");
-    };
+    let mut stream = accept_one(&mut backend);
     let key = ConnKey { slot: 3, generation: 7 };
     backend.register(key, &mut stream).unwrap();
     (backend, stream, client, key)
+}
+
+/// Turns the ring until the multishot accept on the first listener delivers a connection.
+fn accept_one(backend: &mut UringBackend) -> Stream {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        backend.wait(Some(Duration::from_millis(10))).unwrap();
+        backend.drain(|_| {});
+        if let Some((stream, _)) = backend.accept(0).unwrap() {
+            return stream;
+        }
+        assert!(Instant::now() < deadline, "the multishot accept delivers");
+    }
 }
 
 /// Waits and drains until `done` says so, handing every report to `on`.
@@ -112,15 +117,7 @@ fn a_send_the_engine_waits_on_is_not_held_back_for_a_batch() {
 fn sends_wait_for_a_batch_only_while_turns_carry_several_events() {
     let (mut backend, mut stream, mut client, key) = pair((4, 4096));
     let mut other = StdStream::connect(backend.listeners[0].local_addr().unwrap()).unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    let mut other_stream = loop {
-        backend.wait(Some(Duration::from_millis(10))).unwrap();
-        backend.drain(|_| {});
-        if let Some((stream, _)) = backend.accept(0).unwrap() {
-            break stream;
-        }
-        assert!(Instant::now() < deadline, "the multishot accept delivers");
-    };
+    let mut other_stream = accept_one(&mut backend);
     backend.register(ConnKey { slot: 4, generation: 1 }, &mut other_stream).unwrap();
     let mut pool = BufferPool::new(1 << 20);
     let mut out = Outbox::default();
