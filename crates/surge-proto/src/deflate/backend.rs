@@ -15,8 +15,8 @@
 //! - every allocation through Rust's global allocator, so that a counting allocator sees the
 //!   whole state.
 //!
-//! The backend is C zlib (the system's libz, or the copy libz-sys builds when there is
-//! none), called through libz-sys's raw bindings: the only way to choose zlib's memory level
+//! The backend is C zlib (Cloudflare's fork, or the system's libz where that does not
+//! build), called through raw bindings: the only way to choose zlib's memory level
 //! (flate2 fixes it at 8) and to stop at a block boundary. Why C zlib and not zlib-rs: its
 //! state per stream is a fraction of zlib-rs's (23.5 KiB against 151 KiB for a compressor
 //! at window 12, memLevel 1), which is what makes per-connection streams affordable, and a
@@ -31,7 +31,32 @@
 use core::ffi::{c_int, c_uint, c_void};
 use std::alloc::Layout;
 
-use libz_sys as z;
+/// Cloudflare's fork of C zlib where it builds (64-bit little-endian x86-64, with SSE4.2,
+/// and ARM64): the same state sizes as zlib, its match finder hashes four bytes with the
+/// CPU's CRC32 instruction and compares eight at a time, and its inflater copies in
+/// 16-byte chunks; `benches/deflate/zlib-forks.sh` measures it against the system's zlib
+/// (see the [module docs](super)). Elsewhere, C zlib through libz-sys. Both export zlib's
+/// API, so the code below is the same for both; only how `z_stream` holds the allocator
+/// functions differs.
+#[cfg(all(target_endian = "little", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod z {
+    pub(super) use cloudflare_zlib_sys::*;
+
+    pub(super) fn allocator(
+        alloc: alloc_func,
+        free: free_func,
+    ) -> (Option<alloc_func>, Option<free_func>) {
+        (Some(alloc), Some(free))
+    }
+}
+#[cfg(not(all(target_endian = "little", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+mod z {
+    pub(super) use libz_sys::*;
+
+    pub(super) fn allocator(alloc: alloc_func, free: free_func) -> (alloc_func, free_func) {
+        (alloc, free)
+    }
+}
 
 /// What one call did: bytes of input consumed, bytes of output produced, whether the final
 /// block ended (decompression only).
@@ -97,6 +122,7 @@ unsafe impl Send for Stream {}
 
 impl Stream {
     fn new() -> Self {
+        let (zalloc, zfree) = z::allocator(zalloc, zfree);
         Stream(Box::new(z::z_stream {
             next_in: core::ptr::null_mut(),
             avail_in: 0,
@@ -175,7 +201,7 @@ impl Deflate {
     pub(crate) fn new(window_bits: u8, mem_level: u8, level: u8) -> Self {
         let mut stream = Stream::new();
         // SAFETY: a fresh, boxed z_stream with our allocator; the version string and the
-        // structure size are those libz-sys was built against, as deflateInit2_ requires.
+        // structure size are those the bindings were built against, as deflateInit2_ requires.
         let rc = unsafe {
             z::deflateInit2_(
                 &mut *stream.0,
