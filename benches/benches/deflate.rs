@@ -1,5 +1,5 @@
 //! The permessage-deflate backend as a measured choice: C zlib (what `surge-proto` ships,
-//! through `surge_proto::deflate`: the system's libz through libz-sys) against zlib-rs (the
+//! through `surge_proto::deflate`: Cloudflare's fork on x86-64) against zlib-rs (the
 //! Rust port of zlib-ng, called the same way: raw deflate, sync flush, tail stripped;
 //! inflate with the tail appended), in the same run.
 //!

@@ -62,9 +62,9 @@
 //!
 //! # The backend, measured
 //!
-//! C zlib 1.2.13 (the system's, through libz-sys's raw bindings; `backend.rs`) against
-//! zlib-rs 0.6 (the Rust port of zlib-ng), measured by `benches/benches/deflate.rs` in one
-//! run:
+//! C zlib (through raw bindings; `backend.rs`): Cloudflare's fork (cloudflare-zlib-sys) on
+//! x86-64 and ARM64, the system's zlib through libz-sys elsewhere, against zlib-rs 0.6 (the
+//! Rust port of zlib-ng), measured by `benches/benches/deflate.rs` in one run:
 //!
 //! ```text
 //! cargo bench -p surge-benches --bench deflate
@@ -72,29 +72,56 @@
 //!
 //! State per stream, heap bytes, seen by a counting allocator that both libraries allocate
 //! through (deflate once made; inflate after its first message, since C zlib allocates its
-//! window on first use):
+//! window on first use). The C zlib columns are Cloudflare's (2026-12-02); the system's
+//! zlib 1.2.13 held 8 B more per compressor and 1,936 B less per decompressor (7,816, 11,400
+//! and 40,072 B at 9, 12 and 15 bits: Cloudflare's inflater pads its window for 16-byte
+//! copies):
 //!
 //! ```text
 //! bits memLevel | zlib-rs deflate  C zlib deflate | zlib-rs inflate  C zlib inflate
-//!    9        1 |         137 216           9 216 |          47 552           7 816
-//!    9        4 |         143 488          16 384 |          47 552           7 816
-//!    9        8 |         251 008         139 264 |          47 552           7 816
-//!   12        1 |         151 552          23 552 |          47 552          11 400
-//!   12        4 |         157 824          30 720 |          47 552          11 400
-//!   12        8 |         265 344         153 600 |          47 552          11 400
-//!   15        1 |         266 240         138 240 |          47 552          40 072
-//!   15        4 |         272 512         145 408 |          47 552          40 072
-//!   15        8 |         380 032         268 288 |          47 552          40 072
+//!    9        1 |         137 216           9 208 |          47 552           9 752
+//!    9        4 |         143 488          16 376 |          47 552           9 752
+//!    9        8 |         251 008         139 256 |          47 552           9 752
+//!   12        1 |         151 552          23 544 |          47 552          13 336
+//!   12        4 |         157 824          30 712 |          47 552          13 336
+//!   12        8 |         265 344         153 592 |          47 552          13 336
+//!   15        1 |         266 240         138 232 |          47 552          42 008
+//!   15        4 |         272 512         145 400 |          47 552          42 008
+//!   15        8 |         380 032         268 280 |          47 552          42 008
 //! ```
+//!
+//! Which C zlib (`benches/deflate/zlib-forks.sh 5 2000`: one harness linked against each,
+//! rounds alternating them, pinned to one core; medians, and the time against the system's
+//! zlib paired by round; JSON records in the load generator's format, 2026-12-02 11:35 UTC):
+//!
+//! ```text
+//!                      system 1.2.13     zlib 1.3.1 -O3        Cloudflare's fork
+//! 16 KiB, stream w12 m4  219 + 39.1 us    1.07x  0.99x  7.45   0.63x  0.64x  7.62 ratio
+//! 16 KiB, shared w15 m8  183 + 37.8 us    1.01x  0.97x  6.80   0.70x  0.63x  6.90
+//! 1 KiB, stream w12 m4  20.8 + 5.5 us     1.06x  1.02x  6.22   0.74x  0.77x  6.32
+//! 1 KiB, shared w15 m8  23.7 + 6.7 us     1.01x  1.00x  3.51   0.82x  0.81x  3.52
+//! ```
+//!
+//! (compress + inflate per message; then compress time and inflate time against the system's, and
+//! the compression ratio.) Cloudflare's fork hashes four bytes with the CPU's CRC32 instruction and
+//! compares eight bytes at a time in its match search, and inflates in 16-byte chunks: a third less
+//! time for long messages, output 1-2 % smaller, the same memory. Its build needs SSE4.2 on x86-64
+//! (every x86-64 CPU since 2008; it is compiled in, not detected) and a C compiler; the crate is
+//! marked deprecated on crates.io (zlib-rs, the usual successor, is ruled out here by its memory:
+//! below), and its code is frozen at zlib 1.2.8 with the 1.2.12 fix for distant matches
+//! (CVE-2018-25032) carried over; the inflate path a peer reaches is zlib's raw inflate, with no
+//! gzip header parsing (CVE-2022-37434's). Both bindings are zlib's API, so the fallback is the
+//! other arm of `backend.rs`'s `z` module.
 //!
 //! The published figure holds: zlib-rs's compressor is 134 KiB at its smallest (its hash
 //! table is fixed at 2^16 entries, 128 KiB, whatever the memLevel) against 9 KiB for C zlib;
 //! its decompressor always allocates a 32 KiB window, whatever the window bits.
 //!
-//! Speed (level 6, window 15, memLevel 8, no context takeover unless said; criterion's
-//! middle estimate per message on the 2-core machine shared with other builds, both columns
-//! from one process minutes apart; the first run's figures, with zlib-rs as the backend,
-//! were 13.3 / 20.8 us for the 137 B compression, the same order):
+//! Speed against zlib-rs (level 6, window 15, memLevel 8, no context takeover unless said;
+//! criterion's middle estimate per message on the 2-core machine shared with other builds,
+//! both columns from one process minutes apart, C zlib then the system's 1.2.13; the first
+//! run's figures, with zlib-rs as the backend, were 13.3 / 20.8 us for the 137 B
+//! compression, the same order):
 //!
 //! ```text
 //!                                  zlib-rs     C zlib
@@ -109,17 +136,17 @@
 //!
 //! **The backend is C zlib, for memory first.** The issue's budget of 64 KiB per active
 //! connection at window 12 with context takeover is out of reach for zlib-rs whatever the
-//! memLevel (151 KiB + 47 KiB), and within it for C zlib (23.5 + 11.4 KiB at memLevel 1,
-//! 30.7 + 11.4 at memLevel 4). It also compresses from a fresh window 1.2-1.3x faster, which
-//! is what the shared (no context takeover) compressor does for every message; zlib-rs
-//! inflates 5-30% faster, which matters less (inflate is a fifth of compress). The price is
-//! `unsafe`: raw FFI calls in one file, each with its `// SAFETY:` reasoning, allocations
-//! routed through Rust's allocator (`zalloc`/`zfree`, so a counting allocator and ASan see
-//! them), the stream boxed because zlib's state points back at it, and `tests/deflate.rs`
-//! run under AddressSanitizer by `asan.sh` (the C library itself is not instrumented; the
-//! hand-over of buffers and every allocation is). It needs a C compiler only where no
-//! system zlib is found (libz-sys then builds its bundled copy). flate2 is no alternative:
-//! it fixes memLevel at 8 (150 KiB at window 12) and has no `Z_BLOCK`.
+//! memLevel (151 KiB + 47 KiB), and within it for C zlib (23.5 + 13.3 KiB at memLevel 1, 30.7 +
+//! 13.3 at memLevel 4). It also compresses from a fresh window 1.2-1.3x faster, which is what
+//! the shared (no context takeover) compressor does for every message; zlib-rs inflated 5-30%
+//! faster than 1.2.13 (Cloudflare's inflates in 0.64x 1.2.13's time). The price is `unsafe`:
+//! raw FFI calls in one file, each with its `// SAFETY:` reasoning, allocations routed through
+//! Rust's allocator (`zalloc`/`zfree`, so a counting allocator and ASan see them), the stream
+//! boxed because zlib's state points back at it, and `tests/deflate.rs` run under
+//! AddressSanitizer by `asan.sh` (the C library itself is not instrumented; the hand-over of
+//! buffers and every allocation is). It needs a C compiler (Cloudflare's fork is built from
+//! source; libz-sys builds its bundled copy where no system zlib is found). flate2 is no
+//! alternative: it fixes memLevel at 8 (150 KiB at window 12) and has no `Z_BLOCK`.
 
 mod backend;
 pub mod codec;
