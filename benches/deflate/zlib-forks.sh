@@ -9,6 +9,11 @@
 # default). Needs gcc and zlib's headers (zlib1g-dev).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+if [[ $(uname -m) != x86_64 ]]; then
+    # Cloudflare's build below uses the crate's x86-64 flags.
+    echo "zlib-forks.sh: needs x86-64, this is $(uname -m)" >&2
+    exit 2
+fi
 rounds=${1:-5}
 messages=${2:-2000}
 work=$(mktemp -d)
