@@ -42,6 +42,8 @@ pub struct Opts {
     nice: Option<i32>,
     /// Another build of the `surge` binary, measured beside this one as "Surge (baseline)".
     baseline_surge: Option<PathBuf>,
+    /// Whether that build takes `--backend` (builds before the io_uring backend do not).
+    baseline_takes_backend: bool,
     /// `--deflate[=PARAMS]`: the load generator offers permessage-deflate ("" for its
     /// default offer), and the deflate servers and JSON-text scenarios join the run.
     deflate: Option<String>,
@@ -66,9 +68,10 @@ usage: benches/compare.sh [OPTIONS]
                         second during each run; only when listed)
   --baseline-surge PATH another build of the surge binary (an older commit's), run beside this
                         one as the server surge-baseline, Surge (baseline): an A/B of two
-                        builds, paired by round like every other ratio to Surge
+                        builds, paired by round like every other ratio to Surge (on the
+                        same backend, when the build takes --backend)
   --scenarios LIST      only these: 20b,1conn,1000conn,1k,16k,pipelined,open,idle,sweep,
-                        json137,json16k
+                        json137,json16k,json137-open
   --deflate[=PARAMS]    the load generator offers permessage-deflate (PARAMS as its --deflate
                         takes them) and reports the compression ratio; adds the servers
                         surge-deflate-shared, surge-deflate-s12 (stream:12:4),
@@ -78,7 +81,7 @@ usage: benches/compare.sh [OPTIONS]
                         surge-baseline-deflate-shared and surge-baseline-deflate-s12 (the
                         baseline build with the same flags)
                         and the scenarios json137, json16k (JSON-record text, 100 x 137 B,
-                        200 x 16 KiB)
+                        200 x 16 KiB) and json137-open (json137 in open loop at --rate)
   --nice N              run the servers and the load generator under `nice -n N`
                         (negative: ahead of other work on a shared machine; needs root)
   --no-alloc            skip the allocation count (cargo bench --bench alloc)
@@ -151,6 +154,7 @@ fn parse_opts() -> Result<Opts, String> {
         quick: false,
         nice: None,
         baseline_surge: None,
+        baseline_takes_backend: false,
         deflate: None,
         command: String::new(),
     };
@@ -189,6 +193,14 @@ fn parse_opts() -> Result<Opts, String> {
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
+    // Without the flag a build since the io_uring backend takes `auto`, io_uring here: an
+    // A/B of two builds would then be one of two backends too.
+    o.baseline_takes_backend = o.baseline_surge.as_ref().is_some_and(|bin| {
+        Command::new(bin)
+            .args(["echo", "--help"])
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--backend"))
+    });
     o.rounds = rounds.unwrap_or(if o.quick { 1 } else { 3 }).max(1);
     o.duration = duration.unwrap_or(if o.quick { 1.0 } else { 10.0 });
     o.warmup = warmup.unwrap_or(if o.quick { 0.5 } else { 2.0 });
@@ -277,10 +289,10 @@ impl Peer {
                     "warn".into(),
                 ];
                 // "surge" (and the sweep) is the epoll backend, "surge-uring" the io_uring
-                // one, and any other variant ending in `-uring` its epoll twin on io_uring;
-                // the baseline build runs as it comes (it may predate the flag).
+                // one, and any other variant ending in `-uring` its epoll twin on io_uring,
+                // the baseline build's too, unless it predates the flag.
                 match id {
-                    _ if id.starts_with("surge-baseline") => {}
+                    _ if id.starts_with("surge-baseline") && !o.baseline_takes_backend => {}
                     _ if id.ends_with("-uring") => {
                         v.extend(["--backend".into(), "io-uring".into()])
                     }
@@ -431,6 +443,21 @@ fn scenarios(o: &Opts) -> Vec<Scenario> {
         all.extend([
             json("json137", "100 conns × 137 B JSON text", 100, 137),
             json("json16k", "200 conns × 16 KiB JSON text", 200, 16384),
+            // The same load offered to every server: with deflate the load generator
+            // compresses too and is the limit first, and a server fed fewer messages a turn
+            // pays more wake-ups a message, whatever compression costs.
+            Scenario {
+                rate: Some(o.rate),
+                ..json(
+                    "json137-open",
+                    &format!(
+                        "open loop, {} msg/s, 100 conns × 137 B JSON text",
+                        report::si(o.rate)
+                    ),
+                    100,
+                    137,
+                )
+            },
         ]);
     }
     all.into_iter().filter(|s| want(o, s.id)).collect()

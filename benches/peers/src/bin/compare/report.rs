@@ -412,17 +412,21 @@ pub fn markdown(results: &Value) -> String {
         m.push('\n');
     }
 
-    if let Some(open) =
-        results["scenarios"].as_array().into_iter().flatten().find(|sc| !sc["rate"].is_null())
+    for open in
+        results["scenarios"].as_array().into_iter().flatten().filter(|sc| !sc["rate"].is_null())
     {
         let _ = writeln!(
             m,
             "#### {}: latency from the scheduled send (µs, coordinated omission corrected)\n",
             cap(open["label"].as_str().unwrap_or(""))
         );
-        let _ = writeln!(m, "| server | p50 | p99 | p99.9 | achieved msg/s | server CPU |\n|---|--:|--:|--:|--:|--:|");
+        let _ = writeln!(
+            m,
+            "| server | p50 | p99 | p99.9 | achieved msg/s | server CPU | server CPU per message |\n|---|--:|--:|--:|--:|--:|--:|"
+        );
+        let scenario = open["id"].as_str().unwrap_or("");
         for id in &order {
-            let e = &s["open"][id];
+            let e = &s[scenario][id];
             let (label, _) = label_of(results, id);
             let rng = |f: &str| match e[f]["median"].as_f64() {
                 Some(v) => format!(
@@ -435,7 +439,7 @@ pub fn markdown(results: &Value) -> String {
             };
             let _ = writeln!(
                 m,
-                "| {label} | {} | {} | {} | {} | {} |",
+                "| {label} | {} | {} | {} | {} | {} | {} |",
                 rng("p50_us"),
                 rng("p99_us"),
                 rng("p99_9_us"),
@@ -443,6 +447,10 @@ pub fn markdown(results: &Value) -> String {
                 e["server_cpu"]["median"]
                     .as_f64()
                     .map(|c| format!("{:.0}%", c * 100.0))
+                    .unwrap_or("–".into()),
+                e["server_cpu_us_per_msg"]["median"]
+                    .as_f64()
+                    .map(|c| format!("{c:.2} µs"))
                     .unwrap_or("–".into()),
             );
         }
