@@ -5,7 +5,8 @@
 use proptest::prelude::*;
 use surge_proto::close::CloseCode;
 use surge_proto::deflate::codec::{
-    Compressor, CompressorConfig, DecompressError, Decompressor, SMALL_MESSAGE, TAIL,
+    Compressor, CompressorConfig, DecompressError, Decompressor, SMALL_MESSAGE, STREAM_FIXED_UP_TO,
+    TAIL,
 };
 use surge_proto::deflate::header::{elements, Element, SyntaxError};
 use surge_proto::deflate::negotiate::{
@@ -335,6 +336,33 @@ fn window_8_output_inflates_with_an_8_bit_window() {
     }
     if let Some(pairs) = inflater_8 {
         python_inflate_with_window(&pairs, 8);
+    }
+}
+
+#[test]
+fn short_messages_of_a_stream_slide_its_window_and_inflate_at_every_size() {
+    // Messages of every length the window compresses in Rust, many times round its buffer:
+    // each search prefetches its window's last messages and their links, which wrap around
+    // the link table (this test also runs under AddressSanitizer, crates/surge-proto/asan.sh).
+    for window_bits in [9, 12, 15] {
+        let config = CompressorConfig { window_bits, mem_level: 4, ..CompressorConfig::default() };
+        let mut c = Compressor::new(config).unwrap();
+        let mut d = Decompressor::new(window_bits).unwrap();
+        let mut rng = 0x9e37_79b9u32;
+        for i in 0..3000usize {
+            rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let len = 1 + (rng >> 8) as usize % STREAM_FIXED_UP_TO;
+            let message: Vec<u8> =
+                format!("{{\"seq\":{i},\"pad\":\"{}\"}}", "ab".repeat(len)).into_bytes();
+            let message = &message[..len];
+            let mut wire = Vec::new();
+            c.compress(message, &mut wire).unwrap();
+            assert_eq!(
+                inflate(&mut d, &wire).unwrap(),
+                message,
+                "window {window_bits}, message {i}"
+            );
+        }
     }
 }
 

@@ -153,6 +153,7 @@ pub mod codec;
 mod fixed;
 pub mod header;
 pub mod negotiate;
+mod prefetch;
 pub mod session;
 mod window;
 
