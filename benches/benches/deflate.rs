@@ -539,26 +539,12 @@ fn policies(c: &mut Criterion) {
             let mut i = 0;
             group.bench_function(format!("stream-12-4{label}-inflate"), |b| {
                 b.iter_custom(|iters| {
-                    // Timed between the resets that start the clients' streams again.
-                    let (mut timed, mut left) = (Duration::ZERO, iters);
-                    while left > 0 {
-                        if i == 0 {
-                            decompressors.iter_mut().for_each(Decompressor::reset);
-                        }
-                        let run = left.min((count - i) as u64) as usize;
-                        let t0 = Instant::now();
-                        for _ in 0..run {
-                            out.clear();
-                            decompressors[i % streams]
-                                .decompress(black_box(&received[i]), true, &mut out, MAX_MESSAGE)
-                                .unwrap();
-                            i += 1;
-                        }
-                        timed += t0.elapsed();
-                        i %= count;
-                        left -= run as u64;
-                    }
-                    timed
+                    in_turn(iters, &mut i, count, &mut decompressors, |decompressor, j| {
+                        out.clear();
+                        decompressor
+                            .decompress(black_box(&received[j]), true, &mut out, MAX_MESSAGE)
+                            .unwrap();
+                    })
                 })
             });
             // Both, as an echo server does it: each message inflated on its stream, then
@@ -572,37 +558,47 @@ fn policies(c: &mut Criterion) {
             let mut i = 0;
             group.bench_function(format!("stream-12-4{label}-both"), |b| {
                 b.iter_custom(|iters| {
-                    let (mut timed, mut left) = (Duration::ZERO, iters);
-                    while left > 0 {
-                        if i == 0 {
-                            decompressors.iter_mut().for_each(Decompressor::reset);
-                        }
-                        let run = left.min((count - i) as u64) as usize;
-                        let t0 = Instant::now();
-                        for _ in 0..run {
-                            inflated.clear();
-                            decompressors[i % streams]
-                                .decompress(
-                                    black_box(&received[i]),
-                                    true,
-                                    &mut inflated,
-                                    MAX_MESSAGE,
-                                )
-                                .unwrap();
-                            out.clear();
-                            compressors[i % streams].compress(&inflated, &mut out).unwrap();
-                            i += 1;
-                        }
-                        timed += t0.elapsed();
-                        i %= count;
-                        left -= run as u64;
-                    }
-                    timed
+                    in_turn(iters, &mut i, count, &mut decompressors, |decompressor, j| {
+                        inflated.clear();
+                        decompressor
+                            .decompress(black_box(&received[j]), true, &mut inflated, MAX_MESSAGE)
+                            .unwrap();
+                        out.clear();
+                        compressors[j % streams].compress(&inflated, &mut out).unwrap();
+                    })
                 })
             });
         }
         group.finish();
     }
+}
+
+/// `iters` messages of the clients' streams from message `*i` on, `step(its stream's
+/// decompressor, message)` for each, message `j` on stream `j % decompressors.len()`; timed
+/// between the resets that start every stream again after the last of `count` messages.
+fn in_turn(
+    iters: u64,
+    i: &mut usize,
+    count: usize,
+    decompressors: &mut [Decompressor],
+    mut step: impl FnMut(&mut Decompressor, usize),
+) -> Duration {
+    let streams = decompressors.len();
+    let (mut timed, mut left) = (Duration::ZERO, iters);
+    while left > 0 {
+        if *i == 0 {
+            decompressors.iter_mut().for_each(Decompressor::reset);
+        }
+        let run = left.min((count - *i) as u64) as usize;
+        let t0 = Instant::now();
+        for j in *i..*i + run {
+            step(&mut decompressors[j % streams], j);
+        }
+        timed += t0.elapsed();
+        *i = (*i + run) % count;
+        left -= run as u64;
+    }
+    timed
 }
 
 /// Where fixed codes against the window stop paying under context takeover: one window 12,
