@@ -149,7 +149,7 @@ impl ClientEndpoint {
             let codecs = Box::new(SharedCodecs::new(0));
             let session = DeflateSession::client(codecs, &params, CompressorConfig::default());
             self.proto =
-                Connection::client_with(*self.proto.limits(), self.keys.mask_seed, Some(session));
+                Connection::client_with(self.proto.limits(), self.keys.mask_seed, Some(session));
             self.agreed = Some(params);
         }
         Ok(Opening::Open { early })

@@ -107,6 +107,43 @@ impl Default for Limits {
     }
 }
 
+/// [`Limits`] as a connection keeps them, 16 bytes smaller: the timeouts in nanoseconds,
+/// with `u64::MAX` for never (a timeout past 584 years is one that never comes).
+#[derive(Debug, Clone, Copy)]
+struct HeldLimits {
+    max_frame_size: u64,
+    max_message_size: u64,
+    close_timeout_ns: u64,
+    idle_timeout_ns: u64,
+}
+
+impl HeldLimits {
+    const NEVER: u64 = u64::MAX;
+
+    fn new(limits: Limits) -> Self {
+        let nanos = |timeout: Duration| u64::try_from(timeout.as_nanos()).unwrap_or(Self::NEVER);
+        HeldLimits {
+            max_frame_size: limits.max_frame_size,
+            max_message_size: limits.max_message_size,
+            close_timeout_ns: nanos(limits.close_timeout),
+            idle_timeout_ns: limits.idle_timeout.map_or(Self::NEVER, nanos),
+        }
+    }
+
+    fn timeout(nanos: u64) -> Option<Duration> {
+        (nanos != Self::NEVER).then(|| Duration::from_nanos(nanos))
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_frame_size: self.max_frame_size,
+            max_message_size: self.max_message_size,
+            close_timeout: Self::timeout(self.close_timeout_ns).unwrap_or(Duration::MAX),
+            idle_timeout: Self::timeout(self.idle_timeout_ns),
+        }
+    }
+}
+
 /// What [`Connection::read`] reports: small (a few words), since every message passes
 /// through one; payloads are borrowed from the input or the assembly buffer, never copied
 /// into it.
@@ -206,7 +243,7 @@ enum Timer {
 /// connection should cost little more than this.
 #[derive(Debug, Clone)]
 pub struct Connection<E: Extension = NoExtension> {
-    limits: Limits,
+    limits: HeldLimits,
     /// The negotiated extension (zero-sized when none).
     extension: E,
     /// The instant the timers run from (see [`Timer`]); `None` before any input was noted
@@ -263,7 +300,7 @@ impl<E: Extension> Connection<E> {
 
     fn new(role: Role, limits: Limits, mask_seed: u64, extension: E) -> Self {
         Connection {
-            limits,
+            limits: HeldLimits::new(limits),
             extension,
             clock: None,
             timer: Timer::Idle,
@@ -290,9 +327,10 @@ impl<E: Extension> Connection<E> {
         self.role
     }
 
-    /// The limits in force.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// The limits in force (a timeout past 584 years reads as never, or as
+    /// [`Duration::MAX`] for the close timeout).
+    pub fn limits(&self) -> Limits {
+        self.limits.limits()
     }
 
     /// The negotiated extension.
@@ -805,7 +843,9 @@ impl<E: Extension> Connection<E> {
     fn start_closing(&mut self, now: Instant) {
         if self.timer != Timer::Closing {
             self.timer = Timer::Closing;
-            self.clock = Some(now + self.limits.close_timeout);
+            // No deadline at all when it lies past what an `Instant` can hold.
+            self.clock = HeldLimits::timeout(self.limits.close_timeout_ns)
+                .and_then(|timeout| now.checked_add(timeout));
         }
     }
 
@@ -877,10 +917,10 @@ impl<E: Extension> Connection<E> {
             return None;
         }
         let clock = self.clock?;
-        let idle = self.limits.idle_timeout;
+        let idle = HeldLimits::timeout(self.limits.idle_timeout_ns);
         match self.timer {
-            Timer::Idle => idle.map(|idle| clock + idle / 2),
-            Timer::PingOwed | Timer::Pinged => idle.map(|idle| clock + idle),
+            Timer::Idle => idle.and_then(|idle| clock.checked_add(idle / 2)),
+            Timer::PingOwed | Timer::Pinged => idle.and_then(|idle| clock.checked_add(idle)),
             Timer::Closing => Some(clock),
             Timer::Expired => None,
         }

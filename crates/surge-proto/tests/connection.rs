@@ -635,6 +635,33 @@ fn silence_brings_a_ping_at_half_the_idle_timeout_and_a_close_1001_at_all_of_it(
 }
 
 #[test]
+fn timeouts_past_what_an_instant_holds_never_come_and_never_panic() {
+    let limits = Limits {
+        idle_timeout: Some(Duration::MAX),
+        close_timeout: Duration::MAX,
+        ..Limits::default()
+    };
+    let mut server = Connection::server(limits);
+    let kept = Limits { idle_timeout: None, ..limits };
+    assert_eq!(server.limits(), kept, "an idle timeout past 584 years reads as never");
+    let start = Instant::now();
+    server.handle_input(start);
+    assert_eq!(server.poll_timeout(), None, "no idle deadline an instant can hold");
+    let mut wire = Vec::new();
+    server.close(start, CloseCode::NORMAL, "", &mut wire).unwrap();
+    assert_eq!(server.poll_timeout(), None, "no close deadline either");
+    server.handle_timeout(start + Duration::from_secs(1 << 32));
+    assert!(!server.is_closed(), "still waiting for the peer's Close");
+}
+
+#[test]
+fn the_limits_read_back_as_given() {
+    for limits in [Limits::default(), idle_limits()] {
+        assert_eq!(Connection::server(limits).limits(), limits);
+    }
+}
+
+#[test]
 fn input_restarts_the_silence_and_cancels_a_ping_not_yet_sent() {
     let mut server = Connection::server(idle_limits());
     let start = Instant::now();
