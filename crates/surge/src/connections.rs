@@ -22,8 +22,9 @@ use crate::handle::{ConnectionId, ServerHandle, ShutdownReport};
 use crate::handler::Handler;
 use crate::key::ConnKey;
 use crate::outbox::{Flushed, Outbox, Outboxes, SharedFrame};
+use crate::panics;
 use crate::slab::Slab;
-use crate::stats::{status_index, Limit, Tally};
+use crate::stats::{status_index, Limit, Tally, ENGINE_PANIC};
 use crate::timer::{TimerEntry, TimerWheel};
 use crate::topics::{Outcome, Pending, TopicList};
 use crate::transport::{Stream, Transport};
@@ -179,9 +180,12 @@ impl<H: Handler> Connections<H> {
     /// A completion backend's connection out of its backpressure pause: what it held back
     /// goes first; then it receives again, unless that paused it once more.
     fn resume(&mut self, backend: &mut impl Backend, key: ConnKey) {
-        let Connections { conns, handler, ctx, spare, .. } = self;
-        let Some(entry) = conns.get_mut(key) else { return };
-        if let Intake::More = (Turn { handler, ctx, spare }).feed_held(entry, key) {
+        let intake = self.contained(key, |this| {
+            let Connections { conns, handler, ctx, spare, .. } = this;
+            let entry = conns.get_mut(key)?;
+            Some((Turn { handler, ctx, spare }).feed_held(entry, key))
+        });
+        if let Some(Some(Intake::More)) = intake {
             backend.resume_reading(key);
         }
     }
@@ -191,12 +195,15 @@ impl<H: Handler> Connections<H> {
     /// limit (the backend is to stop receiving). A stream that ended or failed under its
     /// transport (TLS) removes the connection.
     pub(crate) fn on_received(&mut self, key: ConnKey, bytes: &mut [u8]) -> bool {
-        let Connections { conns, handler, ctx, spare, read_buf, .. } = self;
-        let Some(entry) = conns.get_mut(key) else { return false };
-        match (Turn { handler, ctx, spare }).take_received(entry, key, bytes, read_buf) {
-            Intake::More => false,
-            Intake::Paused => true,
-            Intake::Lost => {
+        let intake = self.contained(key, |this| {
+            let Connections { conns, handler, ctx, spare, read_buf, .. } = this;
+            let entry = conns.get_mut(key)?;
+            Some((Turn { handler, ctx, spare }).take_received(entry, key, bytes, read_buf))
+        });
+        match intake.flatten() {
+            None | Some(Intake::More) => false,
+            Some(Intake::Paused) => true,
+            Some(Intake::Lost) => {
                 self.remove(key);
                 false
             }
@@ -243,10 +250,12 @@ impl<H: Handler> Connections<H> {
 
     /// Input for connection `key` (`until_would_block`: no further edge will say so).
     pub(crate) fn on_readable(&mut self, key: ConnKey, until_would_block: bool) {
-        let Connections { conns, read_buf, spare, handler, ctx, .. } = self;
-        let Some(entry) = conns.get_mut(key) else { return };
-        let mut turn = Turn { handler, ctx, spare };
-        if let ReadEnd::Lost = turn.read(entry, key, read_buf, until_would_block) {
+        let end = self.contained(key, |this| {
+            let Connections { conns, read_buf, spare, handler, ctx, .. } = this;
+            let entry = conns.get_mut(key)?;
+            Some(Turn { handler, ctx, spare }.read(entry, key, read_buf, until_would_block))
+        });
+        if let Some(Some(ReadEnd::Lost)) = end {
             self.remove(key);
         }
         self.publish_pending();
@@ -297,6 +306,11 @@ impl<H: Handler> Connections<H> {
     /// Writes a connection's output once, then settles what follows from it: WRITABLE
     /// interest, owed control frames, drain notifications, closing the stream.
     fn flush_one(&mut self, backend: &mut impl Backend, key: ConnKey) {
+        self.contained(key, |this| this.write_once(backend, key));
+    }
+
+    /// [`Connections::flush_one`], uncontained.
+    fn write_once(&mut self, backend: &mut impl Backend, key: ConnKey) {
         let Connections { conns, handler, ctx, spare, .. } = self;
         let Some(entry) = conns.get_mut(key) else { return };
         let io = &mut entry.core.io;
@@ -406,7 +420,7 @@ impl<H: Handler> Connections<H> {
         let mut expired = std::mem::take(&mut self.expired);
         self.ctx.wheel.advance(self.ctx.tick, &mut expired);
         for entry in expired.drain(..) {
-            self.on_timer(entry);
+            self.contained(entry.key, |this| this.on_timer(entry));
         }
         self.expired = expired;
     }
@@ -614,6 +628,18 @@ impl<H: Handler> Connections<H> {
     }
 
     // ---- the end of a connection -------------------------------------------------------
+
+    /// Runs the engine's `work` on connection `key`; if it panics (a bug in the engine: the
+    /// handler's panics are caught closer in), that connection alone is dropped, since its
+    /// state can no longer be trusted, and the loop goes on. `None` when it panicked.
+    fn contained<R>(&mut self, key: ConnKey, work: impl FnOnce(&mut Self) -> R) -> Option<R> {
+        let done = panics::contained(self.ctx.id(key), || work(self));
+        if done.is_none() {
+            self.ctx.stats.panics.add(ENGINE_PANIC, 1);
+            self.remove(key);
+        }
+        done
+    }
 
     /// Closes the stream and returns the buffers; tells the application if it still held
     /// the connection open (1006: no close handshake).

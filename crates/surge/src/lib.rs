@@ -58,7 +58,8 @@
 //!   the upgrade, and the built-in routes), `conn` (a connection's record,
 //!   its phases, what a send costs; `Conn`), `handler` (the embedding API), `upgrade` (the
 //!   server's checks and refusals), `turn` (the per-message path: read, handshake, protocol
-//!   events, every handler call under one `catch_unwind`).
+//!   events, the handler's calls), `panics` (a handler's panic closes its connection with
+//!   1011, the engine's drops its connection; neither stops the loop).
 //! - A loop and its set-up: `connections` (the slab and what is done to it), `event_loop`
 //!   (the turn, accepting, commands), `acceptor` (listeners), `broker` (the cluster's
 //!   threads between the loops and Redis), `server` (threads).
@@ -127,6 +128,7 @@ mod http;
 mod key;
 mod metrics;
 mod outbox;
+mod panics;
 mod rate;
 mod readiness;
 mod request;

@@ -199,6 +199,15 @@ impl Collector for Gather {
         family(
             &mut out,
             loops,
+            "surge_panics",
+            "Panics caught, by where: a handler's (1011) or the engine's (connection dropped)",
+            "origin",
+            |s| &s.panics,
+            false,
+        )?;
+        family(
+            &mut out,
+            loops,
             "surge_limit_hits",
             "Limits reached, by limit",
             "limit",

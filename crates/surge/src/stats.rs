@@ -243,6 +243,12 @@ pub(crate) const DEFLATE_MESSAGES: &[&str; 2] = &["compressed", "inflated"];
 pub(crate) const DEFLATE_BYTES: &[&str; 4] =
     &["compress_before", "compress_after", "inflate_before", "inflate_after"];
 
+/// Where a panic was caught: in a handler callback (its connection closes with 1011), or in
+/// the engine's own work on one connection (a bug; that connection is dropped).
+pub(crate) const PANICS: &[&str; 2] = &["handler", "engine"];
+pub(crate) const HANDLER_PANIC: usize = 0;
+pub(crate) const ENGINE_PANIC: usize = 1;
+
 /// What backpressure did to a send.
 pub(crate) const BACKPRESSURE: &[&str; 2] = &["handed_back", "closed"];
 
@@ -290,6 +296,8 @@ pub(crate) struct LoopStats {
     pub(crate) closes_received: Counters<16>,
     pub(crate) backpressure: Counters<2>,
     pub(crate) limits: Counters<11>,
+    /// Panics caught, by where (see [`PANICS`]).
+    pub(crate) panics: Counters<2>,
     /// TLS handshakes completed, by kind, and failed, by reason.
     pub(crate) tls_handshakes: Counters<2>,
     pub(crate) tls_failures: Counters<6>,
@@ -321,6 +329,7 @@ impl Default for LoopStats {
             closes_received: Counters::new(CLOSE_CODES),
             backpressure: Counters::new(BACKPRESSURE),
             limits: Counters::new(LIMITS),
+            panics: Counters::new(PANICS),
             tls_handshakes: Counters::new(TLS_HANDSHAKES),
             tls_failures: Counters::new(TLS_FAILURES),
             uring: UringCounts::default(),

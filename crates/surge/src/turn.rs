@@ -4,12 +4,11 @@
 //! opening handshake, the protocol's events, the handler's calls. What a send costs is in
 //! `conn` and `outbox`.
 //!
-//! Every handler call goes through [`guarded`], the one place a panic is caught: a panic in
-//! `on_open`, `on_message`, `on_drain` or `on_refused` closes that connection with 1011, one
-//! in `on_upgrade` answers 500, one in `on_close` is logged; the loop goes on.
+//! Every handler call goes through `panics::guarded`: a panic in `on_open`, `on_message`,
+//! `on_drain` or `on_refused` closes that connection with 1011, one in `on_upgrade` answers
+//! 500, one in `on_close` is logged; the loop goes on.
 
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use surge_proto::close::CloseCode;
 use surge_proto::connection::Event;
@@ -20,12 +19,12 @@ use crate::buffer_pool::MAX_POOLED_CAPACITY;
 use crate::config::{RatePolicy, MAX_HEADERS};
 use crate::conn::{flag, App, Conn, ConnCore, ConnEntry, Phase, SendResult, WsConnection};
 use crate::context::LoopCtx;
-use crate::handle::ConnectionId;
 use crate::handler::{Handler, Upgrade};
 use crate::http;
 use crate::key::ConnKey;
+use crate::panics::guarded;
 use crate::request::Request;
-use crate::stats::{close_index, status_index, Limit};
+use crate::stats::{close_index, status_index, Limit, HANDLER_PANIC};
 use crate::transport::{Stream, Transport};
 use crate::upgrade;
 
@@ -483,7 +482,10 @@ impl<H: Handler> Turn<'_, H> {
                     Ok((protocol, headers, state, admission))
                 }
                 Some(Upgrade::Reject(status)) => Err(status),
-                None => Err(500),
+                None => {
+                    self.ctx.stats.panics.add(HANDLER_PANIC, 1);
+                    Err(500)
+                }
             }
         });
         let (protocol, headers, state, admission) = match decision {
@@ -611,7 +613,10 @@ impl<H: Handler> Turn<'_, H> {
                                     &mut reply,
                                 )
                             }
-                            None => http::refuse(500, close, &mut reply),
+                            None => {
+                                ctx.stats.panics.add(HANDLER_PANIC, 1);
+                                http::refuse(500, close, &mut reply)
+                            }
                         }
                     }
                 };
@@ -705,6 +710,7 @@ impl<H: Handler> Turn<'_, H> {
         let mut conn = Conn { core: &mut *core, ctx: &mut *self.ctx, key, last_of_read };
         let id = conn.id();
         if guarded(id, callback, || f(handler, &mut conn, &mut app.state)).is_none() {
+            self.ctx.stats.panics.add(HANDLER_PANIC, 1);
             // Fails only when our Close is already out, which is what we want anyway.
             let _ = core.start_close(self.ctx, key, CloseCode::INTERNAL_ERROR, "");
         }
@@ -743,27 +749,9 @@ impl<H: Handler> Turn<'_, H> {
         self.ctx.leave_topics(key);
         let id = self.ctx.id(key);
         let handler = &mut *self.handler;
-        // A panic here is only logged: the connection is going anyway.
-        let _ = guarded(id, "on_close", || handler.on_close(id, state, code, reason));
-    }
-}
-
-/// Runs a handler call, catching a panic: the one `catch_unwind` of the engine. Returns
-/// `None` (and logs) when the call panicked; the caller decides what that costs the
-/// connection.
-fn guarded<R>(id: ConnectionId, callback: &'static str, f: impl FnOnce() -> R) -> Option<R> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(result) => Some(result),
-        Err(panic) => {
-            let panic = if let Some(text) = panic.downcast_ref::<&str>() {
-                text
-            } else if let Some(text) = panic.downcast_ref::<String>() {
-                text.as_str()
-            } else {
-                "(not a string)"
-            };
-            tracing::error!(%id, callback, panic, "handler panicked");
-            None
+        // A panic here is only logged and counted: the connection is going anyway.
+        if guarded(id, "on_close", || handler.on_close(id, state, code, reason)).is_none() {
+            self.ctx.stats.panics.add(HANDLER_PANIC, 1);
         }
     }
 }

@@ -5,6 +5,7 @@ mod backpressure;
 mod deflate;
 mod http;
 mod limits;
+mod panics;
 mod shutdown;
 mod timeouts;
 mod topics;
@@ -63,7 +64,7 @@ impl Log {
     }
 }
 
-/// Echoes; `close CODE` closes with CODE; `flood SIZE` sends SIZE-byte binaries until one is
+/// Echoes; `panic` panics; `close CODE` closes with CODE; `flood SIZE` sends SIZE-byte binaries until one is
 /// refused; `on_drain` answers "drained".
 struct Probe(Log);
 
@@ -76,7 +77,9 @@ impl Handler for Probe {
 
     fn on_message(&mut self, conn: &mut Conn<'_>, _: &mut (), msg: Message<'_>) {
         let text = if let Message::Text(text) = msg { text } else { "" };
-        if let Some(code) = text.strip_prefix("close ") {
+        if text == "panic" {
+            panic!("asked to");
+        } else if let Some(code) = text.strip_prefix("close ") {
             conn.close(CloseCode::from(code.parse::<u16>().unwrap()), "asked").unwrap();
         } else if let Some(size) = text.strip_prefix("flood ") {
             let payload = vec![7; size.parse().unwrap()];

@@ -30,6 +30,16 @@ pub(crate) struct PipeState {
     pub(crate) output_edge: bool,
     /// Write calls the server made (for tests of how output is batched).
     pub(crate) writes: usize,
+    /// Where the server's next call on this pipe panics, standing in for a bug in the
+    /// engine's own work on the connection (for tests that the panic goes no further).
+    pub(crate) fault: Option<Fault>,
+}
+
+/// A call on the server's end of a pipe that panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    Read,
+    Write,
 }
 
 /// The server's end of a pipe.
@@ -56,6 +66,7 @@ pub(crate) fn pipe(window: usize) -> (Pipe, Peer) {
         input_edge: false,
         output_edge: false,
         writes: 0,
+        fault: None,
     }));
     (Pipe { state: Arc::clone(&state) }, Peer { state })
 }
@@ -73,6 +84,7 @@ impl Pipe {
 impl Transport for Pipe {
     fn read(&mut self, buf: &mut [u8], _pool: &mut BufferPool) -> io::Result<usize> {
         let mut state = self.state();
+        assert_ne!(state.fault, Some(Fault::Read), "a read that panics");
         if state.to_server.is_empty() {
             return if state.peer_shut { Ok(0) } else { Err(io::ErrorKind::WouldBlock.into()) };
         }
@@ -88,6 +100,7 @@ impl Transport for Pipe {
         _pool: &mut BufferPool,
     ) -> io::Result<usize> {
         let mut state = self.state();
+        assert_ne!(state.fault, Some(Fault::Write), "a write that panics");
         state.writes += 1;
         let room = state.window.saturating_sub(state.to_client.len());
         if room == 0 {
