@@ -6,8 +6,9 @@
 //! on one connection (its reads, its flushes, its timers) goes through [`contained`]: a panic
 //! there is a bug in the engine, the connection's state can no longer be trusted, so the
 //! caller drops that connection without a close handshake, and the loop and every other
-//! connection on it go on. Both are counted (`surge_panics_total`). Catching costs nothing
-//! until something panics: no branch, no store on the way through.
+//! connection on it go on. Both are counted (`surge_panics_total`). Until something panics,
+//! a catch costs a landing pad and the closure's few words passed through the stack: within
+//! the noise of the echo benchmarks, with and without it.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
